@@ -1,0 +1,16 @@
+"""Glue: patient-level split and nested training subsets (logic in anapart.cohort)."""
+import pandas as pd
+
+from anapart.cohort import make_split
+from anapart.files import setup_logging
+
+setup_logging(snakemake.log[0])
+s = snakemake.params.split
+make_split(
+    pd.read_csv(snakemake.input.manifest),
+    dict(snakemake.output),
+    classes=snakemake.params.classes,
+    test_fraction=s["test_fraction"],
+    fractions=s["fractions"],
+    seed=s["seed"],
+)

@@ -1,0 +1,6 @@
+"""Glue: generate the embedded synthetic cohort (logic in anapart.synthetic)."""
+from anapart.files import setup_logging
+from anapart.synthetic import SyntheticConfig, generate
+
+setup_logging(snakemake.log[0])
+generate(snakemake.output[0], SyntheticConfig.from_dict(snakemake.params.cfg))
