@@ -1,9 +1,6 @@
 # anapart: anatomical-partition deep learning for nasopharyngeal MRI.
 #   snakemake -c2                                  demo DAG on the embedded synthetic cohort
 #   snakemake -c2 --configfile config/test.yaml    tiny cohort, as the tests run it
-import os
-from pathlib import Path
-
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
@@ -14,11 +11,6 @@ configfile: "config/config.yaml"
 
 validate(config, "workflow/schemas/config.schema.yaml")
 
-# The scripts import the package from src/, installed or not (conda envs, cluster nodes).
-os.environ["PYTHONPATH"] = os.pathsep.join(
-    [str(Path(workflow.basedir) / "src"), os.environ.get("PYTHONPATH", "")]
-).rstrip(os.pathsep)
-
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/synthetic.smk"
@@ -26,7 +18,7 @@ include: "workflow/rules/cohort.smk"
 
 
 rule all:
+    default_target: True
     input:
         "results/cohort/manifest.csv",
         SPLIT_OUTPUTS.values(),
-    default_target: True

@@ -262,7 +262,10 @@ def ingest(dicom_dir, labels_csv, mask_dir, out: dict, *, classes, field: int, s
             for k, plan in enumerate(plans):
                 s = plan.series
                 td = time.perf_counter()
-                raw = [dicom_io.read_pixels(s.slices[i].path) for i in plan.indices]
+                try:
+                    raw = [dicom_io.read_pixels(s.slices[i].path) for i in plan.indices]
+                except DicomError as e:
+                    raise IngestError(str(e)) from e
                 t_decode += time.perf_counter() - td
                 stack = np.stack([to_field(a, field) for a in raw]).astype(np.float32)
                 images.append(normalise(stack, percentiles))

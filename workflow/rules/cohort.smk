@@ -9,17 +9,17 @@ rule ingest:
         images="results/cohort/images.npy",
         masks="results/cohort/masks.npy",
         report="results/cohort/ingest.json",
+    log:
+        "logs/ingest.log",
+    conda:
+        ENV
+    resources:
+        mem_mb=3000,
+        runtime=120,
     params:
         paths=cohort_paths(),
         classes=config["classes"],
         cohort=config["cohort"],
-    log:
-        "logs/ingest.log",
-    resources:
-        mem_mb=3000,
-        runtime=120,
-    conda:
-        ENV
     script:
         "../scripts/ingest.py"
 
@@ -29,15 +29,15 @@ rule split:
         manifest="results/cohort/manifest.csv",
     output:
         **SPLIT_OUTPUTS,
-    params:
-        classes=config["classes"],
-        split=config["split"],
     log:
         "logs/split.log",
+    conda:
+        ENV
     resources:
         mem_mb=1000,
         runtime=10,
-    conda:
-        ENV
+    params:
+        classes=config["classes"],
+        split=config["split"],
     script:
         "../scripts/split.py"

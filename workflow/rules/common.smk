@@ -26,7 +26,9 @@ def cohort_paths():
         }
     missing = [k for k in ("dicom_dir", "labels") if not c.get(k)]
     if missing:
-        raise ValueError(f"config cohort.source is 'dicom' but cohort.{missing[0]} is not set")
+        raise ValueError(
+            f"config cohort.source is 'dicom' but cohort.{missing[0]} is not set"
+        )
     return {"dicom": c["dicom_dir"], "labels": c["labels"], "masks": c.get("mask_dir")}
 
 

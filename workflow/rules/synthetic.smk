@@ -4,14 +4,14 @@
 rule synthetic_cohort:
     output:
         directory(SYNTHETIC_DIR),
-    params:
-        cfg=config["synthetic"],
     log:
         "logs/synthetic_cohort.log",
+    conda:
+        ENV
     resources:
         mem_mb=2000,
         runtime=60,
-    conda:
-        ENV
+    params:
+        cfg=config["synthetic"],
     script:
         "../scripts/synthetic_cohort.py"

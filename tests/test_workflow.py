@@ -1,0 +1,111 @@
+"""Runs the real Snakemake DAG (synthetic cohort -> ingest -> split) on the tiny test config."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import REPO
+from test_ingest import assert_no_phi, phi_values
+
+pytestmark = pytest.mark.workflow
+
+SPLIT_FILES = ("patients.csv", "test.csv", "train_f100.csv", "train_f50.csv", "train_f25.csv")
+
+
+def workflow_copy(dst: Path) -> Path:
+    """A checkout-like copy of the workflow (no results, no data), as a user would run it."""
+    dst.mkdir(parents=True)
+    for name in ("Snakefile", "workflow", "config", "envs", "src"):
+        src = REPO / name
+        if src.is_dir():
+            shutil.copytree(src, dst / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        else:
+            shutil.copy2(src, dst / name)
+    return dst
+
+
+def snakemake_cmd(*args: str, extra_config: Path | None = None) -> list[str]:
+    """Targets and flags first: --configfile takes several values."""
+    cmd = [sys.executable, "-m", "snakemake", "-c2", *args, "--configfile", "config/test.yaml"]
+    return cmd + ([str(extra_config)] if extra_config else [])
+
+
+def user_cohort_config(path: Path, data: Path, masks: bool = True, salt: str = "anapart-demo-salt") -> Path:
+    """A researcher's config for their own DICOM folder (here: a copy of the synthetic one)."""
+    cfg = {"source": "dicom", "dicom_dir": str(data / "dicom"), "labels": str(data / "labels.csv"),
+           "mask_dir": str(data / "masks") if masks else None, "pseudonym_salt": salt}
+    path.write_text(yaml.safe_dump({"cohort": cfg}))
+    return path
+
+
+def snakemake(cwd: Path, *args: str, extra_config: Path | None = None) -> subprocess.CompletedProcess:
+    proc = subprocess.run(snakemake_cmd(*args, extra_config=extra_config), cwd=cwd, capture_output=True, text=True,
+                          timeout=600)
+    if proc.returncode != 0:
+        logs = "\n".join(f"--- {p}\n{p.read_text()}" for p in sorted((cwd / "logs").glob("*.log")))
+        pytest.fail(f"snakemake {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}\n{logs}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> Path:
+    wd = workflow_copy(tmp_path_factory.mktemp("wf") / "run1")
+    snakemake(wd, "results/split/patients.csv")
+    return wd
+
+
+def test_dag_builds_cohort_ingests_and_splits(built):
+    for f in SPLIT_FILES:
+        assert (built / "results" / "split" / f).stat().st_size > 0
+    man = pd.read_csv(built / "results" / "cohort" / "manifest.csv")
+    labels = pd.read_csv(built / "data" / "synthetic" / "labels.csv")
+    assert len(man) == len(labels)
+    patients = pd.read_csv(built / "results" / "split" / "patients.csv")
+    assert set(patients["split"]) == {"train", "test"}
+    assert set(patients["patient"]) == set(man["patient"])
+    for f in ("logs/synthetic_cohort.log", "logs/ingest.log", "logs/split.log"):
+        assert (built / f).stat().st_size > 0
+
+
+def test_no_phi_under_results(built):
+    values = phi_values(built / "data" / "synthetic" / "dicom")
+    assert values
+    assert_no_phi(built / "results", values)
+
+
+def test_nothing_left_to_do(built):
+    proc = snakemake(built, "-n", "results/split/patients.csv")
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def test_fresh_run_is_byte_identical_and_user_dicom_path_works(built, tmp_path):
+    """A second checkout reading the first one's cohort as a *user* DICOM cohort gives the same split."""
+    wd = workflow_copy(tmp_path / "run2")
+    data = built / "data" / "synthetic"
+    snakemake(wd, "results/split/patients.csv", extra_config=user_cohort_config(tmp_path / "user.yaml", data))
+    assert not (wd / "data").exists()  # nothing synthetic was generated
+    for f in SPLIT_FILES:
+        assert (wd / "results/split" / f).read_bytes() == (built / "results/split" / f).read_bytes(), f
+    for f in ("manifest.csv", "images.npy", "masks.npy"):
+        assert (wd / "results/cohort" / f).read_bytes() == (built / "results/cohort" / f).read_bytes(), f
+
+
+def test_bad_input_fails_with_named_file_and_no_outputs(built, tmp_path):
+    wd = workflow_copy(tmp_path / "run3")
+    data = tmp_path / "cohort"
+    shutil.copytree(built / "data" / "synthetic", data)
+    with open(data / "labels.csv", "a") as fh:
+        fh.write("GHOST-0001,1,NPC\n")
+    cmd = snakemake_cmd("results/split/patients.csv",
+                        extra_config=user_cohort_config(tmp_path / "user.yaml", data, masks=False, salt="x"))
+    proc = subprocess.run(cmd, cwd=wd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    log = (wd / "logs" / "ingest.log").read_text()
+    assert "labels.csv line" in log and "no DICOM series for this patient" in log
+    leftovers = [p for p in (wd / "results").rglob("*") if p.is_file()] if (wd / "results").exists() else []
+    assert leftovers == []
