@@ -188,7 +188,11 @@ def read_pixels(path: str | os.PathLike) -> np.ndarray:
         raise DicomError(f"{path}: expected a single-frame greyscale slice, got pixel array of shape {raw.shape}")
     slope = float(ds.get("RescaleSlope", 1) or 1)
     intercept = float(ds.get("RescaleIntercept", 0) or 0)
-    out = raw.astype(np.float32) * np.float32(slope) + np.float32(intercept)
+    out = raw.astype(np.float32)
+    if slope != 1.0:
+        out *= np.float32(slope)
+    if intercept != 0.0:
+        out += np.float32(intercept)
     if str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper() == "MONOCHROME1":
         bits = int(ds.get("BitsStored", 16))
         signed = int(ds.get("PixelRepresentation", 0)) == 1
