@@ -42,7 +42,7 @@ def test_to_field_pads_non_square_then_resizes():
 
 def test_normalise_uses_series_window():
     rng = np.random.default_rng(0)
-    slices = [rng.normal(1000, 100, (32, 32)).astype(np.float32) for _ in range(3)]
+    slices = [rng.normal(1000, 100, (128, 128)).astype(np.float32) for _ in range(3)]
     lo, hi = intensity_window(slices, (0.5, 99.5))
     assert 600 < lo < 800 and 1200 < hi < 1400
     out = normalise(slices[0].copy(), lo, hi)
