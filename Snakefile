@@ -15,6 +15,8 @@ validate(config, "workflow/schemas/config.schema.yaml")
 include: "workflow/rules/common.smk"
 include: "workflow/rules/synthetic.smk"
 include: "workflow/rules/cohort.smk"
+include: "workflow/rules/segment.smk"
+include: "workflow/rules/crop.smk"
 
 
 rule all:
@@ -22,3 +24,6 @@ rule all:
     input:
         "results/cohort/manifest.csv",
         SPLIT_OUTPUTS.values(),
+        "results/seg/selected.json",
+        "results/seg/qc_examples.png",
+        "results/crops/qc.csv",

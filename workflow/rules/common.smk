@@ -3,6 +3,7 @@
 FRACTIONS = [int(f) for f in config["split"]["fractions"]]
 NETS = list(config["classify"]["nets"])
 FORMATS = list(config["classify"]["formats"])
+SEG_ARCHS = list(config["segment"]["archs"])
 ENV = "../../envs/anapart.yaml"
 
 
@@ -10,6 +11,7 @@ wildcard_constraints:
     net="|".join(NETS),
     fmt="|".join(FORMATS),
     frac="|".join(str(f) for f in FRACTIONS),
+    arch="|".join(SEG_ARCHS),
 
 
 SYNTHETIC_DIR = "data/synthetic"

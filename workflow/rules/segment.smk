@@ -1,0 +1,62 @@
+# Segmentation of the perinasopharyngeal region: U-Net and DeepLabV3, the better one by Dice.
+
+
+rule seg_train:
+    input:
+        manifest="results/cohort/manifest.csv",
+        images="results/cohort/images.npy",
+        masks="results/cohort/masks.npy",
+        patients="results/split/patients.csv",
+    output:
+        model="results/seg/{arch}/model.pt",
+        metrics="results/seg/{arch}/metrics.json",
+    log:
+        "logs/seg_train_{arch}.log",
+    conda:
+        ENV
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=120,
+    params:
+        seg=config["segment"],
+        device=config.get("device", "auto"),
+        checkpoint=lambda w: f"results/seg/{w.arch}/checkpoint.partial.pt",
+    script:
+        "../scripts/seg_train.py"
+
+
+rule seg_select:
+    input:
+        expand("results/seg/{arch}/metrics.json", arch=SEG_ARCHS),
+    output:
+        "results/seg/selected.json",
+    log:
+        "logs/seg_select.log",
+    conda:
+        ENV
+    script:
+        "../scripts/seg_select.py"
+
+
+rule seg_figure:
+    input:
+        manifest="results/cohort/manifest.csv",
+        patients="results/split/patients.csv",
+        models=expand("results/seg/{arch}/model.pt", arch=SEG_ARCHS),
+    output:
+        report(
+            "results/seg/qc_examples.png",
+            caption="../report/seg_examples.rst",
+            category="Segmentation",
+        ),
+    log:
+        "logs/seg_figure.log",
+    conda:
+        ENV
+    params:
+        archs=SEG_ARCHS,
+        device=config.get("device", "auto"),
+        threshold=config["segment"].get("threshold", 0.5),
+    script:
+        "../scripts/seg_figure.py"

@@ -1,0 +1,38 @@
+"""Glue: predict the region on every slice with the selected model and cut the format stores."""
+import json
+from pathlib import Path
+
+from anapart.cohort import load_store
+from anapart.crop import make_crops
+from anapart.files import setup_logging
+from anapart.segment import build_model, predict_regions
+from anapart.training import load_model, set_threads
+
+log = setup_logging(snakemake.log[0])
+set_threads(snakemake.threads)
+cohort_dir = Path(snakemake.input.manifest).parent
+arch = json.loads(Path(snakemake.input.selected).read_text())["selected"]
+model_path = next(p for p in snakemake.input.models if Path(p).parent.name == arch)
+model, meta = load_model(model_path, build_model)
+log.info("cropping with %s (%s)", arch, model_path)
+_, images, _ = load_store(cohort_dir)
+predicted = [
+    (c, area)
+    for _, c, area in predict_regions(
+        model, images, meta["input_size"], 32, snakemake.params.device, snakemake.params.threshold
+    )
+]
+out = {
+    fmt: {k: getattr(snakemake.output, f"{fmt}_{k}") for k in ("images", "index")}
+    for fmt in snakemake.params.formats
+}
+make_crops(
+    cohort_dir,
+    snakemake.input.patients,
+    predicted,
+    out,
+    snakemake.output.qc,
+    formats=snakemake.params.formats,
+    sizes=snakemake.params.crop["sizes"],
+    pad_value=snakemake.params.crop.get("pad_value", 0.0),
+)

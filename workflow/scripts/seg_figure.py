@@ -1,0 +1,15 @@
+"""Glue: the segmentation QC figure (logic in anapart.segment.qc_figure)."""
+from pathlib import Path
+
+from anapart.files import setup_logging
+from anapart.segment import qc_figure
+
+setup_logging(snakemake.log[0])
+qc_figure(
+    Path(snakemake.input.manifest).parent,
+    snakemake.input.patients,
+    dict(zip(snakemake.params.archs, snakemake.input.models)),
+    snakemake.output[0],
+    device=snakemake.params.device,
+    threshold=snakemake.params.threshold,
+)

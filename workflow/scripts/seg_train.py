@@ -1,0 +1,19 @@
+"""Glue: train one segmentation model and score it on held-out slices (logic in anapart.segment)."""
+from pathlib import Path
+
+from anapart.files import setup_logging
+from anapart.segment import train_segmenter
+from anapart.training import set_threads
+
+setup_logging(snakemake.log[0])
+set_threads(snakemake.threads)
+train_segmenter(
+    Path(snakemake.input.manifest).parent,
+    snakemake.input.patients,
+    snakemake.wildcards.arch,
+    snakemake.params.seg,
+    snakemake.output.model,
+    snakemake.output.metrics,
+    device=snakemake.params.device,
+    checkpoint=snakemake.params.checkpoint,
+)
