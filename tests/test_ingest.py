@@ -9,7 +9,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
 
 from anapart import CLASSES, cohort, dicom_io
-from anapart.cohort import IngestError, LESION_BIT, REGION_BIT
+from anapart.cohort import IngestError, LESION_BIT, REGION_BIT, load_store
 
 
 def _first_series_folder(c):
@@ -29,9 +29,9 @@ def test_ingest_builds_store_and_manifest(cohort, run_ingest):
     assert list(man.columns[:5]) == ["slice_id", "patient", "label", "has_region_mask", "has_lesion_mask"]
     assert man["patient"].str.fullmatch(r"P[0-9a-f]{10}").all()
     assert man["slice_id"].is_unique and (man["row"] == np.arange(len(man))).all()
-    images = np.load(out / "images.npy", mmap_mode="r")
-    masks = np.load(out / "masks.npy", mmap_mode="r")
+    _, images, masks = load_store(out)
     assert images.shape == masks.shape == (len(man), 32, 32)
+    assert np.load(out / "masks.npy", mmap_mode="r").shape == (len(man), 2, 32, 4)  # packed bit planes
     assert images.dtype == np.float16 and 0.0 <= float(images.min()) and float(images.max()) <= 1.0
     # the class counts come from the labels table, per class
     assert man["label"].value_counts().to_dict() == labels["label"].value_counts().to_dict()
@@ -51,10 +51,10 @@ def test_ingest_builds_store_and_manifest(cohort, run_ingest):
 def test_ingest_field_resampling_keeps_mask_alignment(cohort, run_ingest):
     _, out32 = run_ingest(cohort, field=32)
     man = pd.read_csv(out32 / "manifest.csv")
-    m32 = np.load(out32 / "masks.npy")
+    m32 = load_store(out32)[2][:]
     shutil.rmtree(out32)
     _, out64 = run_ingest(cohort, field=64)
-    m64 = np.load(out64 / "masks.npy")
+    m64 = load_store(out64)[2][:]
     i = int(man.index[man["has_region_mask"]][0])
     c32 = np.argwhere(m32[i] & REGION_BIT).mean(0) / 32
     c64 = np.argwhere(m64[i] & REGION_BIT).mean(0) / 64

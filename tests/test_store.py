@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from anapart.cohort import NpyStreamWriter, intensity_window, normalise, to_field
+from anapart.cohort import LESION_BIT, REGION_BIT, MaskStore, NpyStreamWriter, intensity_window, normalise, pack_masks, to_field
 from anapart.files import atomic_path, atomic_paths
 
 
@@ -63,3 +63,16 @@ def test_npy_stream_writer_round_trip(tmp_path):
     short.append(np.zeros((2, 3, 3)))
     with pytest.raises(RuntimeError, match="wrote 2 rows, expected 5"):
         short.close()
+
+
+def test_mask_store_packs_and_unpacks_bit_planes():
+    rng = np.random.default_rng(1)
+    bits = (rng.random((5, 13, 13)) < 0.3) * REGION_BIT | (rng.random((5, 13, 13)) < 0.2) * LESION_BIT
+    bits = bits.astype(np.uint8)
+    packed = pack_masks(bits)
+    assert packed.shape == (5, 2, 13, 2) and packed.dtype == np.uint8
+    store = MaskStore(packed)
+    assert store.shape == (5, 13, 13) and len(store) == 5
+    np.testing.assert_array_equal(store[:], bits)
+    np.testing.assert_array_equal(store[3], bits[3])
+    np.testing.assert_array_equal(store[np.array([4, 0])], bits[[4, 0]])

@@ -1,4 +1,4 @@
-"""Runs the real Snakemake DAG (synthetic cohort -> ingest -> split) on the tiny test config."""
+"""Runs the real Snakemake DAG (synthetic cohort -> ingest -> split -> segmentation -> crops) on the tiny config."""
 
 import shutil
 import subprocess
@@ -56,6 +56,7 @@ def snakemake(cwd: Path, *args: str, extra_config: Path | None = None) -> subpro
 def built(tmp_path_factory) -> Path:
     wd = workflow_copy(tmp_path_factory.mktemp("wf") / "run1")
     snakemake(wd, "results/split/patients.csv")
+    snakemake(wd, "results/crops/qc.csv", "results/seg/qc_examples.png")
     return wd
 
 
@@ -109,3 +110,27 @@ def test_bad_input_fails_with_named_file_and_no_outputs(built, tmp_path):
     assert "labels.csv line" in log and "no DICOM series for this patient" in log
     leftovers = [p for p in (wd / "results").rglob("*") if p.is_file()] if (wd / "results").exists() else []
     assert leftovers == []
+
+
+def test_segmentation_and_crop_contracts(built):
+    import json
+
+    import numpy as np
+
+    for arch in ("unet", "deeplabv3"):
+        assert (built / f"results/seg/{arch}/model.pt").stat().st_size > 0
+        m = json.loads((built / f"results/seg/{arch}/metrics.json").read_text())
+        assert {"dice_mean", "dice_sd", "n"} <= set(m)
+        assert not (built / f"results/seg/{arch}/checkpoint.partial.pt").exists()
+    sel = json.loads((built / "results/seg/selected.json").read_text())
+    assert sel["selected"] in ("unet", "deeplabv3") and sel["reason"]
+    man = pd.read_csv(built / "results/cohort/manifest.csv")
+    sides = {"full": 64, "seg112": 14, "seg224": 28}  # test field 64: 112/512 and 224/512 of it
+    for fmt, side in sides.items():
+        arr = np.load(built / f"results/crops/{fmt}/images.npy", mmap_mode="r")
+        assert arr.shape == (len(man), side, side)
+        idx = pd.read_csv(built / f"results/crops/{fmt}/index.csv")
+        assert list(idx["slice_id"]) == list(man["slice_id"])
+    qc = pd.read_csv(built / "results/crops/qc.csv")
+    assert len(qc) == len(man) and qc["centroid_error_px"].notna().sum() == man["has_region_mask"].sum()
+    assert (built / "results/seg/qc_examples.png").read_bytes()[:4] == b"\x89PNG"

@@ -28,7 +28,7 @@ from .files import atomic_paths
 
 log = logging.getLogger("anapart.cohort")
 
-REGION_BIT = 1  # bit flags in masks.npy
+REGION_BIT = 1  # bit flags of MaskStore rows (masks.npy holds them as packed planes)
 LESION_BIT = 2
 NORMAL = "normal"
 
@@ -142,6 +142,36 @@ def normalise(a: np.ndarray, lo: float, hi: float) -> np.ndarray:
     return a
 
 
+class MaskStore:
+    """Read-only view of ``masks.npy``: region and lesion bit planes packed 8 pixels a byte.
+
+    On disk the array is (n, 2, field, ceil(field/8)) uint8 (plane 0 region, plane 1 lesion), a
+    quarter of a byte-per-pixel store; indexing returns the familiar (…, field, field) uint8 bit
+    flags, so ``masks[rows] & REGION_BIT`` works as on a dense array.
+    """
+
+    def __init__(self, packed: np.ndarray):
+        self.packed = packed
+        self.field = packed.shape[2]
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (self.packed.shape[0], self.field, self.field)
+
+    def __len__(self) -> int:
+        return self.packed.shape[0]
+
+    def __getitem__(self, key) -> np.ndarray:
+        planes = np.unpackbits(np.asarray(self.packed[key]), axis=-1, count=self.field)
+        return planes[..., 0, :, :] * np.uint8(REGION_BIT) | planes[..., 1, :, :] * np.uint8(LESION_BIT)
+
+
+def pack_masks(bits: np.ndarray) -> np.ndarray:
+    """(n, f, f) uint8 bit flags -> (n, 2, f, ceil(f/8)) packed planes, as stored in masks.npy."""
+    planes = np.stack([(bits & REGION_BIT) > 0, (bits & LESION_BIT) > 0], axis=1)
+    return np.packbits(planes, axis=-1)
+
+
 class NpyStreamWriter:
     """Append rows to a ``.npy`` file whose total shape is known up front, with plain writes.
 
@@ -165,7 +195,13 @@ class NpyStreamWriter:
         self.seconds += time.perf_counter() - t0
 
     def close(self) -> None:
-        self.fh.close()
+        """Flush to disk before the caller renames the file into place (durable, and timed fairly)."""
+        if not self.fh.closed:
+            t0 = time.perf_counter()
+            self.fh.flush()
+            os.fsync(self.fh.fileno())
+            self.fh.close()
+            self.seconds += time.perf_counter() - t0
         if self.rows != self.shape[0]:
             raise RuntimeError(f"{self.path}: wrote {self.rows} rows, expected {self.shape[0]}")
 
@@ -268,7 +304,7 @@ def ingest(dicom_dir, labels_csv, mask_dir, out: dict, *, classes, field: int, s
     rows = []
     with atomic_paths(out["images"], out["masks"], out["manifest"], out["report"]) as (img_p, msk_p, man_p, rep_p):
         images = NpyStreamWriter(img_p, (n, field, field), np.float16)
-        masks = NpyStreamWriter(msk_p, (n, field, field), np.uint8)
+        masks = NpyStreamWriter(msk_p, (n, 2, field, (field + 7) // 8), np.uint8)
         try:
             for k, plan in enumerate(plans):
                 s = plan.series
@@ -298,8 +334,9 @@ def ingest(dicom_dir, labels_csv, mask_dir, out: dict, *, classes, field: int, s
                                 bits[j] |= (m > 0).astype(np.uint8) * bit
                                 has[j] = True
                     flags[kind] = has
+                packed = pack_masks(bits)
                 t_masks += time.perf_counter() - tm
-                masks.append(bits)
+                masks.append(packed)
                 spacing = max(s.shape[1] * s.pixel_spacing[0], s.shape[2] * s.pixel_spacing[1]) / field
                 for j, (i, label) in enumerate(zip(plan.indices, plan.labels)):
                     rows.append((f"{plan.pseudonym}_{i:03d}", plan.pseudonym, label, bool(flags["region"][j]),
@@ -307,11 +344,11 @@ def ingest(dicom_dir, labels_csv, mask_dir, out: dict, *, classes, field: int, s
                                  round(s.slice_thickness, 3)))
                 if (k + 1) % 50 == 0 or k + 1 == len(plans):
                     log.info("ingested %d/%d series (%d slices)", k + 1, len(plans), len(rows))
+            images.close()
+            masks.close()
         finally:
             images.fh.close()
             masks.fh.close()
-        images.close()
-        masks.close()
         manifest = pd.DataFrame(rows, columns=["slice_id", "patient", "label", "has_region_mask", "has_lesion_mask",
                                                "row", "position", "pixel_spacing_mm", "slice_thickness_mm"])
         manifest.to_csv(man_p, index=False, lineterminator="\n")
@@ -341,7 +378,7 @@ def load_store(cohort_dir) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
     """Open the slice store read-only, memory-mapped: (manifest, images, masks)."""
     d = Path(cohort_dir)
     manifest = pd.read_csv(d / "manifest.csv")
-    return manifest, np.load(d / "images.npy", mmap_mode="r"), np.load(d / "masks.npy", mmap_mode="r")
+    return manifest, np.load(d / "images.npy", mmap_mode="r"), MaskStore(np.load(d / "masks.npy", mmap_mode="r"))
 
 
 # --------------------------------------------------------------------------- split
