@@ -17,6 +17,8 @@ include: "workflow/rules/synthetic.smk"
 include: "workflow/rules/cohort.smk"
 include: "workflow/rules/segment.smk"
 include: "workflow/rules/crop.smk"
+include: "workflow/rules/classify.smk"
+include: "workflow/rules/stats.smk"
 
 
 rule all:
@@ -27,3 +29,5 @@ rule all:
         "results/seg/selected.json",
         "results/seg/qc_examples.png",
         "results/crops/qc.csv",
+        "results/tables/auc.csv",
+        "results/tables/anova.csv",

@@ -334,7 +334,8 @@ def ingest(dicom_dir, labels_csv, mask_dir, out: dict, *, classes, field: int, s
                                 bits[j] |= (m > 0).astype(np.uint8) * bit
                                 has[j] = True
                     flags[kind] = has
-                packed = pack_masks(bits)
+                packed = pack_masks(bits) if flags["region"].any() or flags["lesion"].any() else \
+                    np.zeros((len(bits), 2, field, (field + 7) // 8), np.uint8)
                 t_masks += time.perf_counter() - tm
                 masks.append(packed)
                 spacing = max(s.shape[1] * s.pixel_spacing[0], s.shape[2] * s.pixel_spacing[1]) / field

@@ -4,6 +4,14 @@ FRACTIONS = [int(f) for f in config["split"]["fractions"]]
 NETS = list(config["classify"]["nets"])
 FORMATS = list(config["classify"]["formats"])
 SEG_ARCHS = list(config["segment"]["archs"])
+# What a classifier's weights depend on (so adding a network or format retrains nothing else).
+TRAIN_CFG = {
+    k: v
+    for k, v in config["classify"].items()
+    if k not in ("nets", "formats", "threads")
+}
+# On a cluster, a training job asks for one GPU unless the study runs on the CPU.
+TRAIN_GPUS = 0 if config.get("device", "auto") == "cpu" else 1
 ENV = "../../envs/anapart.yaml"
 
 

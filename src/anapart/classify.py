@@ -1,0 +1,153 @@
+"""Disease classifiers: timm networks trained on one image format and one training fraction.
+
+Inputs are the cached crop stores (``results/crops/{fmt}/images.npy``, memory-mapped); a batch is
+one fancy-indexing read plus a resize to the network's input, so nothing is decoded in the loop.
+Training goes through the shared loop :func:`anapart.training.fit` (checkpoint per epoch, resume).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import timm
+import torch
+import torch.nn.functional as F
+
+from . import training
+
+log = logging.getLogger("anapart.classify")
+
+
+# --------------------------------------------------------------------------- models
+
+def parse_pretrained(value) -> bool | Path:
+    """``false``/None -> random init; ``true`` -> timm's hub weights; anything else -> a local file."""
+    if value is None or value is False or (isinstance(value, str) and value.lower() in ("false", "none", "")):
+        return False
+    if value is True or (isinstance(value, str) and value.lower() == "true"):
+        return True
+    return Path(value)
+
+
+def build_classifier(net: str, n_classes: int, pretrained=False, in_chans: int = 1, drop_rate: float = 0.0):
+    """A timm network with ``n_classes`` outputs; a weights file is loaded through timm's own loader.
+
+    timm drops a classifier head of another size and sums a 3-channel first conv to ``in_chans``,
+    so a file saved from ``timm.create_model(net).state_dict()`` (ImageNet layout) works as is.
+    """
+    pre = parse_pretrained(pretrained)
+    kwargs = dict(num_classes=n_classes, in_chans=in_chans, drop_rate=drop_rate)
+    if isinstance(pre, Path):
+        if not pre.is_file():
+            raise FileNotFoundError(f"{pre}: pretrained weights file for {net} does not exist")
+        return timm.create_model(net, pretrained=True, pretrained_cfg_overlay=dict(file=str(pre)), **kwargs)
+    return timm.create_model(net, pretrained=bool(pre), **kwargs)
+
+
+def model_from_meta(meta: dict) -> torch.nn.Module:
+    """Rebuild a saved classifier (weights come from the checkpoint, never from a hub)."""
+    return build_classifier(meta["net"], len(meta["classes"]), pretrained=False, in_chans=meta.get("in_chans", 1))
+
+
+# --------------------------------------------------------------------------- data
+
+class CropData:
+    """Slices of one format store selected by a split list, served as normalised network inputs."""
+
+    def __init__(self, crops_dir, slice_list: pd.DataFrame, classes, input_size: int | None, norm=(0.5, 0.25)):
+        crops_dir = Path(crops_dir)
+        index = pd.read_csv(crops_dir / "index.csv")
+        row_of = dict(zip(index["slice_id"], index["row"]))
+        missing = [s for s in slice_list["slice_id"] if s not in row_of]
+        if missing:
+            raise KeyError(f"{crops_dir}/index.csv lacks {len(missing)} slices of the split list, e.g. {missing[0]}")
+        unknown = sorted(set(slice_list["label"]) - set(classes))
+        if unknown:
+            raise ValueError(f"split list has labels {unknown} that are not among the classes {list(classes)}")
+        self.images = np.load(crops_dir / "images.npy", mmap_mode="r")
+        self.slice_ids = list(slice_list["slice_id"])
+        self.rows = np.array([row_of[s] for s in self.slice_ids], dtype=np.int64)
+        self.labels = np.array([list(classes).index(c) for c in slice_list["label"]], dtype=np.int64)
+        self.size = int(input_size or self.images.shape[-1])
+        self.mean, self.std = float(norm[0]), float(norm[1])
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def inputs(self, idx) -> torch.Tensor:
+        rows = self.rows[np.asarray(idx)]
+        order = np.argsort(rows)  # sequential memmap reads, then back to the requested order
+        block = np.empty((len(rows),) + self.images.shape[1:], np.float32)
+        block[order] = self.images[rows[order]]
+        x = torch.from_numpy(block)[:, None]
+        if x.shape[-1] != self.size:
+            x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False,
+                              antialias=x.shape[-1] > self.size)
+        return (x - self.mean) / self.std
+
+    def batch(self, idx, augment: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.inputs(idx)
+        if augment:
+            x = augment_batch(x, augment)
+        return x, torch.from_numpy(self.labels[np.asarray(idx)])
+
+
+def augment_batch(x: torch.Tensor, cfg: dict) -> torch.Tensor:
+    """Random horizontal flips and integer shifts (zero-filled), drawn from torch's RNG."""
+    n, _, h, w = x.shape
+    p = float(cfg.get("hflip", 0.0))
+    if p > 0:
+        flip = torch.rand(n) < p
+        x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+    shift = int(round(float(cfg.get("shift", 0.0)) * w))
+    if shift > 0:
+        fill = float(x.min())
+        padded = F.pad(x, (shift, shift, shift, shift), value=fill)
+        offs = torch.randint(0, 2 * shift + 1, (n, 2))
+        x = torch.stack([padded[i, :, oy:oy + h, ox:ox + w] for i, (oy, ox) in enumerate(offs.tolist())])
+    return x
+
+
+# --------------------------------------------------------------------------- train / predict
+
+def train_classifier(crops_dir, train_csv, classes, net: str, cfg: dict, out_model, *, device="auto",
+                     checkpoint=None) -> list[float]:
+    """Train one (net, format, fraction) model; returns the per-epoch training loss."""
+    train = pd.read_csv(train_csv)
+    data = CropData(crops_dir, train, classes, cfg.get("input_size"), cfg.get("normalize", (0.5, 0.25)))
+    training.seed_everything(int(cfg["seed"]))
+    model = build_classifier(net, len(classes), cfg.get("pretrained", False), drop_rate=float(cfg.get("drop_rate", 0)))
+    optimizer = torch.optim.SGD(model.parameters(), lr=float(cfg["lr"]), momentum=float(cfg.get("momentum", 0.0)),
+                                weight_decay=float(cfg.get("weight_decay", 0.0)))
+    fit_cfg = training.FitConfig(epochs=int(cfg["epochs"]), batch_size=int(cfg["batch_size"]), seed=int(cfg["seed"]),
+                                 device=device, amp=bool(cfg.get("amp", True)),
+                                 channels_last=bool(cfg.get("channels_last", True)))
+    augment = cfg.get("augment") or None
+    log.info("%s on %s: %d training slices %s, input %dx%d", net, Path(crops_dir).name, len(data),
+             train["label"].value_counts().to_dict(), data.size, data.size)
+    history = training.fit(model, optimizer, F.cross_entropy, lambda idx: data.batch(idx, augment), len(data),
+                           fit_cfg, checkpoint, signature_extra={"net": net, "train": str(train_csv),
+                                                                 **{k: str(v) for k, v in cfg.items()}})
+    meta = {"net": net, "classes": list(classes), "in_chans": 1, "input_size": data.size,
+            "normalize": [data.mean, data.std], "format": Path(crops_dir).name, "train_list": str(train_csv),
+            "epochs": fit_cfg.epochs, "loss_history": [round(v, 5) for v in history]}
+    training.save_model(out_model, model, meta)
+    return history
+
+
+def predict_probabilities(model_path, crops_dir, slice_list: pd.DataFrame, *, device="auto",
+                          batch_size: int = 64) -> tuple[pd.DataFrame, torch.nn.Module, dict]:
+    """Class probabilities for ``slice_list``: a frame ``slice_id, label, p_<class>...``."""
+    model, meta = training.load_model(model_path, model_from_meta)
+    classes = meta["classes"]
+    data = CropData(crops_dir, slice_list, classes, meta["input_size"], meta["normalize"])
+    logits = training.predict(model, data.inputs, len(data), batch_size, device)
+    probs = torch.softmax(logits, dim=1).numpy()
+    out = pd.DataFrame({"slice_id": data.slice_ids, "label": list(slice_list["label"])})
+    for j, c in enumerate(classes):
+        out[f"p_{c}"] = probs[:, j]
+    return out, model, meta

@@ -1,0 +1,58 @@
+# The 36 classifiers: one job per (net, format, fraction); on a cluster each asks for one GPU.
+
+
+rule classify_train:
+    input:
+        images="results/crops/{fmt}/images.npy",
+        index="results/crops/{fmt}/index.csv",
+        train="results/split/train_f{frac}.csv",
+    output:
+        model="results/classify/{net}/{fmt}/f{frac}/model.pt",
+    log:
+        "logs/classify/{net}_{fmt}_f{frac}.log",
+    conda:
+        ENV
+    threads: config["classify"].get("threads", 1)
+    resources:
+        mem_mb=6000,
+        runtime=240,
+        gpu=TRAIN_GPUS,
+    params:
+        cfg=TRAIN_CFG,
+        classes=config["classes"],
+        device=config.get("device", "auto"),
+        checkpoint=lambda w: f"results/classify/{w.net}/{w.fmt}/f{w.frac}/checkpoint.partial.pt",
+    script:
+        "../scripts/classify_train.py"
+
+
+rule classify_eval:
+    input:
+        model="results/classify/{net}/{fmt}/f{frac}/model.pt",
+        images="results/crops/{fmt}/images.npy",
+        index="results/crops/{fmt}/index.csv",
+        test="results/split/test.csv",
+        manifest="results/cohort/manifest.csv",
+    output:
+        predictions="results/classify/{net}/{fmt}/f{frac}/predictions.csv",
+        metrics="results/classify/{net}/{fmt}/f{frac}/metrics.json",
+        roc=report(
+            "results/classify/{net}/{fmt}/f{frac}/roc.png",
+            caption="../report/roc.rst",
+            category="Classification",
+            subcategory="ROC curves",
+            labels={"network": "{net}", "format": "{fmt}", "fraction": "{frac}%"},
+        ),
+    log:
+        "logs/classify/{net}_{fmt}_f{frac}_eval.log",
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=3000,
+        runtime=30,
+    params:
+        evaluate=config.get("evaluate", {}),
+        device=config.get("device", "auto"),
+    script:
+        "../scripts/classify_eval.py"

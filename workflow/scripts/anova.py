@@ -1,0 +1,12 @@
+"""Glue: ANOVA and post-hoc tests of per-class AUCs (logic in anapart.stats)."""
+import pandas as pd
+
+from anapart.files import setup_logging, write_csv
+from anapart.stats import anova_tables, auc_long
+
+log = setup_logging(snakemake.log[0])
+long = auc_long(pd.read_csv(snakemake.input[0]), snakemake.params.classes)
+anova, posthoc = anova_tables(long)
+write_csv(snakemake.output.anova, anova)
+write_csv(snakemake.output.posthoc, posthoc)
+log.info("\n%s", anova.to_string())
