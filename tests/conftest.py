@@ -1,9 +1,32 @@
 """Shared fixtures: a tiny synthetic DICOM cohort generated once per session, copied per test."""
 
+import ipaddress
+import os
 import shutil
+import socket
 from pathlib import Path
 
 import pytest
+
+# No test may reach a model hub (or anything off this machine): hubs are told to stay offline and
+# any non-loopback connection fails loudly.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+_connect = socket.socket.connect
+
+
+def _loopback_only(self, address):
+    host = address[0] if isinstance(address, tuple) else None
+    if host is not None:
+        try:
+            ok = ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            ok = host == "localhost"
+        if not ok:
+            raise RuntimeError(f"test tried to connect to {host}: tests never use the network")
+    return _connect(self, address)
+
+
+socket.socket.connect = _loopback_only
 
 from anapart import CLASSES
 from anapart.synthetic import SyntheticConfig, generate

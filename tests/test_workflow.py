@@ -57,6 +57,7 @@ def built(tmp_path_factory) -> Path:
     wd = workflow_copy(tmp_path_factory.mktemp("wf") / "run1")
     snakemake(wd, "results/split/patients.csv")
     snakemake(wd, "results/crops/qc.csv", "results/seg/qc_examples.png")
+    snakemake(wd, "results/tables/anova.csv")
     return wd
 
 
@@ -134,3 +135,61 @@ def test_segmentation_and_crop_contracts(built):
     qc = pd.read_csv(built / "results/crops/qc.csv")
     assert len(qc) == len(man) and qc["centroid_error_px"].notna().sum() == man["has_region_mask"].sum()
     assert (built / "results/seg/qc_examples.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def _planned_jobs(wd: Path, *targets: str) -> dict[str, int]:
+    """Job counts of a dry run, with rerun triggers stated (code changes do not count)."""
+    proc = snakemake(wd, "-n", "--rerun-triggers", "mtime", "input", "params", *targets)
+    text = proc.stdout + proc.stderr
+    if "Nothing to be done" in text:
+        return {}
+    table = text.split("Job stats:")[1].split("total")[0]
+    counts = {}
+    for line in table.splitlines()[3:]:
+        parts = line.split()
+        if len(parts) == 2 and parts[1].isdigit():
+            counts[parts[0]] = int(parts[1])
+    return counts
+
+
+def test_classifier_contracts_and_tables(built):
+    import json
+
+    cfg = yaml.safe_load((built / "config/test.yaml").read_text())
+    nets = cfg["classify"]["nets"]
+    classes = yaml.safe_load((built / "config/config.yaml").read_text())["classes"]
+    auc = pd.read_csv(built / "results/tables/auc.csv")
+    assert len(auc) == len(nets) * 3 * 3
+    for row in auc.itertuples():
+        d = built / f"results/classify/{row.net}/{row.fmt}/f{row.frac}"
+        m = json.loads((d / "metrics.json").read_text())
+        assert {"auc", "aauc", "aauc_sd", "aauc_ci"} <= set(m) and set(m["auc"]) == set(classes)
+        assert m["aauc"] == pytest.approx(row.aauc, abs=1e-4)
+        pred = pd.read_csv(d / "predictions.csv")
+        assert list(pred.columns) == ["slice_id", "label", *[f"p_{c}" for c in classes]]
+        assert (d / "model.pt").stat().st_size > 0 and (d / "roc.png").stat().st_size > 0
+    anova = pd.read_csv(built / "results/tables/anova.csv")
+    assert {"format_within_fraction", "fraction_within_format", "format_x_fraction"} <= set(anova["analysis"])
+    assert anova["p"].between(0, 1).all()
+
+
+def test_rerunning_one_model_rebuilds_only_it_and_its_tables(built):
+    target = "results/tables/anova.csv"
+    assert _planned_jobs(built, target) == {}
+    model = built / "results/classify/efficientnet_b0/seg112/f50/model.pt"
+    model.unlink()
+    assert _planned_jobs(built, target) == {"classify_train": 1, "classify_eval": 1, "auc_table": 1, "anova": 1}
+    snakemake(built, "results/classify/efficientnet_b0/seg112/f50/metrics.json")  # that model's target alone
+    assert model.exists()
+    assert _planned_jobs(built, target) == {"auc_table": 1, "anova": 1}
+    snakemake(built, target)
+    assert _planned_jobs(built, target) == {}
+
+
+def test_default_config_plans_36_classifiers():
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--forceall"], cwd=REPO, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    table = proc.stdout.split("Job stats:")[1].split("total")[0]
+    counts = {p[0]: int(p[1]) for p in (line.split() for line in table.splitlines()) if len(p) == 2 and p[1].isdigit()}
+    assert counts["classify_train"] == 36 and counts["classify_eval"] == 36

@@ -48,6 +48,18 @@ def build_classifier(net: str, n_classes: int, pretrained=False, in_chans: int =
     return timm.create_model(net, pretrained=bool(pre), **kwargs)
 
 
+def zero_head(model: torch.nn.Module) -> None:
+    """Start the new classifier head at zero: equal class probabilities, no huge first gradients.
+
+    Networks trained from scratch (efficientnet, mobilenetv3) otherwise start with logits large
+    enough to derail the first epochs of plain SGD on a small cohort.
+    """
+    head = model.get_classifier()
+    with torch.no_grad():
+        for p in head.parameters():
+            p.zero_()
+
+
 def model_from_meta(meta: dict) -> torch.nn.Module:
     """Rebuild a saved classifier (weights come from the checkpoint, never from a hub)."""
     return build_classifier(meta["net"], len(meta["classes"]), pretrained=False, in_chans=meta.get("in_chans", 1))
@@ -121,11 +133,14 @@ def train_classifier(crops_dir, train_csv, classes, net: str, cfg: dict, out_mod
     data = CropData(crops_dir, train, classes, cfg.get("input_size"), cfg.get("normalize", (0.5, 0.25)))
     training.seed_everything(int(cfg["seed"]))
     model = build_classifier(net, len(classes), cfg.get("pretrained", False), drop_rate=float(cfg.get("drop_rate", 0)))
+    if cfg.get("zero_init_head", False):
+        zero_head(model)
     optimizer = torch.optim.SGD(model.parameters(), lr=float(cfg["lr"]), momentum=float(cfg.get("momentum", 0.0)),
                                 weight_decay=float(cfg.get("weight_decay", 0.0)))
     fit_cfg = training.FitConfig(epochs=int(cfg["epochs"]), batch_size=int(cfg["batch_size"]), seed=int(cfg["seed"]),
                                  device=device, amp=bool(cfg.get("amp", True)),
-                                 channels_last=bool(cfg.get("channels_last", True)))
+                                 channels_last=bool(cfg.get("channels_last", True)),
+                                 grad_clip=cfg.get("grad_clip"))
     augment = cfg.get("augment") or None
     log.info("%s on %s: %d training slices %s, input %dx%d", net, Path(crops_dir).name, len(data),
              train["label"].value_counts().to_dict(), data.size, data.size)

@@ -78,7 +78,10 @@ def _pairwise(data: pd.DataFrame, between: str, subset: str) -> pd.DataFrame:
     t = pg.pairwise_tests(data=data, dv="auc", between=between, padjust="holm")
     t.insert(0, "subset", subset)
     t.insert(1, "factor", between)
-    return t.rename(columns={"p-unc": "p_unc", "p-corr": "p_corr", "p-adjust": "p_adjust"})
+    t = t.rename(columns={"p-unc": "p_unc", "p-corr": "p_corr", "p-adjust": "p_adjust"})
+    if "p_corr" not in t:  # a single comparison: nothing to correct
+        t["p_corr"], t["p_adjust"] = t["p_unc"], "holm"
+    return t
 
 
 def model_table(metrics: dict[tuple[str, str, int], dict], classes) -> pd.DataFrame:

@@ -60,6 +60,7 @@ class FitConfig:
     device: str = "auto"
     amp: bool = True  # mixed precision, CUDA only
     channels_last: bool = True  # CUDA only
+    grad_clip: float | None = None  # max global gradient norm; None = no clipping
 
     def signature(self, extra: dict | None = None) -> str:
         payload = json.dumps({**self.__dict__, **(extra or {})}, sort_keys=True, default=str)
@@ -119,6 +120,9 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Calla
             with torch.autocast(device_type=device.type, enabled=cuda and cfg.amp):
                 loss = loss_fn(model(x), y)
             scaler.scale(loss).backward()
+            if cfg.grad_clip:
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             scaler.step(optimizer)
             scaler.update()
             total += float(loss.detach()) * len(idx)

@@ -1,4 +1,6 @@
 # The 36 classifiers: one job per (net, format, fraction); on a cluster each asks for one GPU.
+# The training job also predicts the test cohort (the model is in memory, torch and timm are
+# loaded); scoring is a separate light job, so changing the bootstrap retrains nothing.
 
 
 rule classify_train:
@@ -6,8 +8,10 @@ rule classify_train:
         images="results/crops/{fmt}/images.npy",
         index="results/crops/{fmt}/index.csv",
         train="results/split/train_f{frac}.csv",
+        test="results/split/test.csv",
     output:
         model="results/classify/{net}/{fmt}/f{frac}/model.pt",
+        predictions="results/classify/{net}/{fmt}/f{frac}/predictions.csv",
     log:
         "logs/classify/{net}_{fmt}_f{frac}.log",
     conda:
@@ -28,13 +32,9 @@ rule classify_train:
 
 rule classify_eval:
     input:
-        model="results/classify/{net}/{fmt}/f{frac}/model.pt",
-        images="results/crops/{fmt}/images.npy",
-        index="results/crops/{fmt}/index.csv",
-        test="results/split/test.csv",
+        predictions="results/classify/{net}/{fmt}/f{frac}/predictions.csv",
         manifest="results/cohort/manifest.csv",
     output:
-        predictions="results/classify/{net}/{fmt}/f{frac}/predictions.csv",
         metrics="results/classify/{net}/{fmt}/f{frac}/metrics.json",
         roc=report(
             "results/classify/{net}/{fmt}/f{frac}/roc.png",
@@ -49,10 +49,10 @@ rule classify_eval:
         ENV
     threads: 1
     resources:
-        mem_mb=3000,
+        mem_mb=2000,
         runtime=30,
     params:
         evaluate=config.get("evaluate", {}),
-        device=config.get("device", "auto"),
+        classes=config["classes"],
     script:
         "../scripts/classify_eval.py"

@@ -1,14 +1,17 @@
-"""Glue: train one classifier (logic in anapart.classify, loop in anapart.training)."""
+"""Glue: train one classifier and predict the test cohort (logic in anapart.classify)."""
 from pathlib import Path
 
-from anapart.classify import train_classifier
-from anapart.files import setup_logging
+import pandas as pd
+
+from anapart.classify import predict_probabilities, train_classifier
+from anapart.files import setup_logging, write_csv
 from anapart.training import set_threads
 
-setup_logging(snakemake.log[0])
+log = setup_logging(snakemake.log[0])
 set_threads(snakemake.threads)
+crops = Path(snakemake.input.images).parent
 train_classifier(
-    Path(snakemake.input.images).parent,
+    crops,
     snakemake.input.train,
     snakemake.params.classes,
     snakemake.wildcards.net,
@@ -17,3 +20,11 @@ train_classifier(
     device=snakemake.params.device,
     checkpoint=snakemake.params.checkpoint,
 )
+pred, _, _ = predict_probabilities(
+    snakemake.output.model,
+    crops,
+    pd.read_csv(snakemake.input.test),
+    device=snakemake.params.device,
+)
+write_csv(snakemake.output.predictions, pred)
+log.info("predicted %d test slices", len(pred))

@@ -1,0 +1,125 @@
+import numpy as np
+import pandas as pd
+import pytest
+import timm
+import torch
+
+from anapart import classify, training
+from anapart.classify import CropData, build_classifier, predict_probabilities, train_classifier
+
+CLASSES = ["a", "b", "c"]
+
+
+def make_crop_store(root, n_per_class=12, side=24, seed=0):
+    """A tiny format store whose classes differ in a bright square's position: learnable."""
+    rng = np.random.default_rng(seed)
+    imgs, rows = [], []
+    for k, c in enumerate(CLASSES):
+        for i in range(n_per_class):
+            a = rng.normal(0.3, 0.05, (side, side)).astype(np.float32)
+            y = 2 + 7 * k
+            a[y:y + 5, 8:16] += 0.6
+            imgs.append(a)
+            rows.append((f"S{k}{i:02d}", c))
+    root.mkdir(parents=True, exist_ok=True)
+    np.save(root / "images.npy", np.clip(np.stack(imgs), 0, 1).astype(np.float16))
+    ids = [r[0] for r in rows]
+    pd.DataFrame({"slice_id": ids, "row": np.arange(len(ids)), "y0": 0, "x0": 0, "size": side}).to_csv(
+        root / "index.csv", index=False)
+    return pd.DataFrame(rows, columns=["slice_id", "label"])
+
+
+CFG = dict(seed=0, lr=0.01, momentum=0.9, batch_size=8, epochs=4, input_size=32, augment={"hflip": 0.5},
+           normalize=[0.5, 0.25])
+
+
+def test_crop_data_maps_slice_ids_to_rows_and_normalises(tmp_path):
+    lst = make_crop_store(tmp_path / "fmt")
+    sub = lst.iloc[[5, 30, 0]]
+    data = CropData(tmp_path / "fmt", sub, CLASSES, None, (0.5, 0.25))
+    x, y = data.batch(np.arange(3))
+    store = np.load(tmp_path / "fmt" / "images.npy").astype(np.float32)
+    np.testing.assert_allclose(x[:, 0].numpy(), (store[[5, 30, 0]] - 0.5) / 0.25, atol=1e-6)
+    assert y.tolist() == [0, 2, 0]
+    assert CropData(tmp_path / "fmt", sub, CLASSES, 48, (0.5, 0.25)).inputs([0]).shape == (1, 1, 48, 48)
+    with pytest.raises(KeyError, match="lacks 1 slices"):
+        CropData(tmp_path / "fmt", pd.DataFrame({"slice_id": ["nope"], "label": ["a"]}), CLASSES, None)
+
+
+def test_training_lowers_loss_and_predicts_probabilities(tmp_path):
+    lst = make_crop_store(tmp_path / "fmt")
+    lst.to_csv(tmp_path / "train.csv", index=False)
+    torch.set_num_threads(2)
+    hist = train_classifier(tmp_path / "fmt", tmp_path / "train.csv", CLASSES, "mobilenetv3_large_100", CFG,
+                            tmp_path / "model.pt", device="cpu")
+    assert len(hist) == 4 and hist[-1] < hist[0]
+    pred, _, meta = predict_probabilities(tmp_path / "model.pt", tmp_path / "fmt", lst, device="cpu")
+    assert list(pred.columns) == ["slice_id", "label", "p_a", "p_b", "p_c"]
+    np.testing.assert_allclose(pred[["p_a", "p_b", "p_c"]].sum(axis=1), 1, atol=1e-5)
+    assert meta["classes"] == CLASSES and meta["input_size"] == 32
+
+
+def test_killed_training_resumes_to_the_same_model(tmp_path, monkeypatch):
+    lst = make_crop_store(tmp_path / "fmt", n_per_class=8)
+    lst.to_csv(tmp_path / "train.csv", index=False)
+    cfg = dict(CFG, epochs=3)
+    train_classifier(tmp_path / "fmt", tmp_path / "train.csv", CLASSES, "efficientnet_b0", cfg,
+                     tmp_path / "ref.pt", device="cpu", checkpoint=tmp_path / "ref.ckpt")
+    real_batch = CropData.batch
+    calls = {"n": 0}
+
+    def dying_batch(self, idx, augment=None):
+        calls["n"] += 1
+        if calls["n"] == 3 * 2 + 1:  # 3 batches an epoch: dies at the start of epoch 3
+            raise KeyboardInterrupt
+        return real_batch(self, idx, augment)
+
+    monkeypatch.setattr(CropData, "batch", dying_batch)
+    with pytest.raises(KeyboardInterrupt):
+        train_classifier(tmp_path / "fmt", tmp_path / "train.csv", CLASSES, "efficientnet_b0", cfg,
+                         tmp_path / "run.pt", device="cpu", checkpoint=tmp_path / "run.ckpt")
+    assert not (tmp_path / "run.pt").exists() and (tmp_path / "run.ckpt").exists()
+    monkeypatch.setattr(CropData, "batch", real_batch)
+    train_classifier(tmp_path / "fmt", tmp_path / "train.csv", CLASSES, "efficientnet_b0", cfg,
+                     tmp_path / "run.pt", device="cpu", checkpoint=tmp_path / "run.ckpt")
+    ref = torch.load(tmp_path / "ref.pt", weights_only=False)
+    run = torch.load(tmp_path / "run.pt", weights_only=False)
+    assert run["meta"]["loss_history"] == ref["meta"]["loss_history"]
+    for k, v in ref["state_dict"].items():
+        assert torch.equal(run["state_dict"][k], v), k
+
+
+def test_pretrained_weights_from_a_local_file(tmp_path):
+    net = "mobilenetv3_large_100"
+    torch.manual_seed(123)
+    donor = timm.create_model(net, pretrained=False)  # ImageNet layout: 3 channels, 1000 classes
+    path = tmp_path / "weights.pth"
+    torch.save(donor.state_dict(), path)
+    torch.manual_seed(0)
+    fresh = build_classifier(net, 6, pretrained=False)
+    torch.manual_seed(0)
+    loaded = build_classifier(net, 6, pretrained=str(path))
+    key = "blocks.1.0.conv_pw.weight"
+    assert not torch.equal(fresh.state_dict()[key], loaded.state_dict()[key])
+    assert torch.equal(loaded.state_dict()[key], donor.state_dict()[key])
+    stem = donor.state_dict()["conv_stem.weight"]
+    assert loaded.state_dict()["conv_stem.weight"].shape[1] == 1
+    torch.testing.assert_close(loaded.state_dict()["conv_stem.weight"], stem.sum(1, keepdim=True))
+    assert loaded.get_classifier().out_features == 6
+    with pytest.raises(FileNotFoundError, match="missing.pth"):
+        build_classifier(net, 6, pretrained=str(tmp_path / "missing.pth"))
+
+
+def test_pretrained_flag_parsing():
+    assert classify.parse_pretrained(False) is False
+    assert classify.parse_pretrained("false") is False
+    assert classify.parse_pretrained(None) is False
+    assert classify.parse_pretrained(True) is True
+    assert str(classify.parse_pretrained("/w/x.pth")) == "/w/x.pth"
+
+
+def test_no_test_can_reach_the_network():
+    import socket
+
+    with pytest.raises(RuntimeError, match="never use the network"):
+        socket.create_connection(("93.184.216.34", 443), timeout=1)
