@@ -32,6 +32,8 @@ rule classify_train:
 
 rule classify_eval:
     input:
+        # not read here, but the scores belong to this model: a rebuilt model is rescored
+        model="results/classify/{net}/{fmt}/f{frac}/model.pt",
         predictions="results/classify/{net}/{fmt}/f{frac}/predictions.csv",
         manifest="results/cohort/manifest.csv",
     output:
