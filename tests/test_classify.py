@@ -123,3 +123,13 @@ def test_no_test_can_reach_the_network():
 
     with pytest.raises(RuntimeError, match="never use the network"):
         socket.create_connection(("93.184.216.34", 443), timeout=1)
+
+
+def test_preloaded_inputs_equal_streamed_inputs(tmp_path):
+    lst = make_crop_store(tmp_path / "fmt")
+    streamed = CropData(tmp_path / "fmt", lst, CLASSES, 40)
+    preloaded = CropData(tmp_path / "fmt", lst, CLASSES, 40, preload_mb=64)
+    tiny_budget = CropData(tmp_path / "fmt", lst, CLASSES, 40, preload_mb=0.01)
+    assert streamed.cache is None and preloaded.cache is not None and tiny_budget.cache is None
+    idx = np.array([7, 3, 30, 3])
+    torch.testing.assert_close(preloaded.inputs(idx), streamed.inputs(idx))

@@ -70,7 +70,8 @@ def model_from_meta(meta: dict) -> torch.nn.Module:
 class CropData:
     """Slices of one format store selected by a split list, served as normalised network inputs."""
 
-    def __init__(self, crops_dir, slice_list: pd.DataFrame, classes, input_size: int | None, norm=(0.5, 0.25)):
+    def __init__(self, crops_dir, slice_list: pd.DataFrame, classes, input_size: int | None, norm=(0.5, 0.25),
+                 preload_mb: float = 0):
         crops_dir = Path(crops_dir)
         index = pd.read_csv(crops_dir / "index.csv")
         row_of = dict(zip(index["slice_id"], index["row"]))
@@ -86,11 +87,20 @@ class CropData:
         self.labels = np.array([list(classes).index(c) for c in slice_list["label"]], dtype=np.int64)
         self.size = int(input_size or self.images.shape[-1])
         self.mean, self.std = float(norm[0]), float(norm[1])
+        # Small enough? Resize and normalise every selected slice once; epochs then only index.
+        self.cache = None
+        if preload_mb and len(self.rows) * self.size**2 * 4 <= preload_mb * 2**20:
+            self.cache = self._read(np.arange(len(self.rows)))
 
     def __len__(self) -> int:
         return len(self.rows)
 
     def inputs(self, idx) -> torch.Tensor:
+        if self.cache is not None:
+            return self.cache[torch.as_tensor(np.asarray(idx))]
+        return self._read(idx)
+
+    def _read(self, idx) -> torch.Tensor:
         rows = self.rows[np.asarray(idx)]
         order = np.argsort(rows)  # sequential memmap reads, then back to the requested order
         block = np.empty((len(rows),) + self.images.shape[1:], np.float32)
@@ -130,7 +140,8 @@ def train_classifier(crops_dir, train_csv, classes, net: str, cfg: dict, out_mod
                      checkpoint=None) -> list[float]:
     """Train one (net, format, fraction) model; returns the per-epoch training loss."""
     train = pd.read_csv(train_csv)
-    data = CropData(crops_dir, train, classes, cfg.get("input_size"), cfg.get("normalize", (0.5, 0.25)))
+    data = CropData(crops_dir, train, classes, cfg.get("input_size"), cfg.get("normalize", (0.5, 0.25)),
+                    preload_mb=float(cfg.get("preload_mb", 0)))
     training.seed_everything(int(cfg["seed"]))
     model = build_classifier(net, len(classes), cfg.get("pretrained", False), drop_rate=float(cfg.get("drop_rate", 0)))
     if cfg.get("zero_init_head", False):
