@@ -19,6 +19,7 @@ include: "workflow/rules/segment.smk"
 include: "workflow/rules/crop.smk"
 include: "workflow/rules/classify.smk"
 include: "workflow/rules/stats.smk"
+include: "workflow/rules/cam.smk"
 
 
 rule all:
@@ -31,3 +32,4 @@ rule all:
         "results/crops/qc.csv",
         "results/tables/auc.csv",
         "results/tables/anova.csv",
+        "results/tables/cam_ttest.csv",

@@ -58,6 +58,7 @@ def built(tmp_path_factory) -> Path:
     snakemake(wd, "results/split/patients.csv")
     snakemake(wd, "results/crops/qc.csv", "results/seg/qc_examples.png")
     snakemake(wd, "results/tables/anova.csv")
+    snakemake(wd, "results/tables/cam_ttest.csv")
     return wd
 
 
@@ -210,3 +211,16 @@ def test_default_config_plans_36_classifiers():
     table = proc.stdout.split("Job stats:")[1].split("total")[0]
     counts = {p[0]: int(p[1]) for p in (line.split() for line in table.splitlines()) if len(p) == 2 and p[1].isdigit()}
     assert counts["classify_train"] == 36 and counts["classify_eval"] == 36
+
+
+def test_cam_contracts_and_report(built):
+    scores = sorted((built / "results/cam").glob("*/*/f100/scores.csv"))
+    assert len(scores) == 2 * 3  # test config: 2 nets x 3 formats at 100%
+    for p in scores:
+        assert list(pd.read_csv(p).columns) == ["slice_id", "label", "score_binned", "score_continuous", "pointing"]
+    summary = pd.read_csv(built / "results/tables/cam_scores.csv")
+    assert len(summary) == 6 and {"score_mean", "score_sd", "binned_mean"} <= set(summary.columns)
+    assert (built / "results/tables/cam_ttest.csv").exists()
+    proc = snakemake(built, "--report", "report.html")
+    html = (built / "report.html").read_text(errors="replace")
+    assert "auc.csv" in html and "anova.csv" in html and "cam_scores.csv" in html

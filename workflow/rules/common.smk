@@ -4,6 +4,7 @@ FRACTIONS = [int(f) for f in config["split"]["fractions"]]
 NETS = list(config["classify"]["nets"])
 FORMATS = list(config["classify"]["formats"])
 SEG_ARCHS = list(config["segment"]["archs"])
+CAM_FRACTIONS = [int(f) for f in config["cam"]["fractions"]]
 # What a classifier's weights depend on (so adding a network or format retrains nothing else).
 TRAIN_CFG = {
     k: v

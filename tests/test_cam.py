@@ -1,0 +1,67 @@
+import numpy as np
+import pytest
+import torch
+
+from anapart.cam import binned, bright_share, gradcam, pointing, resolve_layer, score_maps, to_slice
+from anapart.classify import build_classifier
+from anapart.crop import extract, window
+
+
+def _lesion():
+    m = np.zeros((32, 32), bool)
+    m[8:16, 8:24] = True  # 8 x 16
+    return m
+
+
+def test_score_inside_half_outside():
+    les = _lesion()
+    inside = np.zeros((32, 32), np.float32)
+    inside[10:14, 10:20] = 1.0
+    half = np.zeros((32, 32), np.float32)
+    half[12:20, 10:14] = 1.0  # rows 12-15 on the lesion, 16-19 off
+    outside = np.zeros((32, 32), np.float32)
+    outside[24:30, 2:8] = 1.0
+    assert bright_share(inside, les, 0.5) == 1.0
+    assert bright_share(half, les, 0.5) == 0.5
+    assert bright_share(outside, les, 0.5) == 0.0
+    s = score_maps(np.stack([inside, half, outside]), np.stack([les] * 3), 0.5)
+    assert s["score_binned"].tolist() == [1.0, 0.5, 0.0]
+    assert s["pointing"].tolist() == [1.0, 0.5, 0.0]
+    assert np.isnan(bright_share(np.zeros((32, 32)), les, 0.5))
+
+
+def test_binning_to_the_readers_scale():
+    assert [binned(v) for v in (0.0, 0.1, 0.13, 0.3, 0.49, 0.62, 0.8, 0.95, 1.0)] == \
+        [0.0, 0.0, 0.25, 0.25, 0.5, 0.5, 0.75, 1.0, 1.0]
+
+
+def test_pointing_weights_by_energy():
+    les = _lesion()
+    cam = np.zeros((32, 32), np.float32)
+    cam[10, 10] = 3.0
+    cam[30, 30] = 1.0
+    assert pointing(cam, les) == pytest.approx(0.75)
+
+
+def test_crop_map_round_trips_to_slice_coordinates():
+    rng = np.random.default_rng(0)
+    slice_map = rng.random((40, 40)).astype(np.float32)
+    for center in ((20.0, 20.0), (3.0, 36.0)):  # inside, and a padded window at the border
+        y0, x0 = window(center, 16)
+        crop, _ = extract(slice_map, y0, x0, 16)
+        back = to_slice(crop, y0, x0, 40)
+        ys, xs = slice(max(y0, 0), min(y0 + 16, 40)), slice(max(x0, 0), min(x0 + 16, 40))
+        np.testing.assert_array_equal(back[ys, xs], slice_map[ys, xs])
+        outside = np.ones((40, 40), bool)
+        outside[ys, xs] = False
+        assert not back[outside].any()
+
+
+def test_gradcam_gives_maps_larger_than_one_pixel_at_demo_size():
+    torch.manual_seed(0)
+    model = build_classifier("mobilenetv3_large_100", 6)
+    layer = resolve_layer(model, "blocks.4")
+    maps = gradcam(model, layer, torch.randn(2, 1, 56, 56), [0, 3])
+    assert maps.shape == (2, 56, 56) and maps.min() >= 0 and maps.max() <= 1
+    with pytest.raises(KeyError, match="not found"):
+        resolve_layer(model, "blocks.99x")

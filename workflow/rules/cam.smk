@@ -1,0 +1,62 @@
+# Interpretability: Grad-CAM of correctly classified test lesion slices, scored on the lesion.
+
+
+rule cam:
+    input:
+        model="results/classify/{net}/{fmt}/f{frac}/model.pt",
+        predictions="results/classify/{net}/{fmt}/f{frac}/predictions.csv",
+        images="results/crops/{fmt}/images.npy",
+        index="results/crops/{fmt}/index.csv",
+        manifest="results/cohort/manifest.csv",
+        cohort_images="results/cohort/images.npy",
+        masks="results/cohort/masks.npy",
+    output:
+        scores="results/cam/{net}/{fmt}/f{frac}/scores.csv",
+        examples=report(
+            "results/cam/{net}/{fmt}/f{frac}/examples.png",
+            caption="../report/cam_examples.rst",
+            category="Interpretability",
+            subcategory="Grad-CAM examples",
+            labels={"network": "{net}", "format": "{fmt}", "fraction": "{frac}%"},
+        ),
+    log:
+        "logs/cam/{net}_{fmt}_f{frac}.log",
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=3000,
+        runtime=30,
+    params:
+        layer=lambda w: config["cam"]["target_layers"][w.net],
+        threshold=config["cam"]["threshold"],
+        batch_size=config["cam"].get("batch_size", 32),
+    script:
+        "../scripts/cam.py"
+
+
+rule cam_stats:
+    input:
+        expand(
+            "results/cam/{net}/{fmt}/f{frac}/scores.csv",
+            net=NETS,
+            fmt=FORMATS,
+            frac=CAM_FRACTIONS,
+        ),
+    output:
+        scores=report(
+            "results/tables/cam_scores.csv",
+            caption="../report/cam_scores.rst",
+            category="Interpretability",
+        ),
+        ttest=report(
+            "results/tables/cam_ttest.csv",
+            caption="../report/cam_ttest.rst",
+            category="Statistics",
+        ),
+    log:
+        "logs/cam_stats.log",
+    conda:
+        ENV
+    script:
+        "../scripts/cam_stats.py"

@@ -1,0 +1,28 @@
+"""Glue: Grad-CAM maps and scores of one model (logic in anapart.cam)."""
+from pathlib import Path
+
+from anapart.cam import cam_scores, overlay_figure
+from anapart.files import setup_logging, write_csv
+from anapart.training import set_threads
+
+log = setup_logging(snakemake.log[0])
+set_threads(snakemake.threads)
+w = snakemake.wildcards
+scores, maps = cam_scores(
+    snakemake.input.model,
+    Path(snakemake.input.images).parent,
+    Path(snakemake.input.manifest).parent,
+    snakemake.input.predictions,
+    target_layer=snakemake.params.layer,
+    threshold=snakemake.params.threshold,
+    batch_size=snakemake.params.batch_size,
+)
+write_csv(snakemake.output.scores, scores)
+overlay_figure(
+    Path(snakemake.input.manifest).parent,
+    scores,
+    maps,
+    f"{w.net} {w.fmt} {w.frac}%: Grad-CAM ({snakemake.params.layer})",
+    snakemake.output.examples,
+)
+log.info("%d maps, mean score %.3f", len(scores), scores["score_continuous"].mean())
