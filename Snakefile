@@ -33,3 +33,8 @@ rule all:
         "results/tables/auc.csv",
         "results/tables/anova.csv",
         "results/tables/cam_ttest.csv",
+        (
+            ["results/tables/cam_agreement.csv"]
+            if config["cam"].get("reviewers_dir")
+            else []
+        ),

@@ -65,3 +65,27 @@ def test_gradcam_gives_maps_larger_than_one_pixel_at_demo_size():
     assert maps.shape == (2, 56, 56) and maps.min() >= 0 and maps.max() <= 1
     with pytest.raises(KeyError, match="not found"):
         resolve_layer(model, "blocks.99x")
+
+
+def test_reviewer_agreement(tmp_path):
+    import pandas as pd
+
+    from anapart.cam import agreement, read_reviewer_scores
+
+    rng = np.random.default_rng(0)
+    items = pd.DataFrame({"net": "n", "fmt": "seg112", "frac": 100, "slice_id": [f"S{i}" for i in range(30)]})
+    truth = rng.choice([0, 0.25, 0.5, 0.75, 1.0], size=30)
+    auto = items.assign(score_binned=truth, score_continuous=truth, pointing=truth)
+    (tmp_path / "rev").mkdir()
+    items.assign(score=truth).to_csv(tmp_path / "rev" / "alice.csv", index=False)  # agrees perfectly
+    items.assign(score=rng.choice([0, 0.25, 0.5, 0.75, 1.0], size=30)).to_csv(tmp_path / "rev" / "bob.csv",
+                                                                              index=False)  # guesses
+    reviews = read_reviewer_scores(tmp_path / "rev")
+    table = agreement(reviews, auto).set_index("comparison")
+    assert table.loc["alice vs automatic", "kappa_quadratic"] == pytest.approx(1.0)
+    assert table.loc["alice vs automatic", "icc2"] == pytest.approx(1.0)
+    assert abs(table.loc["bob vs automatic", "kappa_quadratic"]) < 0.5
+    assert table.loc["reviewers", "n_items"] == 30
+    items.assign(score=1.5).to_csv(tmp_path / "rev" / "carol.csv", index=False)
+    with pytest.raises(ValueError, match=r"carol\.csv line 2: score 1.5 is outside 0-1"):
+        read_reviewer_scores(tmp_path / "rev")

@@ -214,3 +214,58 @@ def format_ttests(scores: dict[tuple[str, str, int], pd.DataFrame], pairs=(("seg
                          "mean_b": pooled[b].mean(), "n_a": len(pooled[a]), "n_b": len(pooled[b]), "T": t["T"],
                          "dof": t["dof"], "p": t["p_val"], "cohen_d": t["cohen_d"]})
     return pd.DataFrame(rows)
+
+
+def read_reviewer_scores(folder) -> pd.DataFrame:
+    """Human scores: one CSV per reviewer (file stem = reviewer) with net, fmt, frac, slice_id, score (0-1)."""
+    from pathlib import Path
+
+    frames = []
+    for path in sorted(Path(folder).glob("*.csv")):
+        df = pd.read_csv(path)
+        missing = {"net", "fmt", "frac", "slice_id", "score"} - set(df.columns)
+        if missing:
+            raise ValueError(f"{path}: reviewer table lacks column(s) {sorted(missing)}")
+        bad = df[~df["score"].between(0, 1)]
+        if len(bad):
+            raise ValueError(f"{path} line {bad.index[0] + 2}: score {bad['score'].iloc[0]} is outside 0-1")
+        frames.append(df.assign(reviewer=path.stem, frac=df["frac"].astype(int)))
+    if not frames:
+        raise ValueError(f"{folder}: no reviewer CSV files")
+    return pd.concat(frames, ignore_index=True)
+
+
+def agreement(reviews: pd.DataFrame, auto: pd.DataFrame) -> pd.DataFrame:
+    """Inter-rater agreement: ICC(2,1) among reviewers, and each reviewer vs the automatic binned score
+    (ICC(2,1) and quadratic-weighted kappa on the 0/0.25/…/1 scale), over the maps both scored."""
+    import pingouin as pg
+    from sklearn.metrics import cohen_kappa_score
+
+    key = ["net", "fmt", "frac", "slice_id"]
+    auto = auto.assign(reviewer="automatic", score=auto["score_binned"])[key + ["reviewer", "score"]].dropna()
+    rows = []
+
+    def icc(data: pd.DataFrame) -> float:
+        data = data.assign(item=data[key].astype(str).agg("|".join, axis=1))
+        full = data.groupby("item").filter(lambda g: g["reviewer"].nunique() == data["reviewer"].nunique())
+        if full["item"].nunique() < 3:
+            return float("nan")
+        t = pg.intraclass_corr(data=full, targets="item", raters="reviewer", ratings="score")
+        return float(t.set_index("Type").loc["ICC2", "ICC"])
+
+    reviewers = sorted(reviews["reviewer"].unique())
+    if len(reviewers) > 1:
+        rows.append({"comparison": "reviewers", "raters": ", ".join(reviewers), "icc2": icc(reviews),
+                     "kappa_quadratic": float("nan"), "n_items": int(reviews.groupby(key).ngroups)})
+    for r in reviewers:
+        pair = pd.concat([reviews[reviews["reviewer"] == r][key + ["reviewer", "score"]], auto])
+        both = pair.groupby(key).filter(lambda g: len(g) == 2)
+        wide = both.pivot_table(index=key, columns="reviewer", values="score")
+        kappa = float("nan")
+        if len(wide) >= 2:
+            kappa = float(cohen_kappa_score((wide[r].map(binned) * 4).round().astype(int),
+                                            (wide["automatic"] * 4).round().astype(int),
+                                            labels=[0, 1, 2, 3, 4], weights="quadratic"))
+        rows.append({"comparison": f"{r} vs automatic", "raters": f"{r}, automatic", "icc2": icc(both),
+                     "kappa_quadratic": kappa, "n_items": len(wide)})
+    return pd.DataFrame(rows)

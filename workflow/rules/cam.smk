@@ -60,3 +60,28 @@ rule cam_stats:
         ENV
     script:
         "../scripts/cam_stats.py"
+
+
+if config["cam"].get("reviewers_dir"):
+
+    rule cam_agreement:
+        input:
+            scores=expand(
+                "results/cam/{net}/{fmt}/f{frac}/scores.csv",
+                net=NETS,
+                fmt=FORMATS,
+                frac=CAM_FRACTIONS,
+            ),
+            reviewers=config["cam"]["reviewers_dir"],
+        output:
+            report(
+                "results/tables/cam_agreement.csv",
+                caption="../report/cam_agreement.rst",
+                category="Interpretability",
+            ),
+        log:
+            "logs/cam_agreement.log",
+        conda:
+            ENV
+        script:
+            "../scripts/cam_agreement.py"
