@@ -1,5 +1,7 @@
 """Runs the real Snakemake DAG (synthetic cohort -> ingest -> split -> segmentation -> crops) on the tiny config."""
 
+import os
+import re
 import shutil
 import subprocess
 import sys
@@ -224,3 +226,34 @@ def test_cam_contracts_and_report(built):
     proc = snakemake(built, "--report", "report.html")
     html = (built / "report.html").read_text(errors="replace")
     assert "auc.csv" in html and "anova.csv" in html and "cam_scores.csv" in html
+
+
+def _chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def test_report_renders_in_headless_chromium(built, tmp_path):
+    browser = _chromium()
+    if browser is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed; .ci/run installs Debian's chromium")
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    snakemake(built, "--report", "rendered.html")
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=15000"]
+    proc = subprocess.run([browser, *flags, "--dump-dom", (built / "rendered.html").as_uri()], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    # what the page shows once its JavaScript ran (scripts and styles stripped from the DOM)
+    shown = re.sub(r"<script.*?</script>|<style.*?</style>", "", proc.stdout, flags=re.S)
+    shown = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", shown))
+    for category in ("Segmentation", "Classification", "Statistics", "Interpretability"):
+        assert category in shown, f"report did not render category {category}: {shown[:500]}"
+    # the study's tables are embedded in the rendered page
+    for table in ("auc.csv", "anova.csv", "posthoc.csv", "cam_scores.csv", "cam_ttest.csv"):
+        assert table in proc.stdout
+    shot = tmp_path / "report.png"
+    subprocess.run([browser, *flags, "--window-size=1280,900", f"--screenshot={shot}",
+                    (built / "rendered.html").as_uri()], capture_output=True, timeout=120)
+    assert shot.exists() and shot.stat().st_size > 10_000  # a real page, not a blank one

@@ -236,7 +236,7 @@ def read_reviewer_scores(folder) -> pd.DataFrame:
 
 
 def agreement(reviews: pd.DataFrame, auto: pd.DataFrame) -> pd.DataFrame:
-    """Inter-rater agreement: ICC(2,1) among reviewers, and each reviewer vs the automatic binned score
+    """Inter-rater agreement: ICC(2,1) (pingouin's ICC(A,1)) among reviewers, and each reviewer vs the automatic binned score
     (ICC(2,1) and quadratic-weighted kappa on the 0/0.25/…/1 scale), over the maps both scored."""
     import pingouin as pg
     from sklearn.metrics import cohen_kappa_score
@@ -251,7 +251,8 @@ def agreement(reviews: pd.DataFrame, auto: pd.DataFrame) -> pd.DataFrame:
         if full["item"].nunique() < 3:
             return float("nan")
         t = pg.intraclass_corr(data=full, targets="item", raters="reviewer", ratings="score")
-        return float(t.set_index("Type").loc["ICC2", "ICC"])
+        types = t.set_index("Type")["ICC"]
+        return float(types.get("ICC(A,1)", types.get("ICC2", float("nan"))))  # two-way random, absolute, single
 
     reviewers = sorted(reviews["reviewer"].unique())
     if len(reviewers) > 1:
