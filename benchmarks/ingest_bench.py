@@ -27,7 +27,6 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from anapart import CLASSES  # noqa: E402
 from anapart.synthetic import SyntheticConfig, generate  # noqa: E402
 
 CHILD = r"""

@@ -4,7 +4,7 @@ import pytest
 import timm
 import torch
 
-from anapart import classify, training
+from anapart import classify
 from anapart.classify import CropData, build_classifier, predict_probabilities, train_classifier
 
 CLASSES = ["a", "b", "c"]

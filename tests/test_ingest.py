@@ -8,7 +8,7 @@ import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
 
-from anapart import CLASSES, cohort, dicom_io
+from anapart import cohort, dicom_io
 from anapart.cohort import IngestError, LESION_BIT, REGION_BIT, load_store
 
 

@@ -223,7 +223,7 @@ def test_cam_contracts_and_report(built):
     summary = pd.read_csv(built / "results/tables/cam_scores.csv")
     assert len(summary) == 6 and {"score_mean", "score_sd", "binned_mean"} <= set(summary.columns)
     assert (built / "results/tables/cam_ttest.csv").exists()
-    proc = snakemake(built, "--report", "report.html")
+    snakemake(built, "--report", "report.html")
     html = (built / "report.html").read_text(errors="replace")
     assert "auc.csv" in html and "anova.csv" in html and "cam_scores.csv" in html
 

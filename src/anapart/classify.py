@@ -8,7 +8,6 @@ Training goes through the shared loop :func:`anapart.training.fit` (checkpoint p
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
