@@ -89,3 +89,32 @@ def test_reviewer_agreement(tmp_path):
     items.assign(score=1.5).to_csv(tmp_path / "rev" / "carol.csv", index=False)
     with pytest.raises(ValueError, match=r"carol\.csv line 2: score 1.5 is outside 0-1"):
         read_reviewer_scores(tmp_path / "rev")
+
+
+def test_format_ttests_match_pingouin_on_known_data():
+    import pandas as pd
+    import pingouin as pg
+
+    from anapart.cam import format_ttests, summarize
+
+    a1, a2 = [1.0, 0.75, 0.75, 1.0], [0.5, 1.0, 0.75]
+    b1, b2 = [0.25, 0.0, 0.5], [0.25, 0.25, 0.0, 0.5]
+    full = [0.0, 0.0, 0.25, 0.0]
+
+    def frame(v):
+        return pd.DataFrame({"slice_id": [f"s{i}" for i in range(len(v))], "label": "NPC", "score_binned": v,
+                             "score_continuous": v, "pointing": v})
+
+    scores = {("n1", "seg112", 100): frame(a1), ("n2", "seg112", 100): frame(a2),
+              ("n1", "seg224", 100): frame(b1), ("n2", "seg224", 100): frame(b2),
+              ("n1", "full", 100): frame(full), ("n2", "full", 100): pd.DataFrame(columns=frame([]).columns)}
+    tt = format_ttests(scores).set_index(["a", "b"])
+    ref = pg.ttest(np.array(a1 + a2), np.array(b1 + b2), paired=False).iloc[0]
+    row = tt.loc[("seg112", "seg224")]
+    assert row["T"] == pytest.approx(ref["T"]) and row["p"] == pytest.approx(ref["p_val"])
+    assert row["dof"] == pytest.approx(ref["dof"]) and (row["n_a"], row["n_b"]) == (7, 7)
+    assert row["mean_a"] == pytest.approx(np.mean(a1 + a2))
+    assert set(tt.index) == {("seg112", "seg224"), ("seg112", "full"), ("seg224", "full")}
+    summary = summarize(scores).set_index(["net", "fmt"])
+    assert summary.loc[("n1", "seg112"), "score_mean"] == pytest.approx(np.mean(a1))
+    assert summary.loc[("n2", "full"), "n"] == 0

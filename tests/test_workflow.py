@@ -239,20 +239,38 @@ def test_report_renders_in_headless_chromium(built, tmp_path):
             pytest.fail("chromium is not installed; .ci/run installs Debian's chromium")
         pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
     snakemake(built, "--report", "rendered.html")
+    html = (built / "rendered.html").read_text(errors="replace")
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
              "--disable-background-networking", "--disable-component-update", "--disable-sync",
              f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=15000"]
-    proc = subprocess.run([browser, *flags, "--dump-dom", (built / "rendered.html").as_uri()], capture_output=True,
-                          text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    # what the page shows once its JavaScript ran (scripts and styles stripped from the DOM)
-    shown = re.sub(r"<script.*?</script>|<style.*?</style>", "", proc.stdout, flags=re.S)
-    shown = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", shown))
+
+    def shown(page: Path) -> str:
+        """The page's visible text once its JavaScript ran (scripts and styles stripped from the DOM)."""
+        proc = subprocess.run([browser, *flags, "--dump-dom", page.as_uri()], capture_output=True, text=True,
+                              timeout=120)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        body = re.sub(r"<script.*?</script>|<style.*?</style>", "", proc.stdout, flags=re.S)
+        return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", body))
+
+    front = shown(built / "rendered.html")
     for category in ("Segmentation", "Classification", "Statistics", "Interpretability"):
-        assert category in shown, f"report did not render category {category}: {shown[:500]}"
-    # the study's tables are embedded in the rendered page
-    for table in ("auc.csv", "anova.csv", "posthoc.csv", "cam_scores.csv", "cam_ttest.csv"):
-        assert table in proc.stdout
+        assert category in front, f"report did not render category {category}: {front[:500]}"
+    # open a category as a reader's click does (the report app's own showCategory) and read the list
+    expected = {("Statistics", None): ["results/tables/anova.csv", "results/tables/posthoc.csv",
+                                       "results/tables/cam_ttest.csv"],
+                ("Classification", "Other"): ["results/tables/auc.csv", "results/figures/aauc_bars.png"],
+                ("Interpretability", "Other"): ["results/tables/cam_scores.csv"],
+                ("Segmentation", None): ["results/seg/qc_examples.png"]}
+    end = html.rfind("</body>")
+    for (category, sub), tables in expected.items():
+        page = tmp_path / f"{category}.html"
+        action = (f'app.showCategory("{category}")' if sub is None else
+                  f'app.setView({{navbarMode: "subcategory", category: "{category}", subcategory: "{sub}"}})')
+        click = f"<script>setTimeout(function(){{{action};}}, 300);</script>"
+        page.write_text(html[:end] + click + html[end:])
+        text = shown(page)
+        for t in tables:
+            assert t in text, f"{category} does not list {t}: {text[:600]}"
     shot = tmp_path / "report.png"
     subprocess.run([browser, *flags, "--window-size=1280,900", f"--screenshot={shot}",
                     (built / "rendered.html").as_uri()], capture_output=True, timeout=120)
