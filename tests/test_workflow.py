@@ -253,14 +253,15 @@ def test_report_renders_in_headless_chromium(built, tmp_path):
         return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", body))
 
     front = shown(built / "rendered.html")
-    for category in ("Segmentation", "Classification", "Statistics", "Interpretability"):
+    for category in ("Segmentation", "Classification", "Statistics", "Interpretability", "QC"):
         assert category in front, f"report did not render category {category}: {front[:500]}"
     # open a category as a reader's click does (the report app's own showCategory) and read the list
     expected = {("Statistics", None): ["results/tables/anova.csv", "results/tables/posthoc.csv",
                                        "results/tables/cam_ttest.csv"],
                 ("Classification", "Other"): ["results/tables/auc.csv", "results/figures/aauc_bars.png"],
                 ("Interpretability", "Other"): ["results/tables/cam_scores.csv"],
-                ("Segmentation", None): ["results/seg/qc_examples.png"]}
+                ("Segmentation", None): ["results/seg/qc_examples.png", "results/seg/selected.json"],
+                ("QC", None): ["results/crops/qc.csv", "results/cohort/ingest.json"]}
     end = html.rfind("</body>")
     for (category, sub), tables in expected.items():
         page = tmp_path / f"{category}.html"

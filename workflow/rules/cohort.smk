@@ -8,7 +8,11 @@ rule ingest:
         manifest="results/cohort/manifest.csv",
         images="results/cohort/images.npy",
         masks="results/cohort/masks.npy",
-        report="results/cohort/ingest.json",
+        report=report(
+            "results/cohort/ingest.json",
+            caption="../report/ingest.rst",
+            category="QC",
+        ),
     log:
         "logs/ingest.log",
     conda:

@@ -15,7 +15,9 @@ rule crops:
             for fmt in FORMATS
             for k, f in (("images", "images.npy"), ("index", "index.csv"))
         },
-        qc="results/crops/qc.csv",
+        qc=report(
+            "results/crops/qc.csv", caption="../report/crops_qc.rst", category="QC"
+        ),
     log:
         "logs/crops.log",
     conda:

@@ -30,7 +30,11 @@ rule seg_select:
     input:
         expand("results/seg/{arch}/metrics.json", arch=SEG_ARCHS),
     output:
-        "results/seg/selected.json",
+        report(
+            "results/seg/selected.json",
+            caption="../report/seg_selected.rst",
+            category="Segmentation",
+        ),
     log:
         "logs/seg_select.log",
     conda:
