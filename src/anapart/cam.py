@@ -146,13 +146,10 @@ def cam_scores(model_path, crops_dir, cohort_dir, predictions_csv, *, target_lay
 
 def overlay_figure(cohort_dir, scores: pd.DataFrame, maps: dict, title: str, out_png) -> None:
     """One example per class (the best-scored slice): the slice with the lesion outline, and its CAM."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     from .cohort import LESION_BIT, load_store
-    from .files import atomic_path
+    from .files import pyplot, save_figure
+
+    plt = pyplot()
 
     manifest, images, masks = load_store(cohort_dir)
     row_of = dict(zip(manifest["slice_id"], manifest.index))
@@ -176,9 +173,7 @@ def overlay_figure(cohort_dir, scores: pd.DataFrame, maps: dict, title: str, out
         axes[0, 0].text(0.5, 0.5, "no correctly classified lesion slice", ha="center", va="center", fontsize=8)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    with atomic_path(out_png) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
+    save_figure(fig, out_png, dpi=100)
 
 
 def summarize(scores: dict[tuple[str, str, int], pd.DataFrame]) -> pd.DataFrame:
@@ -270,3 +265,14 @@ def agreement(reviews: pd.DataFrame, auto: pd.DataFrame) -> pd.DataFrame:
         rows.append({"comparison": f"{r} vs automatic", "raters": f"{r}, automatic", "icc2": icc(both),
                      "kappa_quadratic": kappa, "n_items": len(wide)})
     return pd.DataFrame(rows)
+
+
+def read_scores(paths) -> dict[tuple[str, str, int], pd.DataFrame]:
+    """``results/cam/{net}/{fmt}/f{frac}/scores.csv`` files keyed by (net, fmt, frac)."""
+    from pathlib import Path
+
+    out = {}
+    for path in paths:
+        p = Path(path)
+        out[(p.parts[-4], p.parts[-3], int(p.parts[-2].removeprefix("f")))] = pd.read_csv(p)
+    return out

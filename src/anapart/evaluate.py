@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score, roc_curve
 
-from .files import atomic_path, write_text
+from .files import write_text
 
 log = logging.getLogger("anapart.evaluate")
 
@@ -90,10 +90,9 @@ def write_metrics(path, metrics: dict) -> None:
 
 def roc_figure(pred: pd.DataFrame, classes, title: str, out_png) -> None:
     """One ROC curve per class, with its AUC (the paper's Fig. 5/7/8 panels)."""
-    import matplotlib
+    from .files import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(4.2, 4.2))
     for c in classes:
@@ -107,6 +106,4 @@ def roc_figure(pred: pd.DataFrame, classes, title: str, out_png) -> None:
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
-    with atomic_path(out_png) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
+    save_figure(fig, out_png)

@@ -217,12 +217,9 @@ def select(metrics: dict[str, dict]) -> dict:
 def qc_figure(cohort_dir, patients_csv, model_paths: dict, out_png, *, n_examples: int = 4, device="auto",
               threshold: float = 0.5) -> None:
     """The paper's Fig. 4: held-out slices with the true region and each model's prediction."""
-    import matplotlib
+    from .files import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from .files import atomic_path
+    plt = pyplot()
 
     manifest, images, masks = load_store(cohort_dir)
     rows = annotated_rows(manifest, pd.read_csv(patients_csv))["test"]
@@ -251,6 +248,4 @@ def qc_figure(cohort_dir, patients_csv, model_paths: dict, out_png, *, n_example
             ax.set_yticks([])
         axes[i][0].set_ylabel(manifest.at[r, "label"], fontsize=8)
     fig.tight_layout()
-    with atomic_path(out_png) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
+    save_figure(fig, out_png)

@@ -97,12 +97,9 @@ def model_table(metrics: dict[tuple[str, str, int], dict], classes) -> pd.DataFr
 
 def bar_chart(table: pd.DataFrame, formats, fractions, out_png) -> None:
     """Mean aAUC over networks per format and fraction, ± SD over networks (the paper's Fig. 6)."""
-    import matplotlib
+    from .files import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from .files import atomic_path
+    plt = pyplot()
 
     g = table.groupby(["frac", "fmt"])["aauc"].agg(["mean", "std"]).reset_index()
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
@@ -119,6 +116,4 @@ def bar_chart(table: pd.DataFrame, formats, fractions, out_png) -> None:
     ax.axhline(0.5, color="grey", lw=0.8, ls="--")
     ax.legend(fontsize=8, ncol=len(formats))
     fig.tight_layout()
-    with atomic_path(out_png) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
+    save_figure(fig, out_png)
