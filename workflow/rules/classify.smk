@@ -20,7 +20,6 @@ rule classify_train:
     resources:
         mem_mb=6000,
         runtime=240,
-        gpu=TRAIN_GPUS,
     params:
         cfg=TRAIN_CFG,
         classes=config["classes"],

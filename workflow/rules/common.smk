@@ -11,8 +11,6 @@ TRAIN_CFG = {
     for k, v in config["classify"].items()
     if k not in ("nets", "formats", "threads", "preload_mb")
 }
-# On a cluster, a training job asks for one GPU unless the study runs on the CPU.
-TRAIN_GPUS = 0 if config.get("device", "auto") == "cpu" else 1
 ENV = "../../envs/anapart.yaml"
 
 
