@@ -20,6 +20,7 @@ include: "workflow/rules/crop.smk"
 include: "workflow/rules/classify.smk"
 include: "workflow/rules/stats.smk"
 include: "workflow/rules/cam.smk"
+include: "workflow/rules/staging.smk"
 
 
 rule all:
@@ -33,6 +34,7 @@ rule all:
         "results/tables/auc.csv",
         "results/tables/anova.csv",
         "results/tables/cam_ttest.csv",
+        staging_targets(),
         (
             ["results/tables/cam_agreement.csv"]
             if config["cam"].get("reviewers_dir")

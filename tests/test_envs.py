@@ -16,7 +16,11 @@ def test_conda_env_matches_pyproject():
     env = yaml.safe_load((REPO / "envs" / "anapart.yaml").read_text())
     pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d)
     runtime = {_norm(d) for d in deps if not d.lower().startswith("snakemake")}
-    assert runtime == {_norm(d) for d in pip}
+    # conda packages (pinned with "=") count as well: pyradiomics comes from conda-forge
+    conda = {_norm(d).replace("=", "==") for d in env["dependencies"]
+             if isinstance(d, str) and not d.startswith(("python", "pip"))}
+    assert runtime == {_norm(d) for d in pip} | conda
+    assert "pyradiomics==3.0.1" in conda
     assert "torch==2.14.1" in runtime and "torchvision==0.29.1" in runtime
 
 

@@ -26,7 +26,7 @@ from test_workflow import workflow_copy
 pytestmark = [pytest.mark.slurm, pytest.mark.workflow]
 
 TARGET = "results/classify/mobilenetv3_large_100/seg112/f25/metrics.json"
-TRAINING_RULES = {"seg_train", "classify_train", "staging_train"}
+TRAINING_RULES = {"seg_train", "classify_train", "staging_train", "staging_train_ablation"}
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -61,6 +62,10 @@ def built(tmp_path_factory) -> Path:
     snakemake(wd, "results/crops/qc.csv", "results/seg/qc_examples.png")
     snakemake(wd, "results/tables/anova.csv")
     snakemake(wd, "results/tables/cam_ttest.csv")
+    # study B, then everything else of `all` (nothing of study A may be redone)
+    snakemake(wd, "results/staging/tables/table5_comparison.csv")
+    proc = snakemake(wd)
+    assert "rule classify_train" not in proc.stdout + proc.stderr
     return wd
 
 
@@ -204,6 +209,16 @@ def test_rerunning_one_model_rebuilds_only_it_and_its_tables(built):
     assert _planned_jobs(built, target) == {"classify_eval": 1, "auc_table": 1, "anova": 1}
     snakemake(built, target)
     assert _planned_jobs(built, target) == {}
+    # a touched model (its weights file newer than its scores; mtime trigger stated): only its
+    # scoring and the tables downstream rerun -- no other model, no crops, no cohort
+    os.utime(model_dir / "model.pt")
+    assert _planned_jobs(built, target) == {"classify_eval": 1, "auc_table": 1, "anova": 1}
+    before = {p: p.stat().st_mtime_ns for p in (built / "results").rglob("*") if p.is_file()}
+    snakemake(built, target, "--rerun-triggers", "mtime", "input", "params")
+    changed = {p.relative_to(built).as_posix() for p in (built / "results").rglob("*")
+               if p.is_file() and before.get(p) != p.stat().st_mtime_ns}
+    assert changed == {f"{rel}/metrics.json", f"{rel}/roc.png", "results/tables/auc.csv",
+                       "results/figures/aauc_bars.png", "results/tables/anova.csv", "results/tables/posthoc.csv"}
 
 
 def test_default_config_plans_36_classifiers():
@@ -226,6 +241,46 @@ def test_cam_contracts_and_report(built):
     snakemake(built, "--report", "report.html")
     html = (built / "report.html").read_text(errors="replace")
     assert "auc.csv" in html and "anova.csv" in html and "cam_scores.csv" in html
+
+
+STAGING_METHODS = ["resnet50", "densenet121", "basic_cnn", "ensemble", "radiomics"]
+
+
+def test_staging_contracts_and_tables(built):
+    """Study B from the tiny config: every method's predictions and metrics, the three tables."""
+    import json
+
+    stages = ["III", "IVa"]
+    test = pd.read_csv(built / "results/staging/split/test.csv")
+    index = pd.read_csv(built / "results/staging/patches/clahe/index.csv")
+    for name in STAGING_METHODS + ["ablation/resnet50", "ablation/densenet121"]:
+        d = built / "results/staging" / name
+        pred = pd.read_csv(d / "predictions.csv")
+        assert list(pred.columns[:4]) == ["slice_id", "label", "p_III", "p_IVa"], name
+        assert list(pred["slice_id"]) == list(test["slice_id"])
+        assert np.allclose(pred[["p_III", "p_IVa"]].sum(axis=1), 1, atol=1e-4)
+        m = json.loads((d / "metrics.json").read_text())
+        assert set(m["per_class"]) == set(stages) and 0 <= m["accuracy"] <= 1
+        assert sum(map(sum, m["confusion"])) == len(test)
+        assert (d / "confusion.png").read_bytes()[:4] == b"\x89PNG"
+    # the ensemble really is the mean of the five (here: two) transfer models
+    ens = pd.read_csv(built / "results/staging/ensemble/predictions.csv")
+    members = [pd.read_csv(built / f"results/staging/{m}/predictions.csv") for m in ("resnet50", "densenet121")]
+    assert np.allclose(ens["p_IVa"], (members[0]["p_IVa"] + members[1]["p_IVa"]) / 2)
+    t3 = pd.read_csv(built / "results/staging/tables/table3_preprocessing.csv")
+    assert len(t3) == 4 and set(t3["clahe"]) == {True, False}
+    t4 = pd.read_csv(built / "results/staging/tables/table4_models.csv")
+    assert set(t4["method"]) == {"basic_cnn", "resnet50", "densenet121", "ensemble"} and set(t4["stage"]) == set(stages)
+    t5 = pd.read_csv(built / "results/staging/tables/table5_comparison.csv")
+    assert set(t5["method"]) == {"TNM staging", "radiomics", "ensemble"}
+    ens_m = json.loads((built / "results/staging/ensemble/metrics.json").read_text())
+    assert t4.loc[t4["method"] == "ensemble", "accuracy"].iloc[0] == pytest.approx(ens_m["accuracy"], abs=1e-3)
+    # CAM per model, patients pseudonymised, patches of one patient on one side only
+    for m in ("resnet50", "densenet121", "basic_cnn"):
+        assert (built / f"results/staging/{m}/cam.png").stat().st_size > 0
+        assert "roi_share" in pd.read_csv(built / f"results/staging/{m}/cam.csv").columns
+    side = pd.read_csv(built / "results/staging/split/patients.csv").set_index("patient")["split"]
+    assert set(side[index.set_index("slice_id").loc[test["slice_id"], "patient"]]) == {"test"}
 
 
 def _chromium() -> str | None:
@@ -253,7 +308,7 @@ def test_report_renders_in_headless_chromium(built, tmp_path):
         return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", body))
 
     front = shown(built / "rendered.html")
-    for category in ("Segmentation", "Classification", "Statistics", "Interpretability", "QC"):
+    for category in ("Segmentation", "Classification", "Statistics", "Interpretability", "QC", "Staging"):
         assert category in front, f"report did not render category {category}: {front[:500]}"
     # open a category as a reader's click does (the report app's own showCategory) and read the list
     expected = {("Statistics", None): ["results/tables/anova.csv", "results/tables/posthoc.csv",
@@ -261,7 +316,11 @@ def test_report_renders_in_headless_chromium(built, tmp_path):
                 ("Classification", "Other"): ["results/tables/auc.csv", "results/figures/aauc_bars.png"],
                 ("Interpretability", "Other"): ["results/tables/cam_scores.csv"],
                 ("Segmentation", None): ["results/seg/qc_examples.png", "results/seg/selected.json"],
-                ("QC", None): ["results/crops/qc.csv", "results/cohort/ingest.json"]}
+                ("QC", None): ["results/crops/qc.csv", "results/cohort/ingest.json"],
+                ("Staging", "Tables"): ["results/staging/tables/table3_preprocessing.csv",
+                                        "results/staging/tables/table4_models.csv",
+                                        "results/staging/tables/table5_comparison.csv",
+                                        "results/staging/figures/confusion_matrices.png"]}
     end = html.rfind("</body>")
     for (category, sub), tables in expected.items():
         page = tmp_path / f"{category}.html"

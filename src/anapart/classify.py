@@ -118,8 +118,14 @@ class CropData:
 
 
 def augment_batch(x: torch.Tensor, cfg: dict) -> torch.Tensor:
-    """Random horizontal flips and integer shifts (zero-filled), drawn from torch's RNG."""
+    """Random horizontal flips, integer shifts and (when set) rotation/shear/zoom, from torch's RNG.
+
+    Areas moved in from outside are filled with the batch minimum (the background).
+    """
     n, _, h, w = x.shape
+    rot, shear, zoom = (float(cfg.get(k, 0.0)) for k in ("rotation", "shear", "zoom"))
+    if rot > 0 or shear > 0 or zoom > 0:
+        x = _affine(x, rot, shear, zoom)
     p = float(cfg.get("hflip", 0.0))
     if p > 0:
         flip = torch.rand(n) < p
@@ -131,6 +137,19 @@ def augment_batch(x: torch.Tensor, cfg: dict) -> torch.Tensor:
         offs = torch.randint(0, 2 * shift + 1, (n, 2))
         x = torch.stack([padded[i, :, oy:oy + h, ox:ox + w] for i, (oy, ox) in enumerate(offs.tolist())])
     return x
+
+
+def _affine(x: torch.Tensor, rotation_deg: float, shear_deg: float, zoom: float) -> torch.Tensor:
+    n = x.shape[0]
+    a = torch.deg2rad((torch.rand(n) * 2 - 1) * rotation_deg)
+    s = torch.tan(torch.deg2rad((torch.rand(n) * 2 - 1) * shear_deg))
+    z = 1 + (torch.rand(n) * 2 - 1) * zoom
+    cos, sin = torch.cos(a) / z, torch.sin(a) / z
+    theta = torch.stack([torch.stack([cos, -sin + s * cos, torch.zeros(n)], 1),
+                         torch.stack([sin, cos + s * sin, torch.zeros(n)], 1)], 1)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    fill = float(x.min())
+    return F.grid_sample(x - fill, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + fill
 
 
 # --------------------------------------------------------------------------- train / predict
@@ -165,9 +184,12 @@ def train_classifier(crops_dir, train_csv, classes, net: str, cfg: dict, out_mod
 
 
 def predict_probabilities(model_path, crops_dir, slice_list: pd.DataFrame, *, device="auto",
-                          batch_size: int = 64) -> tuple[pd.DataFrame, torch.nn.Module, dict]:
-    """Class probabilities for ``slice_list``: a frame ``slice_id, label, p_<class>...``."""
-    model, meta = training.load_model(model_path, model_from_meta)
+                          batch_size: int = 64, build=None) -> tuple[pd.DataFrame, torch.nn.Module, dict]:
+    """Class probabilities for ``slice_list``: a frame ``slice_id, label, p_<class>...``.
+
+    ``build`` rebuilds the network from the saved meta (default: a timm classifier of study A).
+    """
+    model, meta = training.load_model(model_path, build or model_from_meta)
     classes = meta["classes"]
     data = CropData(crops_dir, slice_list, classes, meta["input_size"], meta["normalize"])
     logits = training.predict(model, data.inputs, len(data), batch_size, device)

@@ -51,6 +51,7 @@ class Series:
     slice_thickness: float
     orientation: tuple[float, ...]  # ImageOrientationPatient (row cosines, column cosines)
     origin: tuple[float, float, float]  # ImagePositionPatient of the first sorted slice
+    description: str = ""  # SeriesDescription: tells a T1 post-contrast series from a T2 one
     phi: dict[str, str] = field(default_factory=dict, repr=False)
 
     @property
@@ -164,6 +165,7 @@ def scan_series(root: str | os.PathLike) -> dict[str, Series]:
             slice_thickness=float(first.get("SliceThickness", 0) or 0),
             orientation=orientation,
             origin=headers[0].ipp,
+            description=str(first.get("SeriesDescription", "") or ""),
             phi={
                 k: str(first.get(k, "")) for k in ("PatientName", "PatientID", "PatientBirthDate") if first.get(k, "")
             },
@@ -202,8 +204,10 @@ def read_pixels(path: str | os.PathLike) -> np.ndarray:
     return out
 
 
-def read_mask(path: str | os.PathLike, series: Series) -> np.ndarray:
+def read_mask(path: str | os.PathLike, series: Series, binary: bool = True) -> np.ndarray:
     """Read a NIfTI (or any SimpleITK-readable) label volume aligned to ``series``; returns (z, y, x) uint8.
+
+    ``binary=False`` keeps the label values (e.g. 1 = tumour, 2 = lymph node).
 
     The mask must lie on the series' voxel grid, as ITK-SNAP writes it; anything else is an error
     rather than a silent resampling.
@@ -226,7 +230,12 @@ def read_mask(path: str | os.PathLike, series: Series) -> np.ndarray:
             f"does not match series in {series.folder} (origin {np.round(ref.GetOrigin(), 2)}, "
             f"spacing {np.round(ref.GetSpacing(), 3)})"
         )
-    return (sitk.GetArrayFromImage(img) > 0).astype(np.uint8)
+    arr = sitk.GetArrayFromImage(img)
+    if binary:
+        return (arr > 0).astype(np.uint8)
+    if arr.min() < 0 or arr.max() > 255 or not np.all(np.mod(arr, 1) == 0):
+        raise DicomError(f"{path}: label mask must hold whole numbers 0-255, found {arr.min()}..{arr.max()}")
+    return arr.astype(np.uint8)
 
 
 def write_mask(path: str | os.PathLike, volume: np.ndarray, ref: sitk.Image) -> None:

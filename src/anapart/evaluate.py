@@ -1,4 +1,8 @@
-"""Classifier evaluation: one-vs-rest ROC AUC per class, aAUC ± SD, a patient-level bootstrap CI.
+"""Evaluation of both studies' models (the one metrics module).
+
+Study A: one-vs-rest ROC AUC per class, aAUC ± SD, a patient-level bootstrap CI. Study B: per
+stage precision, sensitivity, F1 and accuracy (scikit-learn), confusion matrices, and the
+staging paper's Tables 3-5 built from them.
 
 The paper reports, per model, the AUC of each of the six classes (one-vs-rest) and their mean
 ("aAUC") ± SD across classes. The bootstrap resamples *patients* (all slices of a drawn patient
@@ -9,12 +13,14 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import roc_auc_score, roc_curve
+from sklearn.metrics import (accuracy_score, confusion_matrix, precision_recall_fscore_support, roc_auc_score,
+                             roc_curve)
 
-from .files import write_text
+from .files import pyplot, save_figure, write_text
 
 log = logging.getLogger("anapart.evaluate")
 
@@ -90,8 +96,6 @@ def write_metrics(path, metrics: dict) -> None:
 
 def roc_figure(pred: pd.DataFrame, classes, title: str, out_png) -> None:
     """One ROC curve per class, with its AUC (the paper's Fig. 5/7/8 panels)."""
-    from .files import pyplot, save_figure
-
     plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(4.2, 4.2))
@@ -107,3 +111,103 @@ def roc_figure(pred: pd.DataFrame, classes, title: str, out_png) -> None:
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     save_figure(fig, out_png)
+
+
+# --------------------------------------------------------------------------- study B: staging
+
+def predicted(pred: pd.DataFrame, classes) -> np.ndarray:
+    probs = pred[[f"p_{c}" for c in classes]].to_numpy()
+    return np.asarray(classes)[probs.argmax(axis=1)]
+
+
+def stage_metrics(labels, preds, classes) -> dict:
+    """Per class: precision, sensitivity (recall), F1 (scikit-learn); accuracy and the confusion matrix."""
+    labels, preds = np.asarray(labels), np.asarray(preds)
+    p, r, f, n = precision_recall_fscore_support(labels, preds, labels=list(classes), zero_division=0)
+    return {
+        "n": int(len(labels)),
+        "accuracy": float(accuracy_score(labels, preds)),
+        "per_class": {c: {"precision": float(p[i]), "sensitivity": float(r[i]), "f1": float(f[i]), "support": int(n[i])}
+                      for i, c in enumerate(classes)},
+        "confusion": confusion_matrix(labels, preds, labels=list(classes)).tolist(),
+        "classes": list(classes),
+    }
+
+
+def evaluate_stages(pred: pd.DataFrame, classes) -> dict:
+    """Study B scores of a predictions table, overall and the accuracy per ROI kind."""
+    m = stage_metrics(pred["label"], predicted(pred, classes), classes)
+    m["by_kind"] = {k: stage_metrics(g["label"], predicted(g, classes), classes)["accuracy"]
+                    for k, g in pred.groupby("kind")} if "kind" in pred else {}
+    return m
+
+
+def confusion_axes(ax, cm, classes, title: str) -> None:
+    cm = np.asarray(cm)
+    ax.imshow(cm, cmap="Blues")
+    for i in range(cm.shape[0]):
+        for j in range(cm.shape[1]):
+            ax.text(j, i, str(cm[i, j]), ha="center", va="center", color="black" if cm[i, j] < cm.max() / 2 else "white")
+    ax.set_xticks(range(len(classes)), classes)
+    ax.set_yticks(range(len(classes)), classes)
+    ax.set_xlabel("predicted stage")
+    ax.set_ylabel("true stage")
+    ax.set_title(title, fontsize=9)
+
+
+def confusion_figure(metrics: dict, title: str, out_png) -> None:
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(3.2, 3.0))
+    confusion_axes(ax, metrics["confusion"], metrics["classes"], title)
+    save_figure(fig, out_png)
+
+
+def confusion_grid(metrics: dict[str, dict], out_png) -> None:
+    """Fig. 6: confusion matrices of the single models and the ensemble side by side."""
+    plt = pyplot()
+    n = len(metrics)
+    cols = min(n, 4)
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.0 * cols, 2.9 * rows), squeeze=False)
+    for ax, (name, m) in zip(axes.flat, metrics.items()):
+        confusion_axes(ax, m["confusion"], m["classes"], f"{name} (acc {m['accuracy']:.2f})")
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    save_figure(fig, out_png)
+
+
+# --------------------------------------------------------------------------- tables
+
+def _row(m: dict, cls: str) -> dict:
+    pc = m["per_class"][cls]
+    return {"precision": round(pc["precision"], 3), "sensitivity": round(pc["sensitivity"], 3),
+            "f1": round(pc["f1"], 3), "accuracy": round(m["accuracy"], 3)}
+
+
+def table_preprocessing(with_clahe: dict[str, dict], without: dict[str, dict], cls: str) -> pd.DataFrame:
+    """Table 3: each model with and without CLAHE, scores for stage ``cls`` (IVa in the paper)."""
+    rows = []
+    for name in with_clahe:
+        if name in without:
+            rows.append({"model": name, "clahe": False, **_row(without[name], cls)})
+        rows.append({"model": name, "clahe": True, **_row(with_clahe[name], cls)})
+    return pd.DataFrame(rows)
+
+
+def table_models(metrics: dict[str, dict], classes) -> pd.DataFrame:
+    """Table 4: every single model and the ensemble, per stage."""
+    return pd.DataFrame([{"stage": c, "method": name, **_row(m, c)} for c in classes for name, m in metrics.items()])
+
+
+def table_comparison(metrics: dict[str, dict], classes) -> pd.DataFrame:
+    """Table 5: the ensemble against radiomics and (where given) the clinicians' TNM staging."""
+    return pd.DataFrame([{"stage": c, "method": name, **_row(m, c)} for c in classes for name, m in metrics.items()])
+
+
+def tnm_metrics(index: pd.DataFrame, test: pd.DataFrame, classes) -> dict | None:
+    """Scores of the labels table's ``tnm_stage`` column on the test patches (None if not given)."""
+    t = test.merge(index[["slice_id", "tnm_stage"]], on="slice_id", how="left")
+    t = t[t["tnm_stage"].fillna("").astype(str).isin(list(classes))]
+    if t.empty:
+        return None
+    return stage_metrics(t["label"], t["tnm_stage"], classes)

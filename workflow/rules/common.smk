@@ -53,3 +53,63 @@ SPLIT_OUTPUTS = {
     "test": "results/split/test.csv",
     **{f"train_f{f}": f"results/split/train_f{f}.csv" for f in FRACTIONS},
 }
+
+
+# --------------------------------------------------------------- study B (staging)
+import re
+
+STG = config.get("staging") or {"enabled": False}
+STAGING_ON = bool(STG.get("enabled", False))
+STAGING_DIR = "data/synthetic_staging"
+STG_MODELS = list(STG.get("models", []))
+STG_BASIC = bool(STG.get("basic_cnn", {}).get("enabled", True))
+STG_SINGLE = STG_MODELS + (["basic_cnn"] if STG_BASIC else [])
+# The preprocessing of the main arm, and of Table 3's other arm.
+STG_MAIN = "clahe" if STG.get("clahe", {}).get("enabled", True) else "raw"
+STG_OTHER = "raw" if STG_MAIN == "clahe" else "clahe"
+STG_ABLATION = bool(STG.get("compare_clahe", False))
+STG_RADIOMICS = bool(STG.get("radiomics", {}).get("enabled", True))
+STG_EVALUATED = (
+    STG_SINGLE
+    + ["ensemble"]
+    + (["radiomics"] if STG_RADIOMICS else [])
+    + ([f"ablation/{m}" for m in STG_MODELS] if STG_ABLATION else [])
+)
+# What a staging model's weights depend on (changing radiomics or CAM settings retrains nothing).
+STG_TRAIN_CFG = {"train": STG.get("train", {}), "basic_cnn": STG.get("basic_cnn", {})}
+STG_PATCHES = "results/staging/patches/{pre}"
+
+
+def staging_inputs(wildcards):
+    if STG.get("cohort", {}).get("source", "synthetic") == "synthetic":
+        return {"synthetic": STAGING_DIR}
+    c = STG["cohort"]
+    missing = [k for k in ("dicom_dir", "labels", "roi_dir") if not c.get(k)]
+    if missing:
+        raise ValueError(
+            f"config staging.cohort.source is 'dicom' but staging.cohort.{missing[0]} is not set"
+        )
+    return {"dicom": c["dicom_dir"], "labels": c["labels"], "roi": c["roi_dir"]}
+
+
+def staging_paths():
+    if STG.get("cohort", {}).get("source", "synthetic") == "synthetic":
+        return {
+            "dicom": f"{STAGING_DIR}/dicom",
+            "labels": f"{STAGING_DIR}/labels.csv",
+            "roi": f"{STAGING_DIR}/roi",
+        }
+    c = STG["cohort"]
+    return {"dicom": c["dicom_dir"], "labels": c["labels"], "roi": c["roi_dir"]}
+
+
+def staging_targets():
+    if not STAGING_ON:
+        return []
+    return [
+        "results/staging/tables/table3_preprocessing.csv",
+        "results/staging/tables/table4_models.csv",
+        "results/staging/tables/table5_comparison.csv",
+        "results/staging/figures/confusion_matrices.png",
+        *expand("results/staging/{model}/cam.png", model=STG_SINGLE),
+    ]

@@ -1,0 +1,279 @@
+"""Study B: staging cohort, CLAHE patches, patient split, frozen transfer learning, soft voting, metrics."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import torch.nn.functional as F
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_score, recall_score
+
+from anapart import evaluate, staging, synthetic
+from anapart.classify import augment_batch
+from anapart.cohort import IngestError
+
+STAGES = ["III", "IVa"]
+SEQ = {"T1C": r"T1.*(C\+|POST|GD)", "T2": "T2"}
+
+
+@pytest.fixture(scope="module")
+def stg_cohort(tmp_path_factory):
+    root = tmp_path_factory.mktemp("stg") / "synthetic_staging"
+    cfg = synthetic.StagingSyntheticConfig(seed=3, patients={"III": 4, "IVa": 4}, slices_per_patient=2, matrix=96)
+    synthetic.generate_staging(root, cfg)
+    return root
+
+
+def patch_out(d):
+    d.mkdir(parents=True, exist_ok=True)
+    return {k: d / f for k, f in (("images", "images.npy"), ("masks", "masks.npy"), ("index", "index.csv"),
+                                  ("report", "report.json"))}
+
+
+def build_patches(root, out_dir, clahe_cfg, **kw):
+    out = patch_out(out_dir)
+    staging.make_patches(root / "dicom", root / "labels.csv", root / "roi", out, classes=STAGES, sequences=SEQ,
+                         size=32, margin=0.25, min_side=12, salt="s", clahe_cfg=clahe_cfg, **kw)
+    return out
+
+
+def test_synthetic_staging_cohort_is_dicom_with_two_sequences_and_deterministic(stg_cohort, tmp_path):
+    from anapart import dicom_io
+
+    series = dicom_io.scan_series(stg_cohort / "dicom")
+    assert len(series) == 16  # 8 patients x (T1C, T2)
+    assert {s.description for s in series.values()} == set(synthetic.STAGING_SEQUENCES.values())
+    labels = pd.read_csv(stg_cohort / "labels.csv")
+    assert list(labels.columns) == ["patient_id", "label", "tnm_stage"]
+    assert labels["label"].value_counts().to_dict() == {"III": 4, "IVa": 4}
+    again = tmp_path / "again"
+    synthetic.generate_staging(again, synthetic.StagingSyntheticConfig(seed=3, patients={"III": 4, "IVa": 4},
+                                                                       slices_per_patient=2, matrix=96))
+    a = sorted(p.read_bytes() for p in (stg_cohort / "roi").rglob("*.nii.gz"))
+    b = sorted(p.read_bytes() for p in (again / "roi").rglob("*.nii.gz"))
+    assert a == b and (again / "labels.csv").read_text() == (stg_cohort / "labels.csv").read_text()
+
+
+def test_stage_shows_in_the_images():
+    """IVa patients more often have invading tumours and large necrotic nodes (with overlap)."""
+    cfg = synthetic.StagingSyntheticConfig(seed=1, patients={"III": 200, "IVa": 200})
+    pats = synthetic.plan_staging_cohort(cfg)
+    t4 = {s: np.mean([p["t4"] for p in pats if p["stage"] == s]) for s in STAGES}
+    n3 = {s: np.mean([p["n3"] for p in pats if p["stage"] == s]) for s in STAGES}
+    assert t4["IVa"] > t4["III"] + 0.3 and n3["IVa"] > n3["III"] + 0.25
+    assert 0 < t4["III"] and t4["IVa"] < 1  # overlap: no feature decides the stage alone
+
+
+def test_clahe_changes_the_cached_patches_and_nothing_else(stg_cohort, tmp_path):
+    on = build_patches(stg_cohort, tmp_path / "clahe", {"clip_limit": 2.0, "tile_grid": 8})
+    off = build_patches(stg_cohort, tmp_path / "raw", None)
+    a, b = np.load(on["images"]), np.load(off["images"])
+    assert a.shape == b.shape and not np.array_equal(a, b)
+    assert np.mean(np.abs(a.astype(np.float32) - b.astype(np.float32))) > 0.01
+    # same windows, masks and ids: the arms differ only in preprocessing
+    assert pd.read_csv(on["index"]).equals(pd.read_csv(off["index"]))
+    assert np.array_equal(np.load(on["masks"]), np.load(off["masks"]))
+    assert json.loads(on["report"].read_text())["clahe"] is True
+
+
+def test_clahe_raises_local_contrast():
+    rng = np.random.default_rng(0)
+    img = (0.45 + 0.05 * rng.random((64, 64))).astype(np.float32)
+    eq = staging.clahe(img, 2.0, 8)
+    assert eq.shape == img.shape and eq.dtype == np.float32
+    assert eq.std() > 2 * img.std() and 0 <= eq.min() and eq.max() <= 1
+
+
+def test_patches_have_margin_ids_are_pseudonyms_and_no_phi(stg_cohort, tmp_path):
+    out = build_patches(stg_cohort, tmp_path / "p", None)
+    idx = pd.read_csv(out["index"])
+    assert set(idx["kind"]) == {"tumour", "node"} and set(idx["sequence"]) == {"T1C", "T2"}
+    masks = np.load(out["masks"])
+    # the ROI never fills the patch: surrounding tissue is kept
+    assert all(0 < m.mean() < 0.9 for m in masks)
+    raw_ids = set(pd.read_csv(stg_cohort / "labels.csv")["patient_id"])
+    text = out["index"].read_text() + out["report"].read_text()
+    assert not any(p in text for p in raw_ids)
+    assert idx["patient"].str.fullmatch(r"P[0-9a-f]{10}").all()
+
+
+def test_roi_windows_one_tumour_per_slice_one_patch_per_node():
+    lab = np.zeros((64, 64), np.uint8)
+    lab[10:20, 10:20] = 1
+    lab[22:26, 12:16] = 1  # a second tumour part (invasion): same patch
+    lab[40:46, 40:46] = 2
+    lab[50:54, 5:9] = 2
+    wins = staging.roi_windows(lab, margin=0.5, min_side=8)
+    kinds = [w[0] for w in wins]
+    assert kinds.count("tumour") == 1 and kinds.count("node") == 2
+    t = [w for w in wins if w[0] == "tumour"][0]
+    assert t[4] == 32  # box 16 tall x (1 + 2 * 0.5)
+
+
+def test_bad_staging_input_names_the_file(stg_cohort, tmp_path):
+    import shutil
+
+    bad = tmp_path / "c"
+    shutil.copytree(stg_cohort, bad)
+    pid = pd.read_csv(bad / "labels.csv")["patient_id"][0]
+    (bad / "roi" / pid / "T2.nii.gz").unlink()
+    with pytest.raises(IngestError, match=f"{pid}/T2.nii.gz"):
+        build_patches(bad, tmp_path / "out", None)
+    assert not any((tmp_path / "out").iterdir())  # nothing half-written
+    labels = pd.read_csv(bad / "labels.csv")
+    labels.loc[0, "label"] = "IVb"
+    labels.to_csv(bad / "labels.csv", index=False)
+    with pytest.raises(IngestError, match=r"labels.csv line 2: unknown class 'IVb'"):
+        build_patches(bad, tmp_path / "out", None)
+
+
+def test_a_patients_patches_never_span_train_and_test(stg_cohort, tmp_path):
+    out = build_patches(stg_cohort, tmp_path / "p", None)
+    idx = pd.read_csv(out["index"])
+    lists = staging.split(idx, classes=STAGES, test_fraction=0.25, seed=0)
+    patient = idx.set_index("slice_id")["patient"]
+    tr, te = set(patient[lists["train"]["slice_id"]]), set(patient[lists["test"]["slice_id"]])
+    assert tr and te and not tr & te
+    assert len(lists["train"]) + len(lists["test"]) == len(idx)
+    # both stages on both sides
+    assert set(lists["test"]["label"]) == set(STAGES)
+    with pytest.raises(AssertionError, match="both train and test"):
+        staging.assert_patient_disjoint(idx, idx[["slice_id", "label"]], idx[["slice_id", "label"]].head(1))
+
+
+def test_frozen_backbone_stays_unchanged_after_a_training_step():
+    torch.manual_seed(0)
+    model = staging.TransferNet("resnet50", 2, pretrained=False, freeze=True)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    model.train()
+    assert not model.backbone.training  # batch-norm statistics frozen too
+    x, y = torch.randn(4, 1, 40, 40), torch.tensor([0, 1, 0, 1])
+    loss = F.cross_entropy(model(x), y)
+    loss.backward()
+    opt.step()
+    after = model.state_dict()
+    backbone = [k for k in before if k.startswith("backbone.")]
+    head = [k for k in before if k.startswith("head.")]
+    assert backbone and all(torch.equal(before[k], after[k]) for k in backbone)  # incl. BN running stats
+    assert any(not torch.equal(before[k], after[k]) for k in head)
+
+
+def test_unfrozen_backbone_does_train():
+    torch.manual_seed(0)
+    model = staging.TransferNet("resnet50", 2, pretrained=False, freeze=False)
+    w = model.backbone.conv1.weight.clone()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    F.cross_entropy(model.train()(torch.randn(4, 1, 40, 40)), torch.tensor([0, 1, 0, 1])).backward()
+    opt.step()
+    assert not torch.equal(w, model.backbone.conv1.weight)
+
+
+def test_transfer_net_loads_local_weights_file(tmp_path):
+    import timm
+
+    src = timm.create_model("densenet121", pretrained=False)
+    torch.nn.init.constant_(src.features.conv0.weight, 0.01)
+    path = tmp_path / "densenet121_imagenet.pth"
+    torch.save(src.state_dict(), path)
+    m = staging.TransferNet("densenet121", 2, pretrained=str(path), in_chans=1)
+    # timm sums the RGB filters of the first conv for one input channel
+    assert torch.allclose(m.backbone.features_conv0.weight, torch.full_like(m.backbone.features_conv0.weight, 0.03))
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        staging.TransferNet("densenet121", 2, pretrained=str(tmp_path / "missing.pth"))
+
+
+def test_basic_cnn_has_three_conv_pool_blocks_and_two_dense_layers():
+    m = staging.BasicCNN(2)
+    convs = [l for l in m.features if isinstance(l, torch.nn.Conv2d)]
+    pools = [l for l in m.features if isinstance(l, torch.nn.MaxPool2d)]
+    dense = [l for l in m.head if isinstance(l, torch.nn.Linear)]
+    assert len(convs) == 3 and len(pools) == 3 and len(dense) == 2
+    assert m(torch.zeros(2, 1, 48, 48)).shape == (2, 2)
+
+
+def test_soft_voting_against_hand_computed_probabilities():
+    ids = ["a", "b", "c"]
+    labels = ["III", "IVa", "IVa"]
+    m1 = pd.DataFrame({"slice_id": ids, "label": labels, "p_III": [0.9, 0.1, 0.2], "p_IVa": [0.1, 0.9, 0.8]})
+    m2 = pd.DataFrame({"slice_id": ids, "label": labels, "p_III": [0.3, 0.55, 0.6], "p_IVa": [0.7, 0.45, 0.4]})
+    m3 = pd.DataFrame({"slice_id": ids, "label": labels, "p_III": [0.6, 0.55, 0.1], "p_IVa": [0.4, 0.45, 0.9]})
+    out = staging.soft_vote([m1, m2, m3], STAGES)
+    # Eq. (1) by hand: a (0.9+0.3+0.6)/3, b (0.1+0.55+0.55)/3, c (0.2+0.6+0.1)/3
+    assert out["p_III"].tolist() == pytest.approx([0.6, 0.4, 0.3])
+    assert out["p_IVa"].tolist() == pytest.approx([0.4, 0.6, 0.7])
+    # Eq. (2): argmax. For b two of three models say III (a hard vote would), but m1 is confident: IVa
+    assert list(evaluate.predicted(out, STAGES)) == ["III", "IVa", "IVa"]
+    assert list(out.columns) == list(m1.columns)
+    with pytest.raises(ValueError, match="same patches"):
+        staging.soft_vote([m1, m2.iloc[::-1]], STAGES)
+
+
+def test_metrics_match_scikit_learn_on_known_labels():
+    y = np.array(["III"] * 6 + ["IVa"] * 4)
+    p = np.array(["III", "III", "III", "IVa", "IVa", "III", "IVa", "IVa", "III", "IVa"])
+    m = evaluate.stage_metrics(y, p, STAGES)
+    assert m["accuracy"] == pytest.approx(accuracy_score(y, p)) == pytest.approx(0.7)
+    for c in STAGES:
+        assert m["per_class"][c]["precision"] == pytest.approx(precision_score(y, p, pos_label=c))
+        assert m["per_class"][c]["sensitivity"] == pytest.approx(recall_score(y, p, pos_label=c))
+        assert m["per_class"][c]["f1"] == pytest.approx(f1_score(y, p, pos_label=c))
+    assert m["confusion"] == confusion_matrix(y, p, labels=STAGES).tolist() == [[4, 2], [1, 3]]
+    # by hand: III precision 4/5, sensitivity 4/6; IVa precision 3/5, sensitivity 3/4
+    assert m["per_class"]["III"]["precision"] == pytest.approx(0.8)
+    assert m["per_class"]["IVa"]["sensitivity"] == pytest.approx(0.75)
+
+
+def test_tables_have_the_papers_rows():
+    y = ["III", "IVa", "IVa", "III"]
+    m = evaluate.stage_metrics(y, ["III", "IVa", "III", "III"], STAGES)
+    t3 = evaluate.table_preprocessing({"vgg16": m, "resnet50": m}, {"vgg16": m, "resnet50": m}, "IVa")
+    assert list(t3.columns) == ["model", "clahe", "precision", "sensitivity", "f1", "accuracy"]
+    assert t3["clahe"].tolist() == [False, True, False, True]
+    t4 = evaluate.table_models({"basic_cnn": m, "vgg16": m, "ensemble": m}, STAGES)
+    assert len(t4) == 6 and t4["stage"].tolist()[:3] == ["III"] * 3
+    idx = pd.DataFrame({"slice_id": ["a", "b", "c", "d"], "tnm_stage": ["III", "IVa", "", "III"]})
+    test = pd.DataFrame({"slice_id": ["a", "b", "c", "d"], "label": y})
+    tnm = evaluate.tnm_metrics(idx, test, STAGES)
+    assert tnm["n"] == 3 and tnm["accuracy"] == pytest.approx(1.0)
+    assert evaluate.tnm_metrics(idx.assign(tnm_stage=""), test, STAGES) is None
+
+
+def test_augmentation_rotates_shears_zooms_within_the_patch():
+    torch.manual_seed(0)
+    x = torch.zeros(8, 1, 32, 32)
+    x[:, :, 12:20, 4:28] = 1.0
+    y = augment_batch(x, {"rotation": 30, "shear": 10, "zoom": 0.2})
+    assert y.shape == x.shape and not torch.equal(x, y)
+    assert float(y.min()) >= -1e-6 and float(y.max()) <= 1 + 1e-6
+    # the study A settings (flip, shift) are untouched by the new keys
+    torch.manual_seed(1)
+    a = augment_batch(x, {"hflip": 0.5, "shift": 0.1})
+    torch.manual_seed(1)
+    b = augment_batch(x, {"hflip": 0.5, "shift": 0.1, "rotation": 0})
+    assert torch.equal(a, b)
+
+
+def test_train_predict_and_ensemble_end_to_end(stg_cohort, tmp_path):
+    out = build_patches(stg_cohort, tmp_path / "p", {"clip_limit": 2.0, "tile_grid": 8})
+    idx = pd.read_csv(out["index"])
+    lists = staging.split(idx, classes=STAGES, test_fraction=0.25, seed=0)
+    lists["train"].to_csv(tmp_path / "train.csv", index=False)
+    lists["test"].to_csv(tmp_path / "test.csv", index=False)
+    cfg = {"train": {"pretrained": False, "freeze_backbone": True, "lr": 1e-3, "batch_size": 8, "epochs": 2,
+                     "input_size": 32, "seed": 0, "schedule": {"type": "exponential", "gamma": 0.5},
+                     "augment": {"rotation": 10, "hflip": 0.5}},
+           "basic_cnn": {"epochs": 2}}
+    preds = []
+    for name in ("resnet50", "basic_cnn"):
+        hist = staging.train_model(tmp_path / "p", tmp_path / "train.csv", STAGES, name, cfg, tmp_path / f"{name}.pt")
+        assert len(hist) == 2 and all(np.isfinite(hist))
+        p = staging.predict(tmp_path / f"{name}.pt", tmp_path / "p", tmp_path / "test.csv", out["index"])
+        assert list(p.columns) == ["slice_id", "label", "p_III", "p_IVa", "patient", "sequence", "kind"]
+        assert np.allclose(p[["p_III", "p_IVa"]].sum(axis=1), 1, atol=1e-5)
+        preds.append(p)
+    ens = staging.soft_vote(preds, STAGES)
+    assert np.allclose(ens["p_IVa"], (preds[0]["p_IVa"] + preds[1]["p_IVa"]) / 2)
+    m = evaluate.evaluate_stages(ens, STAGES)
+    assert m["n"] == len(lists["test"]) and set(m["by_kind"]) <= {"tumour", "node"}

@@ -1,0 +1,10 @@
+"""Glue: stage two, soft voting of the single models' probabilities (logic in anapart.staging)."""
+import pandas as pd
+
+from anapart.files import setup_logging, write_csv
+from anapart.staging import soft_vote
+
+log = setup_logging(snakemake.log[0])
+frames = [pd.read_csv(p) for p in snakemake.input]
+write_csv(snakemake.output.predictions, soft_vote(frames, snakemake.params.classes))
+log.info("soft vote of %d models over %d patches", len(frames), len(frames[0]))

@@ -1,0 +1,18 @@
+"""Glue: radiomics baseline on the ROI patches (logic in anapart.staging)."""
+import json
+from pathlib import Path
+
+from anapart.files import setup_logging, write_csv, write_text
+from anapart.staging import radiomics_baseline
+
+setup_logging(snakemake.log[0])
+pred, info = radiomics_baseline(
+    Path(snakemake.input.images).parent,
+    snakemake.input.train,
+    snakemake.input.test,
+    snakemake.input.index,
+    snakemake.params.classes,
+    snakemake.params.settings,
+)
+write_csv(snakemake.output.predictions, pred)
+write_text(snakemake.output.info, json.dumps(info, indent=2) + "\n")

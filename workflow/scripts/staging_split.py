@@ -1,0 +1,19 @@
+"""Glue: patient-level 4:1 split of the staging patches (logic in anapart.staging)."""
+import pandas as pd
+
+from anapart.files import atomic_paths, setup_logging
+from anapart.staging import split
+
+log = setup_logging(snakemake.log[0])
+s = snakemake.params.split
+lists = split(
+    pd.read_csv(snakemake.input.index),
+    classes=snakemake.params.classes,
+    test_fraction=s["test_fraction"],
+    seed=s["seed"],
+)
+keys = ("patients", "train", "test")
+with atomic_paths(*(snakemake.output[k] for k in keys)) as tmps:
+    for k, tmp in zip(keys, tmps):
+        lists[k].to_csv(tmp, index=False, lineterminator="\n")
+log.info({k: len(v) for k, v in lists.items()})

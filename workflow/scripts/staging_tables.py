@@ -1,0 +1,31 @@
+"""Glue: the staging study's Tables 3-5 and Fig. 6 from the per-method metrics (logic in anapart.staging)."""
+import json
+
+import pandas as pd
+
+from anapart.files import setup_logging, write_csv
+from anapart.evaluate import confusion_grid, table_comparison, table_models, table_preprocessing, tnm_metrics
+
+log = setup_logging(snakemake.log[0])
+classes, names, models = snakemake.params.classes, snakemake.params.names, snakemake.params.models
+metrics = {n: json.load(open(p)) for n, p in zip(names, snakemake.input.metrics)}
+main = {n: m for n, m in metrics.items() if not n.startswith("ablation/")}
+other = {n.split("/", 1)[1]: m for n, m in metrics.items() if n.startswith("ablation/")}
+clahe_on, clahe_off = (main, other) if snakemake.params.main == "clahe" else (other, main)
+stage = classes[-1]  # Table 3 reports the advanced stage (IVa)
+write_csv(snakemake.output.table3, table_preprocessing({m: clahe_on[m] for m in models if m in clahe_on},
+                                                       clahe_off, stage))
+singles = {n: m for n, m in main.items() if n not in ("ensemble", "radiomics")}
+order = (["basic_cnn"] if "basic_cnn" in singles else []) + [m for m in models if m in singles]
+write_csv(snakemake.output.table4, table_models({**{n: singles[n] for n in order}, "ensemble": main["ensemble"]},
+                                                classes))
+compare = {}
+tnm = tnm_metrics(pd.read_csv(snakemake.input.index), pd.read_csv(snakemake.input.test), classes)
+if tnm is not None:
+    compare["TNM staging"] = tnm
+if "radiomics" in main:
+    compare["radiomics"] = main["radiomics"]
+compare["ensemble"] = main["ensemble"]
+write_csv(snakemake.output.table5, table_comparison(compare, classes))
+confusion_grid(main, snakemake.output.figure)
+log.info("tables written; ensemble accuracy %.3f", main["ensemble"]["accuracy"])

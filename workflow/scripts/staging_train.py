@@ -1,0 +1,29 @@
+"""Glue: train one staging model and predict the test patches (logic in anapart.staging)."""
+from pathlib import Path
+
+from anapart import training
+from anapart.files import setup_logging, write_csv
+from anapart.staging import predict, train_model
+
+setup_logging(snakemake.log[0])
+cfg = snakemake.params.cfg
+training.set_threads(snakemake.threads)
+patches = str(Path(snakemake.input.images).parent)
+train_model(
+    patches,
+    snakemake.input.train,
+    snakemake.params.classes,
+    snakemake.wildcards.model,
+    cfg,
+    snakemake.output.model,
+    device=snakemake.params.device,
+    checkpoint=snakemake.params.checkpoint,
+)
+pred = predict(
+    snakemake.output.model,
+    patches,
+    snakemake.input.test,
+    snakemake.input.index,
+    device=snakemake.params.device,
+)
+write_csv(snakemake.output.predictions, pred)
