@@ -184,12 +184,13 @@ def train_classifier(crops_dir, train_csv, classes, net: str, cfg: dict, out_mod
 
 
 def predict_probabilities(model_path, crops_dir, slice_list: pd.DataFrame, *, device="auto",
-                          batch_size: int = 64, build=None) -> tuple[pd.DataFrame, torch.nn.Module, dict]:
+                          batch_size: int = 64, build=None, loaded=None) -> tuple[pd.DataFrame, torch.nn.Module, dict]:
     """Class probabilities for ``slice_list``: a frame ``slice_id, label, p_<class>...``.
 
-    ``build`` rebuilds the network from the saved meta (default: a timm classifier of study A).
+    ``build`` rebuilds the network from the saved meta (default: a timm classifier of study A);
+    ``loaded=(model, meta)`` uses a model already in memory (the one just trained and saved).
     """
-    model, meta = training.load_model(model_path, build or model_from_meta)
+    model, meta = loaded if loaded is not None else training.load_model(model_path, build or model_from_meta)
     classes = meta["classes"]
     data = CropData(crops_dir, slice_list, classes, meta["input_size"], meta["normalize"])
     logits = training.predict(model, data.inputs, len(data), batch_size, device)

@@ -325,8 +325,11 @@ def _scheduler(optimizer, spec: dict | None):
 
 
 def train_model(patches_dir, train_csv, classes, name: str, cfg: dict, out_model, *, device="auto",
-                checkpoint=None) -> list[float]:
-    """Stage one: train one single model on the training patches (Adam, decaying rate)."""
+                checkpoint=None, keep: dict | None = None) -> list[float]:
+    """Stage one: train one single model on the training patches (Adam, decaying rate).
+
+    With ``keep`` (a dict), the trained model and its meta are left in it for prediction.
+    """
     t = dict(cfg["train"])
     if name == BASIC_CNN:  # trained from scratch, all layers: its own rate and epochs
         t.update({k: v for k, v in cfg.get("basic_cnn", {}).items() if k in ("lr", "epochs", "schedule")})
@@ -354,13 +357,16 @@ def train_model(patches_dir, train_csv, classes, name: str, cfg: dict, out_model
             "normalize": [data.mean, data.std], "patches": str(patches_dir), "epochs": fit_cfg.epochs,
             "cam_layer": model.cam_layer, "loss_history": [round(v, 5) for v in history]}
     training.save_model(out_model, model, meta)
+    if keep is not None:
+        keep.update(model=model.eval(), meta=meta)
     return history
 
 
-def predict(model_path, patches_dir, test_csv, index_csv, *, device="auto") -> pd.DataFrame:
+def predict(model_path, patches_dir, test_csv, index_csv, *, device="auto", loaded=None) -> pd.DataFrame:
     """Per-patch stage probabilities: ``slice_id, label, p_<stage>..., patient, sequence, kind``."""
     test = pd.read_csv(test_csv)
-    pred, _, _ = predict_probabilities(model_path, patches_dir, test, device=device, build=model_from_meta)
+    pred, _, _ = predict_probabilities(model_path, patches_dir, test, device=device, build=model_from_meta,
+                                       loaded=loaded)
     return attach_index(pred, index_csv)
 
 

@@ -254,14 +254,17 @@ def _render_slice(p: _Patient, t: float, cfg: SyntheticConfig, x: np.ndarray, y:
             value = les["intensity"] + _texture(les, u, v, rho / max(r_eff, 1e-6), tex)
             img = img + m * (value - img)
             lesion_mask = m > 0.5
-    # bias field and Rician noise
-    b = p.rng_seed % 1000 / 1000.0
+    return _acquire(img, p.rng_seed, cfg, x, y, rng, tex), region, lesion_mask
+
+
+def _acquire(img: np.ndarray, seed: int, cfg, x, y, rng: np.random.Generator, tex: dict) -> np.ndarray:
+    """What the scanner adds: a smooth bias field (direction from the patient's seed), Rician noise."""
+    b = seed % 1000 / 1000.0
     bias = 1.0 + cfg.bias_strength * (0.6 * (x * math.cos(6.28 * b) + y * math.sin(6.28 * b)) + 0.4 * tex["bias"])
     img = img * bias
     n1 = rng.normal(0, cfg.noise_sigma, img.shape).astype(np.float32)
     n2 = rng.normal(0, cfg.noise_sigma, img.shape).astype(np.float32)
-    img = np.sqrt((img + n1) ** 2 + n2**2)
-    return img.astype(np.float32), region, lesion_mask
+    return np.sqrt((img + n1) ** 2 + n2**2).astype(np.float32)
 
 
 def _texture(les: dict, u, v, rel, tex: dict) -> np.ndarray:
@@ -471,11 +474,16 @@ def _draw_staging_patient(rng: np.random.Generator, pid: str, stage: str, cfg: S
                 zc=rng.uniform(-0.3, 0.3))
 
 
-def _staging_slice(pat: dict, base: _Patient, zrel: float, bcfg: SyntheticConfig, x, y, rng, tex):
-    """T2 and T1C intensities plus the ROI label slice at relative height ``zrel`` in [-1, 1]."""
-    t2, _, _ = _render_slice(base, 0.35, bcfg, x, y, rng, tex)  # noise-free anatomy at the nasopharynx
+def _staging_slice(pat: dict, base: _Patient, zrel: float, quiet: SyntheticConfig, scanner: SyntheticConfig,
+                   x, y, rng, tex):
+    """T2 and T1C intensities plus the ROI label slice at relative height ``zrel`` in [-1, 1].
+
+    The anatomy is rendered noise-free (``quiet``), lesions are painted in, then each sequence
+    gets the bias field and Rician noise of ``scanner``.
+    """
+    t2, _, _ = _render_slice(base, 0.35, quiet, x, y, rng, tex)
     t1 = _t1c_contrast(t2)
-    edge = 1.2 / bcfg.matrix
+    edge = 1.2 / quiet.matrix
     roi = np.zeros(x.shape, np.uint8)
     tu = pat["tumour"]
     k = math.sqrt(max(0.0, 1.0 - ((zrel - pat["zc"]) / 1.1) ** 2))
@@ -501,15 +509,8 @@ def _staging_slice(pat: dict, base: _Patient, zrel: float, bcfg: SyntheticConfig
         t2 += m * (v2 - t2)
         t1 += m * (v1 - t1)
         roi[(m > 0.5) & (roi == 0)] = ROI_NODE
-    out = []
-    b = base.rng_seed % 1000 / 1000.0
-    for img in (t1, t2):
-        bias = 1.0 + bcfg.bias_strength * (0.6 * (x * math.cos(6.28 * b) + y * math.sin(6.28 * b)) + 0.4 * tex["bias"])
-        img = img * bias
-        n1 = rng.normal(0, bcfg.noise_sigma, img.shape).astype(np.float32)
-        n2 = rng.normal(0, bcfg.noise_sigma, img.shape).astype(np.float32)
-        out.append(np.sqrt((img + n1) ** 2 + n2**2).astype(np.float32))
-    return {"T1C": out[0], "T2": out[1]}, roi
+    return {"T1C": _acquire(t1, base.rng_seed, scanner, x, y, rng, tex),
+            "T2": _acquire(t2, base.rng_seed, scanner, x, y, rng, tex)}, roi
 
 
 def plan_staging_cohort(cfg: StagingSyntheticConfig) -> list[dict]:
@@ -556,7 +557,7 @@ def _generate_staging_into(root: Path, cfg: StagingSyntheticConfig) -> pd.DataFr
         rois = []
         for k in range(nz):
             zrel = 1.0 - 2.0 * k / max(nz - 1, 1) if nz > 1 else 0.0
-            imgs, roi = _staging_slice(pat, base, zrel, quiet, x, y, rng, tex)
+            imgs, roi = _staging_slice(pat, base, zrel, quiet, bcfg, x, y, rng, tex)
             for s in STAGING_SEQUENCES:
                 vols[s].append(imgs[s])
             rois.append(roi)

@@ -80,10 +80,15 @@ STG_TRAIN_CFG = {"train": STG.get("train", {}), "basic_cnn": STG.get("basic_cnn"
 STG_PATCHES = "results/staging/patches/{pre}"
 
 
-def staging_inputs(wildcards):
-    if STG.get("cohort", {}).get("source", "synthetic") == "synthetic":
-        return {"synthetic": STAGING_DIR}
-    c = STG["cohort"]
+def staging_paths():
+    """Where study B's cohort is read from: the generated folder or the user's paths."""
+    c = STG.get("cohort", {})
+    if c.get("source", "synthetic") == "synthetic":
+        return {
+            "dicom": f"{STAGING_DIR}/dicom",
+            "labels": f"{STAGING_DIR}/labels.csv",
+            "roi": f"{STAGING_DIR}/roi",
+        }
     missing = [k for k in ("dicom_dir", "labels", "roi_dir") if not c.get(k)]
     if missing:
         raise ValueError(
@@ -92,15 +97,10 @@ def staging_inputs(wildcards):
     return {"dicom": c["dicom_dir"], "labels": c["labels"], "roi": c["roi_dir"]}
 
 
-def staging_paths():
+def staging_inputs(wildcards):
     if STG.get("cohort", {}).get("source", "synthetic") == "synthetic":
-        return {
-            "dicom": f"{STAGING_DIR}/dicom",
-            "labels": f"{STAGING_DIR}/labels.csv",
-            "roi": f"{STAGING_DIR}/roi",
-        }
-    c = STG["cohort"]
-    return {"dicom": c["dicom_dir"], "labels": c["labels"], "roi": c["roi_dir"]}
+        return {"synthetic": STAGING_DIR}
+    return staging_paths()
 
 
 def staging_targets():

@@ -9,6 +9,7 @@ setup_logging(snakemake.log[0])
 cfg = snakemake.params.cfg
 training.set_threads(snakemake.threads)
 patches = str(Path(snakemake.input.images).parent)
+trained = {}
 train_model(
     patches,
     snakemake.input.train,
@@ -18,6 +19,7 @@ train_model(
     snakemake.output.model,
     device=snakemake.params.device,
     checkpoint=snakemake.params.checkpoint,
+    keep=trained,
 )
 pred = predict(
     snakemake.output.model,
@@ -25,5 +27,6 @@ pred = predict(
     snakemake.input.test,
     snakemake.input.index,
     device=snakemake.params.device,
+    loaded=(trained["model"], trained["meta"]),  # the model just saved, without reading it back
 )
 write_csv(snakemake.output.predictions, pred)
