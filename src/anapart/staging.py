@@ -155,47 +155,58 @@ def make_patches(dicom_dir, labels_csv, roi_dir, out: dict, *, classes, sequence
     roi_dir = Path(roi_dir)
     if not roi_dir.is_dir():
         raise IngestError(f"{roi_dir}: ROI folder does not exist")
-    rows, images, masks = [], [], []
+    # Pass 1, masks only: every patch window, so the stores can be written as a stream (a
+    # paper-sized cohort's patches do not fit in memory).
+    series_windows = []
     for plan in plans:
-        ps = cohort.pseudonym(plan["patient_id"], salt)
         for seq, s in plan["series"].items():
             path = roi_dir / plan["patient_id"] / f"{seq}.nii.gz"
             if not path.exists():
                 raise IngestError(f"{path}: ROI mask missing for a {seq} series in {s.folder}")
             try:
                 roi = dicom_io.read_mask(path, s, binary=False)
-                raw = [dicom_io.read_pixels(h.path) for h in s.slices]
             except dicom_io.DicomError as e:
                 raise IngestError(str(e)) from e
-            lo, hi = cohort.intensity_window(raw, percentiles)
-            for z, (a, lab) in enumerate(zip(raw, roi)):
-                wins = roi_windows(lab, margin, min_side)
-                if not wins:
-                    continue
-                img = cohort.normalise(a.astype(np.float32), lo, hi)
-                if clahe_cfg:
-                    img = clahe(img, clahe_cfg["clip_limit"], clahe_cfg["tile_grid"])
-                for kind, j, y0, x0, side in wins:
-                    value = [v for v, k in ROI_KINDS.items() if k == kind][0]
-                    images.append(cut_patch(img, y0, x0, side, size).astype(np.float16))
-                    masks.append(cut_patch((lab == value).astype(np.uint8), y0, x0, side, size, nearest=True))
-                    rows.append((f"{ps}_{seq}_{z:03d}_{kind}{j}", len(rows), ps, seq, z, kind, plan["label"],
-                                 tnm.get(plan["patient_id"], ""), y0, x0, side))
-    if not rows:
+            wins = {z: w for z, lab in enumerate(roi) if (w := roi_windows(lab, margin, min_side))}
+            series_windows.append((plan, seq, s, path, wins))
+    n = sum(len(w) for *_, wins in series_windows for w in wins.values())
+    if not n:
         raise IngestError(f"{roi_dir}: no ROI found in any series")
-    index = pd.DataFrame(rows, columns=["slice_id", "row", "patient", "sequence", "position", "kind", "label",
-                                        "tnm_stage", "y0", "x0", "side"])
-    report = {"n_patients": len(plans), "n_patches": len(index), "size": size, "clahe": bool(clahe_cfg),
-              "patches": {f"{k}/{c}": int(n) for (k, c), n in index.groupby(["kind", "label"]).size().items()},
-              "seconds": round(time.perf_counter() - t0, 2)}
+    value_of = {k: v for v, k in ROI_KINDS.items()}
+    rows = []
     with atomic_paths(out["images"], out["masks"], out["index"], out["report"]) as (ip, mp, xp, rp):
-        for arr, p, dt in ((images, ip, np.float16), (masks, mp, np.uint8)):
-            w = NpyStreamWriter(p, (len(arr), size, size), dt)
-            try:
-                w.append(np.stack(arr))
-                w.close()
-            finally:
-                w.fh.close()
+        images = NpyStreamWriter(ip, (n, size, size), np.float16)
+        masks = NpyStreamWriter(mp, (n, size, size), np.uint8)
+        try:
+            # Pass 2, one series at a time: decode, scale by the series window, CLAHE, cut.
+            for plan, seq, s, path, wins in series_windows:
+                ps = cohort.pseudonym(plan["patient_id"], salt)
+                try:
+                    raw = [dicom_io.read_pixels(h.path) for h in s.slices]
+                    roi = dicom_io.read_mask(path, s, binary=False)
+                except dicom_io.DicomError as e:
+                    raise IngestError(str(e)) from e
+                lo, hi = cohort.intensity_window(raw, percentiles)
+                for z, zw in wins.items():
+                    img = cohort.normalise(raw[z].astype(np.float32), lo, hi)
+                    if clahe_cfg:
+                        img = clahe(img, clahe_cfg["clip_limit"], clahe_cfg["tile_grid"])
+                    for kind, j, y0, x0, side in zw:
+                        images.append(cut_patch(img, y0, x0, side, size)[None])
+                        masks.append(cut_patch((roi[z] == value_of[kind]).astype(np.uint8), y0, x0, side, size,
+                                               nearest=True)[None])
+                        rows.append((f"{ps}_{seq}_{z:03d}_{kind}{j}", len(rows), ps, seq, z, kind, plan["label"],
+                                     tnm.get(plan["patient_id"], ""), y0, x0, side))
+            images.close()
+            masks.close()
+        finally:
+            images.fh.close()
+            masks.fh.close()
+        index = pd.DataFrame(rows, columns=["slice_id", "row", "patient", "sequence", "position", "kind", "label",
+                                            "tnm_stage", "y0", "x0", "side"])
+        report = {"n_patients": len(plans), "n_patches": len(index), "size": size, "clahe": bool(clahe_cfg),
+                  "patches": {f"{k}/{c}": int(m) for (k, c), m in index.groupby(["kind", "label"]).size().items()},
+                  "seconds": round(time.perf_counter() - t0, 2)}
         index.to_csv(xp, index=False, lineterminator="\n")
         rp.write_text(json.dumps(report, indent=2) + "\n")
     log.info("patch store: %s", report)
