@@ -157,7 +157,7 @@ def confusion_axes(ax, cm, classes, title: str) -> None:
 
 def confusion_figure(metrics: dict, title: str, out_png) -> None:
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(3.2, 3.0))
+    fig, ax = plt.subplots(figsize=(3.2, 3.0), constrained_layout=True)
     confusion_axes(ax, metrics["confusion"], metrics["classes"], title)
     save_figure(fig, out_png)
 
@@ -168,7 +168,7 @@ def confusion_grid(metrics: dict[str, dict], out_png) -> None:
     n = len(metrics)
     cols = min(n, 4)
     rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.0 * cols, 2.9 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.0 * cols, 3.0 * rows), squeeze=False, constrained_layout=True)
     for ax, (name, m) in zip(axes.flat, metrics.items()):
         confusion_axes(ax, m["confusion"], m["classes"], f"{name} (acc {m['accuracy']:.2f})")
     for ax in list(axes.flat)[n:]:
