@@ -277,3 +277,64 @@ def test_train_predict_and_ensemble_end_to_end(stg_cohort, tmp_path):
     assert np.allclose(ens["p_IVa"], (preds[0]["p_IVa"] + preds[1]["p_IVa"]) / 2)
     m = evaluate.evaluate_stages(ens, STAGES)
     assert m["n"] == len(lists["test"]) and set(m["by_kind"]) <= {"tumour", "node"}
+
+
+def boxes_from_masks(root) -> pd.DataFrame:
+    """What a clinician drawing rectangles would give for the synthetic cohort: the ROI bounding boxes."""
+    import cv2
+
+    from anapart import dicom_io
+
+    rows = []
+    for s in dicom_io.scan_series(root / "dicom").values():
+        seq = "T1C" if "T1" in s.description else "T2"
+        vol = dicom_io.read_mask(root / "roi" / s.patient_id / f"{seq}.nii.gz", s, binary=False)
+        for z, lab in enumerate(vol):
+            for kind, value in (("tumour", 1), ("node", 2)):
+                m = (lab == value).astype(np.uint8)
+                if m.sum() < 4:
+                    continue
+                if kind == "tumour":
+                    found = [cv2.boundingRect(m)]
+                else:
+                    n, _, st, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
+                    found = [tuple(st[i, :4]) for i in range(1, n) if st[i, 4] >= 4]
+                for x, y, w, h in found:
+                    rows.append((s.patient_id, seq, s.slices[z].instance, kind, x, y, x + w, y + h))
+    return pd.DataFrame(rows, columns=staging.BOX_COLUMNS)
+
+
+def test_roi_boxes_give_the_same_patches_as_the_masks_they_bound(stg_cohort, tmp_path):
+    boxes = boxes_from_masks(stg_cohort)
+    boxes.sample(frac=1, random_state=0).to_csv(tmp_path / "boxes.csv", index=False)  # any row order
+    from_masks = build_patches(stg_cohort, tmp_path / "m", None)
+    out = patch_out(tmp_path / "b")
+    staging.make_patches(stg_cohort / "dicom", stg_cohort / "labels.csv", tmp_path / "boxes.csv", out,
+                         classes=STAGES, sequences=SEQ, size=32, margin=0.25, min_side=12, salt="s", clahe_cfg=None)
+    a, b = pd.read_csv(from_masks["index"]), pd.read_csv(out["index"])
+    key = ["slice_id", "y0", "x0", "side"]
+    assert set(map(tuple, a[key].values)) == set(map(tuple, b[key].values))
+    ia, ib = np.load(from_masks["images"]), np.load(out["images"])
+    rows_b = b.set_index("slice_id")["row"]
+    assert all(np.array_equal(ia[r], ib[rows_b[sid]]) for sid, r in zip(a["slice_id"], a["row"]))
+    # a box's patch mask is its rectangle: it covers the ROI shape it bounds
+    ma, mb = np.load(from_masks["masks"]), np.load(out["masks"])
+    assert all((mb[rows_b[sid]] >= ma[r]).all() for sid, r in zip(a["slice_id"], a["row"]))
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"kind": "gland"}, "kind 'gland' is not one of"),
+    ({"instance": 99}, "instance 99 is not in the series"),
+    ({"x1": 10_000}, "leaves the"),
+    ({"sequence": "FLAIR"}, "with a FLAIR series"),
+])
+def test_bad_roi_boxes_name_the_csv_line(stg_cohort, tmp_path, change, message):
+    boxes = boxes_from_masks(stg_cohort)
+    for k, v in change.items():
+        boxes.loc[3, k] = v
+    boxes.to_csv(tmp_path / "boxes.csv", index=False)
+    with pytest.raises(IngestError, match=f"boxes.csv line 5: .*{message}"):
+        staging.make_patches(stg_cohort / "dicom", stg_cohort / "labels.csv", tmp_path / "boxes.csv",
+                             patch_out(tmp_path / "o"), classes=STAGES, sequences=SEQ, size=32, margin=0.25,
+                             min_side=12, salt="s", clahe_cfg=None)
+    assert not any((tmp_path / "o").iterdir())

@@ -47,6 +47,13 @@ def clahe(img: np.ndarray, clip_limit: float, tile_grid: int) -> np.ndarray:
     return eq.astype(np.float32) / 65535.0
 
 
+def square_window(x: int, y: int, w: int, h: int, margin: float, min_side: int) -> tuple[int, int, int]:
+    """``(y0, x0, side)`` of the square around box (x, y, w, h), ``margin`` of the box on each side."""
+    side = max(int(min_side), int(math.ceil(max(w, h) * (1 + 2 * margin))))
+    cy, cx = y + h / 2.0, x + w / 2.0
+    return int(round(cy - side / 2.0)), int(round(cx - side / 2.0)), side
+
+
 def roi_windows(labels: np.ndarray, margin: float, min_side: int, min_area: int = 4) -> list[tuple[str, int, int, int, int]]:
     """Square windows ``(kind, index, y0, x0, side)`` around the ROIs of one label slice.
 
@@ -65,9 +72,50 @@ def roi_windows(labels: np.ndarray, margin: float, min_side: int, min_area: int 
             n, _, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
             boxes = [tuple(stats[i, :4]) for i in range(1, n) if stats[i, 4] >= min_area]
         for j, (x, y, w, h) in enumerate(boxes):
-            side = max(int(min_side), int(math.ceil(max(w, h) * (1 + 2 * margin))))
-            cy, cx = y + h / 2.0, x + w / 2.0
-            out.append((kind, j, int(round(cy - side / 2.0)), int(round(cx - side / 2.0)), side))
+            out.append((kind, j, *square_window(x, y, w, h, margin, min_side)))
+    return out
+
+
+BOX_COLUMNS = ["patient_id", "sequence", "instance", "kind", "x0", "y0", "x1", "y1"]
+
+
+def read_roi_boxes(path, plans: list[dict]) -> dict[tuple[str, str], dict[int, list[tuple[str, int, int, int, int]]]]:
+    """Rectangular ROIs drawn by clinicians (the paper's way): a CSV of ``patient_id, sequence,
+    instance, kind (tumour|node), x0, y0, x1, y1`` in pixels of the slice (x1, y1 exclusive).
+
+    Returns ``{(patient_id, sequence): {slice position: [(kind, x0, y0, x1, y1), ...]}}``; every
+    row is checked against the series it names, errors give the CSV line.
+    """
+    path = Path(path)
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except Exception as e:
+        raise IngestError(f"{path}: could not read ROI boxes as CSV ({e})") from e
+    missing = [c for c in BOX_COLUMNS if c not in df.columns]
+    if missing:
+        raise IngestError(f"{path}: ROI boxes table lacks column(s) {missing}; has {list(df.columns)}")
+    series = {(p["patient_id"], q): s for p in plans for q, s in p["series"].items()}
+    out: dict = {}
+    for i, row in df.iterrows():
+        line = i + 2
+        key = (row["patient_id"].strip(), row["sequence"].strip())
+        if key not in series:
+            raise IngestError(f"{path} line {line}: no labelled patient '{key[0]}' with a {key[1]} series")
+        if row["kind"].strip() not in ROI_KINDS.values():
+            raise IngestError(f"{path} line {line}: kind '{row['kind']}' is not one of {list(ROI_KINDS.values())}")
+        s = series[key]
+        try:
+            inst, x0, y0, x1, y1 = (int(row[c]) for c in ("instance", "x0", "y0", "x1", "y1"))
+        except ValueError:
+            raise IngestError(f"{path} line {line}: instance and box corners must be whole numbers") from None
+        z = next((k for k, h in enumerate(s.slices) if h.instance == inst), None)
+        if z is None:
+            raise IngestError(f"{path} line {line}: instance {inst} is not in the series in {s.folder}")
+        rows, cols = s.shape[1:]
+        if not (0 <= x0 < x1 <= cols and 0 <= y0 < y1 <= rows):
+            raise IngestError(f"{path} line {line}: box ({x0}, {y0})-({x1}, {y1}) is empty or leaves the "
+                              f"{cols}x{rows} slice")
+        out.setdefault(key, {}).setdefault(z, []).append((row["kind"].strip(), x0, y0, x1, y1))
     return out
 
 
@@ -139,9 +187,12 @@ def plan_staging(dicom_dir, labels_csv, sequences: dict[str, str], classes) -> l
     return plans
 
 
-def make_patches(dicom_dir, labels_csv, roi_dir, out: dict, *, classes, sequences: dict, size: int, margin: float,
+def make_patches(dicom_dir, labels_csv, roi, out: dict, *, classes, sequences: dict, size: int, margin: float,
                  min_side: int, salt: str, clahe_cfg: dict | None, percentiles=(0.5, 99.5)) -> dict:
     """Build the patch store (``images.npy``, ``masks.npy``, ``index.csv``, ``report.json``).
+
+    ``roi`` is a folder of label masks (``<PatientID>/<sequence>.nii.gz``: 1 = tumour, 2 = node)
+    or a CSV of rectangular ROI boxes (:func:`read_roi_boxes`).
 
     ``index.csv`` has ``slice_id`` (the patch id) and ``row`` like study A's crop stores, so the
     same data loader serves both studies. Patient identifiers never leave this function: patches
@@ -152,26 +203,38 @@ def make_patches(dicom_dir, labels_csv, roi_dir, out: dict, *, classes, sequence
     salt = cohort.resolve_salt(salt)
     plans = plan_staging(dicom_dir, labels_csv, sequences, classes)
     tnm = read_tnm(labels_csv, classes)
-    roi_dir = Path(roi_dir)
-    if not roi_dir.is_dir():
-        raise IngestError(f"{roi_dir}: ROI folder does not exist")
-    # Pass 1, masks only: every patch window, so the stores can be written as a stream (a
-    # paper-sized cohort's patches do not fit in memory).
+    roi = Path(roi)
+    boxes = read_roi_boxes(roi, plans) if roi.is_file() else None
+    if boxes is None and not roi.is_dir():
+        raise IngestError(f"{roi}: ROI folder (or boxes CSV) does not exist")
+    # Pass 1, ROIs only: every patch window, so the stores can be written as a stream (a
+    # paper-sized cohort's patches do not fit in memory). A window is (kind, j, y0, x0, side, box).
     series_windows = []
     for plan in plans:
         for seq, s in plan["series"].items():
-            path = roi_dir / plan["patient_id"] / f"{seq}.nii.gz"
-            if not path.exists():
-                raise IngestError(f"{path}: ROI mask missing for a {seq} series in {s.folder}")
-            try:
-                roi = dicom_io.read_mask(path, s, binary=False)
-            except dicom_io.DicomError as e:
-                raise IngestError(str(e)) from e
-            wins = {z: w for z, lab in enumerate(roi) if (w := roi_windows(lab, margin, min_side))}
+            if boxes is not None:
+                path = None
+                wins = {}
+                for z, lst in boxes.get((plan["patient_id"], seq), {}).items():
+                    count: dict[str, int] = {}
+                    for kind, x0, y0, x1, y1 in lst:
+                        j = count[kind] = count.get(kind, -1) + 1
+                        wins.setdefault(z, []).append((kind, j, *square_window(x0, y0, x1 - x0, y1 - y0, margin,
+                                                                               min_side), (x0, y0, x1, y1)))
+            else:
+                path = roi / plan["patient_id"] / f"{seq}.nii.gz"
+                if not path.exists():
+                    raise IngestError(f"{path}: ROI mask missing for a {seq} series in {s.folder}")
+                try:
+                    vol = dicom_io.read_mask(path, s, binary=False)
+                except dicom_io.DicomError as e:
+                    raise IngestError(str(e)) from e
+                wins = {z: [(*w, None) for w in ws] for z, lab in enumerate(vol)
+                        if (ws := roi_windows(lab, margin, min_side))}
             series_windows.append((plan, seq, s, path, wins))
     n = sum(len(w) for *_, wins in series_windows for w in wins.values())
     if not n:
-        raise IngestError(f"{roi_dir}: no ROI found in any series")
+        raise IngestError(f"{roi}: no ROI found in any series")
     value_of = {k: v for v, k in ROI_KINDS.items()}
     rows = []
     with atomic_paths(out["images"], out["masks"], out["index"], out["report"]) as (ip, mp, xp, rp):
@@ -183,7 +246,7 @@ def make_patches(dicom_dir, labels_csv, roi_dir, out: dict, *, classes, sequence
                 ps = cohort.pseudonym(plan["patient_id"], salt)
                 try:
                     raw = [dicom_io.read_pixels(h.path) for h in s.slices]
-                    roi = dicom_io.read_mask(path, s, binary=False)
+                    vol = dicom_io.read_mask(path, s, binary=False) if path is not None else None
                 except dicom_io.DicomError as e:
                     raise IngestError(str(e)) from e
                 lo, hi = cohort.intensity_window(raw, percentiles)
@@ -191,10 +254,14 @@ def make_patches(dicom_dir, labels_csv, roi_dir, out: dict, *, classes, sequence
                     img = cohort.normalise(raw[z].astype(np.float32), lo, hi)
                     if clahe_cfg:
                         img = clahe(img, clahe_cfg["clip_limit"], clahe_cfg["tile_grid"])
-                    for kind, j, y0, x0, side in zw:
+                    for kind, j, y0, x0, side, box in zw:
+                        if box is None:  # the mask's ROI of this kind
+                            m = (vol[z] == value_of[kind]).astype(np.uint8)
+                        else:  # the drawn rectangle
+                            m = np.zeros(img.shape, np.uint8)
+                            m[box[1]:box[3], box[0]:box[2]] = 1
                         images.append(cut_patch(img, y0, x0, side, size)[None])
-                        masks.append(cut_patch((roi[z] == value_of[kind]).astype(np.uint8), y0, x0, side, size,
-                                               nearest=True)[None])
+                        masks.append(cut_patch(m, y0, x0, side, size, nearest=True)[None])
                         rows.append((f"{ps}_{seq}_{z:03d}_{kind}{j}", len(rows), ps, seq, z, kind, plan["label"],
                                      tnm.get(plan["patient_id"], ""), y0, x0, side))
             images.close()

@@ -89,12 +89,15 @@ def staging_paths():
             "labels": f"{STAGING_DIR}/labels.csv",
             "roi": f"{STAGING_DIR}/roi",
         }
-    missing = [k for k in ("dicom_dir", "labels", "roi_dir") if not c.get(k)]
+    missing = [k for k in ("dicom_dir", "labels") if not c.get(k)]
+    if not (c.get("roi_dir") or c.get("roi_boxes")):
+        missing.append("roi_dir (or roi_boxes)")
     if missing:
         raise ValueError(
             f"config staging.cohort.source is 'dicom' but staging.cohort.{missing[0]} is not set"
         )
-    return {"dicom": c["dicom_dir"], "labels": c["labels"], "roi": c["roi_dir"]}
+    roi = c.get("roi_dir") or c["roi_boxes"]
+    return {"dicom": c["dicom_dir"], "labels": c["labels"], "roi": roi}
 
 
 def staging_inputs(wildcards):
