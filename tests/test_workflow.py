@@ -84,8 +84,28 @@ def test_dag_builds_cohort_ingests_and_splits(built):
 
 def test_no_phi_under_results(built):
     values = phi_values(built / "data" / "synthetic" / "dicom")
-    assert values
-    assert_no_phi(built / "results", values)
+    staging_values = phi_values(built / "data" / "synthetic_staging" / "dicom")
+    assert values and staging_values
+    assert_no_phi(built / "results", values | staging_values)
+
+
+def test_staging_from_user_dicom_with_roi_boxes(built, tmp_path):
+    """Study B on a researcher's own folder (here: a copy of the synthetic one) with drawn rectangles."""
+    from test_staging import boxes_from_masks
+
+    data = built / "data" / "synthetic_staging"
+    boxes = tmp_path / "roi_boxes.csv"
+    boxes_from_masks(data).to_csv(boxes, index=False)
+    cfg = tmp_path / "staging-cohort.yaml"
+    cfg.write_text(yaml.safe_dump({"staging": {"cohort": {
+        "source": "dicom", "dicom_dir": str(data / "dicom"), "labels": str(data / "labels.csv"),
+        "roi_dir": None, "roi_boxes": str(boxes), "pseudonym_salt": "another-salt"}}}))
+    wd = workflow_copy(tmp_path / "wf")
+    snakemake(wd, "results/staging/split/test.csv", extra_config=cfg)
+    assert not (wd / "data").exists()  # nothing generated: the user's files were read
+    index = pd.read_csv(wd / "results/staging/patches/clahe/index.csv")
+    assert len(index) == len(pd.read_csv(boxes)) and set(index["kind"]) == {"tumour", "node"}
+    assert_no_phi(wd / "results", phi_values(data / "dicom"))
 
 
 def test_nothing_left_to_do(built):

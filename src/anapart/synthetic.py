@@ -551,7 +551,8 @@ def _generate_staging_into(root: Path, cfg: StagingSyntheticConfig) -> pd.DataFr
         z_top = float(rng.uniform(-20, 20))
         origin_xy = (-cfg.fov_mm / 2 + spacing / 2, -cfg.fov_mm / 2 + spacing / 2)
         birth = f"{rng.integers(1940, 2000)}{rng.integers(1, 13):02d}{rng.integers(1, 29):02d}"
-        name = f"{FAKE_SURNAMES[rng.integers(len(FAKE_SURNAMES))]}^{FAKE_GIVEN[rng.integers(len(FAKE_GIVEN))]}"
+        name = (f"{FAKE_SURNAMES[rng.integers(len(FAKE_SURNAMES))]}^"
+                f"{FAKE_GIVEN[rng.integers(len(FAKE_GIVEN))]}{pat['pid'][-4:]}")
         study_uid = generate_uid(entropy_srcs=[str(cfg.seed), pat["pid"], "staging-study"])
         vols = {s: [] for s in STAGING_SEQUENCES}
         rois = []
