@@ -548,7 +548,6 @@ def cam_examples(model_path, patches_dir, pred: pd.DataFrame, classes, out_png, 
     """Grad-CAM (study A's code) on test patches: ROI share of the bright map per patch, and Fig. 7's
     panel of one correctly staged tumour and node patch per stage, with the heatmap over the patch."""
     from .cam import bright_share, gradcam, resize_maps, resolve_layer
-    from .classify import CropData
 
     model, meta = training.load_model(model_path, model_from_meta)
     for p in model.parameters():  # a frozen backbone carries no gradient to its feature map otherwise
@@ -556,11 +555,7 @@ def cam_examples(model_path, patches_dir, pred: pd.DataFrame, classes, out_png, 
     data = CropData(patches_dir, pred[["slice_id", "label"]], classes, meta["input_size"], meta["normalize"])
     layer = resolve_layer(model, meta["cam_layer"])
     targets = [list(classes).index(c) for c in pred["label"]]
-    maps = []
-    for b in range(0, len(data), 32):
-        idx = np.arange(b, min(len(data), b + 32))
-        maps.append(gradcam(model, layer, data.inputs(idx), [targets[i] for i in idx]))
-    maps = resize_maps(np.concatenate(maps), data.images.shape[-1])
+    maps = resize_maps(gradcam(model, layer, data.inputs(np.arange(len(data))), targets), data.images.shape[-1])
     masks = np.load(Path(patches_dir) / "masks.npy", mmap_mode="r")
     share = [bright_share(m, np.asarray(masks[r]) > 0, threshold) for m, r in zip(maps, data.rows)]
     out = pred[["slice_id", "label", "kind"]].assign(roi_share=share)
