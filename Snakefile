@@ -40,3 +40,7 @@ rule all:
             if config["cam"].get("reviewers_dir")
             else []
         ),
+
+
+onsuccess:
+    print(done_message())

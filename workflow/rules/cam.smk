@@ -21,6 +21,8 @@ rule cam:
         ),
     log:
         "logs/cam/{net}_{fmt}_f{frac}.log",
+    benchmark:
+        "logs/bench/cam/{net}_{fmt}_{frac}.tsv"
     conda:
         ENV
     threads: 1
@@ -56,6 +58,8 @@ rule cam_stats:
         ),
     log:
         "logs/cam_stats.log",
+    benchmark:
+        "logs/bench/cam_stats/all.tsv"
     conda:
         ENV
     script:
@@ -81,6 +85,8 @@ if config["cam"].get("reviewers_dir"):
             ),
         log:
             "logs/cam_agreement.log",
+        benchmark:
+            "logs/bench/cam_agreement/all.tsv"
         conda:
             ENV
         script:

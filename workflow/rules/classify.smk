@@ -14,6 +14,8 @@ rule classify_train:
         predictions="results/classify/{net}/{fmt}/f{frac}/predictions.csv",
     log:
         "logs/classify/{net}_{fmt}_f{frac}.log",
+    benchmark:
+        "logs/bench/classify_train/{net}_{fmt}_{frac}.tsv"
     conda:
         ENV
     threads: config["classify"].get("threads", 1)
@@ -46,6 +48,8 @@ rule classify_eval:
         ),
     log:
         "logs/classify/{net}_{fmt}_f{frac}_eval.log",
+    benchmark:
+        "logs/bench/classify_eval/{net}_{fmt}_{frac}.tsv"
     conda:
         ENV
     threads: 1

@@ -15,6 +15,8 @@ rule ingest:
         ),
     log:
         "logs/ingest.log",
+    benchmark:
+        "logs/bench/ingest/all.tsv"
     conda:
         ENV
     resources:
@@ -35,6 +37,8 @@ rule split:
         **SPLIT_OUTPUTS,
     log:
         "logs/split.log",
+    benchmark:
+        "logs/bench/split/all.tsv"
     conda:
         ENV
     resources:

@@ -1,4 +1,5 @@
 # Shared settings and helpers of every rule file.
+import os
 
 FRACTIONS = [int(f) for f in config["split"]["fractions"]]
 NETS = list(config["classify"]["nets"])
@@ -116,3 +117,27 @@ def staging_targets():
         "results/staging/figures/confusion_matrices.png",
         *expand("results/staging/{model}/cam.png", model=STG_SINGLE),
     ]
+
+
+def done_message():
+    """What a user reads when the run ends: where the main results are, and how to get the report."""
+    main = [
+        "results/tables/auc.csv",
+        "results/tables/anova.csv",
+        "results/tables/cam_scores.csv",
+        "results/figures/aauc_bars.png",
+        "results/seg/selected.json",
+        "results/staging/tables/table4_models.csv",
+        "results/staging/tables/table5_comparison.csv",
+    ]
+    present = [p for p in main if os.path.exists(p)]
+    lines = ["", "anapart: done."]
+    if present:
+        lines.append("Main results:")
+        lines += [f"  {p}" for p in present]
+    lines += [
+        "Every table and figure with captions, as one HTML page:",
+        "  snakemake --report report.html",
+        "",
+    ]
+    return "\n".join(lines)

@@ -20,6 +20,8 @@ rule crops:
         ),
     log:
         "logs/crops.log",
+    benchmark:
+        "logs/bench/crops/all.tsv"
     conda:
         ENV
     threads: 2

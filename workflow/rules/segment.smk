@@ -12,6 +12,8 @@ rule seg_train:
         metrics="results/seg/{arch}/metrics.json",
     log:
         "logs/seg_train_{arch}.log",
+    benchmark:
+        "logs/bench/seg_train/{arch}.tsv"
     conda:
         ENV
     threads: 2
@@ -37,6 +39,8 @@ rule seg_select:
         ),
     log:
         "logs/seg_select.log",
+    benchmark:
+        "logs/bench/seg_select/all.tsv"
     conda:
         ENV
     script:
@@ -56,6 +60,8 @@ rule seg_figure:
         ),
     log:
         "logs/seg_figure.log",
+    benchmark:
+        "logs/bench/seg_figure/all.tsv"
     conda:
         ENV
     params:

@@ -5,6 +5,8 @@ rule staging_synthetic:
         directory(STAGING_DIR),
     log:
         "logs/staging/synthetic.log",
+    benchmark:
+        "logs/bench/staging_synthetic/all.tsv"
     conda:
         ENV
     resources:
@@ -32,6 +34,8 @@ rule staging_patches:
         ),
     log:
         "logs/staging/patches_{pre}.log",
+    benchmark:
+        "logs/bench/staging_patches/{pre}.tsv"
     wildcard_constraints:
         pre="clahe|raw",
     conda:
@@ -55,6 +59,8 @@ rule staging_split:
         test="results/staging/split/test.csv",
     log:
         "logs/staging/split.log",
+    benchmark:
+        "logs/bench/staging_split/all.tsv"
     conda:
         ENV
     resources:
@@ -78,6 +84,8 @@ rule staging_train:
         predictions="results/staging/{model}/predictions.csv",
     log:
         "logs/staging/train_{model}.log",
+    benchmark:
+        "logs/bench/staging_train/{model}.tsv"
     wildcard_constraints:
         model="|".join(STG_SINGLE) or "none",
     conda:
@@ -106,6 +114,8 @@ rule staging_train_ablation:
         predictions="results/staging/ablation/{model}/predictions.csv",
     log:
         "logs/staging/train_ablation_{model}.log",
+    benchmark:
+        "logs/bench/staging_train_ablation/{model}.tsv"
     wildcard_constraints:
         model="|".join(STG_MODELS) or "none",
     conda:
@@ -130,6 +140,8 @@ rule staging_ensemble:
         predictions="results/staging/ensemble/predictions.csv",
     log:
         "logs/staging/ensemble.log",
+    benchmark:
+        "logs/bench/staging_ensemble/all.tsv"
     conda:
         ENV
     resources:
@@ -153,6 +165,8 @@ rule staging_radiomics:
         info="results/staging/radiomics/model.json",
     log:
         "logs/staging/radiomics.log",
+    benchmark:
+        "logs/bench/staging_radiomics/all.tsv"
     conda:
         ENV
     resources:
@@ -179,6 +193,8 @@ rule staging_eval:
         ),
     log:
         "logs/staging/eval_{name}.log",
+    benchmark:
+        "logs/bench/staging_eval/{name}.tsv"
     wildcard_constraints:
         name="|".join(re.escape(n) for n in STG_EVALUATED) or "none",
     conda:
@@ -210,6 +226,8 @@ rule staging_cam:
         ),
     log:
         "logs/staging/cam_{model}.log",
+    benchmark:
+        "logs/bench/staging_cam/{model}.tsv"
     wildcard_constraints:
         model="|".join(STG_SINGLE) or "none",
     conda:
@@ -256,6 +274,8 @@ rule staging_tables:
         ),
     log:
         "logs/staging/tables.log",
+    benchmark:
+        "logs/bench/staging_tables/all.tsv"
     conda:
         ENV
     resources:

@@ -22,6 +22,8 @@ rule auc_table:
         ),
     log:
         "logs/auc_table.log",
+    benchmark:
+        "logs/bench/auc_table/all.tsv"
     conda:
         ENV
     params:
@@ -48,6 +50,8 @@ rule anova:
         ),
     log:
         "logs/anova.log",
+    benchmark:
+        "logs/bench/anova/all.tsv"
     conda:
         ENV
     params:

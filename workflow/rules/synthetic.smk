@@ -6,6 +6,8 @@ rule synthetic_cohort:
         directory(SYNTHETIC_DIR),
     log:
         "logs/synthetic_cohort.log",
+    benchmark:
+        "logs/bench/synthetic_cohort/all.tsv"
     conda:
         ENV
     resources:
