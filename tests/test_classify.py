@@ -1,3 +1,5 @@
+import math
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -29,8 +31,10 @@ def make_crop_store(root, n_per_class=12, side=24, seed=0):
     return pd.DataFrame(rows, columns=["slice_id", "label"])
 
 
-CFG = dict(seed=0, lr=0.01, momentum=0.9, batch_size=8, epochs=4, input_size=32, augment={"hflip": 0.5},
-           normalize=[0.5, 0.25])
+# The demo's recipe (config/config.yaml): AdamW, warm-up, cosine decay, clipping, zero-initialised head.
+CFG = dict(seed=0, optimizer="adamw", lr=1e-3, weight_decay=0.05, warmup_epochs=1, grad_clip=2.0,
+           schedule={"type": "cosine"}, zero_init_head=True, batch_size=8, epochs=4, input_size=32,
+           augment={"hflip": 0.5}, normalize=[0.5, 0.25])
 
 
 def test_crop_data_maps_slice_ids_to_rows_and_normalises(tmp_path):
@@ -46,13 +50,20 @@ def test_crop_data_maps_slice_ids_to_rows_and_normalises(tmp_path):
         CropData(tmp_path / "fmt", pd.DataFrame({"slice_id": ["nope"], "label": ["a"]}), CLASSES, None)
 
 
-def test_training_lowers_loss_and_predicts_probabilities(tmp_path):
-    lst = make_crop_store(tmp_path / "fmt")
+def test_training_lowers_loss_for_every_seed_and_predicts_probabilities(tmp_path):
+    """The recipe must learn whatever the seed and the CPU's float path: every seed, with a wide margin.
+
+    (SGD with momentum 0.9 at lr 0.01 and a random head once went 13.4 -> 48.8 -> 8.2 -> 32.5 here.)
+    """
+    lst = make_crop_store(tmp_path / "fmt", n_per_class=16)
     lst.to_csv(tmp_path / "train.csv", index=False)
     torch.set_num_threads(2)
-    hist = train_classifier(tmp_path / "fmt", tmp_path / "train.csv", CLASSES, "mobilenetv3_large_100", CFG,
-                            tmp_path / "model.pt", device="cpu")
-    assert len(hist) == 4 and hist[-1] < hist[0]
+    chance = math.log(len(CLASSES))  # the zero-initialised head's loss before any step
+    for seed in (0, 1, 2):
+        hist = train_classifier(tmp_path / "fmt", tmp_path / "train.csv", CLASSES, "mobilenetv3_large_100",
+                                dict(CFG, seed=seed, epochs=5), tmp_path / "model.pt", device="cpu")
+        assert len(hist) == 5 and hist[0] < 1.05 * chance
+        assert hist[-1] < 0.5 * chance, (seed, hist)
     pred, _, meta = predict_probabilities(tmp_path / "model.pt", tmp_path / "fmt", lst, device="cpu")
     assert list(pred.columns) == ["slice_id", "label", "p_a", "p_b", "p_c"]
     np.testing.assert_allclose(pred[["p_a", "p_b", "p_c"]].sum(axis=1), 1, atol=1e-5)

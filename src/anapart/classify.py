@@ -164,18 +164,16 @@ def train_classifier(crops_dir, train_csv, classes, net: str, cfg: dict, out_mod
     model = build_classifier(net, len(classes), cfg.get("pretrained", False), drop_rate=float(cfg.get("drop_rate", 0)))
     if cfg.get("zero_init_head", False):
         zero_head(model)
-    optimizer = torch.optim.SGD(model.parameters(), lr=float(cfg["lr"]), momentum=float(cfg.get("momentum", 0.0)),
-                                weight_decay=float(cfg.get("weight_decay", 0.0)))
-    fit_cfg = training.FitConfig(epochs=int(cfg["epochs"]), batch_size=int(cfg["batch_size"]), seed=int(cfg["seed"]),
-                                 device=device, amp=bool(cfg.get("amp", True)),
-                                 channels_last=bool(cfg.get("channels_last", True)),
-                                 grad_clip=cfg.get("grad_clip"))
+    optimizer = training.build_optimizer(model.parameters(), cfg, "classify.optimizer")
+    fit_cfg = training.FitConfig.from_config(cfg, device, label=f"{net} on {Path(crops_dir).name}")
+    scheduler = training.build_scheduler(optimizer, cfg.get("schedule"), fit_cfg.epochs, "classify.schedule")
     augment = cfg.get("augment") or None
     log.info("%s on %s: %d training slices %s, input %dx%d", net, Path(crops_dir).name, len(data),
              train["label"].value_counts().to_dict(), data.size, data.size)
     history = training.fit(model, optimizer, F.cross_entropy, lambda idx: data.batch(idx, augment), len(data),
                            fit_cfg, checkpoint, signature_extra={"net": net, "train": str(train_csv),
-                                                                 **{k: str(v) for k, v in cfg.items()}})
+                                                                 **{k: str(v) for k, v in cfg.items()}},
+                           scheduler=scheduler)
     meta = {"net": net, "classes": list(classes), "in_chans": 1, "input_size": data.size,
             "normalize": [data.mean, data.std], "format": Path(crops_dir).name, "train_list": str(train_csv),
             "epochs": fit_cfg.epochs, "loss_history": [round(v, 5) for v in history]}

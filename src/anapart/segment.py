@@ -165,9 +165,8 @@ def train_segmenter(cohort_dir, patients_csv, arch: str, cfg: dict, out_model, o
             y = torch.where(flip[:, None, None, None], y.flip(-1), y)
         return x, y
 
-    optimizer = torch.optim.RMSprop(model.parameters(), lr=float(cfg["lr"]))
-    fit_cfg = training.FitConfig(epochs=int(cfg["epochs"]), batch_size=int(cfg["batch_size"]),
-                                 seed=int(cfg["seed"]), device=device)
+    optimizer = training.build_optimizer(model.parameters(), cfg, "segment.optimizer")
+    fit_cfg = training.FitConfig.from_config(cfg, device, label=f"segmentation {arch}")
     log.info("%s: %d training / %d held-out annotated slices at %dx%d", arch, len(rows["train"]),
              len(rows["test"]), size, size)
     history = training.fit(model, optimizer, seg_loss, fetch, len(rows["train"]), fit_cfg, checkpoint,

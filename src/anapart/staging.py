@@ -389,19 +389,6 @@ def input_size(name: str, cfg: dict) -> int:
     return int((t.get("input_sizes") or {}).get(name, t["input_size"]))
 
 
-def _scheduler(optimizer, spec: dict | None):
-    """The paper's Keras LearningRateScheduler: the rate decays with the epoch number."""
-    spec = spec or {}
-    kind = spec.get("type", "none")
-    if kind == "exponential":
-        return torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=float(spec["gamma"]))
-    if kind == "step":
-        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=int(spec["step_size"]), gamma=float(spec["gamma"]))
-    if kind == "none":
-        return None
-    raise ValueError(f"staging.train.schedule.type '{kind}' is not one of none, exponential, step")
-
-
 def train_model(patches_dir, train_csv, classes, name: str, cfg: dict, out_model, *, device="auto",
                 checkpoint=None, keep: dict | None = None) -> list[float]:
     """Stage one: train one single model on the training patches (Adam, decaying rate).
@@ -418,10 +405,9 @@ def train_model(patches_dir, train_csv, classes, name: str, cfg: dict, out_model
     training.seed_everything(int(t["seed"]))
     model = build_model(name, len(classes), cfg)
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.Adam(params, lr=float(t["lr"]), weight_decay=float(t.get("weight_decay", 0.0)))
-    scheduler = _scheduler(optimizer, t.get("schedule"))
-    fit_cfg = training.FitConfig(epochs=int(t["epochs"]), batch_size=int(t["batch_size"]), seed=int(t["seed"]),
-                                 device=device, amp=bool(t.get("amp", True)), channels_last=bool(t.get("channels_last", True)))
+    optimizer = training.build_optimizer(params, t, "staging.train.optimizer")
+    fit_cfg = training.FitConfig.from_config(t, device, label=f"staging {name}")
+    scheduler = training.build_scheduler(optimizer, t.get("schedule"), fit_cfg.epochs, "staging.train.schedule")
     n_train = sum(p.numel() for p in params)
     log.info("%s: %d training patches %s, input %d, %d trainable parameters (%s)", name, len(data),
              train["label"].value_counts().to_dict(), size, n_train,
