@@ -296,9 +296,12 @@ class SeriesRule:
         return cls(value.get("description") or None, value.get("orientation", "any"), int(value.get("min_slices", 1)))
 
     def matches(self, s: Series) -> bool:
-        if len(s.slices) < self.min_slices:
+        """Slices are counted as the files hold them (before cohort.frames), and a series whose
+        orientation is unknown (no slice could be placed) is not excluded by it: a broken series that
+        would be chosen is reported, not silently passed over."""
+        if s.n_images < self.min_slices:
             return False
-        if self.orientation != "any" and s.orientation_label != self.orientation:
+        if self.orientation != "any" and s.orientation_label not in (self.orientation, "unknown"):
             return False
         return not self.description or re.search(self.description, s.description, re.IGNORECASE) is not None
 
@@ -405,6 +408,7 @@ def check_cohort(dicom_dir, labels_csv, mask_dir, *, classes, salt: str, series:
     mask_names = mask_names or {"region": "region.nii.gz", "lesion": "lesion.nii.gz"}
     dicom_dir = Path(dicom_dir)
     labels, problems = check_labels(labels_csv, classes)
+    badly_labelled = {p.patient for p in problems if p.patient}
     scan = None
     try:
         scan = dicom_io.scan(dicom_dir, frames)
@@ -446,8 +450,9 @@ def check_cohort(dicom_dir, labels_csv, mask_dir, *, classes, salt: str, series:
                            slice_spacing_mm=round(chosen.slice_spacing(), 4),
                            slice_thickness_mm=round(chosen.slice_thickness, 4))
         if group is None:
-            where = (matching[0] if matching else cands[0]).folder
-            own.append(Problem("no_label", f"{where}: series has no label in {labels_csv}", pid))
+            if pid not in badly_labelled:  # else its label rows were reported already
+                where = (matching[0] if matching else cands[0]).folder
+                own.append(Problem("no_label", f"{where}: series has no label in {labels_csv}", pid))
         elif not cands:
             own.append(Problem("no_series", f"{labels_csv} line {group['line'].iloc[0]}: no DICOM series for this "
                                             f"patient under {dicom_dir}", pid))
@@ -458,8 +463,8 @@ def check_cohort(dicom_dir, labels_csv, mask_dir, *, classes, salt: str, series:
             own.append(Problem("several_matching_series",
                                f"{patient_folder(cands)}: {len(matching)} series match the series rule ({series}); "
                                f"make it stricter (e.g. cohort.series.description). Candidates: {listing}", pid))
-        elif chosen.problems:
-            own += [Problem("series", p, pid) for p in chosen.problems]
+        elif chosen.problems or chosen.mixed:
+            own += [Problem("series", p, pid) for p in chosen.problems + ([chosen.mixed] if chosen.mixed else [])]
         else:
             picked, label_problems = _label_indices(chosen, group, labels_csv, pid)
             own += label_problems

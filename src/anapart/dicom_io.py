@@ -118,11 +118,13 @@ class Series:
     orientation: tuple[float, ...]  # ImageOrientationPatient (row cosines, column cosines)
     origin: tuple[float, float, float]  # ImagePositionPatient of the first sorted slice
     description: str = ""  # SeriesDescription: tells a T1 post-contrast series from a T2 one
-    orientation_label: str = ""  # axial | sagittal | coronal | mixed (slices of several orientations)
+    orientation_label: str = ""  # axial | sagittal | coronal | mixed (a localizer) | unknown (no slice placed)
     enhanced: bool = False  # slices are frames of multi-frame (enhanced) files
     transfer_syntax: str = ""
     n_files: int = 0
+    n_images: int = 0  # slices the files hold (frames counted), before frame selection: what min_slices sees
     problems: list[str] = field(default_factory=list)  # each names a file; the series must not be used
+    mixed: str = ""  # why the orientation is mixed: normal for a localizer, a problem for a series to use
     phi: dict[str, str] = field(default_factory=dict, repr=False)
 
     @property
@@ -334,6 +336,7 @@ class _Image:
     description: str
     transfer_syntax: str
     enhanced: bool
+    n_frames: int
     slices: list[tuple[SliceHeader, tuple[float, ...], tuple[float, float], float]]  # header, iop, spacing, thick
     problems: list[str]
     phi: dict[str, str]
@@ -367,7 +370,8 @@ def _inspect(path: Path) -> tuple[str, object]:
                     pixel_problem = _pixel_data_problem(fh, ts)
     except Exception as e:  # truncated or corrupt headers raise many kinds of errors
         return "problem", f"{path}: could not read DICOM header ({type(e).__name__}: {e})"
-    sop = str(ds.get("SOPClassUID", ""))
+    meta = getattr(ds, "file_meta", None)
+    sop = str(ds.get("SOPClassUID", "") or (meta.get("MediaStorageSOPClassUID", "") if meta is not None else ""))
     patient = str(ds.get("PatientID", ""))
     kind = _non_image_kind(sop)
     if kind is not None:
@@ -410,7 +414,8 @@ def _inspect(path: Path) -> tuple[str, object]:
         problems.append(f"{path}: {pixel_problem}")
     phi = {k: str(ds.get(k, "")) for k in ("PatientName", "PatientID", "PatientBirthDate") if ds.get(k, "")}
     return "image", _Image(path, uid, patient, str(ds.get("SeriesDescription", "") or ""),
-                           str(ts.name) if ts is not None else "", enhanced, slices, problems, phi)
+                           str(ts.name) if ts is not None else "", enhanced, int(ds.get("NumberOfFrames", 1) or 1),
+                           slices, problems, phi)
 
 
 def _int_or_none(v) -> int | None:
@@ -531,22 +536,21 @@ def _assemble(uid: str, items: list[_Image], frames: FrameRule) -> Series:
     first = items[0]
     problems = [p for i in items for p in i.problems]
     records = [r for i in items for r in i.slices]
+    n_images = sum(len(i.slices) or i.n_frames for i in items)
     if not records:  # no frame could be placed; the files' problems say why
         return Series(first.path.parent, first.patient_id, uid, [], (1.0, 1.0), 0.0, (1, 0, 0, 0, 1, 0),
                       (0.0, 0.0, 0.0), first.description, "unknown", first.enhanced, first.transfer_syntax,
-                      len(items), problems or [f"{first.path}: no slice in the series"], first.phi)
+                      len(items), n_images, problems or [f"{first.path}: no slice in the series"], "", first.phi)
     header0, iop0, spacing0, thick0 = records[0]
-    label = orientation_label(iop0)
+    label, mixed = orientation_label(iop0), ""
     headers = []
     for h, iop, _, _ in records:
         if (h.rows, h.cols) != (header0.rows, header0.cols):
             problems.append(f"{h.path}: slice size {h.rows}x{h.cols} differs from {header0.rows}x{header0.cols} "
                             f"of {header0.path} in the same series")
             continue
-        if not np.allclose(iop, iop0, atol=1e-3):
-            if label != "mixed":
-                problems.append(f"{h.path}: ImageOrientationPatient differs from {header0.path} in the same series")
-            label = "mixed"
+        if not mixed and not np.allclose(iop, iop0, atol=1e-3):
+            label, mixed = "mixed", f"{h.path}: ImageOrientationPatient differs from {header0.path} in the same series"
         headers.append(h)
     headers, frame_problem = frames.apply(headers)
     if frame_problem:
@@ -576,7 +580,9 @@ def _assemble(uid: str, items: list[_Image], frames: FrameRule) -> Series:
         enhanced=first.enhanced,
         transfer_syntax=first.transfer_syntax,
         n_files=len(items),
+        n_images=n_images,
         problems=problems,
+        mixed=mixed,
         phi=first.phi,
     )
 
@@ -587,7 +593,7 @@ def scan_series(root: str | os.PathLike, frames: FrameRule | None = None) -> dic
     Skipped files (DICOMDIR, non-image objects, non-DICOM files) are ignored.
     """
     result = scan(root, frames)
-    problems = result.all_problems()
+    problems = result.all_problems() + [s.mixed for s in result.series.values() if s.mixed]
     if problems:
         raise DicomError(problems[0])
     return result.series

@@ -188,7 +188,8 @@ def plan_staging(dicom_dir, labels_csv, sequences: dict, classes) -> list[dict]:
                     row.patient_id))
             else:
                 seqs[name] = found[0]
-                problems += [cohort.Problem("series", p, row.patient_id) for p in found[0].problems]
+                problems += [cohort.Problem("series", p, row.patient_id)
+                             for p in found[0].problems + ([found[0].mixed] if found[0].mixed else [])]
         if missing:
             problems.append(cohort.Problem("no_series", f"{labels_csv} line {row.line}: no {'/'.join(missing)} series "
                                                         f"for this patient under {dicom_dir} (series rules: " +
