@@ -262,7 +262,7 @@ def test_export_folder_junk_is_skipped_counted_and_listed_only_in_the_log(twin, 
     assert report["files_skipped"] == {"dicomdir": 1, "no_geometry": 1, "not_dicom": 5, "presentation_state": 1,
                                        "raw_data": 1, "structured_report": 2}
     assert "skipped 11 file(s)" in caplog.text and "Doe^Jane/README.txt" in caplog.text  # paths: log only
-    assert "cd/DICOMDIR" in caplog.text
+    assert "skipped (dicomdir): cd/DICOMDIR" in caplog.text
     assert_no_phi(out, phi_values(d) | {"Doe^Jane", "README", "Jane"})
 
 

@@ -509,7 +509,7 @@ def check_cohort(dicom_dir, labels_csv, mask_dir, *, classes, salt: str, series:
     return CohortCheck(plans, table, problems, summary, dicom_dir, skipped)
 
 
-MAX_SKIPPED_LOGGED = 10
+MAX_SKIPPED_LOGGED = 3  # example files per kind of skipped file
 
 
 def log_check(check: CohortCheck) -> None:
@@ -526,17 +526,17 @@ def log_check(check: CohortCheck) -> None:
 
 
 def log_skipped(skipped: list, dicom_dir) -> None:
+    """Counts per kind of skipped file, and the first few files of each kind (relative to the DICOM folder)."""
     if not skipped:
         return
-    counts: dict[str, int] = {}
-    for _, kind in skipped:
-        counts[kind] = counts.get(kind, 0) + 1
+    by_kind: dict[str, list[str]] = {}
+    for rel, kind in skipped:
+        by_kind.setdefault(kind, []).append(rel)
     log.info("skipped %d file(s) under %s: %s", len(skipped), dicom_dir,
-             ", ".join(f"{n} {dicom_io.SKIP_KINDS.get(k, k)}" for k, n in sorted(counts.items())))
-    for rel, kind in skipped[:MAX_SKIPPED_LOGGED]:
-        log.info("  skipped %s (%s)", rel, dicom_io.SKIP_KINDS.get(kind, kind))
-    if len(skipped) > MAX_SKIPPED_LOGGED:
-        log.info("  ... and %d more", len(skipped) - MAX_SKIPPED_LOGGED)
+             ", ".join(f"{len(v)} {dicom_io.SKIP_KINDS.get(k, k)}" for k, v in sorted(by_kind.items())))
+    for kind, files in sorted(by_kind.items()):
+        more = f" and {len(files) - MAX_SKIPPED_LOGGED} more" if len(files) > MAX_SKIPPED_LOGGED else ""
+        log.info("  skipped (%s): %s%s", kind, ", ".join(files[:MAX_SKIPPED_LOGGED]), more)
 
 
 def write_check(check: CohortCheck, table_csv, summary_json, plan_json=None) -> None:
