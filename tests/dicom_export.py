@@ -128,6 +128,18 @@ def copy_series(files: list[Path], dst_dir: Path, syntax: str, suffix: str = ".d
 
 # --------------------------------------------------------------------------- enhanced MR
 
+def new_object(sop_class: str) -> Dataset:
+    """An empty DICOM object of ``sop_class`` with file meta (explicit VR little endian) and a fresh UID."""
+    fm = FileMetaDataset()
+    fm.MediaStorageSOPClassUID = sop_class
+    fm.MediaStorageSOPInstanceUID = generate_uid()
+    fm.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = fm
+    ds.SOPClassUID, ds.SOPInstanceUID = sop_class, fm.MediaStorageSOPInstanceUID
+    return ds
+
+
 def _item(**kw) -> Dataset:
     d = Dataset()
     for k, v in kw.items():
@@ -147,13 +159,7 @@ def enhanced_from_classic(frames: list[dict], dst: Path, *, series_uid: str | No
     """
     srcs = [pydicom.dcmread(f["path"]) for f in frames]
     first = srcs[0]
-    fm = FileMetaDataset()
-    fm.MediaStorageSOPClassUID = ENHANCED_MR
-    fm.MediaStorageSOPInstanceUID = generate_uid()
-    fm.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = fm
-    ds.SOPClassUID, ds.SOPInstanceUID = ENHANCED_MR, fm.MediaStorageSOPInstanceUID
+    ds = new_object(ENHANCED_MR)
     for k in ("PatientID", "PatientName", "PatientBirthDate", "StudyInstanceUID", "StudyDate", "SeriesDescription",
               "SeriesNumber"):
         if k in first:
@@ -198,14 +204,7 @@ def enhanced_from_classic(frames: list[dict], dst: Path, *, series_uid: str | No
 
 def non_image(kind: str, patient_id: str = "", path: Path | None = None) -> Dataset:
     """A small non-image DICOM object of an export (SR, presentation state, raw data) or a screen capture."""
-    sop = {"sr": BASIC_TEXT_SR, "pr": GSPS, "raw": RAW_DATA, "screen": SECONDARY_CAPTURE}[kind]
-    fm = FileMetaDataset()
-    fm.MediaStorageSOPClassUID = sop
-    fm.MediaStorageSOPInstanceUID = generate_uid()
-    fm.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = fm
-    ds.SOPClassUID, ds.SOPInstanceUID = sop, fm.MediaStorageSOPInstanceUID
+    ds = new_object({"sr": BASIC_TEXT_SR, "pr": GSPS, "raw": RAW_DATA, "screen": SECONDARY_CAPTURE}[kind])
     ds.PatientID, ds.SeriesInstanceUID, ds.Modality = patient_id, generate_uid(), {"sr": "SR", "pr": "PR"}.get(kind, "OT")
     if kind == "screen":  # a screen capture: pixels but no patient geometry
         ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.Rows, ds.Columns = 1, "MONOCHROME2", 8, 8

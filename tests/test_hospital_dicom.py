@@ -46,7 +46,8 @@ def smooth_slice(k: int, rows: int = 40, cols: int = 56) -> np.ndarray:
 
 def write_series(folder: Path, n: int = 5, *, pid: str = "PAT-1", uid: str | None = None, desc: str = "AX T2",
                  iop=(1, 0, 0, 0, 1, 0), slopes=None, z0: float = 0.0, step: float = 4.0, offset: int = 0,
-                 rows: int = 40, cols: int = 56, name: str = "Doe^Jane") -> list[Path]:
+                 rows: int = 40, cols: int = 56, name: str = "Doe^Jane", echo: float = 90.0,
+                 prefix: str = "") -> list[Path]:
     """A classic series (one file per slice), slices along the normal of ``iop``; files named against the order."""
     folder.mkdir(parents=True, exist_ok=True)
     uid = uid or short_uid()
@@ -58,8 +59,8 @@ def write_series(folder: Path, n: int = 5, *, pid: str = "PAT-1", uid: str | Non
                     SeriesInstanceUID=uid, SOPInstanceUID=f"{uid}.{k + 1}", InstanceNumber=k + 1,
                     SeriesDescription=desc, ImagePositionPatient=ipp, ImageOrientationPatient=list(iop),
                     PixelSpacing=[0.8, 0.8], SliceThickness=3.0, StudyDate="20200101",
-                    RescaleSlope=float(slopes[k]) if slopes is not None else 1.5, RescaleIntercept=-20.0, EchoTime=90)
-        paths.append(folder / f"{n - k:03d}.dcm")
+                    RescaleSlope=float(slopes[k]) if slopes is not None else 1.5, RescaleIntercept=-20.0, EchoTime=echo)
+        paths.append(folder / f"{prefix}{n - k:03d}.dcm")
         dicom_io.write_slice(paths[-1], smooth_slice(k + offset, rows, cols), meta)
     return paths
 
@@ -189,6 +190,23 @@ def test_frames_sharing_a_position_are_an_error_unless_the_config_picks_an_echo(
         np.testing.assert_array_equal(store, refs[want])
     with pytest.raises(IngestError, match=r"multi\.dcm: cohort\.frames\.echo 3 but the series has 2 echo times"):
         ingest_dir(d, tmp_path / "echo_3", frames=FrameRule(echo=3))
+
+
+def test_classic_multi_echo_series_picks_an_echo_too(tmp_path):
+    """Dual-echo classic files (one SeriesInstanceUID, EchoTime per file) follow the same rule."""
+    d = tmp_path / "classic" / "dicom" / "s"
+    write_series(d, uid="1.2.826.0.1.3680043.10.77", echo=12.0, slopes=[1.0] * 5, prefix="a")
+    write_series(d, uid="1.2.826.0.1.3680043.10.77", echo=80.0, slopes=[1.0] * 5, offset=7, prefix="b")
+    for f in d.glob("b*.dcm"):  # distinct SOP instances of the second echo
+        ds = pydicom.dcmread(f)
+        ds.SOPInstanceUID = ds.SOPInstanceUID + "0"
+        ds.save_as(f, enforce_file_format=True)
+    ref = tmp_path / "ref" / "dicom" / "s"
+    write_series(ref, echo=80.0, slopes=[1.0] * 5, offset=7)
+    with pytest.raises(IngestError, match=r"b\d+\.dcm: same slice position as .*a\d+\.dcm|a\d+\.dcm: same slice"):
+        ingest_dir(d.parent, tmp_path / "default")
+    _, store = ingest_dir(d.parent, tmp_path / "last", frames=FrameRule(echo="last"))
+    np.testing.assert_array_equal(store, ingest_dir(ref.parent, tmp_path / "ref_store")[1])
 
 
 def test_temporal_position_picks_one_time_point(tmp_path):
@@ -343,9 +361,11 @@ def test_orientation_selects_a_sagittal_series(tmp_path):
     d = tmp_path / "o" / "dicom"
     write_series(d / "ax", desc="T2")
     write_series(d / "sag", desc="T2", iop=(0, 1, 0, 0, 0, -1), offset=5)
-    series = {s.orientation_label: s for s in dicom_io.scan_series(d).values()}
-    assert set(series) == {"axial", "sagittal"}
-    assert select_series(list(series.values()), SeriesRule("t2", "sagittal", 5)) == [series["sagittal"]]
+    write_series(d / "scout", n=3, desc="T2 scout", offset=2)  # a single-plane axial scout: too few slices
+    series = {(s.orientation_label, len(s.slices)): s for s in dicom_io.scan_series(d).values()}
+    assert set(series) == {("axial", 5), ("sagittal", 5), ("axial", 3)}
+    assert select_series(list(series.values()), SeriesRule("t2", "sagittal", 5)) == [series["sagittal", 5]]
+    assert select_series(list(series.values()), series_rule()) == [series["axial", 5]]  # the demo default
     assert select_series(list(series.values()), SeriesRule(None, "any", 6)) == []
     tilted = (1, 0, 0, 0, np.cos(0.4), np.sin(0.4))  # 23 degrees off axial is still axial
     assert dicom_io.orientation_label(tilted) == "axial"
