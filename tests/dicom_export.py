@@ -23,6 +23,7 @@ from pydicom.uid import (
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
+    JPEG2000,
     JPEG2000Lossless,
     JPEGBaseline8Bit,
     RLELossless,
@@ -98,7 +99,13 @@ LOSSLESS = {
     "jpeg2000_lossless": _pydicom_encoder(JPEG2000Lossless),
     "jpeg_lossless_sv1": _jpeg_lossless_gdcm,
 }
-LOSSY = {"jpeg_baseline": _jpeg_baseline_pillow}
+def _jpeg2000_lossy(ds: Dataset, path: Path) -> None:
+    """Lossy JPEG 2000 (1.2.840.10008.1.2.4.91) by pydicom's OpenJPEG encoder, 80 dB PSNR (of the 16-bit range)."""
+    ds.compress(JPEG2000, j2k_psnr=[80])
+    ds.save_as(path, enforce_file_format=True)
+
+
+LOSSY = {"jpeg_baseline": _jpeg_baseline_pillow, "jpeg2000_lossy": _jpeg2000_lossy}
 
 
 def write_variant(src: Path, dst: Path, syntax: str) -> None:

@@ -6,7 +6,7 @@ import torch
 
 from pathlib import Path
 
-from anapart import classify, weights
+from anapart import weights
 from anapart.classify import CropData, build_classifier, predict_probabilities, train_classifier
 
 CLASSES = ["a", "b", "c"]

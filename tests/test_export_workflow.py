@@ -5,7 +5,6 @@ import json
 import shutil
 import subprocess
 
-import numpy as np
 import pandas as pd
 import pydicom
 import pytest

@@ -23,7 +23,7 @@ from anapart.cohort import (IngestError, SeriesRule, check_cohort, ingest, inges
                              select_series, write_check)
 from anapart.dicom_io import FrameRule
 from conftest import series_rule, store_paths
-from dicom_export import LOSSLESS, copy_series, enhanced_from_classic, non_image, write_8bit, write_variant
+from dicom_export import LOSSLESS, copy_series, enhanced_from_classic, non_image, write_8bit
 from test_ingest import assert_no_phi, phi_values
 
 ANY = SeriesRule(None, "any", 1)
@@ -112,21 +112,26 @@ def test_gzip_wrapped_dicom_is_read(twin, tmp_path):
     np.testing.assert_array_equal(store, ref)
 
 
-def test_lossy_baseline_jpeg_is_close_to_its_8bit_twin(tmp_path):
-    """Baseline JPEG holds 8-bit samples and is lossy: the store stays within 0.03 of its 8-bit twin
-    (a [0, 1] store; q95 JPEG of a smooth slice), and the mean error is under 0.005."""
-    src = write_series(tmp_path / "src" / "s")
-    eight = tmp_path / "eight" / "dicom" / "s"
-    eight.mkdir(parents=True)
-    for f in src:
-        write_8bit(f, eight / f.name, 0, 4095)
-    jpeg = tmp_path / "jpeg" / "dicom" / "s"
-    copy_series(sorted(eight.iterdir()), jpeg, "jpeg_baseline")
-    assert pydicom.dcmread(next(jpeg.iterdir())).file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.4.50"
-    _, ref = ingest_dir(eight.parent, tmp_path / "eight_store")
-    _, got = ingest_dir(jpeg.parent, tmp_path / "jpeg_store")
+@pytest.mark.parametrize("syntax, uid", [("jpeg_baseline", "1.2.840.10008.1.2.4.50"),
+                                         ("jpeg2000_lossy", "1.2.840.10008.1.2.4.91")])
+def test_lossy_syntax_is_close_to_its_twin(syntax, uid, tmp_path):
+    """Lossy encodings: the store stays within 0.03 of the uncompressed twin's (a [0, 1] store; a
+    smooth slice at JPEG quality 95 / JPEG 2000 at 80 dB), mean error under 0.005. Baseline JPEG
+    holds 8-bit samples, so its twin is an 8-bit copy of the slice."""
+    src = write_series(tmp_path / "src" / "dicom" / "s")
+    twin = src[0].parent
+    if syntax == "jpeg_baseline":
+        twin = tmp_path / "eight" / "dicom" / "s"
+        twin.mkdir(parents=True)
+        for f in src:
+            write_8bit(f, twin / f.name, 0, 4095)
+    lossy = tmp_path / "lossy" / "dicom" / "s"
+    copy_series(sorted(twin.iterdir()), lossy, syntax)
+    assert pydicom.dcmread(next(lossy.iterdir())).file_meta.TransferSyntaxUID == uid
+    _, ref = ingest_dir(twin.parent, tmp_path / "twin_store")
+    _, got = ingest_dir(lossy.parent, tmp_path / "lossy_store")
     diff = np.abs(got.astype(np.float32) - ref.astype(np.float32))
-    assert 0 < diff.max() < 0.03 and diff.mean() < 0.005
+    assert 0 < diff.max() < 0.03 and diff.mean() < 0.005, (diff.max(), diff.mean())
 
 
 BUNDLED_TWINS = ["MR_small_implicit.dcm", "MR_small_bigendian.dcm", "MR_small_expb.dcm", "MR_small_RLE.dcm",
