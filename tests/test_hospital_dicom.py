@@ -440,7 +440,8 @@ def test_the_preflight_lists_every_problem_in_one_go(troubled, tmp_path):
         "unreadable_file": 1}
     table = check.table
     assert len(table) == 9 and table["patient"].str.fullmatch(r"P[0-9a-f]{10}").all()  # 8 + ghost + unlabelled
-    assert int((table["problems"] > 0).sum()) == 6  # the unreadable file and the bad label row name no patient
+    assert int(table["problems"].sum()) == 7  # all but the unreadable file, which names no patient
+    assert table["problem_kinds"].str.contains("labels").sum() == 1
     ok = table[table["problems"] == 0]
     assert (ok["orientation"] == "axial").all() and (ok["slices"] == 6).all() and (ok["region_mask"] == "ok").all()
     # ingest lists the same problems and writes nothing

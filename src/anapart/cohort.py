@@ -408,7 +408,11 @@ def check_cohort(dicom_dir, labels_csv, mask_dir, *, classes, salt: str, series:
     mask_names = mask_names or {"region": "region.nii.gz", "lesion": "lesion.nii.gz"}
     dicom_dir = Path(dicom_dir)
     labels, problems = check_labels(labels_csv, classes)
-    badly_labelled = {p.patient for p in problems if p.patient}
+    row_problems: dict[str, list[Problem]] = {}  # problems of a patient's label rows
+    for p in problems:
+        if p.patient:
+            row_problems.setdefault(p.patient, []).append(p)
+    badly_labelled = set(row_problems)
     scan = None
     try:
         scan = dicom_io.scan(dicom_dir, frames)
@@ -484,7 +488,8 @@ def check_cohort(dicom_dir, labels_csv, mask_dir, *, classes, salt: str, series:
             if not own:
                 idx = sorted(picked)
                 plans.append(IngestPlan(chosen, ps, idx, [picked[i] for i in idx], pid, masks))
-        row.update(problems=len(own), problem_kinds=";".join(sorted({p.kind for p in own})))
+        listed = row_problems.get(pid, []) + own  # its label rows' problems are listed already, with the table's
+        row.update(problems=len(listed), problem_kinds=";".join(sorted({p.kind for p in listed})))
         rows.append(row)
         problems += own
     plans.sort(key=lambda p: p.pseudonym)
