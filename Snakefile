@@ -13,6 +13,7 @@ validate(config, "workflow/schemas/config.schema.yaml")
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/weights.smk"
 include: "workflow/rules/synthetic.smk"
 include: "workflow/rules/cohort.smk"
 include: "workflow/rules/segment.smk"

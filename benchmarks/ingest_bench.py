@@ -32,13 +32,15 @@ from anapart.synthetic import SyntheticConfig, generate  # noqa: E402
 CHILD = r"""
 import json, resource, sys
 from pathlib import Path
-from anapart.cohort import ingest
+import yaml
+from anapart.cohort import SeriesRule, ingest
 from anapart import CLASSES
-dicom, labels, out, field = sys.argv[1:5]
+dicom, labels, out, field, config = sys.argv[1:6]
+rule = SeriesRule.from_config(yaml.safe_load(open(config))["cohort"]["series"])
 out = Path(out)
 paths = {k: out / f for k, f in (("images", "images.npy"), ("masks", "masks.npy"),
                                  ("manifest", "manifest.csv"), ("report", "ingest.json"))}
-report = ingest(dicom, labels, None, paths, classes=CLASSES, field=int(field), salt="bench")
+report = ingest(dicom, labels, None, paths, classes=CLASSES, field=int(field), salt="bench", series=rule)
 report["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print(json.dumps(report))
 """
@@ -75,7 +77,8 @@ def run_ingest(dicom: Path, labels: Path, out: Path, field: int) -> dict:
         shutil.rmtree(out)
     env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", CHILD, str(dicom), str(labels), str(out), str(field)],
+    proc = subprocess.run([sys.executable, "-c", CHILD, str(dicom), str(labels), str(out), str(field),
+                           str(REPO / "config" / "config.yaml")],
                           capture_output=True, text=True, env=env)
     wall = time.perf_counter() - t0
     if proc.returncode:

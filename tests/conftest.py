@@ -57,6 +57,19 @@ def cohort(tiny_cohort_master, tmp_path) -> Path:
     return dst
 
 
+def demo_config() -> dict:
+    import yaml
+
+    return yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+
+
+def series_rule():
+    """Study A's series rule of the demo configuration (the defaults a user gets)."""
+    from anapart.cohort import SeriesRule
+
+    return SeriesRule.from_config(demo_config()["cohort"]["series"])
+
+
 def store_paths(out: Path) -> dict:
     return {k: out / f for k, f in
             (("images", "images.npy"), ("masks", "masks.npy"), ("manifest", "manifest.csv"), ("report", "ingest.json"))}
@@ -70,6 +83,7 @@ def run_ingest(tmp_path):
     def _run(cohort_dir: Path, field: int = 32, mask_dir="default", **kw):
         out = tmp_path / "results" / "cohort"
         masks = cohort_dir / "masks" if mask_dir == "default" else mask_dir
+        kw.setdefault("series", series_rule())
         report = ingest(cohort_dir / "dicom", cohort_dir / "labels.csv", masks, store_paths(out),
                         classes=CLASSES, field=field, salt="test-salt", **kw)
         return report, out

@@ -6,7 +6,9 @@ import pytest
 import timm
 import torch
 
-from anapart import classify
+from pathlib import Path
+
+from anapart import weights
 from anapart.classify import CropData, build_classifier, predict_probabilities, train_classifier
 
 CLASSES = ["a", "b", "c"]
@@ -121,12 +123,42 @@ def test_pretrained_weights_from_a_local_file(tmp_path):
         build_classifier(net, 6, pretrained=str(tmp_path / "missing.pth"))
 
 
-def test_pretrained_flag_parsing():
-    assert classify.parse_pretrained(False) is False
-    assert classify.parse_pretrained("false") is False
-    assert classify.parse_pretrained(None) is False
-    assert classify.parse_pretrained(True) is True
-    assert str(classify.parse_pretrained("/w/x.pth")) == "/w/x.pth"
+def test_pretrained_flag_parsing(tmp_path):
+    assert weights.parse(False) is False
+    assert weights.parse("false") is False
+    assert weights.parse(None) is False
+    assert weights.parse(True) is True
+    assert str(weights.parse("/w/x.pth")) == "/w/x.pth"
+    # a weights file names one file for every network; anything else (existing or not) is a folder
+    assert weights.folder_of("/w/x.pth") is None and weights.folder_of("/w/x.safetensors") is None
+    assert weights.folder_of("resources/weights") == Path("resources/weights")
+    assert weights.folder_of(tmp_path) == tmp_path and weights.folder_of(True) is None
+
+
+def test_weights_folder_with_one_file_per_network(tmp_path):
+    """The offline layout: <net>.safetensors or <net>.pth per network, files saved here (never a hub call)."""
+    from safetensors.torch import save_file
+
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    donors = {}
+    for net, fmt in (("mobilenetv3_large_100", ".safetensors"), ("efficientnet_b0", ".pth")):
+        torch.manual_seed(len(net))
+        donors[net] = timm.create_model(net, pretrained=False).state_dict()
+        if fmt == ".safetensors":
+            save_file({k: v.contiguous() for k, v in donors[net].items()}, str(folder / f"{net}{fmt}"))
+        else:
+            torch.save(donors[net], folder / f"{net}{fmt}")
+    for net, key in (("mobilenetv3_large_100", "blocks.1.0.conv_pw.weight"), ("efficientnet_b0", "blocks.1.0.conv_pw.weight")):
+        assert weights.resolve(str(folder), net).name.startswith(net)
+        torch.manual_seed(0)
+        loaded = build_classifier(net, 6, pretrained=str(folder))
+        assert torch.equal(loaded.state_dict()[key], donors[net][key]), net
+        assert loaded.get_classifier().out_features == 6
+    with pytest.raises(FileNotFoundError) as err:
+        build_classifier("densenet121", 6, pretrained=str(folder))
+    assert f"{folder}/densenet121.safetensors or {folder}/densenet121.pth" in str(err.value)
+    assert "resnet50.safetensors" in str(weights.file_in_folder(folder, "resnet50"))  # where rule weights writes
 
 
 def test_no_test_can_reach_the_network():

@@ -182,6 +182,15 @@ def test_transfer_net_loads_local_weights_file(tmp_path):
     assert torch.allclose(m.backbone.features_conv0.weight, torch.full_like(m.backbone.features_conv0.weight, 0.03))
     with pytest.raises(FileNotFoundError, match="does not exist"):
         staging.TransferNet("densenet121", 2, pretrained=str(tmp_path / "missing.pth"))
+    # a weights folder: one file per network, this one in safetensors
+    from safetensors.torch import save_file
+
+    (tmp_path / "w").mkdir()
+    save_file({k: v.contiguous() for k, v in src.state_dict().items()}, str(tmp_path / "w" / "densenet121.safetensors"))
+    m = staging.TransferNet("densenet121", 2, pretrained=str(tmp_path / "w"), in_chans=1)
+    assert torch.allclose(m.backbone.features_conv0.weight, torch.full_like(m.backbone.features_conv0.weight, 0.03))
+    with pytest.raises(FileNotFoundError, match=r"w/resnet50\.safetensors or .*w/resnet50\.pth"):
+        staging.TransferNet("resnet50", 2, pretrained=str(tmp_path / "w"))
 
 
 def test_basic_cnn_has_three_conv_pool_blocks_and_two_dense_layers():
@@ -338,3 +347,33 @@ def test_bad_roi_boxes_name_the_csv_line(stg_cohort, tmp_path, change, message):
                              patch_out(tmp_path / "o"), classes=STAGES, sequences=SEQ, size=32, margin=0.25,
                              min_side=12, salt="s", clahe_cfg=None)
     assert not any((tmp_path / "o").iterdir())
+
+
+def test_staging_reads_an_export_folder_with_compressed_enhanced_series_and_junk(stg_cohort, tmp_path):
+    """Study B reads through the same DICOM reader: RLE-compressed T2, an enhanced T1C, a localizer,
+    a report and a README change nothing in the patches."""
+    import shutil
+
+    import pydicom
+
+    from dicom_export import enhanced_from_classic, non_image, write_variant
+
+    ref = build_patches(stg_cohort, tmp_path / "ref", {"clip_limit": 2.0, "tile_grid": 8})
+    c = tmp_path / "export"
+    shutil.copytree(stg_cohort, c)
+    patients = sorted(p for p in (c / "dicom").iterdir())
+    for t2 in sorted((c / "dicom").glob("*/T2/*.dcm")):
+        write_variant(t2, t2, "rle")
+    t1c = sorted((patients[0] / "T1C").iterdir())
+    enhanced_from_classic([{"path": f} for f in t1c], patients[0] / "t1c_enhanced.dcm")
+    shutil.rmtree(patients[0] / "T1C")
+    loc = pydicom.dcmread(sorted((patients[1] / "T2").iterdir())[0])
+    loc.SeriesDescription, loc.SeriesInstanceUID = "3-plane localizer", "1.2.826.0.1.3680043.10.999"
+    (patients[1] / "LOC").mkdir()
+    loc.save_as(patients[1] / "LOC" / "loc.dcm", enforce_file_format=True)
+    non_image("sr", loc.PatientID, patients[1] / "report.dcm")
+    (c / "dicom" / "README.txt").write_text("export\n")
+    assert pydicom.dcmread(sorted((patients[1] / "T2").iterdir())[0]).file_meta.TransferSyntaxUID.is_compressed
+    out = build_patches(c, tmp_path / "exp", {"clip_limit": 2.0, "tile_grid": 8})
+    for k in ("images", "masks", "index"):
+        assert out[k].read_bytes() == ref[k].read_bytes(), k

@@ -135,7 +135,7 @@ def test_bad_input_fails_with_named_file_and_no_outputs(built, tmp_path):
                         extra_config=user_cohort_config(tmp_path / "user.yaml", data, masks=False, salt="x"))
     proc = subprocess.run(cmd, cwd=wd, capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0
-    log = (wd / "logs" / "ingest.log").read_text()
+    log = (wd / "logs" / "cohort_check.log").read_text()  # the preflight stops the run, before ingest
     assert "labels.csv line" in log and "no DICOM series for this patient" in log
     leftovers = [p for p in (wd / "results").rglob("*") if p.is_file()] if (wd / "results").exists() else []
     assert leftovers == []

@@ -12,39 +12,20 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import timm
 import torch
 import torch.nn.functional as F
 
-from . import training
+from . import training, weights
 
 log = logging.getLogger("anapart.classify")
 
 
 # --------------------------------------------------------------------------- models
 
-def parse_pretrained(value) -> bool | Path:
-    """``false``/None -> random init; ``true`` -> timm's hub weights; anything else -> a local file."""
-    if value is None or value is False or (isinstance(value, str) and value.lower() in ("false", "none", "")):
-        return False
-    if value is True or (isinstance(value, str) and value.lower() == "true"):
-        return True
-    return Path(value)
-
-
 def build_classifier(net: str, n_classes: int, pretrained=False, in_chans: int = 1, drop_rate: float = 0.0):
-    """A timm network with ``n_classes`` outputs; a weights file is loaded through timm's own loader.
-
-    timm drops a classifier head of another size and sums a 3-channel first conv to ``in_chans``,
-    so a file saved from ``timm.create_model(net).state_dict()`` (ImageNet layout) works as is.
-    """
-    pre = parse_pretrained(pretrained)
-    kwargs = dict(num_classes=n_classes, in_chans=in_chans, drop_rate=drop_rate)
-    if isinstance(pre, Path):
-        if not pre.is_file():
-            raise FileNotFoundError(f"{pre}: pretrained weights file for {net} does not exist")
-        return timm.create_model(net, pretrained=True, pretrained_cfg_overlay=dict(file=str(pre)), **kwargs)
-    return timm.create_model(net, pretrained=bool(pre), **kwargs)
+    """A timm network with ``n_classes`` outputs; ``pretrained`` as :func:`anapart.weights.resolve` takes it
+    (false, true for timm's hub, a weights file, or a folder with one file per network)."""
+    return weights.create_model(net, pretrained, num_classes=n_classes, in_chans=in_chans, drop_rate=drop_rate)
 
 
 def zero_head(model: torch.nn.Module) -> None:

@@ -1,9 +1,12 @@
-"""Ingest a DICOM cohort into a memory-mappable slice store, and split it by patient.
+"""Check a DICOM cohort, ingest it into a memory-mappable slice store, and split it by patient.
 
-Ingest streams: one pass over headers (validation, counting), then one series at a time is
-decoded, resampled to the configured field and appended to ``.npy`` files with plain writes, so
-peak memory is one series whatever the cohort size. Patient identifiers never leave this module:
-patients become salted-hash pseudonyms, and nothing from a DICOM header but geometry is stored.
+The preflight (:func:`check_cohort`) reads every header and the labels once, selects each
+patient's series (:class:`SeriesRule`) and lists every problem of the cohort at once; its plan
+names the slices to ingest. Ingest streams: one series at a time is decoded, resampled to the
+configured field and appended to ``.npy`` files with plain writes, so peak memory is one series
+whatever the cohort size. Patient identifiers never reach results/: patients become salted-hash
+pseudonyms, and nothing from a DICOM header but geometry is stored (the plan, which names files
+and PatientIDs, is written where the caller says; the workflow keeps it under private/).
 """
 
 from __future__ import annotations
@@ -14,8 +17,9 @@ import json
 import logging
 import math
 import os
+import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field as dataclass_field
 from pathlib import Path
 
 import cv2
@@ -37,50 +41,93 @@ class IngestError(ValueError):
     """Bad cohort input; the message names the file and the problem."""
 
 
+# --------------------------------------------------------------------------- problems
+
+@dataclass
+class Problem:
+    """One problem of the cohort: ``text`` names the file (or CSV line); ``kind`` is a short code that
+    may be written under results/ (the text may not: paths can hold patient names)."""
+
+    kind: str
+    text: str
+    patient: str | None = None  # PatientID (never written under results/)
+
+    def __str__(self) -> str:
+        return self.text
+
+
+MAX_LISTED = 20  # problems quoted in an error message; the log lists all of them
+
+
+def problems_message(problems: list) -> str:
+    """``N problems, first 20: ...`` (one per line), the one-line reason a failed check gives."""
+    n = len(problems)
+    head = f"{n} problem{'s' if n != 1 else ''}" + (f", first {MAX_LISTED}" if n > MAX_LISTED else "")
+    return head + ":\n  " + "\n  ".join(str(p) for p in problems[:MAX_LISTED])
+
+
+def raise_problems(problems: list) -> None:
+    if problems:
+        raise IngestError(problems_message(problems))
+
+
 # --------------------------------------------------------------------------- labels
 
-def read_labels(path: str | os.PathLike, classes) -> pd.DataFrame:
+def check_labels(path: str | os.PathLike, classes) -> tuple[pd.DataFrame, list[Problem]]:
     """Read the labels table: ``patient_id, label`` and optionally ``instance`` (blank = every slice).
 
-    Returns a frame with ``patient_id`` (str), ``instance`` (Int64 or <NA>), ``label``, ``line``.
+    Returns the valid rows as a frame with ``patient_id`` (str), ``instance`` (Int64 or <NA>),
+    ``label``, ``line`` (1-based line in the file), and one problem per bad row.
     """
     path = Path(path)
+    empty = pd.DataFrame({"patient_id": pd.Series(dtype=str), "instance": pd.array([], dtype="Int64"),
+                          "label": pd.Series(dtype=str), "line": pd.Series(dtype=int)})
     if not path.is_file():
-        raise IngestError(f"{path}: labels table does not exist")
+        return empty, [Problem("labels", f"{path}: labels table does not exist")]
     try:
         df = pd.read_csv(path, dtype=str, keep_default_na=False)
     except Exception as e:
-        raise IngestError(f"{path}: could not read labels table as CSV ({e})") from e
+        return empty, [Problem("labels", f"{path}: could not read labels table as CSV ({e})")]
     df.columns = [c.strip() for c in df.columns]
     missing = {"patient_id", "label"} - set(df.columns)
     if missing:
-        raise IngestError(f"{path}: labels table lacks column(s) {sorted(missing)}; has {list(df.columns)}")
+        return empty, [Problem("labels", f"{path}: labels table lacks column(s) {sorted(missing)}; has {list(df.columns)}")]
+    found: list[tuple[int, Problem]] = []
     df["line"] = np.arange(len(df)) + 2  # 1-based, after the header line
     df["patient_id"] = df["patient_id"].str.strip()
     df["label"] = df["label"].str.strip()
-    if (df["patient_id"] == "").any():
-        line = int(df.loc[df["patient_id"] == "", "line"].iloc[0])
-        raise IngestError(f"{path} line {line}: empty patient_id")
-    unknown = df[~df["label"].isin(list(classes))]
-    if len(unknown):
-        row = unknown.iloc[0]
-        raise IngestError(
-            f"{path} line {row['line']}: unknown class '{row['label']}' (known classes: {', '.join(classes)})"
-        )
+    bad = pd.Series(False, index=df.index)
+    for i in df.index[df["patient_id"] == ""]:
+        found.append((df.at[i, "line"], Problem("labels", f"{path} line {df.at[i, 'line']}: empty patient_id")))
+        bad[i] = True
+    for i in df.index[~df["label"].isin(list(classes))]:
+        found.append((df.at[i, "line"], Problem("labels", f"{path} line {df.at[i, 'line']}: unknown class "
+                                                          f"'{df.at[i, 'label']}' (known classes: {', '.join(classes)})",
+                                                df.at[i, "patient_id"])))
+        bad[i] = True
     if "instance" in df.columns:
         inst = df["instance"].str.strip()
-        bad = inst[(inst != "") & ~inst.str.fullmatch(r"\d+")]
-        if len(bad):
-            line = int(df.loc[bad.index[0], "line"])
-            raise IngestError(f"{path} line {line}: instance '{bad.iloc[0]}' is not a whole number")
-        df["instance"] = pd.array([int(v) if v else pd.NA for v in inst], dtype="Int64")
+        for i in inst.index[(inst != "") & ~inst.str.fullmatch(r"\d+")]:
+            found.append((df.at[i, "line"], Problem("labels", f"{path} line {df.at[i, 'line']}: instance '{inst[i]}' "
+                                                              "is not a whole number", df.at[i, "patient_id"])))
+            bad[i] = True
+        df["instance"] = pd.array([int(v) if v.isdigit() else pd.NA for v in inst], dtype="Int64")
     else:
         df["instance"] = pd.array([pd.NA] * len(df), dtype="Int64")
-    dup = df.duplicated(["patient_id", "instance"], keep="first")
-    if dup.any():
-        row = df[dup].iloc[0]
-        raise IngestError(f"{path} line {row['line']}: duplicate label row for the same patient and instance")
-    return df[["patient_id", "instance", "label", "line"]]
+    dup = df.duplicated(["patient_id", "instance"], keep="first") & ~bad
+    for i in df.index[dup]:
+        found.append((df.at[i, "line"], Problem("labels", f"{path} line {df.at[i, 'line']}: duplicate label row for "
+                                                          "the same patient and instance", df.at[i, "patient_id"])))
+        bad[i] = True
+    problems = [p for _, p in sorted(found, key=lambda lp: lp[0])]  # file order; stable within a line
+    return df.loc[~bad, ["patient_id", "instance", "label", "line"]].reset_index(drop=True), problems
+
+
+def read_labels(path: str | os.PathLike, classes) -> pd.DataFrame:
+    """:func:`check_labels` that raises every problem of the table at once."""
+    df, problems = check_labels(path, classes)
+    raise_problems(problems)
+    return df
 
 
 # --------------------------------------------------------------------------- pseudonyms
@@ -206,7 +253,88 @@ class NpyStreamWriter:
             raise RuntimeError(f"{self.path}: wrote {self.rows} rows, expected {self.shape[0]}")
 
 
-# --------------------------------------------------------------------------- ingest
+# --------------------------------------------------------------------------- series selection
+
+SERIES_ORIENTATIONS = ("axial", "sagittal", "coronal", "any")
+
+
+@dataclass(frozen=True)
+class SeriesRule:
+    """Which of a patient's series is *the* series: a SeriesDescription regex (case-insensitive, None =
+    any), an orientation (axial | sagittal | coronal | any) and a minimum number of slices.
+
+    Study A's rule is ``cohort.series``; study B has one per sequence (``staging.sequences``). A
+    localizer (a few slices, usually of mixed orientations) fails ``min_slices`` and ``orientation``.
+    """
+
+    description: str | None
+    orientation: str
+    min_slices: int
+
+    def __post_init__(self):
+        if self.orientation not in SERIES_ORIENTATIONS:
+            raise ValueError(f"series orientation '{self.orientation}' is not one of {SERIES_ORIENTATIONS}")
+        if self.description:
+            try:
+                re.compile(self.description)
+            except re.error as e:
+                raise ValueError(f"series description '{self.description}' is not a regular expression ({e})") from e
+
+    @classmethod
+    def from_config(cls, d: dict, where: str = "cohort.series") -> "SeriesRule":
+        missing = [k for k in ("description", "orientation", "min_slices") if k not in (d or {})]
+        if missing:
+            raise ValueError(f"config {where} lacks {missing}")
+        return cls(d["description"] or None, d["orientation"], int(d["min_slices"]))
+
+    @classmethod
+    def for_sequence(cls, value) -> "SeriesRule":
+        """A ``staging.sequences`` entry: a regex string is short for {description: regex, orientation: any,
+        min_slices: 1}; a mapping may set orientation and min_slices as ``cohort.series`` does."""
+        if isinstance(value, str):
+            return cls(value, "any", 1)
+        return cls(value.get("description") or None, value.get("orientation", "any"), int(value.get("min_slices", 1)))
+
+    def matches(self, s: Series) -> bool:
+        """Slices are counted as the files hold them (before cohort.frames), and a series whose
+        orientation is unknown (no slice could be placed) is not excluded by it: a broken series that
+        would be chosen is reported, not silently passed over."""
+        if s.n_images < self.min_slices:
+            return False
+        if self.orientation != "any" and s.orientation_label not in (self.orientation, "unknown"):
+            return False
+        return not self.description or re.search(self.description, s.description, re.IGNORECASE) is not None
+
+    def __str__(self) -> str:
+        desc = f"description ~ /{self.description}/" if self.description else "any description"
+        return f"{desc}, orientation {self.orientation}, at least {self.min_slices} slices"
+
+
+def describe_series(s: Series, root) -> str:
+    """One candidate, as the errors list it: folder (relative to the DICOM folder), description,
+    orientation, slices."""
+    try:
+        where = s.folder.relative_to(root).as_posix()
+    except ValueError:
+        where = str(s.folder)
+    extra = f", {len(s.problems)} problem(s)" if s.problems else ""
+    return f"'{where}' ('{s.description}', {s.orientation_label}, {len(s.slices)} slices{extra})"
+
+
+def select_series(candidates: list[Series], rule: SeriesRule) -> list[Series]:
+    """The candidates the rule matches, in folder order (exactly one is what a caller wants)."""
+    return sorted((s for s in candidates if rule.matches(s)), key=lambda s: (str(s.folder), s.series_uid))
+
+
+def patient_folder(series: list[Series]) -> Path:
+    """The folder that holds all of a patient's series (what a problem without one file names)."""
+    return Path(os.path.commonpath([str(s.folder) for s in series]))
+
+
+# --------------------------------------------------------------------------- preflight
+
+MASK_KINDS = ("region", "lesion")
+
 
 @dataclass
 class IngestPlan:
@@ -214,92 +342,275 @@ class IngestPlan:
     pseudonym: str
     indices: list[int]  # positions (in sorted order) of labelled slices
     labels: list[str]
+    patient_id: str = ""
+    masks: dict = dataclass_field(default_factory=dict)  # region/lesion -> mask file on the series grid (or None)
+
+    def to_dict(self) -> dict:
+        return {"pseudonym": self.pseudonym, "patient_id": self.patient_id, "indices": self.indices,
+                "labels": self.labels, "masks": self.masks, "series": self.series.to_dict()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "IngestPlan":
+        return cls(Series.from_dict(d["series"]), d["pseudonym"], list(d["indices"]), list(d["labels"]),
+                   d["patient_id"], dict(d["masks"]))
 
 
-def plan_ingest(dicom_dir, labels_csv, classes, salt) -> list[IngestPlan]:
-    """Validate the cohort from headers and the labels table; decode nothing."""
-    labels = read_labels(labels_csv, classes)
-    try:
-        all_series = dicom_io.scan_series(dicom_dir)
-    except DicomError as e:
-        raise IngestError(str(e)) from e
-    by_patient: dict[str, Series] = {}
-    for s in all_series.values():
-        if s.patient_id in by_patient:
-            raise IngestError(
-                f"{s.folder}: a second series for the same patient as {by_patient[s.patient_id].folder}; "
-                "keep one axial T2 series per patient in the DICOM folder"
-            )
-        by_patient[s.patient_id] = s
-    known = set(by_patient)
-    missing = labels[~labels["patient_id"].isin(known)]
-    if len(missing):
-        row = missing.iloc[0]
-        raise IngestError(f"{labels_csv} line {row['line']}: no DICOM series for this patient under {dicom_dir}")
-    labelled = set(labels["patient_id"])
-    for pid, s in sorted(by_patient.items(), key=lambda kv: str(kv[1].folder)):
-        if pid not in labelled:
-            raise IngestError(f"{s.folder}: series has no label in {labels_csv}")
-    plans = []
-    pseudonyms: dict[str, str] = {}
-    for pid, group in labels.groupby("patient_id", sort=True):
-        s = by_patient[pid]
-        ps = pseudonym(pid, salt)
-        if ps in pseudonyms.values():
-            raise IngestError(f"{s.folder}: pseudonym collision; choose another salt")
-        pseudonyms[pid] = ps
-        by_instance: dict[int, int] = {}
+CHECK_COLUMNS = ["patient", "label_rows", "series_found", "series_matching", "description", "orientation", "slices",
+                 "matrix", "pixel_spacing_mm", "slice_spacing_mm", "slice_thickness_mm", "enhanced", "transfer_syntax",
+                 "labelled_slices", "region_mask", "lesion_mask", "files_skipped", "problems", "problem_kinds"]
+
+
+@dataclass
+class CohortCheck:
+    """The preflight's findings: what ingest will do (plans), per patient, and every problem."""
+
+    plans: list[IngestPlan]
+    table: pd.DataFrame  # one row per patient, pseudonymised (CHECK_COLUMNS)
+    problems: list[Problem]
+    summary: dict  # counts only: nothing that could name a patient
+    dicom_dir: Path
+    skipped: list[tuple[str, str]]  # (file relative to the DICOM folder, kind): private, for the log and the plan
+
+
+def _label_indices(s: Series, group: pd.DataFrame, labels_csv, pid: str) -> tuple[dict[int, str], list[Problem]]:
+    """Slice position -> label for one patient's labelled rows (explicit rows win over blanket rows)."""
+    problems = []
+    by_instance: dict[int, int] = {}
+    if group["instance"].notna().any():
         for i, h in enumerate(s.slices):
             if h.instance in by_instance:
-                raise IngestError(f"{h.path}: InstanceNumber {h.instance} occurs twice in the series")
+                problems.append(Problem("duplicate_instance", f"{h.path}: InstanceNumber {h.instance} occurs twice in "
+                                                              "the series", pid))
             by_instance[h.instance] = i
-        chosen: dict[int, str] = {}
-        for row in group.itertuples():
-            if pd.isna(row.instance):
-                for i in range(len(s.slices)):
-                    chosen.setdefault(i, row.label)
-                continue
-            if int(row.instance) not in by_instance:
-                raise IngestError(
-                    f"{labels_csv} line {row.line}: instance {row.instance} is not in the series in {s.folder}"
-                )
-            chosen[by_instance[int(row.instance)]] = row.label  # explicit rows win over blanket rows
-        idx = sorted(chosen)
-        plans.append(IngestPlan(s, ps, idx, [chosen[i] for i in idx]))
+    chosen: dict[int, str] = {}
+    for row in group.itertuples():
+        if pd.isna(row.instance):
+            for i in range(len(s.slices)):
+                chosen.setdefault(i, row.label)
+            continue
+        if int(row.instance) not in by_instance:
+            problems.append(Problem("instance_not_in_series", f"{labels_csv} line {row.line}: instance {row.instance} "
+                                                              f"is not in the series in {s.folder}", pid))
+            continue
+        chosen[by_instance[int(row.instance)]] = row.label
+    return chosen, problems
+
+
+def check_cohort(dicom_dir, labels_csv, mask_dir, *, classes, salt: str, series: SeriesRule,
+                 frames: dicom_io.FrameRule | None = None, mask_names: dict | None = None) -> CohortCheck:
+    """Read every header and the labels once and find every problem of the cohort; decode nothing.
+
+    Per patient: the series found and the one ``series`` selects, its geometry, the labelled slices,
+    whether the masks lie on its grid, the files skipped. Problems are collected, not raised.
+    """
+    t0 = time.perf_counter()
+    salt = resolve_salt(salt)
+    mask_names = mask_names or {"region": "region.nii.gz", "lesion": "lesion.nii.gz"}
+    dicom_dir = Path(dicom_dir)
+    labels, problems = check_labels(labels_csv, classes)
+    row_problems: dict[str, list[Problem]] = {}  # problems of a patient's label rows
+    for p in problems:
+        if p.patient:
+            row_problems.setdefault(p.patient, []).append(p)
+    badly_labelled = set(row_problems)
+    scan = None
+    try:
+        scan = dicom_io.scan(dicom_dir, frames)
+    except DicomError as e:
+        problems.append(Problem("dicom_folder", str(e)))
+    if mask_dir is not None and not Path(mask_dir).is_dir():
+        problems.append(Problem("mask_folder", f"{mask_dir}: mask folder does not exist"))
+        mask_dir = None
+    series_of: dict[str, list[Series]] = {}
+    if scan is not None:
+        problems += [Problem("unreadable_file", p) for p in scan.problems]
+        for s in sorted(scan.series.values(), key=lambda s: (str(s.folder), s.series_uid)):
+            series_of.setdefault(s.patient_id, []).append(s)
+    groups = {pid: g for pid, g in labels.groupby("patient_id", sort=False)}
+    patients = sorted(set(series_of) | set(groups),
+                      key=lambda p: (str(series_of[p][0].folder) if p in series_of else "", p))
+    plans, rows, seen = [], [], {}
+    for pid in patients:
+        cands, group = series_of.get(pid, []), groups.get(pid)
+        ps = pseudonym(pid, salt)
+        matching = select_series(cands, series)
+        own: list[Problem] = []
+        row = dict.fromkeys(CHECK_COLUMNS, "")
+        row.update(patient=ps, label_rows=0 if group is None else len(group), series_found=len(cands),
+                   series_matching=len(matching), labelled_slices=0, region_mask="", lesion_mask="",
+                   files_skipped=scan.skipped_by_patient.get(pid, 0) if scan is not None else 0)
+        if ps in seen:
+            own.append(Problem("pseudonym", f"{patient_folder(cands) if cands else labels_csv}: pseudonym collision "
+                                            "with another patient; choose another salt", pid))
+        seen[ps] = pid
+        listing = "; ".join(describe_series(s, dicom_dir) for s in cands)
+        chosen = matching[0] if len(matching) == 1 else None
+        if chosen is not None:
+            row.update(description=chosen.description, orientation=chosen.orientation_label,
+                       slices=len(chosen.slices), enhanced=chosen.enhanced, transfer_syntax=chosen.transfer_syntax)
+            if chosen.slices:
+                row.update(matrix=f"{chosen.shape[1]}x{chosen.shape[2]}",
+                           pixel_spacing_mm="x".join(f"{v:.4g}" for v in chosen.pixel_spacing),
+                           slice_spacing_mm=round(chosen.slice_spacing(), 4),
+                           slice_thickness_mm=round(chosen.slice_thickness, 4))
+        if group is None:
+            if pid not in badly_labelled:  # else its label rows were reported already
+                where = (matching[0] if matching else cands[0]).folder
+                own.append(Problem("no_label", f"{where}: series has no label in {labels_csv}", pid))
+        elif not cands:
+            own.append(Problem("no_series", f"{labels_csv} line {group['line'].iloc[0]}: no DICOM series for this "
+                                            f"patient under {dicom_dir}", pid))
+        elif not matching:
+            own.append(Problem("no_matching_series", f"{patient_folder(cands)}: no series matches the series rule "
+                                                     f"({series}); candidates: {listing}", pid))
+        elif len(matching) > 1:
+            own.append(Problem("several_matching_series",
+                               f"{patient_folder(cands)}: {len(matching)} series match the series rule ({series}); "
+                               f"make it stricter (e.g. cohort.series.description). Candidates: {listing}", pid))
+        elif chosen.problems or chosen.mixed:
+            own += [Problem("series", p, pid) for p in chosen.problems + ([chosen.mixed] if chosen.mixed else [])]
+        else:
+            picked, label_problems = _label_indices(chosen, group, labels_csv, pid)
+            own += label_problems
+            row["labelled_slices"] = len(picked)
+            masks = {}
+            for kind in MASK_KINDS:
+                path = Path(mask_dir) / pid / mask_names[kind] if mask_dir is not None else None
+                if path is None:
+                    row[f"{kind}_mask"], masks[kind] = "none", None
+                elif not path.exists():
+                    row[f"{kind}_mask"], masks[kind] = "missing", None
+                else:
+                    bad = dicom_io.check_mask(path, chosen)
+                    row[f"{kind}_mask"], masks[kind] = ("off_grid", None) if bad else ("ok", str(path))
+                    if bad:
+                        own.append(Problem("mask", bad, pid))
+            if not own:
+                idx = sorted(picked)
+                plans.append(IngestPlan(chosen, ps, idx, [picked[i] for i in idx], pid, masks))
+        listed = row_problems.get(pid, []) + own  # its label rows' problems are listed already, with the table's
+        row.update(problems=len(listed), problem_kinds=";".join(sorted({p.kind for p in listed})))
+        rows.append(row)
+        problems += own
     plans.sort(key=lambda p: p.pseudonym)
-    return plans
+    table = pd.DataFrame(rows, columns=CHECK_COLUMNS).sort_values("patient", ignore_index=True)
+    skipped = [] if scan is None else [(p.relative_to(dicom_dir).as_posix(), k) for p, k in scan.skipped]
+    by_kind: dict[str, int] = {}
+    for p in problems:
+        by_kind[p.kind] = by_kind.get(p.kind, 0) + 1
+    summary = {
+        "patients_labelled": len(groups),
+        "patients_in_dicom": len(series_of),
+        "patients_ready": len(plans),
+        "series": 0 if scan is None else len(scan.series),
+        "files": 0 if scan is None else scan.n_files,
+        "files_skipped": {} if scan is None else scan.skipped_counts(),
+        "labelled_slices": int(sum(len(p.indices) for p in plans)),
+        "problems": len(problems),
+        "problems_by_kind": dict(sorted(by_kind.items())),
+        "seconds_header_scan": round(scan.seconds, 3) if scan is not None else 0.0,
+        "seconds_total": round(time.perf_counter() - t0, 3),
+    }
+    return CohortCheck(plans, table, problems, summary, dicom_dir, skipped)
 
 
-def _series_masks(plan: IngestPlan, mask_dir, names: dict) -> dict[str, np.ndarray | None]:
-    out: dict[str, np.ndarray | None] = {"region": None, "lesion": None}
-    if mask_dir is None:
-        return out
-    folder = Path(mask_dir) / plan.series.patient_id
-    for kind in ("region", "lesion"):
-        path = folder / names[kind]
-        if path.exists():
-            try:
-                out[kind] = dicom_io.read_mask(path, plan.series)
-            except DicomError as e:
-                raise IngestError(str(e)) from e
+MAX_SKIPPED_LOGGED = 3  # example files per kind of skipped file
+
+
+def log_check(check: CohortCheck) -> None:
+    """The check's findings in the log (which may name files; results/ never does)."""
+    s = check.summary
+    log.info("cohort check: %d files, %d series, %d labelled patients, %d ready, %d labelled slices; header scan %.1fs",
+             s["files"], s["series"], s["patients_labelled"], s["patients_ready"], s["labelled_slices"],
+             s["seconds_header_scan"])
+    log_skipped(check.skipped, check.dicom_dir)
+    for p in check.problems:
+        log.error("%s", p)
+    if check.problems:
+        log.error("%s", problems_message(check.problems).splitlines()[0].rstrip(":"))
+
+
+def log_skipped(skipped: list, dicom_dir) -> None:
+    """Counts per kind of skipped file, and the first few files of each kind (relative to the DICOM folder)."""
+    if not skipped:
+        return
+    by_kind: dict[str, list[str]] = {}
+    for rel, kind in skipped:
+        by_kind.setdefault(kind, []).append(rel)
+    log.info("skipped %d file(s) under %s: %s", len(skipped), dicom_dir,
+             ", ".join(f"{len(v)} {dicom_io.SKIP_KINDS.get(k, k)}" for k, v in sorted(by_kind.items())))
+    for kind, files in sorted(by_kind.items()):
+        more = f" and {len(files) - MAX_SKIPPED_LOGGED} more" if len(files) > MAX_SKIPPED_LOGGED else ""
+        log.info("  skipped (%s): %s%s", kind, ", ".join(files[:MAX_SKIPPED_LOGGED]), more)
+
+
+def write_check(check: CohortCheck, table_csv, summary_json, plan_json=None) -> None:
+    """The per-patient table and the summary (pseudonymised, for results/), and the plan ingest reads.
+
+    The plan names DICOM files and PatientIDs, so it belongs outside results/ (the workflow keeps it
+    under private/).
+    """
+    paths = [table_csv, summary_json] + ([plan_json] if plan_json is not None else [])
+    with atomic_paths(*paths) as tmps:
+        check.table.to_csv(tmps[0], index=False, lineterminator="\n")
+        tmps[1].write_text(json.dumps(check.summary, indent=2) + "\n")
+        if plan_json is not None:
+            plan = {"dicom_dir": str(check.dicom_dir), "summary": check.summary,
+                    "skipped": [list(x) for x in check.skipped], "patients": [p.to_dict() for p in check.plans]}
+            tmps[2].write_text(json.dumps(plan) + "\n")
+
+
+def read_plan(path) -> tuple[list[IngestPlan], dict]:
+    """The plans written by :func:`write_check`, and the rest of the plan file (summary, skipped files)."""
+    d = json.loads(Path(path).read_text())
+    return [IngestPlan.from_dict(p) for p in d.pop("patients")], d
+
+
+# --------------------------------------------------------------------------- ingest
+
+def _series_masks(plan: IngestPlan) -> dict[str, np.ndarray | None]:
+    out: dict[str, np.ndarray | None] = {}
+    for kind in MASK_KINDS:
+        path = plan.masks.get(kind)
+        try:
+            out[kind] = dicom_io.read_mask(path, plan.series) if path else None
+        except DicomError as e:
+            raise IngestError(str(e)) from e
     return out
 
 
-def ingest(dicom_dir, labels_csv, mask_dir, out: dict, *, classes, field: int, salt: str,
-           percentiles=(0.5, 99.5), mask_names=None) -> dict:
-    """Build the slice store. ``out`` maps images, masks, manifest, report to output paths.
+def ingest(dicom_dir, labels_csv, mask_dir, out: dict, *, classes, field: int, salt: str, series: SeriesRule,
+           frames: dicom_io.FrameRule | None = None, percentiles=(0.5, 99.5), mask_names=None) -> dict:
+    """Check the cohort (:func:`check_cohort`; every problem raised at once) and build the slice store.
 
-    Returns the report (counts and timings). On any error nothing is left at the output paths.
+    ``out`` maps images, masks, manifest, report to output paths. Returns the report (counts and
+    timings). On any error nothing is left at the output paths.
     """
-    mask_names = mask_names or {"region": "region.nii.gz", "lesion": "lesion.nii.gz"}
-    salt = resolve_salt(salt)
     t0 = time.perf_counter()
-    plans = plan_ingest(dicom_dir, labels_csv, classes, salt)
-    t_scan = time.perf_counter() - t0
-    if mask_dir is not None and not Path(mask_dir).is_dir():
-        raise IngestError(f"{mask_dir}: mask folder does not exist")
+    check = check_cohort(dicom_dir, labels_csv, mask_dir, classes=classes, salt=salt, series=series, frames=frames,
+                         mask_names=mask_names)
+    log_check(check)
+    raise_problems(check.problems)
+    return build_store(check.plans, out, classes=classes, field=field, percentiles=percentiles,
+                       skipped=check.summary["files_skipped"], t_plan=time.perf_counter() - t0)
+
+
+def ingest_plan(plan_json, out: dict, *, classes, field: int, percentiles=(0.5, 99.5)) -> dict:
+    """Build the slice store from the plan the preflight (``cohort_check``) wrote; no header is read again."""
+    t0 = time.perf_counter()
+    plans, meta = read_plan(plan_json)
+    log_skipped([tuple(x) for x in meta["skipped"]], meta["dicom_dir"])
+    return build_store(plans, out, classes=classes, field=field, percentiles=percentiles,
+                       skipped=meta["summary"]["files_skipped"], t_plan=time.perf_counter() - t0)
+
+
+def build_store(plans: list[IngestPlan], out: dict, *, classes, field: int, percentiles, skipped: dict,
+                t_plan: float) -> dict:
+    """Decode, resample and write the planned slices, one series at a time (the store format of
+    :func:`load_store`). Returns the report; on any error nothing is left at the output paths."""
+    t0 = time.perf_counter() - t_plan
     n = sum(len(p.indices) for p in plans)
-    log.info("%d series, %d labelled slices; header scan %.1fs", len(plans), n, t_scan)
+    log.info("%d series, %d labelled slices; plan %.1fs", len(plans), n, t_plan)
     t_decode = t_transform = t_masks = 0.0
     rows = []
     with atomic_paths(out["images"], out["masks"], out["manifest"], out["report"]) as (img_p, msk_p, man_p, rep_p):
@@ -310,7 +621,7 @@ def ingest(dicom_dir, labels_csv, mask_dir, out: dict, *, classes, field: int, s
                 s = plan.series
                 td = time.perf_counter()
                 try:
-                    raw = [dicom_io.read_pixels(s.slices[i].path) for i in plan.indices]
+                    raw = dicom_io.read_slices([s.slices[i] for i in plan.indices])
                 except DicomError as e:
                     raise IngestError(str(e)) from e
                 t_decode += time.perf_counter() - td
@@ -321,7 +632,7 @@ def ingest(dicom_dir, labels_csv, mask_dir, out: dict, *, classes, field: int, s
                 for a in normed:
                     images.append(a)
                 tm = time.perf_counter()
-                vols = _series_masks(plan, mask_dir, mask_names)
+                vols = _series_masks(plan)
                 bits = np.zeros((len(plan.indices), field, field), np.uint8)
                 flags = {}
                 for kind, bit in (("region", REGION_BIT), ("lesion", LESION_BIT)):
@@ -361,14 +672,15 @@ def ingest(dicom_dir, labels_csv, mask_dir, out: dict, *, classes, field: int, s
             "classes": {c: int((manifest["label"] == c).sum()) for c in classes},
             "region_masks": int(manifest["has_region_mask"].sum()),
             "lesion_masks": int(manifest["has_lesion_mask"].sum()),
+            "files_skipped": dict(skipped),
             "seconds_total": round(total, 3),
-            "seconds_header_scan": round(t_scan, 3),
+            "seconds_header_scan": round(t_plan, 3),
             "seconds_decode": round(t_decode, 3),
             "seconds_resample_normalise": round(t_transform, 3),
             "seconds_masks": round(t_masks, 3),
             "seconds_convert_write": round(images.seconds + masks.seconds, 3),
         }
-        accounted = t_scan + t_decode + t_transform + t_masks + images.seconds + masks.seconds
+        accounted = t_plan + t_decode + t_transform + t_masks + images.seconds + masks.seconds
         report["seconds_other"] = round(total - accounted, 3)  # bookkeeping: manifest, loops, logging
         rep_p.write_text(json.dumps(report, indent=2) + "\n")
     log.info("ingest done: %s", report)

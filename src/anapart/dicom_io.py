@@ -1,28 +1,90 @@
 """The one DICOM reader and writer of anapart (pydicom for files, SimpleITK for mask geometry).
 
-Reading is split in two so that ingest can stream a cohort: :func:`scan_series` reads headers
-only (cheap, validates everything that can be validated before decoding), then
-:func:`read_pixels` decodes one slice at a time.
+Reading is split in two so that a cohort can be checked and then streamed: :func:`scan` reads
+headers only (it classifies every file of an export folder, groups images into series and records
+every problem it can see without decoding), then :func:`read_slices` decodes one series at a time.
+
+What a folder as hospitals export it may hold, and what happens to it:
+
+- classic single-frame images (any transfer syntax pydicom decodes with its plugins: uncompressed
+  little/big endian, implicit, deflated, RLE, JPEG baseline/extended/lossless, JPEG-LS, JPEG 2000,
+  HTJ2K), optionally gzip-wrapped (``.dcm.gz``): one slice per file;
+- enhanced (multi-frame) images (Enhanced MR, Legacy Converted Enhanced MR): one slice per frame,
+  its geometry and rescale from the per-frame or shared functional groups;
+- skipped and counted (:data:`SKIP_KINDS`): DICOMDIR, non-image objects (SR, key objects,
+  presentation states, raw data, encapsulated PDFs, waveforms, spectroscopy, RT objects, …),
+  images without patient geometry (screen captures), colour images, classic copies of a series
+  that is also present as an enhanced file, and files that are not DICOM at all;
+- problems (never silently skipped): a file named like DICOM that is not, an unreadable header, an
+  image whose pixel data are truncated or in a syntax without decoder, an MR image without
+  geometry; inside a series: mixed slice sizes or orientations, slices sharing a position.
 """
 
 from __future__ import annotations
 
+import gzip
+import io
 import os
-from dataclasses import dataclass, field
+import time
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import numpy as np
 import pydicom
 import SimpleITK as sitk
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.errors import InvalidDicomError
 from pydicom.uid import ExplicitVRLittleEndian
 
 MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
+ENHANCED_MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4.1"
+LEGACY_ENHANCED_MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4.4"
+MR_CLASSES = {MR_IMAGE_STORAGE, ENHANCED_MR_IMAGE_STORAGE, LEGACY_ENHANCED_MR_IMAGE_STORAGE}
+MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
 
-# Attributes a slice needs for us to place it in space and decode it.
+# Attributes a classic slice needs for us to place it in space and decode it.
 _REQUIRED = ("Rows", "Columns", "PixelSpacing", "ImagePositionPatient", "ImageOrientationPatient")
+
+# Non-image objects of an export folder, by SOP class: (UID, or UID prefix ending in "."), kind.
+# Exact UIDs are looked up before prefixes, so Key Object Selection is not reported as an SR.
+NON_IMAGE_CLASSES = (
+    (MEDIA_STORAGE_DIRECTORY, "dicomdir"),
+    ("1.2.840.10008.5.1.4.1.1.88.59", "key_object"),
+    ("1.2.840.10008.5.1.4.1.1.88.", "structured_report"),
+    ("1.2.840.10008.5.1.4.1.1.11.", "presentation_state"),
+    ("1.2.840.10008.5.1.4.1.1.66", "raw_data"),
+    ("1.2.840.10008.5.1.4.1.1.66.", "registration_or_segmentation"),
+    ("1.2.840.10008.5.1.4.1.1.104.", "encapsulated_document"),
+    ("1.2.840.10008.5.1.4.1.1.9.", "waveform"),
+    ("1.2.840.10008.5.1.4.1.1.4.2", "spectroscopy"),
+    ("1.2.840.10008.5.1.4.1.1.481.", "radiotherapy_object"),
+    ("1.3.12.2.1107.5.9.1", "private_non_image"),  # Siemens CSA non-image (protocols, raw data)
+)
+
+SKIP_KINDS = {
+    "not_dicom": "not a DICOM file (text, PDF, NIfTI, pictures, ...)",
+    "dicomdir": "DICOMDIR (media directory of the export)",
+    "key_object": "key object selection document",
+    "structured_report": "structured report",
+    "presentation_state": "presentation state",
+    "raw_data": "raw data object",
+    "registration_or_segmentation": "registration, fiducials or segmentation object",
+    "encapsulated_document": "encapsulated document (PDF, CDA, ...)",
+    "waveform": "waveform",
+    "spectroscopy": "MR spectroscopy",
+    "radiotherapy_object": "radiotherapy object",
+    "private_non_image": "private non-image object",
+    "no_pixel_data": "other DICOM object without pixel data",
+    "no_geometry": "image without patient geometry (e.g. a screen capture)",
+    "colour_image": "colour image (e.g. a colour map or screen capture)",
+    "classic_copy": "classic copy of a series also present as an enhanced (multi-frame) file",
+}
+
+# A file with one of these names must be DICOM: if it is not, that is a problem, not junk.
+DICOM_SUFFIXES = (".dcm", ".dicom", ".ima", ".dcm.gz", ".dicom.gz")
+ORIENTATIONS = ("sagittal", "coronal", "axial")  # by the dominant axis (x, y, z) of the slice normal
+_GZIP_MAGIC = b"\x1f\x8b"
+_SEQ_DELIMITER = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"  # (FFFE,E0DD), little endian
 
 
 class DicomError(ValueError):
@@ -32,11 +94,15 @@ class DicomError(ValueError):
 @dataclass(frozen=True)
 class SliceHeader:
     path: Path
-    instance: int
+    instance: int  # InstanceNumber; for a frame of a multi-frame file its frame number (1-based)
     position: float  # along the slice normal, mm
     rows: int
     cols: int
     ipp: tuple[float, float, float]
+    frame: int | None = None  # 0-based frame of a multi-frame file; None: a single-frame file
+    rescale: tuple[float, float] | None = None  # (slope, intercept) of a frame; single frames read their own
+    echo_time: float | None = None
+    temporal: int | None = None  # TemporalPositionIndex (frames) or TemporalPositionIdentifier
 
 
 @dataclass
@@ -52,7 +118,13 @@ class Series:
     orientation: tuple[float, ...]  # ImageOrientationPatient (row cosines, column cosines)
     origin: tuple[float, float, float]  # ImagePositionPatient of the first sorted slice
     description: str = ""  # SeriesDescription: tells a T1 post-contrast series from a T2 one
-    phi: dict[str, str] = field(default_factory=dict, repr=False)
+    orientation_label: str = ""  # axial | sagittal | coronal | mixed (a localizer) | unknown (no slice placed)
+    enhanced: bool = False  # slices are frames of multi-frame (enhanced) files
+    transfer_syntax: str = ""
+    n_files: int = 0
+    n_images: int = 0  # slices the files hold (frames counted), before frame selection: what min_slices sees
+    problems: list[str] = field(default_factory=list)  # each names a file; the series must not be used
+    mixed: str = ""  # why the orientation is mixed: normal for a localizer, a problem for a series to use
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -67,10 +139,75 @@ class Series:
             return self.slice_thickness or 1.0
         return float(np.median(np.diff([s.position for s in self.slices])))
 
+    def to_dict(self) -> dict:
+        """JSON-able form (for the private ingest plan); identifiers other than PatientID are left out."""
+        d = {k: v for k, v in asdict(self).items() if k != "slices"}
+        d["folder"] = str(self.folder)
+        d["slices"] = [{**asdict(h), "path": str(h.path)} for h in self.slices]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Series":
+        def header(h: dict) -> SliceHeader:
+            rescale = tuple(h["rescale"]) if h.get("rescale") is not None else None
+            return SliceHeader(**{**h, "path": Path(h["path"]), "ipp": tuple(h["ipp"]), "rescale": rescale})
+
+        kw = {k: v for k, v in d.items() if k != "slices"}
+        kw.update(folder=Path(d["folder"]), pixel_spacing=tuple(d["pixel_spacing"]),
+                  orientation=tuple(d["orientation"]), origin=tuple(d["origin"]))
+        return cls(slices=[header(h) for h in d["slices"]], **kw)
+
+
+@dataclass(frozen=True)
+class FrameRule:
+    """Which slices to keep where a series holds several at one position (echoes, time points).
+
+    ``echo``: None (keep all), ``"first"``/``"last"`` (shortest/longest echo time of the series) or
+    n (the n-th shortest echo time, 1-based). ``temporal_position``: None or the TemporalPositionIndex
+    (frames) / TemporalPositionIdentifier (single-frame files) to keep. Series without that
+    dimension are unaffected; slices still sharing a position afterwards are a problem.
+    """
+
+    echo: str | int | None = None
+    temporal_position: int | None = None
+
+    @classmethod
+    def from_config(cls, d: dict | None) -> "FrameRule":
+        d = d or {}
+        return cls(echo=d.get("echo"), temporal_position=d.get("temporal_position"))
+
+    def apply(self, headers: list[SliceHeader]) -> tuple[list[SliceHeader], str | None]:
+        """The kept slices, and a problem text if the rule selects nothing."""
+        if self.echo is not None:
+            echoes = sorted({h.echo_time for h in headers if h.echo_time is not None})
+            if len(echoes) > 1:
+                if self.echo == "first":
+                    keep = echoes[0]
+                elif self.echo == "last":
+                    keep = echoes[-1]
+                elif int(self.echo) <= len(echoes):
+                    keep = echoes[int(self.echo) - 1]
+                else:
+                    return [], f"cohort.frames.echo {self.echo} but the series has {len(echoes)} echo times {echoes}"
+                headers = [h for h in headers if h.echo_time == keep]
+        if self.temporal_position is not None:
+            times = sorted({h.temporal for h in headers if h.temporal is not None})
+            if times:
+                headers = [h for h in headers if h.temporal == int(self.temporal_position)]
+                if not headers:
+                    return [], (f"cohort.frames.temporal_position {self.temporal_position} but the series has "
+                                f"temporal positions {times[0]}..{times[-1]}")
+        return headers, None
+
 
 def slice_normal(orientation: Iterable[float]) -> np.ndarray:
-    o = np.asarray(list(orientation), dtype=float)
-    return np.cross(o[:3], o[3:])
+    r0, r1, r2, c0, c1, c2 = (float(v) for v in orientation)  # plain floats: np.cross costs ms per call
+    return np.array([r1 * c2 - r2 * c1, r2 * c0 - r0 * c2, r0 * c1 - r1 * c0])
+
+
+def orientation_label(orientation: Iterable[float]) -> str:
+    """axial, coronal or sagittal: the patient axis closest to the slice normal (tilted stacks included)."""
+    return ORIENTATIONS[int(np.argmax(np.abs(slice_normal(orientation))))]
 
 
 def reference_image(shape, pixel_spacing, slice_spacing, orientation, origin) -> sitk.Image:
@@ -87,109 +224,389 @@ def reference_image(shape, pixel_spacing, slice_spacing, orientation, origin) ->
     return img
 
 
+# --------------------------------------------------------------------------- one file
+
 def _is_hidden(part: str) -> bool:
     return part.startswith(".")
 
 
-def _read_header(path: Path) -> Dataset:
-    try:
-        ds = pydicom.dcmread(path, stop_before_pixels=True)
-    except InvalidDicomError as e:
-        raise DicomError(f"{path}: not a readable DICOM file ({e})") from e
-    except Exception as e:  # truncated or corrupt files raise many kinds of errors
-        raise DicomError(f"{path}: could not read DICOM header ({type(e).__name__}: {e})") from e
-    missing = [k for k in _REQUIRED if k not in ds]
-    if missing:
-        sop = getattr(ds, "SOPClassUID", None)
-        kind = f"SOP class {sop.name}" if sop is not None else "no SOP class"
-        raise DicomError(f"{path}: not an image slice ({kind}; missing {', '.join(missing)})")
-    ts = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
-    if ts is not None and ts.is_compressed:
+def _named_dicom(path: Path) -> bool:
+    return path.name.lower().endswith(DICOM_SUFFIXES)
+
+
+def _open(path: Path):
+    """A binary file object of the DICOM stream: the file itself, or its gunzipped bytes."""
+    fh = open(path, "rb")
+    if fh.read(2) == _GZIP_MAGIC:
+        fh.close()
+        with gzip.open(path, "rb") as gz:
+            return io.BytesIO(gz.read())
+    fh.seek(0)
+    return fh
+
+
+def _open_if_dicom(path: Path):
+    """The DICOM stream of a file (gunzipped for gzip files), or None if there is no DICM magic at byte 128."""
+    fh = open(path, "rb")
+    head = fh.read(132)
+    if head[:2] == _GZIP_MAGIC:
+        fh.close()
         try:
-            available = pydicom.pixels.get_decoder(ts).is_available
+            with gzip.open(path, "rb") as gz:
+                if gz.read(132)[128:132] != b"DICM":  # a .nii.gz, say: no need to inflate it all
+                    return None
+                gz.seek(0)
+                return io.BytesIO(gz.read())
+        except (OSError, EOFError):
+            return None
+    if len(head) == 132 and head[128:132] == b"DICM":
+        fh.seek(0)
+        return fh
+    fh.close()
+    return None
+
+
+def _non_image_kind(sop: str) -> str | None:
+    for uid, kind in NON_IMAGE_CLASSES:
+        if not uid.endswith(".") and sop == uid:
+            return kind
+    for uid, kind in NON_IMAGE_CLASSES:
+        if uid.endswith(".") and sop.startswith(uid):
+            return kind
+    return None
+
+
+_DECODER_AVAILABLE: dict[str, bool] = {}
+
+
+def _decoder_available(ts) -> bool:
+    key = str(ts)
+    if key not in _DECODER_AVAILABLE:
+        try:
+            _DECODER_AVAILABLE[key] = pydicom.pixels.get_decoder(ts).is_available
         except NotImplementedError:
-            available = False
-        if not available:
-            raise DicomError(
-                f"{path}: pixel data is compressed ({ts.name}, {ts}) and no decoder for it is installed; "
-                "install one (e.g. pylibjpeg with its plugins, or python-gdcm) or decompress the series"
-            )
-    return ds
+            _DECODER_AVAILABLE[key] = False
+    return _DECODER_AVAILABLE[key]
 
 
-def scan_series(root: str | os.PathLike) -> dict[str, Series]:
-    """Read every DICOM header below ``root`` and group slices into series (keyed by SeriesInstanceUID).
+def _pixel_data_problem(fh, ts) -> str | None:
+    """Truncated pixel data, seen from the element header where the header read stopped (no decoding)."""
+    start = fh.tell()
+    end = fh.seek(0, os.SEEK_END)
+    fh.seek(start)
+    head = fh.read(12)
+    if len(head) < 8:
+        return "pixel data element is cut off"
+    implicit = ts is not None and ts.is_implicit_VR
+    big = ts is not None and not ts.is_little_endian
+    order = ">" if big else "<"
+    if implicit:
+        length, offset = int(np.frombuffer(head[4:8], f"{order}u4")[0]), 8
+    elif len(head) < 12:
+        return "pixel data element is cut off"
+    else:
+        length, offset = int(np.frombuffer(head[8:12], f"{order}u4")[0]), 12
+    if length == 0xFFFFFFFF:  # encapsulated (compressed) frames end with a sequence delimiter
+        tail_start = max(start, end - 65536)
+        fh.seek(tail_start)
+        if _SEQ_DELIMITER not in fh.read():
+            return "compressed pixel data are truncated (no sequence delimiter at the end of the file)"
+        return None
+    have = end - start - offset
+    if have < length:
+        return f"pixel data are truncated ({have} of {length} bytes)"
+    return None
 
-    Hidden files are skipped; any other file must be a DICOM image slice. Slices are sorted by
-    position along the slice normal, never by file name or InstanceNumber.
+
+def _number(v, default=None):
+    try:
+        return float(v) if v is not None and v != "" else default
+    except (TypeError, ValueError):
+        return default
+
+
+def _fg_item(groups: Sequence[Dataset | None], name: str) -> Dataset | None:
+    """The first item of functional-group sequence ``name``: per-frame group first, then shared."""
+    for g in groups:
+        if g is not None and name in g and len(g[name].value):
+            return g[name].value[0]
+    return None
+
+
+@dataclass
+class _Image:
+    """What one image file contributes: its series, and one record per slice (frame)."""
+
+    path: Path
+    series_uid: str
+    patient_id: str
+    description: str
+    transfer_syntax: str
+    enhanced: bool
+    n_frames: int
+    slices: list[tuple[SliceHeader, tuple[float, ...], tuple[float, float], float]]  # header, iop, spacing, thick
+    problems: list[str]
+
+
+def _inspect(path: Path) -> tuple[str, object]:
+    """Classify one file: ("skip", (kind, PatientID)) | ("problem", text) | ("image", _Image)."""
+    if path.name.upper() == "DICOMDIR":
+        return "skip", ("dicomdir", "")
+    try:
+        stream = _open_if_dicom(path)
+    except OSError as e:
+        return "problem", f"{path}: could not read file ({e})"
+    if stream is None:
+        if _named_dicom(path):
+            return "problem", f"{path}: not a readable DICOM file (no DICOM preamble)"
+        return "skip", ("not_dicom", "")
+    pixel_problem = None
+    try:
+        with stream as fh:
+            ds = pydicom.dcmread(fh, stop_before_pixels=True)
+            ts = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
+            if ts is not None and ts.is_deflated:  # the stream position says nothing: read it all
+                fh.seek(0)
+                has_pixels = "PixelData" in pydicom.dcmread(fh)
+            else:  # the header read stopped at the pixel data element, if there is one
+                stop = fh.tell()
+                has_pixels = stop < fh.seek(0, os.SEEK_END)
+                if has_pixels:
+                    fh.seek(stop)
+                    pixel_problem = _pixel_data_problem(fh, ts)
+    except Exception as e:  # truncated or corrupt headers raise many kinds of errors
+        return "problem", f"{path}: could not read DICOM header ({type(e).__name__}: {e})"
+    meta = getattr(ds, "file_meta", None)
+    sop = str(ds.get("SOPClassUID", "") or (meta.get("MediaStorageSOPClassUID", "") if meta is not None else ""))
+    patient = str(ds.get("PatientID", ""))
+    kind = _non_image_kind(sop)
+    if kind is not None:
+        return "skip", (kind, patient)
+    is_mr = sop in MR_CLASSES
+    if not has_pixels and not is_mr:
+        return "skip", ("no_pixel_data", patient)
+    if int(ds.get("SamplesPerPixel", 1) or 1) != 1:
+        return "skip", ("colour_image", patient)
+    uid = str(ds.get("SeriesInstanceUID", ""))
+    enhanced = "PerFrameFunctionalGroupsSequence" in ds or "SharedFunctionalGroupsSequence" in ds
+    missing = [k for k in _REQUIRED if k not in ds or ds[k].value in (None, "")]
+    if not enhanced and missing and not is_mr:
+        return "skip", ("no_geometry", patient)
+    if not uid:
+        return "problem", f"{path}: image without SeriesInstanceUID"
+    problems, slices = [], []
+    if not has_pixels:  # an MR image object: what claims to be an image must be one
+        problems.append(f"{path}: MR image without pixel data")
+    elif enhanced:
+        slices, problems = _frames(path, ds)
+    elif missing:
+        sop_name = ds.SOPClassUID.name if "SOPClassUID" in ds else "no SOP class"
+        problems.append(f"{path}: not an image slice (SOP class {sop_name}; missing {', '.join(missing)})")
+    else:
+        if int(ds.get("NumberOfFrames", 1) or 1) > 1:
+            problems.append(f"{path}: multi-frame image without functional groups (per-frame geometry); "
+                            "convert it to single-frame files or enhanced MR")
+        iop = tuple(float(v) for v in ds.ImageOrientationPatient)
+        ipp = tuple(float(v) for v in ds.ImagePositionPatient)
+        spacing = tuple(float(v) for v in ds.PixelSpacing)
+        header = SliceHeader(path, int(ds.get("InstanceNumber", 0) or 0), float(np.dot(ipp, slice_normal(iop))),
+                             int(ds.Rows), int(ds.Columns), ipp, echo_time=_number(ds.get("EchoTime")),
+                             temporal=_int_or_none(ds.get("TemporalPositionIdentifier")))
+        slices = [(header, iop, spacing, float(_number(ds.get("SliceThickness"), 0.0)))]
+    if ts is not None and ts.is_compressed and not _decoder_available(ts):
+        problems.append(f"{path}: pixel data is compressed ({ts.name}, {ts}) and no decoder for it is installed; "
+                        "install one (e.g. pylibjpeg with its plugins, or python-gdcm) or decompress the series")
+    if pixel_problem:
+        problems.append(f"{path}: {pixel_problem}")
+    return "image", _Image(path, uid, patient, str(ds.get("SeriesDescription", "") or ""),
+                           str(ts.name) if ts is not None else "", enhanced, int(ds.get("NumberOfFrames", 1) or 1),
+                           slices, problems)
+
+
+def _int_or_none(v) -> int | None:
+    n = _number(v)
+    return int(n) if n is not None else None
+
+
+def _frames(path: Path, ds: Dataset):
+    """One slice record per frame of an enhanced (multi-frame) image, from its functional groups."""
+    n = int(ds.get("NumberOfFrames", 1) or 1)
+    shared = _fg_item([ds], "SharedFunctionalGroupsSequence") if "SharedFunctionalGroupsSequence" in ds else None
+    per = list(ds.get("PerFrameFunctionalGroupsSequence", []))
+    problems = []
+    if per and len(per) != n:
+        problems.append(f"{path}: {len(per)} per-frame functional groups for {n} frames")
+    rows, cols = int(ds.Rows), int(ds.Columns)
+    top_slope = _number(ds.get("RescaleSlope"), 1.0)
+    top_intercept = _number(ds.get("RescaleIntercept"), 0.0)
+    out = []
+    for k in range(n):
+        groups = [per[k] if k < len(per) else None, shared]
+        pos, ori, meas = (_fg_item(groups, s) for s in ("PlanePositionSequence", "PlaneOrientationSequence",
+                                                        "PixelMeasuresSequence"))
+        missing = [name for name, item, key in (("PlanePositionSequence", pos, "ImagePositionPatient"),
+                                                 ("PlaneOrientationSequence", ori, "ImageOrientationPatient"),
+                                                 ("PixelMeasuresSequence", meas, "PixelSpacing"))
+                   if item is None or key not in item]
+        if missing:
+            problems.append(f"{path}: frame {k + 1} has no {', '.join(missing)} in its functional groups")
+            return [], problems
+        pvt = _fg_item(groups, "PixelValueTransformationSequence")
+        slope = _number(pvt.get("RescaleSlope"), 1.0) if pvt is not None else top_slope
+        intercept = _number(pvt.get("RescaleIntercept"), 0.0) if pvt is not None else top_intercept
+        echo = _fg_item(groups, "MREchoSequence")
+        content = _fg_item(groups, "FrameContentSequence")
+        iop = tuple(float(v) for v in ori.ImageOrientationPatient)
+        ipp = tuple(float(v) for v in pos.ImagePositionPatient)
+        header = SliceHeader(path, k + 1, float(np.dot(ipp, slice_normal(iop))), rows, cols, ipp, frame=k,
+                             rescale=(float(slope or 1.0), float(intercept or 0.0)),
+                             echo_time=_number(echo.get("EffectiveEchoTime")) if echo is not None else None,
+                             temporal=_int_or_none(content.get("TemporalPositionIndex")) if content is not None else None)
+        out.append((header, iop, tuple(float(v) for v in meas.PixelSpacing),
+                    float(_number(meas.get("SliceThickness"), 0.0))))
+    return out, problems
+
+
+# --------------------------------------------------------------------------- a folder
+
+@dataclass
+class Scan:
+    """Everything one header pass over a folder found."""
+
+    root: Path
+    series: dict[str, Series]  # by SeriesInstanceUID
+    skipped: list[tuple[Path, str]]  # (file, kind of SKIP_KINDS)
+    problems: list[str]  # file problems not tied to a series (unreadable files); each names the file
+    n_files: int = 0
+    seconds: float = 0.0
+    skipped_by_patient: dict[str, int] = field(default_factory=dict)  # DICOM objects skipped, per PatientID
+
+    def skipped_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for _, kind in self.skipped:
+            counts[kind] = counts.get(kind, 0) + 1
+        return dict(sorted(counts.items()))
+
+    def all_problems(self) -> list[str]:
+        return self.problems + [p for s in self.series.values() for p in s.problems]
+
+
+def list_files(root: Path) -> list[Path]:
+    """Every non-hidden file below ``root``, in a stable order."""
+    return sorted(p for p in root.rglob("*") if p.is_file() and not any(_is_hidden(q) for q in p.relative_to(root).parts))
+
+
+def scan(root: str | os.PathLike, frames: FrameRule | None = None) -> Scan:
+    """Read every header below ``root`` once; classify files, group images into series, record problems.
+
+    Slices are sorted by position along the slice normal, never by file name or InstanceNumber.
+    Nothing is raised for bad input below ``root``: problems are collected (see :func:`scan_series`
+    for the strict form).
     """
+    t0 = time.perf_counter()
     root = Path(root)
     if not root.is_dir():
         raise DicomError(f"{root}: DICOM folder does not exist")
-    files = sorted(p for p in root.rglob("*") if p.is_file() and not any(_is_hidden(q) for q in p.relative_to(root).parts))
+    files = list_files(root)
     if not files:
         raise DicomError(f"{root}: no files found")
-    groups: dict[str, list[tuple[Path, Dataset]]] = {}
+    skipped, problems, images = [], [], {}
+    skipped_by_patient: dict[str, int] = {}
     for path in files:
-        ds = _read_header(path)
-        groups.setdefault(str(ds.SeriesInstanceUID), []).append((path, ds))
-
-    series: dict[str, Series] = {}
-    for uid, items in groups.items():
-        first_path, first = items[0]
-        orientation = tuple(float(v) for v in first.ImageOrientationPatient)
-        normal = slice_normal(orientation)
-        rows, cols = int(first.Rows), int(first.Columns)
-        headers = []
-        for path, ds in items:
-            if (int(ds.Rows), int(ds.Columns)) != (rows, cols):
-                raise DicomError(
-                    f"{path}: slice size {ds.Rows}x{ds.Columns} differs from {rows}x{cols} "
-                    f"of {first_path} in the same series"
-                )
-            if not np.allclose([float(v) for v in ds.ImageOrientationPatient], orientation, atol=1e-3):
-                raise DicomError(f"{path}: ImageOrientationPatient differs from {first_path} in the same series")
-            ipp = tuple(float(v) for v in ds.ImagePositionPatient)
-            pos = float(np.dot(ipp, normal))
-            headers.append(SliceHeader(path, int(getattr(ds, "InstanceNumber", 0) or 0), pos, rows, cols, ipp))
-        headers.sort(key=lambda h: h.position)
-        for a, b in zip(headers, headers[1:]):
-            if abs(a.position - b.position) < 1e-4:
-                raise DicomError(f"{b.path}: same slice position as {a.path} (duplicate slice in series)")
-        series[uid] = Series(
-            folder=first_path.parent,
-            patient_id=str(first.get("PatientID", "")),
-            series_uid=uid,
-            slices=headers,
-            pixel_spacing=tuple(float(v) for v in first.PixelSpacing),
-            slice_thickness=float(first.get("SliceThickness", 0) or 0),
-            orientation=orientation,
-            origin=headers[0].ipp,
-            description=str(first.get("SeriesDescription", "") or ""),
-            phi={
-                k: str(first.get(k, "")) for k in ("PatientName", "PatientID", "PatientBirthDate") if first.get(k, "")
-            },
-        )
-    return series
+        what, info = _inspect(path)
+        if what == "skip":
+            kind, patient = info
+            skipped.append((path, kind))
+            if patient:
+                skipped_by_patient[patient] = skipped_by_patient.get(patient, 0) + 1
+        elif what == "problem":
+            problems.append(info)
+        else:
+            images.setdefault(info.series_uid, []).append(info)
+    series = {}
+    for uid, items in images.items():
+        if any(i.enhanced for i in items) and not all(i.enhanced for i in items):
+            # Classic and enhanced copies of one series: the enhanced file (one consistent object) wins.
+            for i in items:
+                if not i.enhanced:
+                    skipped.append((i.path, "classic_copy"))
+                    skipped_by_patient[i.patient_id] = skipped_by_patient.get(i.patient_id, 0) + 1
+            items = [i for i in items if i.enhanced]
+        series[uid] = _assemble(uid, items, frames or FrameRule())
+    return Scan(root, series, sorted(skipped), problems, len(files), time.perf_counter() - t0, skipped_by_patient)
 
 
-def read_pixels(path: str | os.PathLike) -> np.ndarray:
-    """Decode one slice to float32 in modality units (rescale applied), MONOCHROME1 inverted."""
-    path = Path(path)
-    try:
-        ds = pydicom.dcmread(path)
-    except Exception as e:
-        raise DicomError(f"{path}: could not read DICOM file ({type(e).__name__}: {e})") from e
-    if "PixelData" not in ds:
-        raise DicomError(f"{path}: has no pixel data")
-    try:
-        raw = ds.pixel_array
-    except Exception as e:
-        raise DicomError(f"{path}: could not decode pixel data ({type(e).__name__}: {e})") from e
-    if raw.ndim != 2:
-        raise DicomError(f"{path}: expected a single-frame greyscale slice, got pixel array of shape {raw.shape}")
-    slope = float(ds.get("RescaleSlope", 1) or 1)
-    intercept = float(ds.get("RescaleIntercept", 0) or 0)
+def _assemble(uid: str, items: list[_Image], frames: FrameRule) -> Series:
+    """One series from its files: consistency checks, frame selection, sorting along the normal."""
+    first = items[0]
+    problems = [p for i in items for p in i.problems]
+    records = [r for i in items for r in i.slices]
+    n_images = sum(len(i.slices) or i.n_frames for i in items)
+    if not records:  # no frame could be placed; the files' problems say why
+        return Series(first.path.parent, first.patient_id, uid, [], (1.0, 1.0), 0.0, (1, 0, 0, 0, 1, 0),
+                      (0.0, 0.0, 0.0), first.description, "unknown", first.enhanced, first.transfer_syntax,
+                      len(items), n_images, problems or [f"{first.path}: no slice in the series"], "")
+    header0, iop0, spacing0, thick0 = records[0]
+    label, mixed = orientation_label(iop0), ""
+    headers = []
+    for h, iop, _, _ in records:
+        if (h.rows, h.cols) != (header0.rows, header0.cols):
+            problems.append(f"{h.path}: slice size {h.rows}x{h.cols} differs from {header0.rows}x{header0.cols} "
+                            f"of {header0.path} in the same series")
+            continue
+        if not mixed and not np.allclose(iop, iop0, atol=1e-3):
+            label, mixed = "mixed", f"{h.path}: ImageOrientationPatient differs from {header0.path} in the same series"
+        headers.append(h)
+    headers, frame_problem = frames.apply(headers)
+    if frame_problem:
+        problems.append(f"{first.path}: {frame_problem}")
+    headers.sort(key=lambda h: h.position)
+    if label != "mixed":
+        dups = [(a, b) for a, b in zip(headers, headers[1:]) if abs(a.position - b.position) < 1e-4]
+        if dups:
+            a, b = dups[0]
+            where = f"{b.path} frame {b.frame + 1}" if b.frame is not None else str(b.path)
+            other = f"frame {a.frame + 1}" if a.path == b.path and a.frame is not None else str(a.path)
+            problems.append(f"{where}: same slice position as {other} (duplicate slice in series; {len(dups)} in all"
+                            "; several echoes or time points? cohort.frames keeps one)")
+    if not headers and not problems:
+        problems.append(f"{first.path}: no slice left in the series")
+    return Series(
+        folder=first.path.parent,
+        patient_id=first.patient_id,
+        series_uid=uid,
+        slices=headers,
+        pixel_spacing=spacing0,
+        slice_thickness=thick0,
+        orientation=tuple(iop0),
+        origin=headers[0].ipp if headers else (0.0, 0.0, 0.0),
+        description=first.description,
+        orientation_label=label,
+        enhanced=first.enhanced,
+        transfer_syntax=first.transfer_syntax,
+        n_files=len(items),
+        n_images=n_images,
+        problems=problems,
+        mixed=mixed,
+    )
+
+
+def scan_series(root: str | os.PathLike, frames: FrameRule | None = None) -> dict[str, Series]:
+    """Strict :func:`scan`: every readable image series below ``root``; the first problem is raised.
+
+    Skipped files (DICOMDIR, non-image objects, non-DICOM files) are ignored.
+    """
+    result = scan(root, frames)
+    problems = result.all_problems() + [s.mixed for s in result.series.values() if s.mixed]
+    if problems:
+        raise DicomError(problems[0])
+    return result.series
+
+
+# --------------------------------------------------------------------------- pixels
+
+def _modality(raw: np.ndarray, slope: float, intercept: float, ds: Dataset) -> np.ndarray:
+    """Stored values -> float32 modality units (rescale applied), MONOCHROME1 inverted."""
     out = raw.astype(np.float32)
     if slope != 1.0:
         out *= np.float32(slope)
@@ -202,6 +619,95 @@ def read_pixels(path: str | os.PathLike) -> np.ndarray:
         vmin, vmax = sorted((lo * slope + intercept, hi * slope + intercept))
         out = np.float32(vmin + vmax) - out
     return out
+
+
+def _read_dataset(path: Path) -> Dataset:
+    try:
+        with _open(path) as fh:
+            ds = pydicom.dcmread(fh)
+    except Exception as e:
+        raise DicomError(f"{path}: could not read DICOM file ({type(e).__name__}: {e})") from e
+    if "PixelData" not in ds:
+        raise DicomError(f"{path}: has no pixel data")
+    return ds
+
+
+def read_pixels(path: str | os.PathLike) -> np.ndarray:
+    """Decode one single-frame slice to float32 in modality units (rescale applied), MONOCHROME1 inverted."""
+    path = Path(path)
+    ds = _read_dataset(path)
+    try:
+        raw = ds.pixel_array
+    except Exception as e:
+        raise DicomError(f"{path}: could not decode pixel data ({type(e).__name__}: {e})") from e
+    if raw.ndim != 2:
+        raise DicomError(f"{path}: expected a single-frame greyscale slice, got pixel array of shape {raw.shape}")
+    slope = float(ds.get("RescaleSlope", 1) or 1)
+    intercept = float(ds.get("RescaleIntercept", 0) or 0)
+    return _modality(raw, slope, intercept, ds)
+
+
+def read_frames(path: str | os.PathLike, headers: Sequence[SliceHeader]) -> list[np.ndarray]:
+    """Decode the given frames of one multi-frame file (each with its own rescale), in ``headers`` order."""
+    path = Path(path)
+    ds = _read_dataset(path)
+    wanted = sorted({h.frame for h in headers})
+    try:
+        decoded = dict(zip(wanted, pydicom.pixels.iter_pixels(ds, indices=wanted)))
+    except Exception as e:
+        raise DicomError(f"{path}: could not decode pixel data ({type(e).__name__}: {e})") from e
+    out = []
+    for h in headers:
+        raw = decoded[h.frame]
+        if raw.ndim != 2:
+            raise DicomError(f"{path}: frame {h.frame + 1} is not a greyscale slice (shape {raw.shape})")
+        out.append(_modality(raw, h.rescale[0], h.rescale[1], ds))
+    return out
+
+
+def read_slices(slices: Sequence[SliceHeader]) -> list[np.ndarray]:
+    """Decode slices (single-frame files and frames of multi-frame files), each file read once."""
+    out: list[np.ndarray | None] = [None] * len(slices)
+    by_file: dict[Path, list[int]] = {}
+    for i, h in enumerate(slices):
+        if h.frame is None:
+            out[i] = read_pixels(h.path)
+        else:
+            by_file.setdefault(h.path, []).append(i)
+    for path, idx in by_file.items():
+        for i, arr in zip(idx, read_frames(path, [slices[i] for i in idx])):
+            out[i] = arr
+    return out
+
+
+# --------------------------------------------------------------------------- masks
+
+def _geometry_problem(path: Path, size, spacing, origin, direction, series: Series) -> str | None:
+    ref = series.reference_image()
+    if tuple(size) != ref.GetSize():
+        return f"{path}: mask size {tuple(size)} does not match series size {ref.GetSize()} (x, y, z)"
+    spacing_ok = np.allclose(spacing, ref.GetSpacing(), rtol=1e-3, atol=1e-3)
+    origin_tol = 0.5 * min(ref.GetSpacing())
+    origin_ok = np.allclose(origin, ref.GetOrigin(), atol=origin_tol)
+    direction_ok = np.allclose(direction, ref.GetDirection(), atol=1e-3)
+    if not (spacing_ok and origin_ok and direction_ok):
+        return (f"{path}: mask geometry (origin {np.round(origin, 2)}, spacing {np.round(spacing, 3)}) "
+                f"does not match series in {series.folder} (origin {np.round(ref.GetOrigin(), 2)}, "
+                f"spacing {np.round(ref.GetSpacing(), 3)})")
+    return None
+
+
+def check_mask(path: str | os.PathLike, series: Series) -> str | None:
+    """The problem with a mask file's geometry (read from its header only), or None if it is on the grid."""
+    path = Path(path)
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except Exception as e:
+        return f"{path}: could not read mask ({e})"
+    return _geometry_problem(path, reader.GetSize(), reader.GetSpacing(), reader.GetOrigin(), reader.GetDirection(),
+                             series)
 
 
 def read_mask(path: str | os.PathLike, series: Series, binary: bool = True) -> np.ndarray:
@@ -217,19 +723,9 @@ def read_mask(path: str | os.PathLike, series: Series, binary: bool = True) -> n
         img = sitk.ReadImage(str(path))
     except Exception as e:
         raise DicomError(f"{path}: could not read mask ({e})") from e
-    ref = series.reference_image()
-    if img.GetSize() != ref.GetSize():
-        raise DicomError(f"{path}: mask size {img.GetSize()} does not match series size {ref.GetSize()} (x, y, z)")
-    spacing_ok = np.allclose(img.GetSpacing(), ref.GetSpacing(), rtol=1e-3, atol=1e-3)
-    origin_tol = 0.5 * min(ref.GetSpacing())
-    origin_ok = np.allclose(img.GetOrigin(), ref.GetOrigin(), atol=origin_tol)
-    direction_ok = np.allclose(img.GetDirection(), ref.GetDirection(), atol=1e-3)
-    if not (spacing_ok and origin_ok and direction_ok):
-        raise DicomError(
-            f"{path}: mask geometry (origin {np.round(img.GetOrigin(), 2)}, spacing {np.round(img.GetSpacing(), 3)}) "
-            f"does not match series in {series.folder} (origin {np.round(ref.GetOrigin(), 2)}, "
-            f"spacing {np.round(ref.GetSpacing(), 3)})"
-        )
+    problem = _geometry_problem(path, img.GetSize(), img.GetSpacing(), img.GetOrigin(), img.GetDirection(), series)
+    if problem:
+        raise DicomError(problem)
     arr = sitk.GetArrayFromImage(img)
     if binary:
         return (arr > 0).astype(np.uint8)

@@ -13,20 +13,18 @@ from __future__ import annotations
 import json
 import logging
 import math
-import re
 import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pandas as pd
-import timm
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import cohort, dicom_io, training
-from .classify import CropData, parse_pretrained, predict_probabilities
+from . import cohort, dicom_io, training, weights
+from .classify import CropData, predict_probabilities
 from .cohort import IngestError, NpyStreamWriter
 from .evaluate import predicted
 from .crop import extract
@@ -145,45 +143,62 @@ def read_tnm(labels_csv, classes) -> dict[str, str]:
     return out
 
 
-def plan_staging(dicom_dir, labels_csv, sequences: dict[str, str], classes) -> list[dict]:
-    """Match each labelled patient to one series per sequence (by SeriesDescription regex).
+def plan_staging(dicom_dir, labels_csv, sequences: dict, classes) -> list[dict]:
+    """Match each labelled patient to one series per sequence, with study A's series selection (one
+    :class:`~anapart.cohort.SeriesRule` per sequence: a SeriesDescription regex, or a mapping that also
+    sets orientation and min_slices).
 
-    Series that match no sequence (e.g. a localiser) are ignored; two series of one patient that
-    match the same sequence, or a patient without a sequence, are errors naming the folder.
+    Series that match no sequence (e.g. a localiser) are ignored, as are DICOMDIRs, non-image objects
+    and non-DICOM files. Every problem (a series matching several sequences, a patient with none or
+    several series of a sequence, a chosen series with bad slices, bad label rows) is listed at once.
     """
-    labels = cohort.read_labels(labels_csv, classes)
-    if labels["instance"].notna().any():
-        row = labels[labels["instance"].notna()].iloc[0]
-        raise IngestError(f"{labels_csv} line {row['line']}: staging labels are per patient; leave instance out")
+    labels, problems = cohort.check_labels(labels_csv, classes)
+    problems += [cohort.Problem("labels", f"{labels_csv} line {r.line}: staging labels are per patient; leave "
+                                          "instance out", r.patient_id)
+                 for r in labels[labels["instance"].notna()].itertuples()]
     try:
-        all_series = dicom_io.scan_series(dicom_dir)
+        scan = dicom_io.scan(dicom_dir)
     except dicom_io.DicomError as e:
         raise IngestError(str(e)) from e
-    patterns = {name: re.compile(rx, re.IGNORECASE) for name, rx in sequences.items()}
-    by_patient: dict[str, dict[str, dicom_io.Series]] = {}
-    for s in sorted(all_series.values(), key=lambda s: str(s.folder)):
-        hits = [n for n, rx in patterns.items() if rx.search(s.description)]
+    problems += [cohort.Problem("unreadable_file", p) for p in scan.problems]
+    cohort.log_skipped([(p.relative_to(scan.root).as_posix(), k) for p, k in scan.skipped], dicom_dir)
+    rules = {name: cohort.SeriesRule.for_sequence(v) for name, v in sequences.items()}
+    by_patient: dict[str, list[dicom_io.Series]] = {}
+    for s in sorted(scan.series.values(), key=lambda s: (str(s.folder), s.series_uid)):
+        hits = [n for n, rule in rules.items() if rule.matches(s)]
         if len(hits) > 1:
-            raise IngestError(f"{s.folder}: SeriesDescription '{s.description}' matches several sequences {hits}")
-        if not hits:
+            problems.append(cohort.Problem("several_sequences", f"{s.folder}: SeriesDescription '{s.description}' "
+                                                                f"matches several sequences {hits}", s.patient_id))
+        elif not hits:
             log.info("ignoring series in %s ('%s' matches no sequence)", s.folder, s.description)
             continue
-        seqs = by_patient.setdefault(s.patient_id, {})
-        if hits[0] in seqs:
-            raise IngestError(f"{s.folder}: a second {hits[0]} series for the patient of {seqs[hits[0]].folder}")
-        seqs[hits[0]] = s
+        by_patient.setdefault(s.patient_id, []).append(s)
     plans = []
     for row in labels.itertuples():
-        seqs = by_patient.get(row.patient_id, {})
-        missing = [n for n in sequences if n not in seqs]
+        cands = by_patient.get(row.patient_id, [])
+        seqs, missing = {}, []
+        for name, rule in rules.items():
+            found = cohort.select_series(cands, rule)
+            if not found:
+                missing.append(name)
+            elif len(found) > 1:
+                problems.append(cohort.Problem(
+                    "several_matching_series", f"{found[1].folder}: a second {name} series for the patient of "
+                    f"{found[0].folder}; candidates: " + "; ".join(cohort.describe_series(s, scan.root) for s in found),
+                    row.patient_id))
+            else:
+                seqs[name] = found[0]
+                problems += [cohort.Problem("series", p, row.patient_id)
+                             for p in found[0].problems + ([found[0].mixed] if found[0].mixed else [])]
         if missing:
-            raise IngestError(f"{labels_csv} line {row.line}: no {'/'.join(missing)} series for this patient "
-                              f"under {dicom_dir} (SeriesDescription patterns {sequences})")
+            problems.append(cohort.Problem("no_series", f"{labels_csv} line {row.line}: no {'/'.join(missing)} series "
+                                                        f"for this patient under {dicom_dir} (series rules: " +
+                                           "; ".join(f"{n}: {rules[n]}" for n in missing) + ")", row.patient_id))
         plans.append({"patient_id": row.patient_id, "label": row.label, "series": seqs})
-    unlabelled = sorted(set(by_patient) - set(labels["patient_id"]))
-    if unlabelled:
-        s = next(iter(by_patient[unlabelled[0]].values()))
-        raise IngestError(f"{s.folder}: series has no stage in {labels_csv}")
+    for pid in sorted(set(by_patient) - set(labels["patient_id"])):
+        problems.append(cohort.Problem("no_label", f"{by_patient[pid][0].folder}: series has no stage in {labels_csv}",
+                                       pid))
+    cohort.raise_problems(problems)
     return plans
 
 
@@ -245,7 +260,7 @@ def make_patches(dicom_dir, labels_csv, roi, out: dict, *, classes, sequences: d
             for plan, seq, s, path, wins in series_windows:
                 ps = cohort.pseudonym(plan["patient_id"], salt)
                 try:
-                    raw = [dicom_io.read_pixels(h.path) for h in s.slices]
+                    raw = dicom_io.read_slices(s.slices)
                     vol = dicom_io.read_mask(path, s, binary=False) if path is not None else None
                 except dicom_io.DicomError as e:
                     raise IngestError(str(e)) from e
@@ -335,14 +350,7 @@ class TransferNet(nn.Module):
     def __init__(self, net: str, n_classes: int, pretrained=False, in_chans: int = 1, hidden: int = 256,
                  dropout: float = 0.3, freeze: bool = True):
         super().__init__()
-        pre = parse_pretrained(pretrained)
-        kw = dict(features_only=True, out_indices=(-1,), in_chans=in_chans)
-        if isinstance(pre, Path):
-            if not pre.is_file():
-                raise FileNotFoundError(f"{pre}: pretrained weights file for {net} does not exist")
-            self.backbone = timm.create_model(net, pretrained=True, pretrained_cfg_overlay=dict(file=str(pre)), **kw)
-        else:
-            self.backbone = timm.create_model(net, pretrained=bool(pre), **kw)
+        self.backbone = weights.create_model(net, pretrained, features_only=True, out_indices=(-1,), in_chans=in_chans)
         self.features_out = nn.Identity()  # Grad-CAM hook: the backbone's last feature map
         c = self.backbone.feature_info.channels()[-1]
         self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.BatchNorm1d(c), nn.Linear(c, hidden),

@@ -5,6 +5,7 @@
 
 rule classify_train:
     input:
+        unpack(classify_weights),
         images="results/crops/{fmt}/images.npy",
         index="results/crops/{fmt}/index.csv",
         train="results/split/train_f{frac}.csv",

@@ -23,6 +23,9 @@ wildcard_constraints:
 
 
 SYNTHETIC_DIR = "data/synthetic"
+# Files that name DICOM paths or PatientIDs (the ingest plan): never under results/, git-ignored.
+PRIVATE_DIR = "private"
+COHORT_PLAN = f"{PRIVATE_DIR}/cohort/plan.json"
 
 
 def cohort_paths():
@@ -117,6 +120,47 @@ def staging_targets():
         "results/staging/figures/confusion_matrices.png",
         *expand("results/staging/{model}/cam.png", model=STG_SINGLE),
     ]
+
+
+# --------------------------------------------------------------- pretrained weights
+from anapart import weights as W  # no torch import: only paths
+
+# One weights folder per run (classify.pretrained and staging.train.pretrained may both name it).
+_WEIGHT_FOLDERS = {
+    str(f)
+    for f in (
+        W.folder_of(config["classify"].get("pretrained", False)),
+        (
+            W.folder_of(STG.get("train", {}).get("pretrained", False))
+            if STAGING_ON
+            else None
+        ),
+    )
+    if f is not None
+}
+if len(_WEIGHT_FOLDERS) > 1:
+    raise ValueError(
+        f"classify.pretrained and staging.train.pretrained name different weights folders "
+        f"{sorted(_WEIGHT_FOLDERS)}; use one folder for both"
+    )
+WEIGHTS_DIR = next(iter(_WEIGHT_FOLDERS), "resources/weights")
+WEIGHT_NETS = sorted(set(NETS) | set(STG_MODELS))
+
+
+def weights_input(pretrained, net):
+    """``{"weights": file}`` when ``pretrained`` names a folder: the job waits for rule weights."""
+    folder = W.folder_of(pretrained)
+    return {"weights": str(W.file_in_folder(folder, net))} if folder else {}
+
+
+def classify_weights(wildcards):
+    return weights_input(config["classify"].get("pretrained", False), wildcards.net)
+
+
+def staging_weights(wildcards):
+    if wildcards.model not in STG_MODELS:  # the basic CNN trains from scratch
+        return {}
+    return weights_input(STG["train"].get("pretrained", False), wildcards.model)
 
 
 def done_message():

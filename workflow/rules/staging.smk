@@ -75,6 +75,7 @@ rule staging_split:
 
 rule staging_train:
     input:
+        unpack(staging_weights),
         images=f"results/staging/patches/{STG_MAIN}/images.npy",
         index=f"results/staging/patches/{STG_MAIN}/index.csv",
         train="results/staging/split/train.csv",
@@ -105,6 +106,7 @@ rule staging_train:
 
 rule staging_train_ablation:
     input:
+        unpack(staging_weights),
         images=f"results/staging/patches/{STG_OTHER}/images.npy",
         index=f"results/staging/patches/{STG_OTHER}/index.csv",
         train="results/staging/split/train.csv",

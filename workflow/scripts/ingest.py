@@ -1,17 +1,13 @@
-"""Glue: ingest the cohort into results/cohort (logic in anapart.cohort)."""
-from anapart.cohort import ingest
+"""Glue: ingest the cohort the preflight planned into results/cohort (logic in anapart.cohort)."""
+from anapart.cohort import ingest_plan
 from anapart.files import setup_logging
 
 setup_logging(snakemake.log[0])
-p, c = snakemake.params.paths, snakemake.params.cohort
-ingest(
-    p["dicom"],
-    p["labels"],
-    p["masks"],
+c = snakemake.params.cohort
+ingest_plan(
+    snakemake.input.plan,
     dict(snakemake.output),
     classes=snakemake.params.classes,
     field=c["field"],
-    salt=c["pseudonym_salt"],
-    percentiles=c.get("intensity_percentiles", (0.5, 99.5)),
-    mask_names=c.get("mask_names"),
+    percentiles=c["intensity_percentiles"],
 )
