@@ -31,8 +31,8 @@ def test_select_prefers_higher_dice_then_config_order():
         select({"unet": {"dice_mean": None}})
 
 
-SEG = dict(encoder="resnet18", encoder_weights=None, input_size=32, lr=1e-3, batch_size=8, epochs=5, seed=0,
-           hflip=True, threshold=0.5)
+SEG = dict(encoder="resnet18", encoder_weights=None, input_size=32, optimizer="rmsprop", lr=1e-3, batch_size=8,
+           epochs=5, seed=0, hflip=True, threshold=0.5)
 
 
 def test_segmentation_training_lowers_loss_and_writes_contract(cohort, run_ingest, tmp_path):
@@ -43,7 +43,7 @@ def test_segmentation_training_lowers_loss_and_writes_contract(cohort, run_inges
     metrics = train_segmenter(out, tmp_path / "patients.csv", "unet", SEG, tmp_path / "model.pt",
                               tmp_path / "metrics.json", device="cpu")
     hist = metrics["loss_history"]
-    assert len(hist) == 5 and hist[-1] < hist[0]
+    assert len(hist) == 5 and hist[-1] < 0.9 * hist[0]  # a margin no float path erases
     on_disk = json.loads((tmp_path / "metrics.json").read_text())
     assert {"dice_mean", "dice_sd", "n"} <= set(on_disk) and on_disk["n"] > 0
     assert 0.0 <= on_disk["dice_mean"] <= 1.0

@@ -270,7 +270,8 @@ def test_train_predict_and_ensemble_end_to_end(stg_cohort, tmp_path):
     lists = staging.split(idx, classes=STAGES, test_fraction=0.25, seed=0)
     lists["train"].to_csv(tmp_path / "train.csv", index=False)
     lists["test"].to_csv(tmp_path / "test.csv", index=False)
-    cfg = {"train": {"pretrained": False, "freeze_backbone": True, "lr": 1e-3, "batch_size": 8, "epochs": 2,
+    cfg = {"train": {"pretrained": False, "freeze_backbone": True, "optimizer": "adam", "lr": 1e-3, "batch_size": 8,
+                     "epochs": 2,
                      "input_size": 32, "seed": 0, "schedule": {"type": "exponential", "gamma": 0.5},
                      "augment": {"rotation": 10, "hflip": 0.5}},
            "basic_cnn": {"epochs": 2}}

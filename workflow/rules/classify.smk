@@ -17,6 +17,7 @@ rule classify_train:
         "logs/classify/{net}_{fmt}_f{frac}.log",
     benchmark:
         "logs/bench/classify_train/{net}_{fmt}_{frac}.tsv"
+    priority: PRIORITY["train"]
     conda:
         ENV
     threads: config["classify"].get("threads", 1)

@@ -18,6 +18,7 @@ rule cohort_check:
         "logs/cohort_check.log",
     benchmark:
         "logs/bench/cohort_check/all.tsv"
+    priority: PRIORITY["critical"]
     conda:
         ENV
     resources:
@@ -50,6 +51,7 @@ rule ingest:
         "logs/ingest.log",
     benchmark:
         "logs/bench/ingest/all.tsv"
+    priority: PRIORITY["critical"]
     conda:
         ENV
     resources:
@@ -71,6 +73,7 @@ rule split:
         "logs/split.log",
     benchmark:
         "logs/bench/split/all.tsv"
+    priority: PRIORITY["critical"]
     conda:
         ENV
     resources:

@@ -13,6 +13,9 @@ TRAIN_CFG = {
     if k not in ("nets", "formats", "threads", "preload_mb")
 }
 ENV = "../../envs/anapart.yaml"
+# Scheduling on a few local cores: study A's chain to the crops decides when its 36 classifiers can
+# start, so it goes first; the classifiers next; study B (independent of study A) fills free cores.
+PRIORITY = {"critical": 100, "train": 50}
 
 
 wildcard_constraints:

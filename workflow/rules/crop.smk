@@ -22,6 +22,7 @@ rule crops:
         "logs/crops.log",
     benchmark:
         "logs/bench/crops/all.tsv"
+    priority: PRIORITY["critical"]
     conda:
         ENV
     threads: 2

@@ -14,9 +14,10 @@ rule seg_train:
         "logs/seg_train_{arch}.log",
     benchmark:
         "logs/bench/seg_train/{arch}.tsv"
+    priority: PRIORITY["critical"]
     conda:
         ENV
-    threads: 2
+    threads: config["segment"]["threads"]
     resources:
         mem_mb=4000,
         runtime=120,
@@ -41,6 +42,7 @@ rule seg_select:
         "logs/seg_select.log",
     benchmark:
         "logs/bench/seg_select/all.tsv"
+    priority: PRIORITY["critical"]
     conda:
         ENV
     script:

@@ -8,6 +8,7 @@ rule synthetic_cohort:
         "logs/synthetic_cohort.log",
     benchmark:
         "logs/bench/synthetic_cohort/all.tsv"
+    priority: PRIORITY["critical"]
     conda:
         ENV
     resources:
