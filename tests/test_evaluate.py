@@ -104,6 +104,10 @@ def test_stratified_patient_bootstrap_keeps_each_class_patient_count():
     assert (plain.sum(1) == 10).all() and (plain[:, :2].sum(1) == 0).mean() > 0.05  # (8/10)^10 = 0.11 miss it
     with pytest.raises(KeyError, match="no stratum"):
         patient_weights(patients, {"p0": "rare"}, 5, seed=0)
+    # strata of one patient are pooled: otherwise that patient is redrawn every time and adds no spread
+    lone = {f"p{i}": f"class{i}" for i in range(10)}
+    pooled = patient_weights(patients, lone, 300, seed=0)[:, ::3]
+    assert (pooled.sum(1) == 10).all() and pooled.std(0).min() > 0.5
 
 
 def test_stratified_ci_uses_every_resample_where_the_plain_one_loses_a_class():

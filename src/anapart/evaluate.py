@@ -86,6 +86,8 @@ def patient_weights(patients, strata, n_boot: int, seed: int) -> np.ndarray:
     Within each stratum (the patient's class) as many patients are drawn with replacement as the
     stratum holds, so every resample keeps every class's patient count; a slice's weight is the
     number of times its patient was drawn. ``strata`` maps patient -> stratum (None: one stratum).
+    Strata of a single patient are pooled into one stratum: a lone patient redrawn in every
+    resample would add no variability and make the interval too narrow.
     """
     patients = np.asarray(patients)
     units, slice_unit = np.unique(patients, return_inverse=True)
@@ -96,7 +98,11 @@ def patient_weights(patients, strata, n_boot: int, seed: int) -> np.ndarray:
         missing = [u for u in units if u not in strata]
         if missing:
             raise KeyError(f"no stratum for {len(missing)} patient(s), e.g. {missing[0]}")
-        _, unit_stratum = np.unique([str(strata[u]) for u in units], return_inverse=True)
+        names = np.array([str(strata[u]) for u in units], dtype=object)
+        values, counts = np.unique(names, return_counts=True)
+        lone = set(values[counts == 1])
+        names = np.array(["\0pooled" if n in lone else n for n in names], dtype=object)
+        _, unit_stratum = np.unique(names, return_inverse=True)
     rng = np.random.default_rng(seed)
     counts = np.zeros((n_boot, len(units)))
     for k in range(unit_stratum.max() + 1):

@@ -1,4 +1,4 @@
-"""Study A's statistics over all classifiers (pingouin): ANOVA of the per-class AUCs, the paper's
+"""Study A's statistics over all classifiers (pingouin, imported where used): ANOVA of the per-class AUCs, the paper's
 group numbers, paired AUC differences between formats, and the aAUC bar chart.
 
 The paper grouped "the AUC of each model for each disease" by dataset and compared groups with a
@@ -21,7 +21,6 @@ import logging
 
 import numpy as np
 import pandas as pd
-import pingouin as pg
 
 log = logging.getLogger("anapart.stats")
 
@@ -58,6 +57,8 @@ def _pcol(a: pd.DataFrame) -> str:
 
 def oneway(data: pd.DataFrame, between: str, analysis: str, subset: str) -> pd.DataFrame:
     """The paper's one-way ANOVA: the AUCs of each level as independent groups."""
+    import pingouin as pg
+
     if data[between].nunique() < 2:
         return pd.DataFrame(columns=ANOVA_COLUMNS)
     a = pg.anova(data=data, dv="auc", between=between, detailed=False)
@@ -78,6 +79,8 @@ def complete_subjects(data: pd.DataFrame, within) -> pd.DataFrame:
 
 def repeated(data: pd.DataFrame, within, analysis: str, subset: str) -> pd.DataFrame:
     """Repeated-measures ANOVA (pingouin ``rm_anova``), subject = (network, class)."""
+    import pingouin as pg
+
     factors = [within] if isinstance(within, str) else list(within)
     data = complete_subjects(data, factors)
     if any(data[f].nunique() < 2 for f in factors) or data[SUBJECT].nunique() < 2:
@@ -100,6 +103,8 @@ def repeated(data: pd.DataFrame, within, analysis: str, subset: str) -> pd.DataF
 
 
 def _pairwise(data: pd.DataFrame, factor: str, subset: str, paired: bool) -> pd.DataFrame:
+    import pingouin as pg
+
     if paired:
         data = complete_subjects(data, factor)
     if data[factor].nunique() < 2 or (paired and data[SUBJECT].nunique() < 2):
