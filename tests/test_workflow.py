@@ -283,6 +283,7 @@ def test_cam_contracts_and_report(built):
     for p in scores:
         s = pd.read_csv(p)
         assert list(s.columns) == ["slice_id", "label", *SCORE_COLUMNS]
+        s = s.astype({c: float for c in SCORE_COLUMNS})  # the tiny models may have no correct lesion slice
         ok = s["score_continuous"].notna() & (s["chance"] < 1)
         assert np.allclose(s.loc[ok, "corrected"], (s.loc[ok, "score_continuous"] - s.loc[ok, "chance"])
                            / (1 - s.loc[ok, "chance"]))

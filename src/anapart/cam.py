@@ -64,12 +64,10 @@ def to_slice(cam_crop: np.ndarray, y0: int, x0: int, field: int) -> np.ndarray:
     The inverse of :func:`anapart.crop.extract`: parts of the window outside the slice (padding)
     are dropped.
     """
-    size = cam_crop.shape[0]
     out = np.zeros((field, field), dtype=np.float32)
-    ys, ye = max(y0, 0), min(y0 + size, field)
-    xs, xe = max(x0, 0), min(x0 + size, field)
-    if ys < ye and xs < xe:
-        out[ys:ye, xs:xe] = cam_crop[ys - y0:ye - y0, xs - x0:xe - x0]
+    ys, xs = clip_window(y0, x0, cam_crop.shape[0], field)
+    if ys.start < ys.stop and xs.start < xs.stop:
+        out[ys, xs] = cam_crop[ys.start - y0:ys.stop - y0, xs.start - x0:xs.stop - x0]
     return out
 
 
