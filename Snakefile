@@ -34,7 +34,9 @@ rule all:
         "results/crops/qc.csv",
         "results/tables/auc.csv",
         "results/tables/anova.csv",
-        "results/tables/cam_ttest.csv",
+        "results/tables/cam_tests.csv",
+        "results/tables/auc_groups.csv",
+        "results/tables/auc_pairs.csv",
         staging_targets(),
         (
             ["results/tables/cam_agreement.csv"]

@@ -108,13 +108,190 @@ def test_format_ttests_match_pingouin_on_known_data():
     scores = {("n1", "seg112", 100): frame(a1), ("n2", "seg112", 100): frame(a2),
               ("n1", "seg224", 100): frame(b1), ("n2", "seg224", 100): frame(b2),
               ("n1", "full", 100): frame(full), ("n2", "full", 100): pd.DataFrame(columns=frame([]).columns)}
-    tt = format_ttests(scores).set_index(["a", "b"])
+    pairs = [("seg112", "seg224"), ("seg112", "full"), ("seg224", "full")]
+    tt = format_ttests(scores, pairs).set_index(["fmt_a", "fmt_b"])
+    assert set(tt["unit"]) == {"paper"}
     ref = pg.ttest(np.array(a1 + a2), np.array(b1 + b2), paired=False).iloc[0]
     row = tt.loc[("seg112", "seg224")]
-    assert row["T"] == pytest.approx(ref["T"]) and row["p"] == pytest.approx(ref["p_val"])
-    assert row["dof"] == pytest.approx(ref["dof"]) and (row["n_a"], row["n_b"]) == (7, 7)
-    assert row["mean_a"] == pytest.approx(np.mean(a1 + a2))
-    assert set(tt.index) == {("seg112", "seg224"), ("seg112", "full"), ("seg224", "full")}
+    assert row["statistic"] == pytest.approx(ref["T"]) and row["p"] == pytest.approx(ref["p_val"])
+    assert row["df"] == pytest.approx(ref["dof"]) and row["n"] == 14
+    assert row["estimate"] == pytest.approx(np.mean(a1 + a2) - np.mean(b1 + b2))
+    assert set(tt.index) == set(pairs)
     summary = summarize(scores).set_index(["net", "fmt"])
     assert summary.loc[("n1", "seg112"), "score_mean"] == pytest.approx(np.mean(a1))
     assert summary.loc[("n2", "full"), "n"] == 0
+
+
+# --------------------------------------------------------------------------- chance level and corrected scores
+
+from anapart.cam import chance_level, corrected, window_scores  # noqa: E402
+from anapart.crop import crop_size  # noqa: E402
+
+FIELD = 128
+SIZES = {"seg112": 112, "seg224": 224}
+
+
+def _disc(field=FIELD, r=6, center=(64, 64)):
+    yy, xx = np.mgrid[:field, :field]
+    return (yy - center[0]) ** 2 + (xx - center[1]) ** 2 <= r * r
+
+
+def _windows(center=(64.0, 64.0)):
+    """Each format's window (y0, x0, size) around ``center`` at the test field, as the crops cut them."""
+    out = {}
+    for fmt in ("seg112", "seg224", "full"):
+        size = crop_size(fmt, FIELD, SIZES)
+        out[fmt] = (0, 0, FIELD) if fmt == "full" else (*window(center, size), size)
+    return out
+
+
+def _on_slice(crop_map, own):
+    return to_slice(crop_map, own[0], own[1], FIELD)
+
+
+def test_uninformative_map_scores_its_chance_level_and_zero_corrected_in_every_format():
+    les = _disc()
+    wins = _windows()
+    raw = {}
+    for fmt, own in wins.items():
+        uniform = _on_slice(np.ones((own[2], own[2]), np.float32), own)
+        s = window_scores(uniform, les, own, wins["seg112"], 0.5)
+        raw[fmt] = s["score_continuous"]
+        # the chance level is the lesion's share of the window, by hand
+        assert s["chance"] == pytest.approx(les.sum() / own[2] ** 2)
+        assert s["score_continuous"] == pytest.approx(s["chance"]) and s["corrected"] == pytest.approx(0.0, abs=1e-12)
+        assert s["common_corrected"] == pytest.approx(0.0, abs=1e-12)
+        assert s["common_chance"] == pytest.approx(les.sum() / 28 ** 2)  # one chance level for all formats
+    # raw scores favour the small window by construction: ~0.14 / 0.04 / 0.007 for no information at all
+    assert raw["seg112"] > 3 * raw["seg224"] > 9 * raw["full"]
+
+
+def test_map_exactly_on_the_lesion_gets_the_same_corrected_score_in_every_format():
+    les = _disc()
+    wins = _windows()
+    for fmt, own in wins.items():
+        y0, x0, size = own
+        crop, _ = extract(les.astype(np.float32), y0, x0, size)
+        s = window_scores(_on_slice(crop, own), les, own, wins["seg112"], 0.5)
+        assert s["score_continuous"] == 1.0 and s["corrected"] == 1.0 and s["common_corrected"] == 1.0, fmt
+
+
+def test_random_maps_score_about_zero_corrected_in_every_format():
+    from anapart.cam import resize_maps
+
+    les = _disc(r=8)
+    wins = _windows()
+    rng = np.random.default_rng(0)
+    for fmt, own in wins.items():
+        fine = rng.random((own[2], own[2])).astype(np.float32)  # pixel noise: half the window is bright
+        s = window_scores(_on_slice(fine, own), les, own, wins["seg112"], 0.5)
+        assert abs(s["corrected"]) < 0.05 and abs(s["common_corrected"]) < 0.15, fmt
+        coarse = resize_maps(rng.random((300, 4, 4)).astype(np.float32), own[2])  # Grad-CAM-like 4x4 blobs
+        coarse = (coarse - coarse.min(axis=(1, 2), keepdims=True)) / np.ptp(coarse, axis=(1, 2), keepdims=True)
+        c = [window_scores(_on_slice(m, own), les, own, wins["seg112"], 0.5)["corrected"] for m in coarse]
+        assert abs(np.nanmean(c)) < 0.05, (fmt, np.nanmean(c))
+
+
+def test_chance_counts_only_the_window_inside_the_slice():
+    les = np.zeros((40, 40), bool)
+    les[0:4, 0:4] = True
+    # a 16-px window at the corner: only its 8 x 8 part inside the slice is scored
+    assert chance_level(les, -8, -8, 16) == pytest.approx(16 / 64)
+    assert corrected(0.25, 0.25) == 0.0 and corrected(1.0, 0.25) == 1.0 and np.isnan(corrected(0.5, 1.0))
+    assert corrected(0.0, 0.5) == -1.0  # worse than chance: the map avoids the lesion
+
+
+# --------------------------------------------------------------------------- tests with the right unit
+
+def _slice_scores(seed=0, nets=("n1", "n2", "n3", "n4"), patients=6, effect=(0.3, 0.1, 0.0)):
+    """Per-slice scores of a balanced design: every network x format x patient x 2 slices."""
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    net_eff = {n: rng.normal(0, 0.05) for n in nets}
+    pat_eff = {p: rng.normal(0, 0.1) for p in range(patients)}
+    out = {}
+    for net in nets:
+        for fmt, eff in zip(("seg112", "seg224", "full"), effect):
+            rows = []
+            for p in range(patients):
+                for k in range(2):
+                    v = float(np.clip(0.3 + eff + net_eff[net] + pat_eff[p] + rng.normal(0, 0.05), 0, 1))
+                    rows.append({"slice_id": f"P{p}_{k:03d}", "label": "NPC", "score_binned": binned(v),
+                                 "score_continuous": v, "pointing": v, "chance": 0.1,
+                                 "corrected": (v - 0.1) / 0.9, "common_score": v, "common_chance": 0.1,
+                                 "common_corrected": (v - 0.1) / 0.9})
+            out[(net, fmt, 100)] = pd.DataFrame(rows)
+    return out
+
+
+def test_network_unit_is_a_paired_t_test_of_model_means_with_holm():
+    from scipy.stats import ttest_rel
+    from statsmodels.stats.multitest import multipletests
+
+    from anapart.cam import network_ttests, summarize
+
+    scores = _slice_scores()
+    pairs = [("seg112", "seg224"), ("seg112", "full"), ("seg224", "full")]
+    t = network_ttests(summarize(scores), pairs, scores=("score_continuous",)).set_index("contrast")
+    means = {k: v["score_continuous"].mean() for k, v in scores.items()}
+    nets = ["n1", "n2", "n3", "n4"]
+    ps = []
+    for a, b in pairs:
+        x = [means[(n, a, 100)] for n in nets]
+        y = [means[(n, b, 100)] for n in nets]
+        ref = ttest_rel(x, y)
+        row = t.loc[f"{a} - {b}"]
+        assert row["unit"] == "network" and row["n"] == 4 and row["df"] == 3
+        assert row["statistic"] == pytest.approx(ref.statistic) and row["p"] == pytest.approx(ref.pvalue)
+        assert row["estimate"] == pytest.approx(np.mean(x) - np.mean(y))
+        ps.append(ref.pvalue)
+    assert t["p_holm"].to_numpy() == pytest.approx(multipletests(ps, method="holm")[1])
+
+
+def test_mixed_model_contrasts_match_statsmodels_and_the_balanced_mean_difference():
+    import pandas as pd
+    import statsmodels.formula.api as smf
+
+    from anapart.cam import mixed_model
+
+    scores = _slice_scores(seed=1)
+    long = pd.concat([s.assign(net=n, fmt=f, frac=fr) for (n, f, fr), s in scores.items()], ignore_index=True)
+    long["patient"] = long["slice_id"].str.split("_").str[0]
+    pairs = [("seg112", "seg224"), ("seg112", "full"), ("seg224", "full")]
+    fit, out, _ = mixed_model(long, "score_continuous", pairs, "full")
+    # balanced crossed design: the GLS format contrast is the difference of the format means
+    m = long.groupby("fmt")["score_continuous"].mean()
+    for a, b in pairs:
+        assert out[(a, b)][0] == pytest.approx(m[a] - m[b], abs=1e-8)
+    # the same model fitted directly with statsmodels: contrasts against the reference are its coefficients
+    long["one"] = 1
+    ref = smf.mixedlm("score_continuous ~ C(fmt, Treatment(reference='full'))", long, groups="one", re_formula="0",
+                      vc_formula={"network": "0 + C(net)", "patient": "0 + C(patient)"}).fit(reml=True,
+                                                                                              method=["lbfgs"])
+    name = "C(fmt, Treatment(reference='full'))[T.seg112]"
+    assert out[("seg112", "full")][1] == pytest.approx(ref.tvalues[name], rel=1e-6)
+    assert out[("seg112", "full")][2] == pytest.approx(ref.pvalues[name], rel=1e-6)
+    assert fit.vcomp[1] > fit.vcomp[0] > 0  # patients vary more than networks here, as simulated
+
+
+def test_cam_tests_label_every_row_with_its_unit():
+    import pandas as pd
+
+    from anapart.cam import TEST_COLUMNS, cam_tests
+
+    scores = _slice_scores(seed=2)
+    ids = pd.concat([s["slice_id"] for s in scores.values()]).unique()
+    patient_of = pd.Series([i.split("_")[0] for i in ids], index=ids)
+    t = cam_tests(scores, patient_of, ["full", "seg112", "seg224"])
+    assert list(t.columns) == TEST_COLUMNS
+    assert set(t["unit"]) == {"network", "mixed", "paper"}
+    assert set(t.loc[t["unit"] == "paper", "score"]) == {"score_binned"}
+    assert set(t.loc[t["unit"] == "mixed", "score"]) == {"score_binned", "score_continuous", "corrected",
+                                                        "common_corrected"}
+    assert t.loc[t["unit"] != "paper", "p_holm"].notna().all() and t.loc[t["unit"] == "paper", "p_holm"].isna().all()
+    # a strong format effect is found by every unit; the paper's pseudo-replicated p is the smallest
+    sel = t[(t["contrast"] == "seg112 - full") & t["score"].isin(["score_binned"])].set_index("unit")
+    assert (sel["p"] < 0.05).all() and sel.loc["paper", "p"] < sel.loc["network", "p"]
+    with pytest.raises(KeyError, match="not in the manifest"):
+        cam_tests(scores, patient_of.iloc[1:], ["full", "seg112", "seg224"])

@@ -55,3 +55,136 @@ def test_evaluate_predictions_contract():
     m = evaluate_predictions(pred, manifest, CL, n_boot=20, seed=0)
     assert m["auc"] == {"a": 1.0, "b": 1.0, "c": 1.0} and m["aauc"] == 1.0 and m["accuracy"] == 1.0
     assert m["aauc_ci"] == [1.0, 1.0] and m["n_test_patients"] == 6
+
+
+# --------------------------------------------------------------------------- fast AUC, stratified and paired bootstraps
+
+from sklearn.metrics import roc_auc_score  # noqa: E402
+
+from anapart.evaluate import (auc_weighted, aauc_weighted, paired_delta_aauc, patient_weights,  # noqa: E402
+                              percentile_ci)
+
+
+def test_weighted_auc_is_sklearns_auc_with_ties_and_repeats():
+    rng = np.random.default_rng(0)
+    for trial in range(20):
+        n = int(rng.integers(5, 60))
+        y = rng.random(n) < rng.uniform(0.1, 0.9)
+        if y.all() or not y.any():
+            y[0], y[-1] = True, False
+        s = np.round(rng.random(n), int(rng.integers(1, 3)))  # 1-2 decimals: many ties
+        assert auc_weighted(y, s, np.ones(n))[0] == pytest.approx(roc_auc_score(y, s), abs=1e-12)
+        w = rng.integers(0, 4, size=n)
+        keep = np.repeat(np.arange(n), w)  # a resample: each slice as often as its weight
+        expected = roc_auc_score(y[keep], s[keep]) if 0 < y[keep].sum() < len(keep) else np.nan
+        got = auc_weighted(y, s, w[None])[0]
+        assert (np.isnan(got) and np.isnan(expected)) or got == pytest.approx(expected, abs=1e-12)
+    assert np.isnan(auc_weighted(np.ones(4, bool), np.arange(4.0), np.ones(4))[0])  # no negative: undefined
+
+
+def test_weighted_aauc_matches_the_point_estimate_on_a_resample():
+    rng = np.random.default_rng(1)
+    labels = rng.choice(CL, size=40)
+    probs = rng.dirichlet(np.ones(3), size=40).round(2)
+    w = rng.integers(0, 3, size=(5, 40))
+    for row in w:
+        keep = np.repeat(np.arange(40), row)
+        ref, _ = aauc(auc_per_class(labels[keep], probs[keep], CL))
+        assert aauc_weighted(labels, probs, CL, row[None])[0] == pytest.approx(ref, abs=1e-12)
+
+
+def test_stratified_patient_bootstrap_keeps_each_class_patient_count():
+    patients = np.repeat([f"p{i}" for i in range(10)], 3)
+    strata = {f"p{i}": ("rare" if i < 2 else "common") for i in range(10)}
+    w = patient_weights(patients, strata, 300, seed=0)
+    per_patient = w[:, ::3]  # one slice per patient: its draw count
+    assert (per_patient[:, :2].sum(1) == 2).all() and (per_patient[:, 2:].sum(1) == 8).all()
+    assert (per_patient[:, :2].sum(1) > 0).all()  # the rare class is never left out
+    plain = patient_weights(patients, None, 300, seed=0)[:, ::3]
+    assert (plain.sum(1) == 10).all() and (plain[:, :2].sum(1) == 0).mean() > 0.05  # (8/10)^10 = 0.11 miss it
+    with pytest.raises(KeyError, match="no stratum"):
+        patient_weights(patients, {"p0": "rare"}, 5, seed=0)
+    # strata of one patient are pooled: otherwise that patient is redrawn every time and adds no spread
+    lone = {f"p{i}": f"class{i}" for i in range(10)}
+    pooled = patient_weights(patients, lone, 300, seed=0)[:, ::3]
+    assert (pooled.sum(1) == 10).all() and pooled.std(0).min() > 0.5
+
+
+def test_stratified_ci_uses_every_resample_where_the_plain_one_loses_a_class():
+    rng = np.random.default_rng(2)
+    labels = np.array(["a"] * 20 + ["b"] * 20 + ["c"] * 2)  # class c: two patients
+    patients = np.array([f"a{i // 2}" for i in range(20)] + [f"b{i // 2}" for i in range(20)] + ["c0", "c1"])
+    strata = {p: p[0] for p in patients}
+    probs = rng.dirichlet(np.ones(3), size=len(labels))
+    lo, hi, used = bootstrap_aauc_ci(labels, probs, patients, CL, strata=strata, n_boot=200, seed=0)
+    assert used == 200 and lo <= hi
+
+
+def test_paired_delta_is_zero_for_one_model_and_matches_the_point_difference():
+    rng = np.random.default_rng(4)
+    labels = np.array(["a", "b", "c"] * 12)
+    patients = np.repeat(np.arange(12), 3)
+    strata = {p: "x" for p in range(12)}
+    good = np.eye(3)[[0, 1, 2] * 12] * 0.6 + rng.random((36, 3)) * 0.4
+    bad = rng.random((36, 3))
+    same = paired_delta_aauc(labels, good, good, patients, CL, strata=strata, n_boot=100, seed=0)
+    assert same["delta_aauc"] == 0 and (same["ci_low"], same["ci_high"]) == (0.0, 0.0) and same["p"] == 1.0
+    r = paired_delta_aauc(labels, good, bad, patients, CL, strata=strata, n_boot=300, seed=0)
+    ga, _ = aauc(auc_per_class(labels, good, CL))
+    gb, _ = aauc(auc_per_class(labels, bad, CL))
+    assert r["delta_aauc"] == pytest.approx(ga - gb) and r["ci_low"] > 0 and r["p"] == pytest.approx(2 / 301)
+    w = patient_weights(patients, strata, 300, seed=0)
+    d = aauc_weighted(labels, good, CL, w) - aauc_weighted(labels, bad, CL, w)
+    assert (r["ci_low"], r["ci_high"]) == pytest.approx(percentile_ci(d, 0.95))
+
+
+# --------------------------------------------------------------------------- study B per patient
+
+from anapart.evaluate import mcnemar_p, patient_predictions, patient_table  # noqa: E402
+
+
+def test_mcnemar_is_the_exact_binomial_test_of_discordant_pairs():
+    from scipy.stats import binomtest
+
+    a = np.array([1, 1, 1, 1, 1, 1, 0, 0, 1, 0], bool)
+    b = np.array([1, 0, 0, 0, 0, 1, 1, 0, 1, 0], bool)  # a right / b wrong: 4, the reverse: 1
+    assert mcnemar_p(a, b) == pytest.approx(binomtest(1, 5, 0.5).pvalue)
+    assert mcnemar_p(a, a) == 1.0
+
+
+def _stage_pred(p_iva, labels, patients):
+    p = np.asarray(p_iva, float)
+    return pd.DataFrame({"slice_id": [f"s{i}" for i in range(len(p))], "label": labels, "p_III": 1 - p, "p_IVa": p,
+                         "patient": patients})
+
+
+def test_patient_predictions_average_patch_probabilities():
+    pred = _stage_pred([0.9, 0.2, 0.2, 0.3, 0.8], ["IVa", "IVa", "IVa", "III", "III"], ["A", "A", "A", "B", "B"])
+    pp = patient_predictions(pred, ["III", "IVa"]).set_index("patient")
+    assert pp.loc["A", "p_IVa"] == pytest.approx((0.9 + 0.2 + 0.2) / 3) and pp.loc["A", "predicted"] == "III"
+    assert pp.loc["B", "p_IVa"] == pytest.approx(0.55) and pp.loc["B", "predicted"] == "IVa"
+    assert pp["n_patches"].tolist() == [3, 2]
+    with pytest.raises(ValueError, match="different stages"):
+        patient_predictions(pred.assign(label=["IVa", "III", "IVa", "III", "III"]), ["III", "IVa"])
+
+
+def test_patient_table_contract_and_unit():
+    # 8 patients, 4 per stage; patient P0 has 10 patches, the others 1: per patch P0 dominates
+    patients = ["P0"] * 10 + [f"P{i}" for i in range(1, 8)]
+    labels = ["IVa"] * 10 + ["IVa", "IVa", "IVa", "III", "III", "III", "III"]
+    ens = _stage_pred([0.9] * 10 + [0.8, 0.3, 0.7, 0.2, 0.1, 0.4, 0.6], labels, patients)
+    other = _stage_pred([0.2] * 10 + [0.8, 0.7, 0.7, 0.2, 0.1, 0.4, 0.3], labels, patients)
+    tnm = {"P0": "IVa", "P1": "III", "P2": "IVa", "P3": "IVa", "P4": "III", "P5": "III", "P6": "IVa", "P7": "III"}
+    t = patient_table({"ensemble": ens, "other": other}, ["III", "IVa"], tnm=tnm, tnm_simulated=True, n_boot=200,
+                      seed=0).set_index("method")
+    assert list(t.index) == ["ensemble", "other", "TNM staging"]
+    # by hand: per patch the ensemble wins (P0's 10 patches), per patient the other method does
+    assert t.loc["ensemble", "accuracy"] == pytest.approx(6 / 8) and t.loc["other", "accuracy"] == pytest.approx(7 / 8)
+    assert t.loc["ensemble", "patch_accuracy"] == pytest.approx(15 / 17)
+    assert t.loc["other", "patch_accuracy"] == pytest.approx(7 / 17)
+    assert t.loc["TNM staging", "accuracy"] == pytest.approx(6 / 8) and t.loc["TNM staging", "simulated"]
+    assert not t.loc["other", "simulated"] and np.isnan(t.loc["ensemble", "mcnemar_p"])
+    assert t.loc["other", "mcnemar_p"] == pytest.approx(mcnemar_p(
+        np.array([1, 1, 0, 1, 1, 1, 1, 0], bool), np.array([0, 1, 1, 1, 1, 1, 1, 1], bool)))
+    assert (t["ci_low"] <= t["accuracy"]).all() and (t["accuracy"] <= t["ci_high"]).all()
+    assert (t["n_patients"] == 8).all()

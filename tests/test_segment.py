@@ -21,14 +21,21 @@ def test_dice_known_overlaps():
     assert dice(np.zeros_like(a), np.zeros_like(a)) == 1.0
 
 
-def test_select_prefers_higher_dice_then_config_order():
-    m = {"unet": {"dice_mean": 0.80, "dice_sd": 0.1, "n": 5}, "deeplabv3": {"dice_mean": 0.90, "dice_sd": 0.1, "n": 5}}
-    assert select(m)["selected"] == "deeplabv3"
-    assert "deeplabv3 0.900 vs unet 0.800" in select(m)["reason"]
-    tie = {"unet": {"dice_mean": 0.8}, "deeplabv3": {"dice_mean": 0.8}}
-    assert select(tie)["selected"] == "unet"
-    with pytest.raises(ValueError):
-        select({"unet": {"dice_mean": None}})
+def _m(val, test):
+    return {"validation": {"dice_mean": val, "dice_sd": 0.1, "n": 5}, "test": {"dice_mean": test, "dice_sd": 0.1, "n": 7}}
+
+
+def test_select_uses_validation_dice_never_test_dice_then_config_order():
+    # deeplabv3 is better on validation, unet on test: validation decides
+    m = {"unet": _m(0.80, 0.95), "deeplabv3": _m(0.90, 0.70)}
+    choice = select(m)
+    assert choice["selected"] == "deeplabv3" and choice["chosen_on"] == "validation"
+    assert "deeplabv3 0.900 vs unet 0.800" in choice["reason"]
+    assert choice["candidates"]["unet"] == {"validation": {"dice_mean": 0.80, "dice_sd": 0.1, "n": 5},
+                                            "test": {"dice_mean": 0.95, "dice_sd": 0.1, "n": 7}}
+    assert select({"unet": _m(0.8, 0.1), "deeplabv3": _m(0.8, 0.9)})["selected"] == "unet"  # tie: config order
+    with pytest.raises(ValueError, match="validation"):
+        select({"unet": _m(None, 0.9)})
 
 
 SEG = dict(encoder="resnet18", encoder_weights=None, input_size=32, optimizer="rmsprop", lr=1e-3, batch_size=8,
@@ -38,15 +45,22 @@ SEG = dict(encoder="resnet18", encoder_weights=None, input_size=32, optimizer="r
 def test_segmentation_training_lowers_loss_and_writes_contract(cohort, run_ingest, tmp_path):
     _, out = run_ingest(cohort, field=32)
     manifest, _, _ = load_store(out)
-    split_patients(manifest, 0.25, seed=0, classes=CLASSES).to_csv(tmp_path / "patients.csv", index=False)
+    patients = split_patients(manifest, 0.25, seed=0, classes=CLASSES)
+    # the tiny cohort has one training patient per class, too few for a stratified share: hold out two by hand
+    patients["validation"] = patients["patient"].isin(patients.loc[patients["split"] == "train", "patient"][:2])
+    patients.to_csv(tmp_path / "patients.csv", index=False)
     torch.set_num_threads(2)
     metrics = train_segmenter(out, tmp_path / "patients.csv", "unet", SEG, tmp_path / "model.pt",
                               tmp_path / "metrics.json", device="cpu")
     hist = metrics["loss_history"]
     assert len(hist) == 5 and hist[-1] < 0.9 * hist[0]  # a margin no float path erases
     on_disk = json.loads((tmp_path / "metrics.json").read_text())
-    assert {"dice_mean", "dice_sd", "n"} <= set(on_disk) and on_disk["n"] > 0
-    assert 0.0 <= on_disk["dice_mean"] <= 1.0
+    val = set(patients.loc[patients["validation"], "patient"])
+    n_val = int(manifest["patient"].isin(val).sum())  # the tiny cohort annotates every slice
+    n_train = int(manifest["patient"].isin(set(patients.loc[patients["split"] == "train", "patient"]) - val).sum())
+    assert on_disk["validation"]["n"] == n_val > 0 and on_disk["n_train"] == n_train
+    assert on_disk["test"]["n"] == on_disk["n"] > 0 and on_disk["test"]["dice_mean"] == on_disk["dice_mean"]
+    assert 0.0 <= on_disk["dice_mean"] <= 1.0 and 0.0 <= on_disk["validation"]["dice_mean"] <= 1.0
     model, meta = training.load_model(tmp_path / "model.pt", build_model)
     assert meta["encoder_weights"] is None and meta["input_size"] == 32
 

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from anapart import CLASSES
-from anapart.cohort import assert_no_leakage, make_split, split_patients, training_subsets
+from anapart.cohort import assert_no_leakage, make_split, mark_validation, split_patients, training_subsets
 
 
 def fake_manifest(per_class_patients=(12, 5, 4, 3, 2, 9), slices=5, seed=0) -> pd.DataFrame:
@@ -37,6 +37,23 @@ def test_patient_split_is_stratified_and_disjoint():
         assert (g["split"] == "train").sum() >= 1
 
 
+def test_validation_patients_are_a_stratified_share_of_the_training_patients():
+    man = fake_manifest()
+    p = mark_validation(split_patients(man, 0.25, seed=1, classes=CLASSES), 0.2, seed=1, classes=CLASSES)
+    assert p["validation"].dtype == bool
+    assert (p.loc[p["validation"], "split"] == "train").all()  # never a test patient
+    for cls in CLASSES:
+        train = p[(p["group"] == cls) & (p["split"] == "train")]
+        n_val = int(train["validation"].sum())
+        expected = min(max(round(len(train) * 0.2), 1), len(train) - 1) if len(train) >= 2 else 0
+        assert n_val == expected, cls
+        assert (train["validation"] == False).sum() >= 1  # noqa: E712 - segmentation keeps training patients
+    again = mark_validation(split_patients(man, 0.25, seed=1, classes=CLASSES), 0.2, seed=1, classes=CLASSES)
+    assert again.equals(p)
+    # the test side is the same with or without validation patients
+    assert p["split"].tolist() == split_patients(man, 0.25, seed=1, classes=CLASSES)["split"].tolist()
+
+
 def test_nested_subsets_per_class():
     man = fake_manifest()
     train = man[["slice_id", "label"]]
@@ -50,15 +67,17 @@ def test_nested_subsets_per_class():
 
 def test_make_split_writes_consistent_files(tmp_path):
     man = fake_manifest()
-    make_split(man, _paths(tmp_path), classes=CLASSES, test_fraction=0.25, fractions=[100, 50, 25], seed=5)
+    make_split(man, _paths(tmp_path), classes=CLASSES, test_fraction=0.25, fractions=[100, 50, 25], seed=5,
+               validation_fraction=0.2)
     patients = pd.read_csv(tmp_path / "patients.csv")
+    assert list(patients.columns) == ["patient", "group", "split", "validation"] and patients["validation"].any()
     test = pd.read_csv(tmp_path / "test.csv")
     f100 = pd.read_csv(tmp_path / "train_f100.csv")
     side = patients.set_index("patient")["split"]
     of = man.set_index("slice_id")["patient"]
     assert (side[of[test["slice_id"]]] == "test").all()
     assert (side[of[f100["slice_id"]]] == "train").all()
-    assert len(test) + len(f100) == len(man)
+    assert len(test) + len(f100) == len(man)  # classifiers train on the validation patients too
     assert list(test.columns) == ["slice_id", "label"]
 
 
@@ -88,6 +107,8 @@ def test_leakage_is_detected():
     dup = pd.concat([p, p.iloc[[0]].assign(split="test" if p.iloc[0]["split"] == "train" else "train")])
     with pytest.raises(AssertionError):
         assert_no_leakage(dup, man, subs, test)
+    with pytest.raises(AssertionError, match="validation patient"):
+        assert_no_leakage(p.assign(validation=p["split"] == "test"), man, subs, test)
 
 
 def test_failed_split_leaves_nothing(tmp_path, monkeypatch):

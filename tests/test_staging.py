@@ -247,6 +247,9 @@ def test_tables_have_the_papers_rows():
     tnm = evaluate.tnm_metrics(idx, test, STAGES)
     assert tnm["n"] == 3 and tnm["accuracy"] == pytest.approx(1.0)
     assert evaluate.tnm_metrics(idx.assign(tnm_stage=""), test, STAGES) is None
+    t5 = evaluate.table_comparison({"TNM staging": tnm, "radiomics": m, "ensemble": m}, STAGES,
+                                   simulated={"TNM staging"})
+    assert t5.loc[t5["simulated"], "method"].unique().tolist() == ["TNM staging"] and len(t5) == 6
 
 
 def test_augmentation_rotates_shears_zooms_within_the_patch():

@@ -1,51 +1,155 @@
 import numpy as np
 import pandas as pd
 import pytest
-import statsmodels.api as sm
-from statsmodels.formula.api import ols
+from scipy import stats as sps
 
-from anapart.stats import anova_tables, auc_long, model_table, oneway, twoway
+from anapart.stats import (anova_tables, auc_groups, auc_long, auc_pairs, format_pairs, model_table, oneway,
+                           repeated)
 
 
 def test_oneway_matches_hand_computation():
-    # groups 1-2-3 / 4-5-6 / 7-8-9: SSB = 3*(16+0+16)... means 2, 5, 8, grand 5 -> SSB = 54, SSW = 6
+    # groups 1-2-3 / 4-5-6 / 7-8-9: means 2, 5, 8, grand 5 -> SSB = 3*(9+0+9) = 54, SSW = 6
     data = pd.DataFrame({"auc": [1, 2, 3, 4, 5, 6, 7, 8, 9], "fmt": list("aaabbbccc")})
     row = oneway(data, "fmt", "format_within_fraction", "frac=100").iloc[0]
-    assert (row.df_effect, row.df_error) == (2, 6)
+    assert row.design == "paper" and (row.df_effect, row.df_error) == (2, 6)
     assert row.F == pytest.approx((54 / 2) / (6 / 6))
-    from scipy.stats import f
-
-    assert row.p == pytest.approx(f.sf(27.0, 2, 6))
+    assert row.p == pytest.approx(sps.f.sf(27.0, 2, 6))
 
 
-def test_twoway_matches_statsmodels():
-    rng = np.random.default_rng(0)
-    rows = [(fmt, frac, 0.8 + 0.05 * (fmt == "seg112") - 0.1 * (frac == "25") + rng.normal(0, 0.03))
-            for fmt in ("full", "seg112", "seg224") for frac in ("100", "25") for _ in range(4)]
-    data = pd.DataFrame(rows, columns=["fmt", "frac", "auc"])
-    ours = twoway(data).set_index("source")
-    ref = sm.stats.anova_lm(ols("auc ~ C(fmt) * C(frac)", data=data).fit(), typ=2)
-    assert ours.loc["fmt", "F"] == pytest.approx(ref.loc["C(fmt)", "F"], rel=1e-6)
-    assert ours.loc["frac", "F"] == pytest.approx(ref.loc["C(frac)", "F"], rel=1e-6)
-    assert ours.loc["fmt x frac", "p"] == pytest.approx(ref.loc["C(fmt):C(frac)", "PR(>F)"], rel=1e-6)
-    assert ours.loc["fmt", "df_error"] == ref.loc["Residual", "df"]
+def _rm_data(seed=0, n_subjects=6):
+    rng = np.random.default_rng(seed)
+    rows = []
+    for s in range(n_subjects):
+        base = rng.normal(0.8, 0.08)  # subjects differ a lot: the repeated design removes that
+        for fmt, shift in (("full", 0.0), ("seg112", 0.03), ("seg224", 0.01)):
+            rows.append((f"n{s % 2}|c{s}", fmt, base + shift + rng.normal(0, 0.01)))
+    return pd.DataFrame(rows, columns=["subject", "fmt", "auc"])
 
 
-def test_tables_from_model_metrics():
-    classes = ["a", "b"]
+def test_repeated_measures_anova_matches_hand_computation_and_statsmodels():
+    from statsmodels.stats.anova import AnovaRM
+
+    data = _rm_data()
+    row = repeated(data, "fmt", "format_within_fraction", "frac=100").iloc[0]
+    # by hand: SS_total = SS_format + SS_subject + SS_error
+    y = data.pivot(index="subject", columns="fmt", values="auc").to_numpy()
+    n, k = y.shape
+    grand = y.mean()
+    ss_fmt = n * ((y.mean(0) - grand) ** 2).sum()
+    ss_subj = k * ((y.mean(1) - grand) ** 2).sum()
+    ss_err = ((y - grand) ** 2).sum() - ss_fmt - ss_subj
+    f_hand = (ss_fmt / (k - 1)) / (ss_err / ((k - 1) * (n - 1)))
+    assert row.design == "repeated_measures" and (row.df_effect, row.df_error) == (k - 1, (k - 1) * (n - 1))
+    assert row.F == pytest.approx(f_hand, rel=1e-9)
+    assert row.p == pytest.approx(sps.f.sf(f_hand, k - 1, (k - 1) * (n - 1)), rel=1e-9)
+    ref = AnovaRM(data, "auc", "subject", within=["fmt"]).fit().anova_table
+    assert row.F == pytest.approx(ref.loc["fmt", "F Value"], rel=1e-9)
+    assert row.p == pytest.approx(ref.loc["fmt", "Pr > F"], rel=1e-9)
+    assert 0 < row.p_gg <= 1 and 0.5 <= row.eps <= 1
+    # the paper's between-groups ANOVA of the same numbers cannot see the format effect
+    assert oneway(data, "fmt", "x", "y").iloc[0].p > 0.2 > 0.001 > row.p
+
+
+def test_two_way_repeated_measures_matches_statsmodels():
+    from statsmodels.stats.anova import AnovaRM
+
+    rng = np.random.default_rng(3)
+    rows = [(f"s{s}", fmt, frac, 0.8 + 0.04 * (fmt == "seg112") - 0.08 * (frac == "25") + rng.normal(0, 0.03)
+             + 0.05 * s / 5) for s in range(5) for fmt in ("full", "seg112", "seg224") for frac in ("100", "25")]
+    data = pd.DataFrame(rows, columns=["subject", "fmt", "frac", "auc"])
+    ours = repeated(data, ["fmt", "frac"], "format_x_fraction", "all").set_index("source")
+    ref = AnovaRM(data, "auc", "subject", within=["fmt", "frac"]).fit().anova_table
+    for src, ref_src in (("fmt", "fmt"), ("frac", "frac"), ("fmt x frac", "fmt:frac")):
+        assert ours.loc[src, "F"] == pytest.approx(ref.loc[ref_src, "F Value"], rel=1e-6)
+        assert ours.loc[src, "p"] == pytest.approx(ref.loc[ref_src, "Pr > F"], rel=1e-6)
+        assert ours.loc[src, "df_error"] == ref.loc[ref_src, "Den DF"]
+
+
+def _tables():
+    classes = ["a", "b", "c"]
     metrics = {}
     rng = np.random.default_rng(1)
-    for net in ("n1", "n2"):
+    for net in ("n1", "n2", "n3"):
         for fmt in ("full", "seg112"):
             for frac in (100, 25):
                 auc = {c: float(rng.uniform(0.5, 1)) for c in classes}
                 metrics[(net, fmt, frac)] = {"aauc": np.mean(list(auc.values())), "aauc_sd": 0.1,
                                              "aauc_ci": [0.4, 0.9], "auc": auc, "accuracy": 0.5}
-    table = model_table(metrics, classes)
-    assert len(table) == 8 and list(table.columns[:3]) == ["net", "fmt", "frac"]
+    return model_table(metrics, classes), classes
+
+
+def test_tables_hold_both_designs_and_paired_posthoc():
+    table, classes = _tables()
+    assert len(table) == 12 and list(table.columns[:3]) == ["net", "fmt", "frac"]
     long = auc_long(table, classes)
-    assert len(long) == 16 and set(long["cls"]) == {"a", "b"}
+    assert len(long) == 36 and set(long["cls"]) == set(classes) and long["subject"].nunique() == 9
     anova, posthoc = anova_tables(long)
+    assert set(anova["design"]) == {"repeated_measures", "paper"}
     assert set(anova["analysis"]) == {"format_within_fraction", "fraction_within_format", "format_x_fraction"}
+    assert set(anova.loc[anova["analysis"] == "format_x_fraction", "design"]) == {"repeated_measures"}
     assert (anova["p"].between(0, 1)).all()
-    assert {"p_corr", "subset", "factor"} <= set(posthoc.columns)
+    assert {"p_corr", "subset", "factor", "design"} <= set(posthoc.columns)
+    # the repeated-measures post-hoc is a paired t-test on the same (network, class) subjects
+    sub = long[long["frac"] == "100"]
+    wide = sub.pivot(index="subject", columns="fmt", values="auc")
+    row = posthoc[(posthoc["design"] == "repeated_measures") & (posthoc["subset"] == "frac=100")].iloc[0]
+    ref = sps.ttest_rel(wide[row["A"]], wide[row["B"]])
+    assert row["T"] == pytest.approx(ref.statistic) and row["p_unc"] == pytest.approx(ref.pvalue)
+    assert bool(row["Paired"])
+    paper = posthoc[(posthoc["design"] == "paper") & (posthoc["subset"] == "frac=100")].iloc[0]
+    assert paper["p_unc"] == pytest.approx(sps.ttest_ind(wide[paper["A"]], wide[paper["B"]]).pvalue)
+
+
+def test_holm_over_three_formats_matches_statsmodels():
+    from statsmodels.stats.multitest import multipletests
+
+    data = _rm_data(seed=5, n_subjects=8).assign(frac="100", net="n", cls="c")
+    _, posthoc = anova_tables(data)
+    rm = posthoc[posthoc["design"] == "repeated_measures"]
+    assert len(rm) == 3
+    assert rm["p_corr"].to_numpy() == pytest.approx(multipletests(rm["p_unc"], method="holm")[1])
+
+
+def test_group_numbers_are_mean_and_sd_over_network_class_aucs():
+    table, classes = _tables()
+    groups = auc_groups(table, classes).set_index(["fmt", "frac"])
+    sub = table[(table["fmt"] == "seg112") & (table["frac"] == 100)]
+    values = sub[[f"auc_{c}" for c in classes]].to_numpy().ravel()
+    g = groups.loc[("seg112", 100)]
+    assert g["n_auc"] == 9 and g["mean"] == pytest.approx(values.mean())
+    assert g["sd"] == pytest.approx(values.std(ddof=1))
+    assert g["aauc_sd_networks"] == pytest.approx(sub["aauc"].std(ddof=1))
+    assert g["n_networks"] == 3
+
+
+def test_format_pairs_go_from_the_smallest_window():
+    assert format_pairs(["full", "seg112", "seg224"]) == [("seg112", "seg224"), ("seg112", "full"),
+                                                           ("seg224", "full")]
+
+
+def test_auc_pairs_table():
+    rng = np.random.default_rng(0)
+    classes = ["a", "b"]
+    n = 24
+    labels = np.array(["a", "b"] * (n // 2))
+    patients = pd.Series([f"P{i // 2}" for i in range(n)], index=[f"s{i}" for i in range(n)])
+    strata = {p: "a" if int(p[1:]) % 2 else "b" for p in patients.unique()}
+
+    def pred(p_a):
+        return pd.DataFrame({"slice_id": patients.index, "label": labels, "p_a": p_a, "p_b": 1 - p_a})
+
+    good = pred(np.where(labels == "a", 0.7, 0.3) + rng.normal(0, 0.1, n))
+    noise = pred(rng.random(n))
+    preds = {("net", "seg112", 100): good, ("net", "full", 100): noise.iloc[::-1].reset_index(drop=True)}
+    t = auc_pairs(preds, patients, strata, classes, ["full", "seg112"], n_boot=200, seed=0)
+    assert list(t.columns[:8]) == ["net", "frac", "fmt_a", "fmt_b", "delta_aauc", "ci_low", "ci_high", "p"]
+    row = t.iloc[0]
+    assert (row.fmt_a, row.fmt_b) == ("seg112", "full")
+    from sklearn.metrics import roc_auc_score
+
+    expected = roc_auc_score(labels == "a", good["p_a"]) - roc_auc_score(noise["label"] == "a", noise["p_a"])
+    assert row.delta_aauc == pytest.approx(expected)  # slices matched by id, not by row order
+    assert row.ci_low <= row.delta_aauc <= row.ci_high and row.n_patients == 12
+    bad = {("net", "seg112", 100): good, ("net", "full", 100): noise.iloc[:-1]}
+    with pytest.raises(ValueError, match="same test slices"):
+        auc_pairs(bad, patients, strata, classes, ["full", "seg112"], n_boot=10, seed=0)

@@ -61,7 +61,7 @@ def built(tmp_path_factory) -> Path:
     snakemake(wd, "results/split/patients.csv")
     snakemake(wd, "results/crops/qc.csv", "results/seg/qc_examples.png")
     snakemake(wd, "results/tables/anova.csv")
-    snakemake(wd, "results/tables/cam_ttest.csv")
+    snakemake(wd, "results/tables/cam_tests.csv", "results/tables/auc_pairs.csv")
     # study B, then everything else of `all` (nothing of study A may be redone)
     snakemake(wd, "results/staging/tables/table5_comparison.csv")
     proc = snakemake(wd)
@@ -77,6 +77,7 @@ def test_dag_builds_cohort_ingests_and_splits(built):
     assert len(man) == len(labels)
     patients = pd.read_csv(built / "results" / "split" / "patients.csv")
     assert set(patients["split"]) == {"train", "test"}
+    assert patients["validation"].any() and (patients.loc[patients["validation"], "split"] == "train").all()
     assert set(patients["patient"]) == set(man["patient"])
     for f in ("logs/synthetic_cohort.log", "logs/ingest.log", "logs/split.log"):
         assert (built / f).stat().st_size > 0
@@ -146,13 +147,18 @@ def test_segmentation_and_crop_contracts(built):
 
     import numpy as np
 
+    sel = json.loads((built / "results/seg/selected.json").read_text())
     for arch in ("unet", "deeplabv3"):
         assert (built / f"results/seg/{arch}/model.pt").stat().st_size > 0
         m = json.loads((built / f"results/seg/{arch}/metrics.json").read_text())
-        assert {"dice_mean", "dice_sd", "n"} <= set(m)
+        assert {"dice_mean", "dice_sd", "n", "validation", "test"} <= set(m)
+        assert m["validation"]["n"] > 0 and m["test"]["n"] > 0
         assert not (built / f"results/seg/{arch}/checkpoint.partial.pt").exists()
-    sel = json.loads((built / "results/seg/selected.json").read_text())
-    assert sel["selected"] in ("unet", "deeplabv3") and sel["reason"]
+        for side in ("validation", "test"):
+            assert sel["candidates"][arch][side] == {k: m[side][k] for k in ("dice_mean", "dice_sd", "n")}
+    assert sel["selected"] in ("unet", "deeplabv3") and sel["reason"] and sel["chosen_on"] == "validation"
+    best = max(sel["candidates"], key=lambda a: sel["candidates"][a]["validation"]["dice_mean"])
+    assert sel["selected"] == best
     man = pd.read_csv(built / "results/cohort/manifest.csv")
     sides = {"full": 64, "seg112": 14, "seg224": 28}  # test field 64: 112/512 and 224/512 of it
     for fmt, side in sides.items():
@@ -198,7 +204,26 @@ def test_classifier_contracts_and_tables(built):
         assert (d / "model.pt").stat().st_size > 0 and (d / "roc.png").stat().st_size > 0
     anova = pd.read_csv(built / "results/tables/anova.csv")
     assert {"format_within_fraction", "fraction_within_format", "format_x_fraction"} <= set(anova["analysis"])
+    assert set(anova["design"]) == {"repeated_measures", "paper"}
     assert anova["p"].between(0, 1).all()
+    posthoc = pd.read_csv(built / "results/tables/posthoc.csv")
+    assert set(posthoc["design"]) == {"repeated_measures", "paper"}
+    groups = pd.read_csv(built / "results/tables/auc_groups.csv")
+    assert list(groups.columns[:5]) == ["fmt", "frac", "n_auc", "mean", "sd"] and len(groups) == 9
+    assert (groups["n_auc"] <= len(nets) * len(classes)).all()
+    row = auc[(auc["fmt"] == "seg112") & (auc["frac"] == 100)]
+    values = row[[f"auc_{c}" for c in classes]].to_numpy().ravel()
+    values = values[~np.isnan(values)]
+    g = groups[(groups["fmt"] == "seg112") & (groups["frac"] == 100)].iloc[0]
+    assert g["mean"] == pytest.approx(values.mean(), abs=1e-3) and g["sd"] == pytest.approx(values.std(ddof=1), abs=1e-3)
+    pairs = pd.read_csv(built / "results/tables/auc_pairs.csv")
+    assert list(pairs.columns[:8]) == ["net", "frac", "fmt_a", "fmt_b", "delta_aauc", "ci_low", "ci_high", "p"]
+    assert len(pairs) == len(nets) * 3 * 3 and pairs["p"].between(0, 1).all()
+    assert (pairs["ci_low"] <= pairs["delta_aauc"] + 1e-9).all() and (pairs["delta_aauc"] <= pairs["ci_high"] + 1e-9).all()
+    one = pairs[(pairs["net"] == nets[0]) & (pairs["frac"] == 100) & (pairs["fmt_a"] == "seg112")
+                & (pairs["fmt_b"] == "full")].iloc[0]
+    a = auc[(auc["net"] == nets[0]) & (auc["frac"] == 100)].set_index("fmt")["aauc"]
+    assert one["delta_aauc"] == pytest.approx(a["seg112"] - a["full"], abs=1e-3)
 
 
 def test_rerunning_one_model_rebuilds_only_it_and_its_tables(built):
@@ -237,7 +262,7 @@ def test_rerunning_one_model_rebuilds_only_it_and_its_tables(built):
     snakemake(built, target, "--rerun-triggers", "mtime", "input", "params")
     changed = {p.relative_to(built).as_posix() for p in (built / "results").rglob("*")
                if p.is_file() and before.get(p) != p.stat().st_mtime_ns}
-    assert changed == {f"{rel}/metrics.json", f"{rel}/roc.png", "results/tables/auc.csv",
+    assert changed == {f"{rel}/metrics.json", f"{rel}/roc.png", "results/tables/auc.csv", "results/tables/auc_groups.csv",
                        "results/figures/aauc_bars.png", "results/tables/anova.csv", "results/tables/posthoc.csv"}
 
 
@@ -253,14 +278,30 @@ def test_default_config_plans_36_classifiers():
 def test_cam_contracts_and_report(built):
     scores = sorted((built / "results/cam").glob("*/*/f100/scores.csv"))
     assert len(scores) == 2 * 3  # test config: 2 nets x 3 formats at 100%
+    from anapart.cam import SCORE_COLUMNS
+
     for p in scores:
-        assert list(pd.read_csv(p).columns) == ["slice_id", "label", "score_binned", "score_continuous", "pointing"]
+        s = pd.read_csv(p)
+        assert list(s.columns) == ["slice_id", "label", *SCORE_COLUMNS]
+        s = s.astype({c: float for c in SCORE_COLUMNS})  # the tiny models may have no correct lesion slice
+        ok = s["score_continuous"].notna() & (s["chance"] < 1)
+        assert np.allclose(s.loc[ok, "corrected"], (s.loc[ok, "score_continuous"] - s.loc[ok, "chance"])
+                           / (1 - s.loc[ok, "chance"]))
+    # chance levels: the lesion's share of each format's window, largest for the smallest window
     summary = pd.read_csv(built / "results/tables/cam_scores.csv")
-    assert len(summary) == 6 and {"score_mean", "score_sd", "binned_mean"} <= set(summary.columns)
-    assert (built / "results/tables/cam_ttest.csv").exists()
+    assert len(summary) == 6
+    assert {"n", "score_mean", "score_sd", "chance_mean", "corrected_mean", "corrected_sd", "binned_mean",
+            "common_corrected_mean"} <= set(summary.columns)
+    chance = summary.groupby("fmt")["chance_mean"].mean()
+    if chance.notna().all():
+        assert chance["seg112"] > chance["seg224"] > chance["full"]
+    tests = pd.read_csv(built / "results/tables/cam_tests.csv")
+    assert set(tests["unit"]) == {"network", "mixed", "paper"}
+    assert {"contrast", "statistic", "p", "p_holm"} <= set(tests.columns)
+    assert not (built / "results/tables/cam_ttest.csv").exists()
     snakemake(built, "--report", "report.html")
     html = (built / "report.html").read_text(errors="replace")
-    assert "auc.csv" in html and "anova.csv" in html and "cam_scores.csv" in html
+    assert "auc.csv" in html and "anova.csv" in html and "cam_scores.csv" in html and "cam_tests.csv" in html
 
 
 STAGING_METHODS = ["resnet50", "densenet121", "basic_cnn", "ensemble", "radiomics"]
@@ -295,6 +336,18 @@ def test_staging_contracts_and_tables(built):
     assert set(t5["method"]) == {"TNM staging", "radiomics", "ensemble"}
     ens_m = json.loads((built / "results/staging/ensemble/metrics.json").read_text())
     assert t4.loc[t4["method"] == "ensemble", "accuracy"].iloc[0] == pytest.approx(ens_m["accuracy"], abs=1e-3)
+    assert set(t5.loc[t5["simulated"], "method"]) == {"TNM staging"}  # the demo's TNM column is generated
+    pts = pd.read_csv(built / "results/staging/tables/patients.csv").set_index("method")
+    assert {"accuracy", "ci_low", "ci_high", "mcnemar_p"} <= set(pts.columns)
+    assert set(pts.index) == set(STAGING_METHODS) | {"TNM staging"} and bool(pts.loc["TNM staging", "simulated"])
+    n_patients = index.set_index("slice_id").loc[test["slice_id"], "patient"].nunique()
+    assert (pts["n_patients"] == n_patients).all() and np.isnan(pts.loc["ensemble", "mcnemar_p"])
+    assert pts.drop(index="ensemble")["mcnemar_p"].between(0, 1).all()
+    assert ((pts["ci_low"] <= pts["accuracy"]) & (pts["accuracy"] <= pts["ci_high"])).all()
+    assert pts.loc["ensemble", "patch_accuracy"] == pytest.approx(ens_m["accuracy"], abs=1e-3)
+    # radiomics reads the patches without CLAHE (staging.radiomics.preprocessing: raw)
+    info = json.loads((built / "results/staging/radiomics/model.json").read_text())
+    assert info["patches"] == "results/staging/patches/raw"
     # CAM per model, patients pseudonymised, patches of one patient on one side only
     for m in ("resnet50", "densenet121", "basic_cnn"):
         assert (built / f"results/staging/{m}/cam.png").stat().st_size > 0
@@ -332,14 +385,16 @@ def test_report_renders_in_headless_chromium(built, tmp_path):
         assert category in front, f"report did not render category {category}: {front[:500]}"
     # open a category as a reader's click does (the report app's own showCategory) and read the list
     expected = {("Statistics", None): ["results/tables/anova.csv", "results/tables/posthoc.csv",
-                                       "results/tables/cam_ttest.csv"],
-                ("Classification", "Other"): ["results/tables/auc.csv", "results/figures/aauc_bars.png"],
+                                       "results/tables/cam_tests.csv", "results/tables/auc_pairs.csv"],
+                ("Classification", "Other"): ["results/tables/auc.csv", "results/tables/auc_groups.csv",
+                                              "results/figures/aauc_bars.png"],
                 ("Interpretability", "Other"): ["results/tables/cam_scores.csv"],
                 ("Segmentation", None): ["results/seg/qc_examples.png", "results/seg/selected.json"],
                 ("QC", None): ["results/crops/qc.csv", "results/cohort/ingest.json"],
                 ("Staging", "Tables"): ["results/staging/tables/table3_preprocessing.csv",
                                         "results/staging/tables/table4_models.csv",
                                         "results/staging/tables/table5_comparison.csv",
+                                        "results/staging/tables/patients.csv",
                                         "results/staging/figures/confusion_matrices.png"]}
     end = html.rfind("</body>")
     for (category, sub), tables in expected.items():

@@ -1,4 +1,4 @@
-"""Grad-CAM maps and an objective version of the paper's 0/0.25/0.5/0.75/1 CAM score.
+"""Grad-CAM maps and an objective, chance-corrected version of the paper's 0/0.25/0.5/0.75/1 CAM score.
 
 The paper's readers scored how much of a map's bright area lies on the lesion. Here the bright
 area is the map at or above ``threshold`` (maps are scaled to [0, 1] per image by
@@ -6,6 +6,19 @@ pytorch-grad-cam); the continuous score is the share of that area inside the les
 the nearest quarter for the paper's scale; the pointing value is the share of the map's energy
 (sum) on the lesion. Maps of crops are placed back on the slice through the crop window, so
 every format is scored against the same slice-level lesion mask.
+
+That share has a chance level: a map that carries no information (uniform over its window)
+scores exactly the lesion's share of the scored area, the crop window's part inside the slice.
+A lesion fills far more of a 112-pixel window than of the full slice, so raw scores favour small
+windows whatever the model learned. Every score therefore comes with its ``chance`` and the
+chance-corrected ``corrected = (score - chance) / (1 - chance)`` (0: no better than an
+uninformative map, 1: all bright area on the lesion). Every format is also scored inside one
+common window (the smallest format's window, seg112, placed on the slice) on the same pixel grid,
+where all formats share one chance level (``common_*`` columns).
+
+Tests between formats use the right unit (:func:`cam_tests`): paired t-tests of the per-model mean
+scores (the network is the unit), a mixed model with random network and patient effects, and the
+paper's pooled independent t-test on slices, kept and labelled ``paper``.
 """
 
 from __future__ import annotations
@@ -14,12 +27,13 @@ import logging
 
 import numpy as np
 import pandas as pd
-import torch
-import torch.nn.functional as F
 
 log = logging.getLogger("anapart.cam")
 
 SCALE = np.array([0.0, 0.25, 0.5, 0.75, 1.0])
+SCORE_COLUMNS = ["score_binned", "score_continuous", "pointing", "chance", "corrected", "common_score",
+                 "common_chance", "common_corrected"]
+TESTED = ("score_binned", "score_continuous", "corrected", "common_corrected")  # what the network-unit and mixed tests compare
 
 
 def bright_share(cam: np.ndarray, lesion: np.ndarray, threshold: float) -> float:
@@ -50,17 +64,53 @@ def to_slice(cam_crop: np.ndarray, y0: int, x0: int, field: int) -> np.ndarray:
     The inverse of :func:`anapart.crop.extract`: parts of the window outside the slice (padding)
     are dropped.
     """
-    size = cam_crop.shape[0]
     out = np.zeros((field, field), dtype=np.float32)
-    ys, ye = max(y0, 0), min(y0 + size, field)
-    xs, xe = max(x0, 0), min(x0 + size, field)
-    if ys < ye and xs < xe:
-        out[ys:ye, xs:xe] = cam_crop[ys - y0:ye - y0, xs - x0:xe - x0]
+    ys, xs = clip_window(y0, x0, cam_crop.shape[0], field)
+    if ys.start < ys.stop and xs.start < xs.stop:
+        out[ys, xs] = cam_crop[ys.start - y0:ys.stop - y0, xs.start - x0:xs.stop - x0]
     return out
 
 
-def resolve_layer(model: torch.nn.Module, path: str) -> torch.nn.Module:
+def clip_window(y0: int, x0: int, size: int, field: int) -> tuple[slice, slice]:
+    """The part of window (y0, x0, size) that lies inside a ``field`` x ``field`` slice."""
+    return slice(max(y0, 0), min(y0 + size, field)), slice(max(x0, 0), min(x0 + size, field))
+
+
+def chance_level(lesion: np.ndarray, y0: int, x0: int, size: int) -> float:
+    """What a map without information scores in this window: the lesion's share of the window's
+    part inside the slice (a uniform map's bright area is that whole part)."""
+    ys, xs = clip_window(y0, x0, size, lesion.shape[0])
+    area = lesion[ys, xs]
+    return float(area.mean()) if area.size else float("nan")
+
+
+def corrected(score: float, chance: float) -> float:
+    """(score - chance) / (1 - chance): 0 for an uninformative map, 1 for all bright area on the lesion."""
+    if np.isnan(score) or np.isnan(chance) or chance >= 1:
+        return float("nan")
+    return float((score - chance) / (1 - chance))
+
+
+def window_scores(slice_map: np.ndarray, lesion: np.ndarray, own: tuple[int, int, int],
+                  common: tuple[int, int, int], threshold: float) -> dict:
+    """Every score of one slice-level map: in its own crop window and in the common window.
+
+    ``own`` and ``common`` are windows (y0, x0, size) on the slice; the map is zero outside its own
+    window, so its bright share over the slice is its bright share in that window.
+    """
+    s = bright_share(slice_map, lesion, threshold)
+    ch = chance_level(lesion, *own)
+    ys, xs = clip_window(*common, lesion.shape[0])
+    cs = bright_share(slice_map[ys, xs], lesion[ys, xs], threshold)
+    cch = chance_level(lesion, *common)
+    return {"score_binned": binned(s), "score_continuous": s, "pointing": pointing(slice_map, lesion), "chance": ch,
+            "corrected": corrected(s, ch), "common_score": cs, "common_chance": cch, "common_corrected": corrected(cs, cch)}
+
+
+def resolve_layer(model, path: str):
     """A submodule by dotted path (``features.denseblock3``, ``blocks.4``), with a clear error."""
+    import torch
+
     module = model
     for part in path.split("."):
         if not hasattr(module, part) and not (part.isdigit() and isinstance(module, torch.nn.Sequential)):
@@ -70,8 +120,7 @@ def resolve_layer(model: torch.nn.Module, path: str) -> torch.nn.Module:
     return module
 
 
-def gradcam(model: torch.nn.Module, layer: torch.nn.Module, inputs: torch.Tensor, targets: list[int],
-            batch_size: int = 32) -> np.ndarray:
+def gradcam(model, layer, inputs, targets: list[int], batch_size: int = 32) -> np.ndarray:
     """Grad-CAM (pytorch-grad-cam) for each input and its target class: (n, H, W) in [0, 1]."""
     from pytorch_grad_cam import GradCAM
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
@@ -87,25 +136,34 @@ def gradcam(model: torch.nn.Module, layer: torch.nn.Module, inputs: torch.Tensor
 
 
 def resize_maps(maps: np.ndarray, size: int) -> np.ndarray:
+    import torch
+    import torch.nn.functional as F
+
     if maps.shape[-1] == size:
         return maps
     t = torch.from_numpy(maps)[:, None]
     return F.interpolate(t, size=(size, size), mode="bilinear", align_corners=False)[:, 0].numpy()
 
 
-def score_maps(slice_maps: np.ndarray, lesions: np.ndarray, threshold: float) -> pd.DataFrame:
-    rows = []
-    for cam_map, les in zip(slice_maps, lesions):
-        s = bright_share(cam_map, les, threshold)
-        rows.append((binned(s), s, pointing(cam_map, les)))
-    return pd.DataFrame(rows, columns=["score_binned", "score_continuous", "pointing"])
+def score_maps(slice_maps: np.ndarray, lesions: np.ndarray, threshold: float, windows=None,
+               common_windows=None) -> pd.DataFrame:
+    """Scores of slice-level maps (:func:`window_scores`); windows default to the whole slice."""
+    field = lesions.shape[-1]
+    whole = (0, 0, field)
+    windows = windows if windows is not None else [whole] * len(slice_maps)
+    common_windows = common_windows if common_windows is not None else [whole] * len(slice_maps)
+    rows = [window_scores(m, les, own, com, threshold)
+            for m, les, own, com in zip(slice_maps, lesions, windows, common_windows)]
+    return pd.DataFrame(rows, columns=SCORE_COLUMNS)
 
 
 def cam_scores(model_path, crops_dir, cohort_dir, predictions_csv, *, target_layer: str, threshold: float,
-               batch_size: int = 32, max_slices: int | None = None) -> tuple[pd.DataFrame, dict]:
+               common_index=None, batch_size: int = 32, max_slices: int | None = None) -> tuple[pd.DataFrame, dict]:
     """Grad-CAM scores of every correctly classified test lesion slice of one model.
 
-    Returns the score table and, for figures, the slice-level maps keyed by slice_id.
+    ``common_index`` is the ``index.csv`` of the format whose window every format is also scored
+    in (seg112); None scores the common window as the whole slice. Returns the score table and,
+    for figures, the slice-level maps keyed by slice_id.
     """
     from pathlib import Path
 
@@ -124,7 +182,7 @@ def cam_scores(model_path, crops_dir, cohort_dir, predictions_csv, *, target_lay
     chosen = pred[(pred["predicted"] == pred["label"]) & pred["slice_id"].map(has_lesion)].reset_index(drop=True)
     if max_slices is not None:
         chosen = chosen.iloc[:max_slices]
-    cols = ["slice_id", "label", "score_binned", "score_continuous", "pointing"]
+    cols = ["slice_id", "label", *SCORE_COLUMNS]
     if chosen.empty:
         return pd.DataFrame(columns=cols), {}
     data = CropData(crops_dir, chosen[["slice_id", "label"]], classes, meta["input_size"], meta["normalize"])
@@ -132,14 +190,19 @@ def cam_scores(model_path, crops_dir, cohort_dir, predictions_csv, *, target_lay
     layer = resolve_layer(model, target_layer)
     maps = gradcam(model, layer, inputs, [classes.index(c) for c in chosen["label"]], batch_size)
     index = pd.read_csv(Path(crops_dir) / "index.csv").set_index("slice_id")
+    common = pd.read_csv(common_index).set_index("slice_id") if common_index is not None else None
     field = int(images.shape[-1])
-    slice_maps, lesions = [], []
+    slice_maps, lesions, windows, common_windows = [], [], [], []
     for sid, m in zip(chosen["slice_id"], maps):
         w = index.loc[sid]
-        crop_map = resize_maps(m[None], int(w["size"]))[0]
-        slice_maps.append(to_slice(crop_map, int(w["y0"]), int(w["x0"]), field))
+        own = (int(w["y0"]), int(w["x0"]), int(w["size"]))
+        crop_map = resize_maps(m[None], own[2])[0]
+        slice_maps.append(to_slice(crop_map, *own, field))
         lesions.append((masks[row_of[sid]] & LESION_BIT) > 0)
-    scores = score_maps(np.stack(slice_maps), np.stack(lesions), threshold)
+        windows.append(own)
+        c = common.loc[sid] if common is not None else None
+        common_windows.append((int(c["y0"]), int(c["x0"]), int(c["size"])) if c is not None else (0, 0, field))
+    scores = score_maps(np.stack(slice_maps), np.stack(lesions), threshold, windows, common_windows)
     out = pd.concat([chosen[["slice_id", "label"]], scores], axis=1)[cols]
     return out, dict(zip(chosen["slice_id"], slice_maps))
 
@@ -153,7 +216,7 @@ def overlay_figure(cohort_dir, scores: pd.DataFrame, maps: dict, title: str, out
 
     manifest, images, masks = load_store(cohort_dir)
     row_of = dict(zip(manifest["slice_id"], manifest.index))
-    picks = (scores.sort_values("score_continuous", ascending=False).groupby("label", sort=True).head(1)
+    picks = (scores.sort_values("corrected", ascending=False).groupby("label", sort=True).head(1)
              if len(scores) else scores)
     n = max(len(picks), 1)
     fig, axes = plt.subplots(2, n, figsize=(2.2 * n, 4.6), squeeze=False)
@@ -168,7 +231,7 @@ def overlay_figure(cohort_dir, scores: pd.DataFrame, maps: dict, title: str, out
             ax.set_yticks([])
         axes[1, j].imshow(maps[row.slice_id], cmap="jet", alpha=0.45, vmin=0, vmax=1)
         axes[0, j].set_title(row.label, fontsize=9)
-        axes[1, j].set_xlabel(f"score {row.score_continuous:.2f}", fontsize=8)
+        axes[1, j].set_xlabel(f"score {row.score_continuous:.2f} (chance {row.chance:.2f})", fontsize=8)
     if len(picks) == 0:
         axes[0, 0].text(0.5, 0.5, "no correctly classified lesion slice", ha="center", va="center", fontsize=8)
     fig.suptitle(title, fontsize=9)
@@ -177,38 +240,190 @@ def overlay_figure(cohort_dir, scores: pd.DataFrame, maps: dict, title: str, out
 
 
 def summarize(scores: dict[tuple[str, str, int], pd.DataFrame]) -> pd.DataFrame:
-    """Mean ± SD of the CAM scores per model (net, fmt, frac)."""
+    """Mean ± SD per model (net, fmt, frac) of the raw, chance and chance-corrected CAM scores, in
+    each format's own window and in the common window (maps without a bright pixel are left out)."""
     rows = []
     for (net, fmt, frac), s in scores.items():
-        s = s.apply(pd.to_numeric, errors="coerce") if len(s) == 0 else s
-        rows.append({"net": net, "fmt": fmt, "frac": int(frac), "n": int(s["score_continuous"].notna().sum()),
+        s = s.reindex(columns=SCORE_COLUMNS).apply(pd.to_numeric, errors="coerce")
+        ok = s["score_continuous"].notna()
+        rows.append({"net": net, "fmt": fmt, "frac": int(frac), "n": int(ok.sum()),
                      "score_mean": s["score_continuous"].mean(), "score_sd": s["score_continuous"].std(ddof=1),
                      "binned_mean": s["score_binned"].mean(), "binned_sd": s["score_binned"].std(ddof=1),
-                     "pointing_mean": s["pointing"].mean()})
+                     "pointing_mean": s["pointing"].mean(),
+                     "chance_mean": s.loc[ok, "chance"].mean(),
+                     "corrected_mean": s["corrected"].mean(), "corrected_sd": s["corrected"].std(ddof=1),
+                     "n_common": int(s["common_score"].notna().sum()),
+                     "common_score_mean": s["common_score"].mean(),
+                     "common_chance_mean": s.loc[s["common_score"].notna(), "common_chance"].mean(),
+                     "common_corrected_mean": s["common_corrected"].mean(),
+                     "common_corrected_sd": s["common_corrected"].std(ddof=1)})
     return pd.DataFrame(rows).sort_values(["frac", "fmt", "net"], ascending=[False, True, True], ignore_index=True)
 
 
-def format_ttests(scores: dict[tuple[str, str, int], pd.DataFrame], pairs=(("seg112", "seg224"),
-                  ("seg112", "full"), ("seg224", "full")), column: str = "score_binned") -> pd.DataFrame:
-    """Independent t-tests (pingouin) of per-slice CAM scores between formats, networks pooled."""
+TEST_COLUMNS = ["unit", "frac", "score", "contrast", "fmt_a", "fmt_b", "estimate", "statistic", "statistic_kind",
+                "df", "p", "p_holm", "n", "note"]
+
+
+def _row(unit, frac, score, a, b, **kw) -> dict:
+    return {"unit": unit, "frac": frac, "score": score, "contrast": f"{a} - {b}", "fmt_a": a, "fmt_b": b, **kw}
+
+
+def _fracs(frame: pd.DataFrame) -> str:
+    return "+".join(str(f) for f in sorted(frame["frac"].unique(), reverse=True))
+
+
+def format_ttests(scores: dict[tuple[str, str, int], pd.DataFrame], pairs, column: str = "score_binned") -> pd.DataFrame:
+    """The paper's test: independent t-tests (pingouin) of per-slice scores between formats,
+    networks pooled, per fraction. Slices are not independent (the same slices in every format,
+    several slices per patient, four networks), so these p-values are too small; kept as
+    ``unit = paper`` to reproduce the paper, not to conclude from."""
     import pingouin as pg
 
     rows = []
-    fracs = sorted({k[2] for k in scores}, reverse=True)
-    for frac in fracs:
-        pooled = {}
+    for frac in sorted({k[2] for k in scores}, reverse=True):
+        pooled: dict[str, list] = {}
         for (net, fmt, f), s in scores.items():
             if f == frac:
                 pooled.setdefault(fmt, []).append(pd.to_numeric(s[column], errors="coerce").dropna())
         pooled = {k: pd.concat(v) for k, v in pooled.items()}
         for a, b in pairs:
-            if a not in pooled or b not in pooled or len(pooled[a]) < 2 or len(pooled[b]) < 2:
+            xa, xb = pooled.get(a, pd.Series(dtype=float)), pooled.get(b, pd.Series(dtype=float))
+            base = dict(estimate=xa.mean() - xb.mean(), statistic_kind="T", n=len(xa) + len(xb), p_holm=np.nan)
+            if len(xa) < 2 or len(xb) < 2:
+                rows.append(_row("paper", str(frac), column, a, b, statistic=np.nan, df=np.nan, p=np.nan,
+                                 note="fewer than 2 scored slices in a format", **base))
                 continue
-            t = pg.ttest(pooled[a], pooled[b], paired=False).iloc[0]
-            rows.append({"frac": frac, "a": a, "b": b, "score": column, "mean_a": pooled[a].mean(),
-                         "mean_b": pooled[b].mean(), "n_a": len(pooled[a]), "n_b": len(pooled[b]), "T": t["T"],
-                         "dof": t["dof"], "p": t["p_val"], "cohen_d": t["cohen_d"]})
-    return pd.DataFrame(rows)
+            t = pg.ttest(xa, xb, paired=False).iloc[0]
+            rows.append(_row("paper", str(frac), column, a, b, statistic=t["T"], df=t["dof"], p=t["p_val"],
+                             note=f"independent t-test on slices, networks pooled (n {len(xa)} vs {len(xb)}); "
+                                  "pseudo-replicated", **base))
+    return pd.DataFrame(rows, columns=TEST_COLUMNS)
+
+
+def network_ttests(summary: pd.DataFrame, pairs, scores=TESTED) -> pd.DataFrame:
+    """Paired t-tests (pingouin) between formats with the model as the unit: each model's mean
+    score, paired by (network, fraction); Holm-corrected over the format pairs of each score."""
+    import pingouin as pg
+
+    rows = []
+    for score in scores:
+        col = "binned_mean" if score == "score_binned" else {"score_continuous": "score_mean"}.get(score, f"{score}_mean")
+        wide = summary.pivot_table(index=["net", "frac"], columns="fmt", values=col)
+        for a, b in pairs:
+            pair = wide[[a, b]].dropna() if {a, b} <= set(wide.columns) else pd.DataFrame(columns=[a, b])
+            base = dict(statistic_kind="T", n=len(pair), estimate=float((pair[a] - pair[b]).mean()) if len(pair) else np.nan)
+            if len(pair) < 2:
+                rows.append(_row("network", _fracs(summary), score, a, b, statistic=np.nan, df=np.nan, p=np.nan,
+                                 note="fewer than 2 (network, fraction) pairs with scores in both formats", **base))
+                continue
+            t = pg.ttest(pair[a].to_numpy(), pair[b].to_numpy(), paired=True).iloc[0]
+            rows.append(_row("network", _fracs(summary), score, a, b, statistic=t["T"], df=t["dof"], p=t["p_val"],
+                             note=f"paired by (network, fraction): {len(pair)} pairs of model means", **base))
+    return holm(pd.DataFrame(rows, columns=TEST_COLUMNS))
+
+
+def mixed_model(data: pd.DataFrame, value: str, pairs, reference: str):
+    """``value ~ C(fmt) [+ C(frac)]`` with crossed random intercepts for network and patient
+    (statsmodels MixedLM). statsmodels groups are independent blocks, so crossed effects are fitted
+    as variance components inside one group that holds every row, the documented statsmodels idiom
+    (patient groups with a network component would nest networks in patients). REML, lbfgs.
+
+    Returns the fit and, per format pair, (estimate, z, p) of the fixed-effect contrast a - b
+    (Wald z with the fixed effects' covariance, as statsmodels reports its coefficients).
+    """
+    import warnings
+
+    import statsmodels.formula.api as smf
+    from scipy.stats import norm
+
+    d = data.dropna(subset=[value]).assign(one=1, fmt=lambda x: x["fmt"].astype(str),
+                                           frac=lambda x: x["frac"].astype(str))
+    formula = f"{value} ~ C(fmt, Treatment(reference='{reference}'))" + (" + C(frac)" if d["frac"].nunique() > 1 else "")
+    vc = {"network": "0 + C(net)", "patient": "0 + C(patient)"}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit = smf.mixedlm(formula, d, groups="one", re_formula="0", vc_formula=vc).fit(reml=True, method=["lbfgs"])
+    fe = fit.fe_params
+    cov = fit.cov_params().loc[fe.index, fe.index].to_numpy()
+
+    def coef(fmt: str) -> np.ndarray:
+        v = np.zeros(len(fe))
+        name = f"C(fmt, Treatment(reference='{reference}'))[T.{fmt}]"
+        if fmt != reference:
+            v[list(fe.index).index(name)] = 1.0
+        return v
+
+    out = {}
+    for a, b in pairs:
+        L = coef(a) - coef(b)
+        est, se = float(L @ fe.to_numpy()), float(np.sqrt(L @ cov @ L))
+        z = est / se if se > 0 else np.nan
+        out[(a, b)] = (est, z, float(2 * norm.sf(abs(z))) if np.isfinite(z) else np.nan)
+    warned = sorted({type(w.message).__name__ for w in caught})
+    return fit, out, warned
+
+
+def mixed_tests(long: pd.DataFrame, pairs, scores=TESTED) -> pd.DataFrame:
+    """Format contrasts from :func:`mixed_model` on the per-slice scores (``long`` has net, fmt,
+    frac, patient and the score columns); Holm-corrected over the format pairs of each score."""
+    rows = []
+    order = [f for p in pairs for f in p]
+    for score in scores:
+        d = long.dropna(subset=[score])
+        enough = d["fmt"].nunique() >= 2 and d["net"].nunique() >= 2 and d["patient"].nunique() >= 2
+        note, results = "", {}
+        if enough:
+            present = sorted(set(d["fmt"]), key=order.index)
+            try:
+                fit, results, warned = mixed_model(d, score, [p for p in pairs if {*p} <= set(present)], present[-1])
+                vcs = dict(zip(fit.model.exog_vc.names, np.asarray(fit.vcomp)))
+                note = (f"score ~ format{' + fraction' if d['frac'].nunique() > 1 else ''} + (1|network) + (1|patient), "
+                        f"REML; var network {vcs.get('network', np.nan):.3g}, patient {vcs.get('patient', np.nan):.3g}, "
+                        f"residual {fit.scale:.3g}; converged {fit.converged}"
+                        + (f"; warnings: {', '.join(warned)}" if warned else ""))
+            except (np.linalg.LinAlgError, ValueError) as e:
+                note = f"mixed model failed: {e}"
+        else:
+            note = "needs scores of at least 2 formats, 2 networks and 2 patients"
+        for a, b in pairs:
+            est, z, p = results.get((a, b), (np.nan, np.nan, np.nan))
+            n = int(d["fmt"].isin([a, b]).sum())
+            rows.append(_row("mixed", _fracs(long) if len(long) else "", score, a, b, estimate=est, statistic=z,
+                             statistic_kind="z", df=np.nan, p=p, n=n, note=note))
+    return holm(pd.DataFrame(rows, columns=TEST_COLUMNS))
+
+
+def holm(table: pd.DataFrame) -> pd.DataFrame:
+    """Holm-adjusted p (statsmodels) within each (unit, frac, score) family of format pairs."""
+    from statsmodels.stats.multitest import multipletests
+
+    table = table.copy()
+    table["p_holm"] = np.nan
+    for _, idx in table.groupby(["unit", "frac", "score"]).groups.items():
+        p = table.loc[idx, "p"].astype(float)
+        ok = p.notna()
+        if ok.any():
+            table.loc[p.index[ok], "p_holm"] = multipletests(p[ok].to_numpy(), method="holm")[1]
+    return table
+
+
+def cam_tests(scores: dict[tuple[str, str, int], pd.DataFrame], patient_of: pd.Series, formats) -> pd.DataFrame:
+    """All format comparisons of the CAM scores, each row labelled with its unit: ``network``
+    (paired, model means), ``mixed`` (slices, random network and patient effects), ``paper``
+    (the paper's pooled independent t-test on binned slice scores)."""
+    from .stats import format_pairs
+
+    pairs = format_pairs(formats)
+    frames = [s.assign(net=net, fmt=fmt, frac=int(frac)) for (net, fmt, frac), s in scores.items() if len(s)]
+    cols = ["net", "fmt", "frac", "slice_id", *SCORE_COLUMNS]
+    long = pd.concat(frames, ignore_index=True)[cols] if frames else pd.DataFrame(columns=cols)
+    long[SCORE_COLUMNS] = long[SCORE_COLUMNS].apply(pd.to_numeric, errors="coerce")
+    long["patient"] = long["slice_id"].map(patient_of)
+    if long["patient"].isna().any():
+        raise KeyError(f"CAM scores of slice {long.loc[long['patient'].isna(), 'slice_id'].iloc[0]} are not in the manifest")
+    out = pd.concat([network_ttests(summarize(scores), pairs), mixed_tests(long, pairs),
+                     format_ttests(scores, pairs)], ignore_index=True)
+    return out[TEST_COLUMNS]
 
 
 def read_reviewer_scores(folder) -> pd.DataFrame:
@@ -265,14 +480,3 @@ def agreement(reviews: pd.DataFrame, auto: pd.DataFrame) -> pd.DataFrame:
         rows.append({"comparison": f"{r} vs automatic", "raters": f"{r}, automatic", "icc2": icc(both),
                      "kappa_quadratic": kappa, "n_items": len(wide)})
     return pd.DataFrame(rows)
-
-
-def read_scores(paths) -> dict[tuple[str, str, int], pd.DataFrame]:
-    """``results/cam/{net}/{fmt}/f{frac}/scores.csv`` files keyed by (net, fmt, frac)."""
-    from pathlib import Path
-
-    out = {}
-    for path in paths:
-        p = Path(path)
-        out[(p.parts[-4], p.parts[-3], int(p.parts[-2].removeprefix("f")))] = pd.read_csv(p)
-    return out

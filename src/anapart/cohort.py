@@ -708,27 +708,39 @@ def patient_groups(manifest: pd.DataFrame) -> pd.Series:
     return manifest.groupby("patient")["label"].apply(group)
 
 
+def _stratified_pick(groups: pd.Series, fraction: float, rng, classes) -> set:
+    """Per stratum, ``round(n * fraction)`` patients; a stratum of two or more keeps one on each side."""
+    picked = set()
+    for cls in classes:
+        pts = sorted(groups[groups == cls].index)
+        if not pts:
+            continue
+        n = int(round(len(pts) * fraction))
+        n = min(max(n, 1), len(pts) - 1) if len(pts) >= 2 else 0
+        order = rng.permutation(len(pts))
+        picked |= {pts[i] for i in order[:n]}
+    return picked
+
+
 def split_patients(manifest: pd.DataFrame, test_fraction: float, seed: int, classes) -> pd.DataFrame:
     """Stratified patient-level split: per stratum, ``round(n * test_fraction)`` patients go to test.
 
     Every stratum with two or more patients keeps at least one patient on each side.
     """
     groups = patient_groups(manifest)
-    rng = np.random.default_rng([seed, 0])
-    rows = []
-    for cls in classes:
-        pts = sorted(groups[groups == cls].index)
-        if not pts:
-            continue
-        n_test = int(round(len(pts) * test_fraction))
-        if len(pts) >= 2:
-            n_test = min(max(n_test, 1), len(pts) - 1)
-        else:
-            n_test = 0
-        order = rng.permutation(len(pts))
-        test = {pts[i] for i in order[:n_test]}
-        rows += [(p, cls, "test" if p in test else "train") for p in pts]
+    test = _stratified_pick(groups, test_fraction, np.random.default_rng([seed, 0]), classes)
+    rows = [(p, g, "test" if p in test else "train") for p, g in groups.items() if g in set(classes)]
     return pd.DataFrame(rows, columns=["patient", "group", "split"]).sort_values("patient", ignore_index=True)
+
+
+def mark_validation(patients: pd.DataFrame, fraction: float, seed: int, classes) -> pd.DataFrame:
+    """Add ``validation``: training patients held out of *segmentation* training to choose the
+    segmentation model (stratified like the test split, its own random stream). The classifiers
+    still train on every training patient: for them these are training patients like the others.
+    """
+    train = patients[patients["split"] == "train"].set_index("patient")["group"]
+    picked = _stratified_pick(train, fraction, np.random.default_rng([seed, 2]), classes) if fraction > 0 else set()
+    return patients.assign(validation=patients["patient"].isin(picked))
 
 
 def training_subsets(train: pd.DataFrame, fractions, seed: int) -> dict[int, pd.DataFrame]:
@@ -756,6 +768,8 @@ def assert_no_leakage(patients: pd.DataFrame, manifest: pd.DataFrame, train_list
     train_p, test_p = set(side[side == "train"].index), set(side[side == "test"].index)
     if train_p & test_p:
         raise AssertionError(f"{len(train_p & test_p)} patient(s) in both train and test")
+    if "validation" in patients and (patients["validation"].astype(bool) & (patients["split"] != "train")).any():
+        raise AssertionError("a validation patient is not a training patient")
     patient_of = manifest.set_index("slice_id")["patient"]
     for f, lst in train_lists.items():
         bad = set(patient_of[lst["slice_id"]]) - train_p
@@ -769,9 +783,15 @@ def assert_no_leakage(patients: pd.DataFrame, manifest: pd.DataFrame, train_list
             raise AssertionError(f"training subset f{small} is not inside f{big}")
 
 
-def make_split(manifest: pd.DataFrame, out: dict, *, classes, test_fraction: float, fractions, seed: int) -> None:
-    """Write patients.csv, train_f{frac}.csv and test.csv (all or nothing), after the leakage check."""
-    patients = split_patients(manifest, test_fraction, seed, classes)
+def make_split(manifest: pd.DataFrame, out: dict, *, classes, test_fraction: float, fractions, seed: int,
+               validation_fraction: float = 0.0) -> None:
+    """Write patients.csv, train_f{frac}.csv and test.csv (all or nothing), after the leakage check.
+
+    patients.csv: ``patient, group, split`` (train/test) and ``validation`` (the training patients
+    that choose the segmentation model, :func:`mark_validation`).
+    """
+    patients = mark_validation(split_patients(manifest, test_fraction, seed, classes), validation_fraction, seed,
+                               classes)
     side = patients.set_index("patient")["split"]
     tagged = manifest.assign(split=manifest["patient"].map(side))
     train = tagged[tagged["split"] == "train"][["slice_id", "label"]]
@@ -785,4 +805,5 @@ def make_split(manifest: pd.DataFrame, out: dict, *, classes, test_fraction: flo
             frames[k].to_csv(tmp, index=False, lineterminator="\n")
     for f, lst in subsets.items():
         log.info("train f%d: %d slices %s", f, len(lst), lst["label"].value_counts().to_dict())
-    log.info("test: %d slices from %d patients", len(test), int((patients["split"] == "test").sum()))
+    log.info("test: %d slices from %d patients; %d training patients choose the segmentation model",
+             len(test), int((patients["split"] == "test").sum()), int(patients["validation"].sum()))

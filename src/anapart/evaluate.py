@@ -1,12 +1,15 @@
 """Evaluation of both studies' models (the one metrics module).
 
-Study A: one-vs-rest ROC AUC per class, aAUC ± SD, a patient-level bootstrap CI. Study B: per
-stage precision, sensitivity, F1 and accuracy (scikit-learn), confusion matrices, and the
-staging paper's Tables 3-5 built from them.
+Study A: one-vs-rest ROC AUC per class, aAUC ± SD, a patient-level bootstrap CI, paired
+bootstrap differences between models. Study B: per stage precision, sensitivity, F1 and accuracy
+(scikit-learn), confusion matrices, the staging paper's Tables 3-5 built from them, and per-patient
+scores with McNemar tests and bootstrap CIs.
 
 The paper reports, per model, the AUC of each of the six classes (one-vs-rest) and their mean
-("aAUC") ± SD across classes. The bootstrap resamples *patients* (all slices of a drawn patient
-come along), because slices of one patient are not independent.
+("aAUC") ± SD across classes. Every bootstrap resamples *patients* (all slices of a drawn patient
+come along, because slices of one patient are not independent) within each class, so a rare class
+keeps its patients in every resample. Inside bootstraps the AUC is the vectorised Mann-Whitney
+statistic (:func:`auc_weighted`, one sort for all resamples), pinned to scikit-learn in the tests.
 """
 
 from __future__ import annotations
@@ -43,39 +46,124 @@ def aauc(aucs: dict[str, float]) -> tuple[float, float]:
     return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
 
 
-def bootstrap_aauc_ci(labels, probs: np.ndarray, patients, classes, *, n_boot: int = 1000, seed: int = 0,
-                      level: float = 0.95) -> tuple[float, float, int]:
-    """Percentile CI of the aAUC from resampling patients with replacement; returns (low, high, n used).
+def auc_weighted(positive, scores, weights) -> np.ndarray:
+    """One-vs-rest ROC AUC of ``scores`` for each row of ``weights`` (the Mann-Whitney statistic).
 
-    A resample in which some class has no slice (or is the only class) still yields an aAUC over the
-    classes it can score, as the point estimate does.
+    ``weights`` (B, n) counts how often each slice is in a resample (a patient bootstrap gives
+    every slice its patient's draw count), so one sort serves all B resamples. Ties count one
+    half, as in :func:`sklearn.metrics.roc_auc_score`; a resample without a positive or without a
+    negative gives NaN.
+    """
+    positive = np.asarray(positive, bool)
+    scores = np.asarray(scores, np.float64)
+    w = np.atleast_2d(np.asarray(weights, np.float64))
+    if scores.size == 0:
+        return np.full(len(w), np.nan)
+    order = np.argsort(scores, kind="mergesort")
+    s, pos, w = scores[order], positive[order], w[:, order]
+    starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])  # first slice of each tied score value
+    wpos = np.add.reduceat(w * pos, starts, axis=1)
+    wneg = np.add.reduceat(w * ~pos, starts, axis=1)
+    below = np.cumsum(wneg, axis=1) - wneg  # negative weight strictly below each score value
+    num = (wpos * (below + 0.5 * wneg)).sum(axis=1)
+    den = wpos.sum(axis=1) * wneg.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
+
+
+def aauc_weighted(labels, probs: np.ndarray, classes, weights) -> np.ndarray:
+    """aAUC (mean of the defined one-vs-rest AUCs) for each resample row of ``weights``."""
+    labels = np.asarray(labels)
+    aucs = np.stack([auc_weighted(labels == c, probs[:, j], weights) for j, c in enumerate(classes)], axis=1)
+    defined = ~np.isnan(aucs)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(defined.any(1), np.nansum(aucs, axis=1) / np.maximum(defined.sum(1), 1), np.nan)
+
+
+def patient_weights(patients, strata, n_boot: int, seed: int) -> np.ndarray:
+    """Stratified patient bootstrap as slice weights (n_boot, n_slices).
+
+    Within each stratum (the patient's class) as many patients are drawn with replacement as the
+    stratum holds, so every resample keeps every class's patient count; a slice's weight is the
+    number of times its patient was drawn. ``strata`` maps patient -> stratum (None: one stratum).
+    Strata of a single patient are pooled into one stratum: a lone patient redrawn in every
+    resample would add no variability and make the interval too narrow.
+    """
+    patients = np.asarray(patients)
+    units, slice_unit = np.unique(patients, return_inverse=True)
+    if strata is None:
+        unit_stratum = np.zeros(len(units), dtype=int)
+    else:
+        strata = dict(strata)
+        missing = [u for u in units if u not in strata]
+        if missing:
+            raise KeyError(f"no stratum for {len(missing)} patient(s), e.g. {missing[0]}")
+        names = np.array([str(strata[u]) for u in units], dtype=object)
+        values, counts = np.unique(names, return_counts=True)
+        lone = set(values[counts == 1])
+        names = np.array(["\0pooled" if n in lone else n for n in names], dtype=object)
+        _, unit_stratum = np.unique(names, return_inverse=True)
+    rng = np.random.default_rng(seed)
+    counts = np.zeros((n_boot, len(units)))
+    for k in range(unit_stratum.max() + 1):
+        members = np.flatnonzero(unit_stratum == k)
+        counts[:, members] = rng.multinomial(len(members), np.full(len(members), 1 / len(members)), size=n_boot)
+    return counts[:, slice_unit]
+
+
+def percentile_ci(values: np.ndarray, level: float) -> tuple[float, float]:
+    a = (1 - level) / 2
+    lo, hi = np.quantile(values, [a, 1 - a])
+    return float(lo), float(hi)
+
+
+def bootstrap_aauc_ci(labels, probs: np.ndarray, patients, classes, *, strata=None, n_boot: int = 1000,
+                      seed: int = 0, level: float = 0.95) -> tuple[float, float, int]:
+    """Percentile CI of the aAUC from a stratified patient bootstrap; returns (low, high, n used).
+
+    ``strata`` (patient -> class) keeps every class's number of patients in every resample, so a
+    rare class with two test patients is never left out; without it patients are drawn from one
+    pool. A resample that cannot score a class averages over the classes it can, as the point
+    estimate does.
+    """
+    w = patient_weights(patients, strata, n_boot, seed)
+    stats = aauc_weighted(labels, np.asarray(probs), classes, w)
+    stats = stats[~np.isnan(stats)]
+    if not len(stats):
+        return float("nan"), float("nan"), 0
+    return (*percentile_ci(stats, level), len(stats))
+
+
+def paired_delta_aauc(labels, probs_a: np.ndarray, probs_b: np.ndarray, patients, classes, *, strata=None,
+                      n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> dict:
+    """aAUC(a) - aAUC(b) of two models scored on the same test slices, with a paired bootstrap.
+
+    Each resample draws patients once (stratified by class) and scores both models on it, so the
+    CI reflects only how the two differ on the same patients. Two-sided p: twice the smaller share
+    of resampled differences on either side of zero, (count + 1) / (B + 1) so it is never 0.
     """
     labels = np.asarray(labels)
-    patients = np.asarray(patients)
-    units = np.unique(patients)
-    members = {u: np.flatnonzero(patients == u) for u in units}
-    rng = np.random.default_rng(seed)
-    stats = []
-    for _ in range(n_boot):
-        draw = rng.choice(units, size=len(units), replace=True)
-        idx = np.concatenate([members[u] for u in draw])
-        m, _ = aauc(auc_per_class(labels[idx], probs[idx], classes))
-        if not np.isnan(m):
-            stats.append(m)
-    if not stats:
-        return float("nan"), float("nan"), 0
-    a = (1 - level) / 2
-    lo, hi = np.quantile(stats, [a, 1 - a])
-    return float(lo), float(hi), len(stats)
+    point_a, _ = aauc(auc_per_class(labels, np.asarray(probs_a), classes))
+    point_b, _ = aauc(auc_per_class(labels, np.asarray(probs_b), classes))
+    w = patient_weights(patients, strata, n_boot, seed)
+    d = aauc_weighted(labels, np.asarray(probs_a), classes, w) - aauc_weighted(labels, np.asarray(probs_b), classes, w)
+    d = d[~np.isnan(d)]
+    out = {"aauc_a": point_a, "aauc_b": point_b, "delta_aauc": point_a - point_b, "n_boot": int(len(d))}
+    if not len(d):
+        return {**out, "ci_low": float("nan"), "ci_high": float("nan"), "p": float("nan")}
+    lo, hi = percentile_ci(d, level)
+    p = min(1.0, 2 * min((np.sum(d <= 0) + 1), (np.sum(d >= 0) + 1)) / (len(d) + 1))
+    return {**out, "ci_low": lo, "ci_high": hi, "p": float(p)}
 
 
-def evaluate_predictions(pred: pd.DataFrame, manifest: pd.DataFrame, classes, *, n_boot: int, seed: int,
-                         level: float = 0.95) -> dict:
+def evaluate_predictions(pred: pd.DataFrame, manifest: pd.DataFrame, classes, *, strata=None, n_boot: int,
+                         seed: int, level: float = 0.95) -> dict:
     probs = pred[[f"p_{c}" for c in classes]].to_numpy()
     patients = pred["slice_id"].map(manifest.set_index("slice_id")["patient"]).to_numpy()
     aucs = auc_per_class(pred["label"], probs, classes)
     mean, sd = aauc(aucs)
-    lo, hi, used = bootstrap_aauc_ci(pred["label"], probs, patients, classes, n_boot=n_boot, seed=seed, level=level)
+    lo, hi, used = bootstrap_aauc_ci(pred["label"], probs, patients, classes, strata=strata, n_boot=n_boot, seed=seed,
+                                     level=level)
     predicted = np.array(classes)[probs.argmax(1)]
     return {
         "auc": aucs,
@@ -83,6 +171,8 @@ def evaluate_predictions(pred: pd.DataFrame, manifest: pd.DataFrame, classes, *,
         "aauc_sd": sd,
         "aauc_ci": [lo, hi],
         "ci_level": level,
+        "ci_method": "percentile, patient bootstrap stratified by class" if strata is not None else
+                     "percentile, patient bootstrap",
         "n_boot": used,
         "accuracy": float((predicted == pred["label"].to_numpy()).mean()),
         "n_test_slices": int(len(pred)),
@@ -199,9 +289,14 @@ def table_models(metrics: dict[str, dict], classes) -> pd.DataFrame:
     return pd.DataFrame([{"stage": c, "method": name, **_row(m, c)} for c in classes for name, m in metrics.items()])
 
 
-def table_comparison(metrics: dict[str, dict], classes) -> pd.DataFrame:
-    """Table 5: the ensemble against radiomics and (where given) the clinicians' TNM staging."""
-    return pd.DataFrame([{"stage": c, "method": name, **_row(m, c)} for c in classes for name, m in metrics.items()])
+def table_comparison(metrics: dict[str, dict], classes, simulated=()) -> pd.DataFrame:
+    """Table 5: the ensemble against radiomics and (where given) the clinicians' TNM staging.
+
+    ``simulated`` names the methods whose stages were generated, not measured (the synthetic
+    cohort's TNM column is produced by a rule): their rows say so.
+    """
+    return pd.DataFrame([{"stage": c, "method": name, **_row(m, c), "simulated": name in set(simulated)}
+                         for c in classes for name, m in metrics.items()])
 
 
 def tnm_metrics(index: pd.DataFrame, test: pd.DataFrame, classes) -> dict | None:
@@ -211,3 +306,76 @@ def tnm_metrics(index: pd.DataFrame, test: pd.DataFrame, classes) -> dict | None
     if t.empty:
         return None
     return stage_metrics(t["label"], t["tnm_stage"], classes)
+
+
+# --------------------------------------------------------------------------- study B: per patient
+
+def patient_predictions(pred: pd.DataFrame, classes) -> pd.DataFrame:
+    """One row per patient: the mean of its patches' stage probabilities and the stage they give.
+
+    The paper scored patches, so a patient with many patches weighs more; a patient has one
+    stage, so the per-patient score counts each patient once. Needs a ``patient`` column.
+    """
+    cols = [f"p_{c}" for c in classes]
+    mixed = pred.groupby("patient")["label"].nunique()
+    if (mixed > 1).any():
+        raise ValueError(f"patient {mixed[mixed > 1].index[0]} has patches with different stages")
+    g = pred.groupby("patient", sort=True)
+    out = g[cols].mean().reset_index()
+    out.insert(1, "label", g["label"].first().to_numpy())
+    out["n_patches"] = g.size().to_numpy()
+    out["predicted"] = predicted(out, classes)
+    return out
+
+
+def accuracy_ci(correct, patients, strata, *, n_boot: int, seed: int, level: float = 0.95) -> tuple[float, float]:
+    """Percentile CI of an accuracy from the stratified patient bootstrap (any unit per row)."""
+    w = patient_weights(patients, strata, n_boot, seed)
+    acc = (w * np.asarray(correct, float)).sum(1) / w.sum(1)
+    return percentile_ci(acc, level)
+
+
+def mcnemar_p(correct_a, correct_b) -> float:
+    """Exact (binomial) McNemar test of two methods scored on the same units (statsmodels)."""
+    from statsmodels.stats.contingency_tables import mcnemar
+
+    a, b = np.asarray(correct_a, bool), np.asarray(correct_b, bool)
+    table = [[int(np.sum(a & b)), int(np.sum(a & ~b))], [int(np.sum(~a & b)), int(np.sum(~a & ~b))]]
+    return float(mcnemar(table, exact=True).pvalue)
+
+
+def patient_table(preds: dict[str, pd.DataFrame], classes, *, tnm: dict[str, str] | None = None,
+                  reference: str = "ensemble", tnm_simulated: bool = False, n_boot: int = 1000, seed: int = 0,
+                  level: float = 0.95) -> pd.DataFrame:
+    """Study B per patient: every method's accuracy over test patients with a stratified patient
+    bootstrap CI, and an exact McNemar test of ``reference`` (the ensemble) against it on the same
+    patients; the per-patch accuracy (the paper's unit) next to it.
+
+    ``tnm`` maps patient -> the clinicians' TNM stage; ``tnm_simulated`` marks that row when the
+    stage was generated by a rule (the synthetic cohort), not read by clinicians.
+    """
+    per_patient = {name: patient_predictions(p, classes).set_index("patient") for name, p in preds.items()}
+    patch_acc = {name: float((predicted(p, classes) == p["label"].to_numpy()).mean()) for name, p in preds.items()}
+    if reference not in per_patient:
+        raise KeyError(f"reference method '{reference}' has no predictions")
+    ref = per_patient[reference]
+    truth = ref["label"]
+    correct = {name: (pp["predicted"] == pp["label"]).reindex(truth.index) for name, pp in per_patient.items()}
+    if tnm:
+        first = next(iter(preds.values()))
+        tnm_patches = first["patient"].map(tnm)
+        given = tnm_patches.notna()
+        if given.any():
+            have = truth.index[truth.index.isin(list(tnm))]
+            correct["TNM staging"] = pd.Series([tnm[p] == truth[p] for p in have], index=have).reindex(truth.index)
+            patch_acc["TNM staging"] = float((tnm_patches[given] == first.loc[given, "label"]).mean())
+    strata = truth.to_dict()
+    rows = []
+    for name, ok in correct.items():
+        ok = ok.dropna().astype(bool)
+        lo, hi = accuracy_ci(ok.to_numpy(), ok.index.to_numpy(), strata, n_boot=n_boot, seed=seed, level=level)
+        p = float("nan") if name == reference else mcnemar_p(correct[reference][ok.index].astype(bool), ok)
+        rows.append({"method": name, "n_patients": len(ok), "accuracy": float(ok.mean()), "ci_low": lo,
+                     "ci_high": hi, "mcnemar_p": p, "reference": reference, "patch_accuracy": patch_acc[name],
+                     "simulated": bool(tnm_simulated and name == "TNM staging")})
+    return pd.DataFrame(rows)

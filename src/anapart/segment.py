@@ -4,6 +4,11 @@ The paper trained both with RMSprop (lr 1e-3, batch 32, 40 epochs) on 600 annota
 kept the better by Dice. Here slices are resized to ``segment.input_size`` for the network (the
 region is large, so a coarser grid costs little accuracy and much time on a CPU) and predictions
 are brought back to the stored field.
+
+The model that cuts the crops is chosen on *validation* patients (training patients held out of
+segmentation training, ``patients.csv``'s ``validation`` column), never on test patients: the
+chosen model then crops the test slices, so choosing it by test Dice would leak. Test Dice is
+reported for every model next to its validation Dice.
 """
 
 from __future__ import annotations
@@ -103,11 +108,29 @@ def to_target(masks, rows, size: int) -> torch.Tensor:
     return m
 
 
+SIDES = ("train", "validation", "test")
+
+
 def annotated_rows(manifest: pd.DataFrame, patients: pd.DataFrame) -> dict[str, np.ndarray]:
-    """Rows of slices with a region mask, by split side (test annotations are held out)."""
-    side = manifest["patient"].map(patients.set_index("patient")["split"])
+    """Rows of slices with a region mask by side: ``train`` (segmentation training), ``validation``
+    (training patients held out to choose the model) and ``test`` (held out, reported)."""
+    p = patients.set_index("patient")
+    val = p["validation"].astype(bool) if "validation" in p else pd.Series(False, index=p.index)
+    side = p["split"].where(~(val & (p["split"] == "train")), "validation")
+    side = manifest["patient"].map(side)
     ann = manifest["has_region_mask"].astype(bool)
-    return {s: manifest.index[ann & (side == s)].to_numpy() for s in ("train", "test")}
+    return {s: manifest.index[ann & (side == s)].to_numpy() for s in SIDES}
+
+
+def dice_summary(model, images, masks, rows, input_size: int, batch_size: int, device: str, threshold: float) -> dict:
+    """Mean ± SD (ddof 1) of per-slice Dice of the region on ``rows``; mean None without rows."""
+    scores = []
+    if len(rows):
+        probs = predict_probs(model, images, rows, input_size, int(images.shape[-1]), batch_size, device)
+        true = (np.asarray(masks[rows]) & REGION_BIT) > 0
+        scores = [dice(p, t) for p, t in zip(probs >= threshold, true)]
+    return {"dice_mean": float(np.mean(scores)) if scores else None,
+            "dice_sd": float(np.std(scores, ddof=1)) if len(scores) > 1 else 0.0, "n": len(scores)}
 
 
 def predict_probs(model, images, rows, input_size: int, field: int, batch_size: int, device: str) -> np.ndarray:
@@ -148,7 +171,7 @@ def train_segmenter(cohort_dir, patients_csv, arch: str, cfg: dict, out_model, o
     rows = annotated_rows(manifest, patients)
     if len(rows["train"]) == 0:
         raise ValueError(f"{cohort_dir}: no training slice has a region mask; segmentation needs annotations")
-    size, field = int(cfg["input_size"]), int(images.shape[-1])
+    size = int(cfg["input_size"])
     training.seed_everything(int(cfg["seed"]))
     meta = {"arch": arch, "encoder": cfg["encoder"], "encoder_weights": cfg.get("encoder_weights"),
             "input_size": size}
@@ -167,23 +190,20 @@ def train_segmenter(cohort_dir, patients_csv, arch: str, cfg: dict, out_model, o
 
     optimizer = training.build_optimizer(model.parameters(), cfg, "segment.optimizer")
     fit_cfg = training.FitConfig.from_config(cfg, device, label=f"segmentation {arch}")
-    log.info("%s: %d training / %d held-out annotated slices at %dx%d", arch, len(rows["train"]),
-             len(rows["test"]), size, size)
+    log.info("%s: %d training / %d validation / %d test annotated slices at %dx%d", arch, len(rows["train"]),
+             len(rows["validation"]), len(rows["test"]), size, size)
     history = training.fit(model, optimizer, seg_loss, fetch, len(rows["train"]), fit_cfg, checkpoint,
                            signature_extra={"arch": arch, **{k: str(v) for k, v in cfg.items()}})
     meta["encoder_weights"] = None  # the saved state holds the weights; never reload from a hub
     training.save_model(out_model, model, meta)
-    scores = []
-    if len(rows["test"]):
-        probs = predict_probs(model, images, rows["test"], size, field, int(cfg["batch_size"]), device)
-        pred = probs >= float(cfg.get("threshold", 0.5))
-        true = (np.asarray(masks[rows["test"]]) & REGION_BIT) > 0
-        scores = [dice(p, t) for p, t in zip(pred, true)]
+    threshold = float(cfg.get("threshold", 0.5))
+    held = {s: dice_summary(model, images, masks, rows[s], size, int(cfg["batch_size"]), device, threshold)
+            for s in ("validation", "test")}
     metrics = {
         "arch": arch,
-        "dice_mean": float(np.mean(scores)) if scores else None,
-        "dice_sd": float(np.std(scores, ddof=1)) if len(scores) > 1 else 0.0,
-        "n": len(scores),
+        "validation": held["validation"],  # chooses the model (seg_select)
+        "test": held["test"],              # reported only
+        **held["test"],                    # dice_mean/dice_sd/n at the top: the reported (test) Dice
         "n_train": int(len(rows["train"])),
         "epochs": fit_cfg.epochs,
         "loss_history": [round(v, 5) for v in history],
@@ -191,25 +211,32 @@ def train_segmenter(cohort_dir, patients_csv, arch: str, cfg: dict, out_model, o
         "input_size": size,
     }
     write_text(out_metrics, json.dumps(metrics, indent=2) + "\n")
-    log.info("%s: Dice %.3f ± %.3f on %d held-out slices", arch, metrics["dice_mean"] or float("nan"),
-             metrics["dice_sd"], metrics["n"])
+    for s in ("validation", "test"):
+        log.info("%s: %s Dice %.3f ± %.3f on %d slices", arch, s, held[s]["dice_mean"] or float("nan"),
+                 held[s]["dice_sd"], held[s]["n"])
     return metrics
 
 
 def select(metrics: dict[str, dict]) -> dict:
-    """The arch with the higher mean Dice; ties go to the first listed (config order)."""
-    scored = {a: m for a, m in metrics.items() if m.get("dice_mean") is not None}
+    """The arch with the higher mean *validation* Dice; ties go to the first listed (config order).
+
+    Test Dice is carried along for the report and plays no part in the choice.
+    """
+    val = {a: (m.get("validation") or {}) for a, m in metrics.items()}
+    scored = {a: v for a, v in val.items() if v.get("dice_mean") is not None}
     if not scored:
-        raise ValueError("no segmentation model has a held-out Dice; annotate some test-patient slices")
+        raise ValueError("no segmentation model has a validation Dice: no validation patient has an annotated "
+                         "slice; raise split.validation_fraction or annotate more training slices")
     best = max(scored, key=lambda a: (scored[a]["dice_mean"], -list(metrics).index(a)))
-    others = ", ".join(f"{a} {m['dice_mean']:.3f}" for a, m in scored.items() if a != best)
+    others = ", ".join(f"{a} {v['dice_mean']:.3f}" for a, v in scored.items() if a != best)
     return {
         "selected": best,
+        "chosen_on": "validation",
         "dice_mean": scored[best]["dice_mean"],
-        "reason": f"highest mean Dice on held-out annotated test slices: {best} {scored[best]['dice_mean']:.3f}"
-                  + (f" vs {others}" if others else ""),
-        "candidates": {a: {"dice_mean": m.get("dice_mean"), "dice_sd": m.get("dice_sd"), "n": m.get("n")}
-                       for a, m in metrics.items()},
+        "reason": f"highest mean Dice on the annotated slices of validation patients (training patients held out "
+                  f"of segmentation training): {best} {scored[best]['dice_mean']:.3f}" + (f" vs {others}" if others else ""),
+        "candidates": {a: {s: {k: (m.get(s) or {}).get(k) for k in ("dice_mean", "dice_sd", "n")}
+                           for s in ("validation", "test")} for a, m in metrics.items()},
     }
 
 

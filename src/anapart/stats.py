@@ -1,87 +1,154 @@
-"""The paper's statistics with pingouin: ANOVA of per-class AUCs across formats and fractions.
+"""Study A's statistics over all classifiers (pingouin, imported where used): ANOVA of the per-class AUCs, the paper's
+group numbers, paired AUC differences between formats, and the aAUC bar chart.
 
-The paper grouped "the AUC of each model for each disease" by dataset and compared groups with
-analysis of variance; here every analysis uses the per-class AUCs of all networks:
-- format within each fraction (the paper's P = 0.611 at 100%), one-way;
-- fraction within each format, one-way;
-- format × fraction, two-way;
-- post-hoc pairwise t-tests for both one-way families, Holm-corrected.
+The paper grouped "the AUC of each model for each disease" by dataset and compared groups with a
+one-way analysis of variance and unpaired post-hoc tests. Those rows are kept, labelled
+``design = paper``: they treat the 24 (network, class) AUCs of a format as independent samples,
+although the same networks and classes appear in every format (and the class AUCs of one model
+share its predictions). The rows labelled ``repeated_measures`` are the analysis the design asks
+for: the subject is a (network, class) pair measured under every format (or fraction), so
+- format within each fraction and fraction within each format: one-way repeated-measures ANOVA
+  (pingouin ``rm_anova``, with the Greenhouse-Geisser corrected p);
+- format x fraction: two-way repeated-measures ANOVA;
+- post-hoc: paired t-tests between levels (pingouin ``pairwise_tests`` with ``subject``),
+  Holm-corrected.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 
 import numpy as np
 import pandas as pd
-import pingouin as pg
 
 log = logging.getLogger("anapart.stats")
 
-ANOVA_COLUMNS = ["analysis", "subset", "source", "df_effect", "df_error", "F", "p", "np2", "n"]
+ANOVA_COLUMNS = ["design", "analysis", "subset", "source", "df_effect", "df_error", "F", "p", "p_gg", "eps",
+                 "effect_size", "effect_size_kind", "n"]
+PAPER, RM = "paper", "repeated_measures"
+SUBJECT = "subject"
+
+
+def format_pairs(formats) -> list[tuple[str, str]]:
+    """Every pair of formats, smallest window first (seg112, seg224, ..., full), as the paper compared them."""
+    def size(fmt: str) -> float:
+        return float("inf") if fmt == "full" else float(fmt.removeprefix("seg"))
+
+    return list(itertools.combinations(sorted(formats, key=size), 2))
 
 
 def auc_long(table: pd.DataFrame, classes) -> pd.DataFrame:
-    """Wide model table (net, fmt, frac, auc_<class>…) -> one row per (model, class) with a defined AUC."""
+    """Wide model table (net, fmt, frac, auc_<class>…) -> one row per (model, class) with a defined AUC.
+
+    ``subject`` is the (network, class) pair: the unit measured repeatedly across formats and fractions.
+    """
     long = table.melt(id_vars=["net", "fmt", "frac"], value_vars=[f"auc_{c}" for c in classes],
                       var_name="cls", value_name="auc")
     long["cls"] = long["cls"].str.removeprefix("auc_")
     long["frac"] = long["frac"].astype(str)
+    long[SUBJECT] = long["net"] + "|" + long["cls"]
     return long.dropna(subset=["auc"]).reset_index(drop=True)
 
 
+def _pcol(a: pd.DataFrame) -> str:
+    return "p_unc" if "p_unc" in a else "p-unc"
+
+
 def oneway(data: pd.DataFrame, between: str, analysis: str, subset: str) -> pd.DataFrame:
+    """The paper's one-way ANOVA: the AUCs of each level as independent groups."""
+    import pingouin as pg
+
     if data[between].nunique() < 2:
         return pd.DataFrame(columns=ANOVA_COLUMNS)
     a = pg.anova(data=data, dv="auc", between=between, detailed=False)
     return pd.DataFrame({
-        "analysis": analysis, "subset": subset, "source": a["Source"], "df_effect": a["ddof1"],
-        "df_error": a["ddof2"], "F": a["F"], "p": a["p_unc"] if "p_unc" in a else a["p-unc"],
-        "np2": a.get("np2", np.nan), "n": len(data),
+        "design": PAPER, "analysis": analysis, "subset": subset, "source": a["Source"], "df_effect": a["ddof1"],
+        "df_error": a["ddof2"], "F": a["F"], "p": a[_pcol(a)], "p_gg": np.nan, "eps": np.nan,
+        "effect_size": a.get("np2", np.nan), "effect_size_kind": "np2", "n": len(data),
     })
 
 
-def twoway(data: pd.DataFrame, factors=("fmt", "frac")) -> pd.DataFrame:
-    if any(data[f].nunique() < 2 for f in factors):
+def complete_subjects(data: pd.DataFrame, within) -> pd.DataFrame:
+    """Keep the subjects measured at every level of ``within`` (a repeated-measures design needs them all)."""
+    within = [within] if isinstance(within, str) else list(within)
+    cells = data.groupby(within).ngroups
+    full = data.groupby(SUBJECT)["auc"].transform("size") == cells
+    return data[full]
+
+
+def repeated(data: pd.DataFrame, within, analysis: str, subset: str) -> pd.DataFrame:
+    """Repeated-measures ANOVA (pingouin ``rm_anova``), subject = (network, class)."""
+    import pingouin as pg
+
+    factors = [within] if isinstance(within, str) else list(within)
+    data = complete_subjects(data, factors)
+    if any(data[f].nunique() < 2 for f in factors) or data[SUBJECT].nunique() < 2:
         return pd.DataFrame(columns=ANOVA_COLUMNS)
-    a = pg.anova(data=data, dv="auc", between=list(factors), detailed=True)
-    pcol = "p_unc" if "p_unc" in a else "p-unc"
-    resid = a.loc[a["Source"] == "Residual", "DF"].iloc[0]
-    effects = a[a["Source"] != "Residual"]
+    a = pg.rm_anova(data=data, dv="auc", within=factors if len(factors) > 1 else factors[0], subject=SUBJECT,
+                    detailed=True, correction=True)
+    if len(factors) == 1:
+        effect = a[a["Source"] != "Error"]
+        df_effect, df_error = effect["DF"], a.loc[a["Source"] == "Error", "DF"].iloc[0]
+    else:
+        effect, df_effect, df_error = a, a["ddof1"], a["ddof2"]
     return pd.DataFrame({
-        "analysis": "format_x_fraction", "subset": "all", "source": effects["Source"].str.replace(" * ", " x "),
-        "df_effect": effects["DF"], "df_error": resid, "F": effects["F"], "p": effects[pcol],
-        "np2": effects.get("np2", np.nan), "n": len(data),
+        "design": RM, "analysis": analysis, "subset": subset,
+        "source": effect["Source"].str.replace(" * ", " x ", regex=False), "df_effect": df_effect,
+        "df_error": df_error, "F": effect["F"], "p": effect[_pcol(effect)],
+        "p_gg": effect["p_GG_corr"] if "p_GG_corr" in effect else np.nan,
+        "eps": effect["eps"] if "eps" in effect else np.nan,
+        "effect_size": effect["ng2"], "effect_size_kind": "ng2", "n": len(data),
     })
 
 
-def anova_tables(long: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """All ANOVA rows (``ANOVA_COLUMNS``) and the Holm-corrected post-hoc pairwise tests."""
-    rows, post = [], []
-    for frac, sub in long.groupby("frac", sort=False):
-        rows.append(oneway(sub, "fmt", "format_within_fraction", f"frac={frac}"))
-        post.append(_pairwise(sub, "fmt", f"frac={frac}"))
-    for fmt, sub in long.groupby("fmt", sort=False):
-        rows.append(oneway(sub, "frac", "fraction_within_format", f"fmt={fmt}"))
-        post.append(_pairwise(sub, "frac", f"fmt={fmt}"))
-    rows.append(twoway(long))
-    anova = pd.concat([r for r in rows if len(r)], ignore_index=True) if any(len(r) for r in rows) else \
-        pd.DataFrame(columns=ANOVA_COLUMNS)
-    posthoc = pd.concat([p for p in post if len(p)], ignore_index=True) if any(len(p) for p in post) else \
-        pd.DataFrame()
-    return anova, posthoc
+def _pairwise(data: pd.DataFrame, factor: str, subset: str, paired: bool) -> pd.DataFrame:
+    import pingouin as pg
 
-
-def _pairwise(data: pd.DataFrame, between: str, subset: str) -> pd.DataFrame:
-    if data[between].nunique() < 2:
+    if paired:
+        data = complete_subjects(data, factor)
+    if data[factor].nunique() < 2 or (paired and data[SUBJECT].nunique() < 2):
         return pd.DataFrame()
-    t = pg.pairwise_tests(data=data, dv="auc", between=between, padjust="holm")
-    t.insert(0, "subset", subset)
-    t.insert(1, "factor", between)
+    kw = {"within": factor, "subject": SUBJECT} if paired else {"between": factor}
+    t = pg.pairwise_tests(data=data, dv="auc", padjust="holm", **kw)
+    t.insert(0, "design", RM if paired else PAPER)
+    t.insert(1, "subset", subset)
+    t.insert(2, "factor", factor)
     t = t.rename(columns={"p-unc": "p_unc", "p-corr": "p_corr", "p-adjust": "p_adjust"})
     if "p_corr" not in t:  # a single comparison: nothing to correct
         t["p_corr"], t["p_adjust"] = t["p_unc"], "holm"
     return t
+
+
+def anova_tables(long: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """All ANOVA rows (``ANOVA_COLUMNS``: repeated-measures and the paper's) and the Holm-corrected
+    post-hoc tests (paired for the repeated-measures design, unpaired as the paper)."""
+    rows, post = [], []
+    for frac, sub in long.groupby("frac", sort=False):
+        rows += [repeated(sub, "fmt", "format_within_fraction", f"frac={frac}"),
+                 oneway(sub, "fmt", "format_within_fraction", f"frac={frac}")]
+        post += [_pairwise(sub, "fmt", f"frac={frac}", paired=True), _pairwise(sub, "fmt", f"frac={frac}", paired=False)]
+    for fmt, sub in long.groupby("fmt", sort=False):
+        rows += [repeated(sub, "frac", "fraction_within_format", f"fmt={fmt}"),
+                 oneway(sub, "frac", "fraction_within_format", f"fmt={fmt}")]
+        post += [_pairwise(sub, "frac", f"fmt={fmt}", paired=True), _pairwise(sub, "frac", f"fmt={fmt}", paired=False)]
+    rows.append(repeated(long, ["fmt", "frac"], "format_x_fraction", "all"))
+    rows = [r for r in rows if len(r)]
+    post = [p for p in post if len(p)]
+    anova = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=ANOVA_COLUMNS)
+    posthoc = pd.concat(post, ignore_index=True) if post else pd.DataFrame()
+    return anova[ANOVA_COLUMNS], posthoc
+
+
+def read_model_tables(paths) -> dict[tuple[str, str, int], pd.DataFrame]:
+    """Per-model CSVs laid out as ``results/<stage>/{net}/{fmt}/f{frac}/<name>.csv``, keyed by (net, fmt, frac)."""
+    from pathlib import Path
+
+    out = {}
+    for path in paths:
+        p = Path(path)
+        out[(p.parts[-4], p.parts[-3], int(p.parts[-2].removeprefix("f")))] = pd.read_csv(p)
+    return out
 
 
 def model_table(metrics: dict[tuple[str, str, int], dict], classes) -> pd.DataFrame:
@@ -95,24 +162,68 @@ def model_table(metrics: dict[tuple[str, str, int], dict], classes) -> pd.DataFr
     return pd.DataFrame(rows).sort_values(["frac", "fmt", "net"], ascending=[False, True, True], ignore_index=True)
 
 
-def bar_chart(table: pd.DataFrame, formats, fractions, out_png) -> None:
-    """Mean aAUC over networks per format and fraction, ± SD over networks (the paper's Fig. 6)."""
+def auc_groups(table: pd.DataFrame, classes) -> pd.DataFrame:
+    """The paper's group numbers: mean ± SD (ddof 1) over all (network, class) AUCs of a format and
+    fraction ("0.949 ± 0.052" is over the 4 x 6 = 24 AUCs of seg112 at 100%), next to the mean and
+    SD of the networks' aAUCs."""
+    long = auc_long(table, classes)
+    g = long.groupby(["fmt", "frac"])["auc"].agg(n_auc="size", mean="mean", sd=lambda v: v.std(ddof=1))
+    nets = table.assign(frac=table["frac"].astype(str)).groupby(["fmt", "frac"])["aauc"]
+    g["n_networks"] = nets.size()
+    g["aauc_mean"] = nets.mean()
+    g["aauc_sd_networks"] = nets.std(ddof=1)
+    out = g.reset_index()
+    out["frac"] = out["frac"].astype(int)
+    return out.sort_values(["frac", "fmt"], ascending=[False, True], ignore_index=True)
+
+
+def auc_pairs(preds: dict[tuple[str, str, int], pd.DataFrame], patient_of: pd.Series, strata: dict, classes,
+              formats, *, n_boot: int, seed: int, level: float = 0.95) -> pd.DataFrame:
+    """Per network and fraction, ΔaAUC between two formats on the same test slices with a paired,
+    class-stratified patient bootstrap CI and p (:func:`anapart.evaluate.paired_delta_aauc`)."""
+    from .evaluate import paired_delta_aauc
+
+    cols = [f"p_{c}" for c in classes]
+    rows = []
+    nets = sorted({k[0] for k in preds})
+    fracs = sorted({k[2] for k in preds}, reverse=True)
+    for net, frac in itertools.product(nets, fracs):
+        for a, b in format_pairs(formats):
+            if (net, a, frac) not in preds or (net, b, frac) not in preds:
+                continue
+            pa, pb = preds[(net, a, frac)], preds[(net, b, frac)]
+            both = pa[["slice_id", "label"]].merge(pb[["slice_id", "label"]], on=["slice_id", "label"])
+            if len(both) != len(pa) or len(both) != len(pb):
+                raise ValueError(f"{net} f{frac}: {a} and {b} were not scored on the same test slices")
+            pb = pb.set_index("slice_id").loc[pa["slice_id"]].reset_index()
+            r = paired_delta_aauc(pa["label"], pa[cols].to_numpy(), pb[cols].to_numpy(),
+                                  pa["slice_id"].map(patient_of).to_numpy(), classes, strata=strata, n_boot=n_boot,
+                                  seed=seed, level=level)
+            rows.append({"net": net, "frac": int(frac), "fmt_a": a, "fmt_b": b, **r,
+                         "n_slices": len(pa), "n_patients": int(pa["slice_id"].map(patient_of).nunique())})
+    columns = ["net", "frac", "fmt_a", "fmt_b", "delta_aauc", "ci_low", "ci_high", "p", "aauc_a", "aauc_b",
+               "n_boot", "n_slices", "n_patients"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def bar_chart(groups: pd.DataFrame, formats, fractions, out_png) -> None:
+    """The paper's Fig. 6: mean AUC per format and fraction, error bars ± SD over all (network,
+    class) AUCs (the paper's "0.949 ± 0.052"), from :func:`auc_groups`."""
     from .files import pyplot, save_figure
 
     plt = pyplot()
 
-    g = table.groupby(["frac", "fmt"])["aauc"].agg(["mean", "std"]).reset_index()
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
     width = 0.8 / max(len(formats), 1)
     x = np.arange(len(fractions))
     for i, fmt in enumerate(formats):
-        sub = g[g["fmt"] == fmt].set_index("frac").reindex([int(f) for f in fractions])
-        ax.bar(x + (i - (len(formats) - 1) / 2) * width, sub["mean"], width, yerr=sub["std"].fillna(0),
+        sub = groups[groups["fmt"] == fmt].set_index("frac").reindex([int(f) for f in fractions])
+        ax.bar(x + (i - (len(formats) - 1) / 2) * width, sub["mean"], width, yerr=sub["sd"].fillna(0),
                capsize=3, label=fmt)
     ax.set_xticks(x, [f"{f}%" for f in fractions])
     ax.set_xlabel("training data kept")
-    ax.set_ylabel("mean aAUC over networks")
-    ax.set_ylim(0.4, 1.0)
+    ax.set_ylabel("mean AUC ± SD over (network, class)")
+    ax.set_ylim(0.4, 1.05)
     ax.axhline(0.5, color="grey", lw=0.8, ls="--")
     ax.legend(fontsize=8, ncol=len(formats))
     fig.tight_layout()

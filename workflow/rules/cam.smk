@@ -1,4 +1,5 @@
-# Interpretability: Grad-CAM of correctly classified test lesion slices, scored on the lesion.
+# Interpretability: Grad-CAM of correctly classified test lesion slices, scored on the lesion with
+# its chance level, in each format's window and in the common (seg112) window.
 
 
 rule cam:
@@ -7,6 +8,7 @@ rule cam:
         predictions="results/classify/{net}/{fmt}/f{frac}/predictions.csv",
         images="results/crops/{fmt}/images.npy",
         index="results/crops/{fmt}/index.csv",
+        common_index=f"results/crops/{CAM_COMMON_FMT}/index.csv",
         manifest="results/cohort/manifest.csv",
         cohort_images="results/cohort/images.npy",
         masks="results/cohort/masks.npy",
@@ -39,21 +41,22 @@ rule cam:
 
 rule cam_stats:
     input:
-        expand(
+        scores=expand(
             "results/cam/{net}/{fmt}/f{frac}/scores.csv",
             net=NETS,
             fmt=FORMATS,
             frac=CAM_FRACTIONS,
         ),
+        manifest="results/cohort/manifest.csv",
     output:
         scores=report(
             "results/tables/cam_scores.csv",
             caption="../report/cam_scores.rst",
             category="Interpretability",
         ),
-        ttest=report(
-            "results/tables/cam_ttest.csv",
-            caption="../report/cam_ttest.rst",
+        tests=report(
+            "results/tables/cam_tests.csv",
+            caption="../report/cam_tests.rst",
             category="Statistics",
         ),
     log:
@@ -62,6 +65,11 @@ rule cam_stats:
         "logs/bench/cam_stats/all.tsv"
     conda:
         ENV
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    params:
+        formats=FORMATS,
     script:
         "../scripts/cam_stats.py"
 

@@ -39,6 +39,7 @@ rule classify_eval:
         model="results/classify/{net}/{fmt}/f{frac}/model.pt",
         predictions="results/classify/{net}/{fmt}/f{frac}/predictions.csv",
         manifest="results/cohort/manifest.csv",
+        patients="results/split/patients.csv",
     output:
         metrics="results/classify/{net}/{fmt}/f{frac}/metrics.json",
         roc=report(

@@ -6,6 +6,12 @@ NETS = list(config["classify"]["nets"])
 FORMATS = list(config["classify"]["formats"])
 SEG_ARCHS = list(config["segment"]["archs"])
 CAM_FRACTIONS = [int(f) for f in config["cam"]["fractions"]]
+# Every format's CAM is also scored inside the smallest format's window (seg112): one window, one
+# chance level for all formats.
+CAM_COMMON_FMT = min(
+    FORMATS,
+    key=lambda f: float("inf") if f == "full" else config["crop"]["sizes"][f],
+)
 # What a classifier's weights depend on (so adding a network or format retrains nothing else).
 TRAIN_CFG = {
     k: v
@@ -76,6 +82,8 @@ STG_MAIN = "clahe" if STG.get("clahe", {}).get("enabled", True) else "raw"
 STG_OTHER = "raw" if STG_MAIN == "clahe" else "clahe"
 STG_ABLATION = bool(STG.get("compare_clahe", False))
 STG_RADIOMICS = bool(STG.get("radiomics", {}).get("enabled", True))
+# Radiomics reads the patches without CLAHE by default (CLAHE distorts first-order and texture features).
+STG_RADIOMICS_PRE = STG.get("radiomics", {}).get("preprocessing", "raw")
 STG_EVALUATED = (
     STG_SINGLE
     + ["ensemble"]
@@ -120,6 +128,7 @@ def staging_targets():
         "results/staging/tables/table3_preprocessing.csv",
         "results/staging/tables/table4_models.csv",
         "results/staging/tables/table5_comparison.csv",
+        "results/staging/tables/patients.csv",
         "results/staging/figures/confusion_matrices.png",
         *expand("results/staging/{model}/cam.png", model=STG_SINGLE),
     ]
@@ -172,10 +181,14 @@ def done_message():
         "results/tables/auc.csv",
         "results/tables/anova.csv",
         "results/tables/cam_scores.csv",
+        "results/tables/cam_tests.csv",
+        "results/tables/auc_groups.csv",
+        "results/tables/auc_pairs.csv",
         "results/figures/aauc_bars.png",
         "results/seg/selected.json",
         "results/staging/tables/table4_models.csv",
         "results/staging/tables/table5_comparison.csv",
+        "results/staging/tables/patients.csv",
     ]
     present = [p for p in main if os.path.exists(p)]
     lines = ["", "anapart: done."]

@@ -15,6 +15,11 @@ rule auc_table:
             caption="../report/auc_table.rst",
             category="Classification",
         ),
+        groups=report(
+            "results/tables/auc_groups.csv",
+            caption="../report/auc_groups.rst",
+            category="Classification",
+        ),
         bars=report(
             "results/figures/aauc_bars.png",
             caption="../report/aauc_bars.rst",
@@ -58,3 +63,36 @@ rule anova:
         classes=config["classes"],
     script:
         "../scripts/anova.py"
+
+
+rule auc_pairs:
+    input:
+        predictions=expand(
+            "results/classify/{net}/{fmt}/f{frac}/predictions.csv",
+            net=NETS,
+            fmt=FORMATS,
+            frac=FRACTIONS,
+        ),
+        manifest="results/cohort/manifest.csv",
+        patients="results/split/patients.csv",
+    output:
+        report(
+            "results/tables/auc_pairs.csv",
+            caption="../report/auc_pairs.rst",
+            category="Statistics",
+        ),
+    log:
+        "logs/auc_pairs.log",
+    benchmark:
+        "logs/bench/auc_pairs/all.tsv"
+    conda:
+        ENV
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    params:
+        classes=config["classes"],
+        formats=FORMATS,
+        evaluate=config["evaluate"],
+    script:
+        "../scripts/auc_pairs.py"

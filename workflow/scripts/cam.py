@@ -15,6 +15,7 @@ scores, maps = cam_scores(
     snakemake.input.predictions,
     target_layer=snakemake.params.layer,
     threshold=snakemake.params.threshold,
+    common_index=snakemake.input.common_index,
     batch_size=snakemake.params.batch_size,
 )
 write_csv(snakemake.output.scores, scores)
@@ -25,4 +26,11 @@ overlay_figure(
     f"{w.net} {w.fmt} {w.frac}%: Grad-CAM ({snakemake.params.layer})",
     snakemake.output.examples,
 )
-log.info("%d maps, mean score %.3f", len(scores), scores["score_continuous"].mean())
+log.info(
+    "%d maps: score %.3f, chance %.3f, corrected %.3f; common window: corrected %.3f",
+    len(scores),
+    scores["score_continuous"].mean(),
+    scores["chance"].mean(),
+    scores["corrected"].mean(),
+    scores["common_corrected"].mean(),
+)

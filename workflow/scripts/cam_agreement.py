@@ -1,13 +1,14 @@
 """Glue: agreement of human CAM scores with each other and with the automatic score (anapart.cam)."""
 import pandas as pd
 
-from anapart.cam import agreement, read_reviewer_scores, read_scores
+from anapart.cam import agreement, read_reviewer_scores
+from anapart.stats import read_model_tables
 from anapart.files import setup_logging, write_csv
 
 log = setup_logging(snakemake.log[0])
 frames = [
     s.assign(net=net, fmt=fmt, frac=frac)
-    for (net, fmt, frac), s in read_scores(snakemake.input.scores).items()
+    for (net, fmt, frac), s in read_model_tables(snakemake.input.scores).items()
 ]
 table = agreement(read_reviewer_scores(snakemake.input.reviewers), pd.concat(frames, ignore_index=True))
 write_csv(snakemake.output[0], table)

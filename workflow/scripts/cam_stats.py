@@ -1,10 +1,17 @@
-"""Glue: CAM score summary per model and the t-tests between formats (logic in anapart.cam)."""
-from anapart.cam import format_ttests, read_scores, summarize
+"""Glue: CAM score summary per model and the format tests, each labelled with its unit (logic in anapart.cam)."""
+import pandas as pd
+
+from anapart.cam import cam_tests, summarize
 from anapart.files import setup_logging, write_csv
+from anapart.stats import read_model_tables
 
 log = setup_logging(snakemake.log[0])
-scores = read_scores(snakemake.input)
+scores = read_model_tables(snakemake.input.scores)
 write_csv(snakemake.output.scores, summarize(scores))
-tt = format_ttests(scores)
-write_csv(snakemake.output.ttest, tt)
-log.info("\n%s", tt.to_string())
+tests = cam_tests(
+    scores,
+    pd.read_csv(snakemake.input.manifest).set_index("slice_id")["patient"],
+    snakemake.params.formats,
+)
+write_csv(snakemake.output.tests, tests)
+log.info("\n%s", tests.drop(columns="note").to_string())

@@ -7,13 +7,16 @@ from anapart.files import setup_logging
 log = setup_logging(snakemake.log[0])
 ev, classes = snakemake.params.evaluate, snakemake.params.classes
 pred = pd.read_csv(snakemake.input.predictions)
+# the bootstrap resamples patients within their split stratum (the patient's class)
+strata = pd.read_csv(snakemake.input.patients).set_index("patient")["group"]
 metrics = evaluate_predictions(
     pred,
     pd.read_csv(snakemake.input.manifest),
     classes,
-    n_boot=ev.get("n_boot", 1000),
-    seed=ev.get("seed", 0),
-    level=ev.get("ci_level", 0.95),
+    strata=strata,
+    n_boot=ev["n_boot"],
+    seed=ev["seed"],
+    level=ev["ci_level"],
 )
 w = snakemake.wildcards
 metrics.update(net=w.net, fmt=w.fmt, frac=int(w.frac))

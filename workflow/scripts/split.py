@@ -1,4 +1,4 @@
-"""Glue: patient-level split and nested training subsets (logic in anapart.cohort)."""
+"""Glue: patient-level split, validation patients and nested training subsets (logic in anapart.cohort)."""
 import pandas as pd
 
 from anapart.cohort import make_split
@@ -13,4 +13,5 @@ make_split(
     test_fraction=s["test_fraction"],
     fractions=s["fractions"],
     seed=s["seed"],
+    validation_fraction=s["validation_fraction"],
 )

@@ -6,13 +6,15 @@ from anapart.files import setup_logging, write_csv, write_text
 from anapart.staging import radiomics_baseline
 
 setup_logging(snakemake.log[0])
+patches = Path(snakemake.input.images).parent  # staging.radiomics.preprocessing: raw (default) or clahe
 pred, info = radiomics_baseline(
-    Path(snakemake.input.images).parent,
+    patches,
     snakemake.input.train,
     snakemake.input.test,
     snakemake.input.index,
     snakemake.params.classes,
     snakemake.params.settings,
 )
+info["patches"] = patches.as_posix()
 write_csv(snakemake.output.predictions, pred)
 write_text(snakemake.output.info, json.dumps(info, indent=2) + "\n")

@@ -1,10 +1,11 @@
-"""Glue: the staging study's Tables 3-5 and Fig. 6 from the per-method metrics (logic in anapart.staging)."""
+"""Glue: the staging study's Tables 3-5, Fig. 6 and the per-patient table (logic in anapart.evaluate)."""
 import json
 
 import pandas as pd
 
+from anapart.evaluate import (confusion_grid, patient_table, table_comparison, table_models, table_preprocessing,
+                              tnm_metrics)
 from anapart.files import setup_logging, write_csv
-from anapart.evaluate import confusion_grid, table_comparison, table_models, table_preprocessing, tnm_metrics
 
 log = setup_logging(snakemake.log[0])
 classes, names, models = snakemake.params.classes, snakemake.params.names, snakemake.params.models
@@ -19,13 +20,22 @@ singles = {n: m for n, m in main.items() if n not in ("ensemble", "radiomics")}
 order = (["basic_cnn"] if "basic_cnn" in singles else []) + [m for m in models if m in singles]
 write_csv(snakemake.output.table4, table_models({**{n: singles[n] for n in order}, "ensemble": main["ensemble"]},
                                                 classes))
+index = pd.read_csv(snakemake.input.index, dtype={"tnm_stage": str}, keep_default_na=False)
+simulated = {"TNM staging"} if snakemake.params.tnm_simulated else set()
 compare = {}
-tnm = tnm_metrics(pd.read_csv(snakemake.input.index), pd.read_csv(snakemake.input.test), classes)
+tnm = tnm_metrics(index, pd.read_csv(snakemake.input.test), classes)
 if tnm is not None:
     compare["TNM staging"] = tnm
 if "radiomics" in main:
     compare["radiomics"] = main["radiomics"]
 compare["ensemble"] = main["ensemble"]
-write_csv(snakemake.output.table5, table_comparison(compare, classes))
+write_csv(snakemake.output.table5, table_comparison(compare, classes, simulated=simulated))
+# per patient: every method, the ensemble against each (McNemar), bootstrap CIs
+preds = {n: pd.read_csv(p) for n, p in zip(list(main), snakemake.input.predictions)}
+given = index[index["tnm_stage"].isin(classes)]
+ev = snakemake.params.evaluate
+patients = patient_table(preds, classes, tnm=given.groupby("patient")["tnm_stage"].first().to_dict(),
+                         tnm_simulated=bool(simulated), n_boot=ev["n_boot"], seed=ev["seed"], level=ev["ci_level"])
+write_csv(snakemake.output.patients, patients, float_format="%.4g")
 confusion_grid(main, snakemake.output.figure)
-log.info("tables written; ensemble accuracy %.3f", main["ensemble"]["accuracy"])
+log.info("tables written; ensemble accuracy %.3f per patch\n%s", main["ensemble"]["accuracy"], patients.to_string())

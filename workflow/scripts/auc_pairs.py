@@ -1,0 +1,20 @@
+"""Glue: paired ΔaAUC between formats per network and fraction (logic in anapart.stats/evaluate)."""
+import pandas as pd
+
+from anapart.files import setup_logging, write_csv
+from anapart.stats import auc_pairs, read_model_tables
+
+log = setup_logging(snakemake.log[0])
+ev = snakemake.params.evaluate
+table = auc_pairs(
+    read_model_tables(snakemake.input.predictions),
+    pd.read_csv(snakemake.input.manifest).set_index("slice_id")["patient"],
+    pd.read_csv(snakemake.input.patients).set_index("patient")["group"].to_dict(),
+    snakemake.params.classes,
+    snakemake.params.formats,
+    n_boot=ev["n_boot"],
+    seed=ev["seed"],
+    level=ev["ci_level"],
+)
+write_csv(snakemake.output[0], table, float_format="%.5g")
+log.info("\n%s", table.to_string())
