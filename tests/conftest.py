@@ -28,6 +28,30 @@ def _loopback_only(self, address):
 
 socket.socket.connect = _loopback_only
 
+# Subprocesses (Snakemake and every job it starts) do not inherit the patch above, so they get an
+# environment that keeps them off the network instead (:func:`offline_env`): hubs told to stay
+# offline, and every HTTP(S) client pointed at a proxy on a local port that is bound but never
+# listens, so a request is refused at once. No host is exempt (NO_PROXY empty), loopback included.
+_NO_PROXY_HERE = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+_NO_PROXY_HERE.bind(("127.0.0.1", 0))  # held for the session: the port stays ours and closed
+BLOCKED_PROXY = f"http://127.0.0.1:{_NO_PROXY_HERE.getsockname()[1]}"
+OFFLINE = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+           **{k: BLOCKED_PROXY for k in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy",
+                                         "all_proxy")},
+           "NO_PROXY": "", "no_proxy": ""}
+
+
+def offline_env(extra: dict | None = None) -> dict:
+    """This process's environment with :data:`OFFLINE` over it (and ``extra`` over that)."""
+    return {**os.environ, **OFFLINE, **(extra or {})}
+
+
+def run_offline(cmd, **kw):
+    """``subprocess.run`` with :func:`offline_env` (``env=`` adds to it): every Snakemake run of the tests."""
+    import subprocess
+
+    return subprocess.run(cmd, env=offline_env(kw.pop("env", None)), **kw)
+
 from anapart import CLASSES
 from anapart.synthetic import SyntheticConfig, generate
 

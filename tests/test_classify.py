@@ -72,29 +72,40 @@ def test_training_lowers_loss_for_every_seed_and_predicts_probabilities(tmp_path
     assert meta["classes"] == CLASSES and meta["input_size"] == 32
 
 
-def test_killed_training_resumes_to_the_same_model(tmp_path, monkeypatch):
+def test_killed_training_resumes_to_the_same_model(tmp_path, monkeypatch, caplog):
+    """Killed at the start of epoch 3, the rerun trains epoch 3 only (counted batches and the "resuming"
+    record: a restart from scratch is just as deterministic, so equal weights alone cannot tell them
+    apart) and ends with the uninterrupted run's weights."""
+    import logging
+
     lst = make_crop_store(tmp_path / "fmt", n_per_class=8)
     lst.to_csv(tmp_path / "train.csv", index=False)
     cfg = dict(CFG, epochs=3)
-    train_classifier(tmp_path / "fmt", tmp_path / "train.csv", CLASSES, "efficientnet_b0", cfg,
-                     tmp_path / "ref.pt", device="cpu", checkpoint=tmp_path / "ref.ckpt")
     real_batch = CropData.batch
-    calls = {"n": 0}
+    calls = {"n": 0, "kill_at": None}
 
-    def dying_batch(self, idx, augment=None):
+    def counting_batch(self, idx, augment=None):
         calls["n"] += 1
-        if calls["n"] == 3 * 2 + 1:  # 3 batches an epoch: dies at the start of epoch 3
+        if calls["n"] == calls["kill_at"]:
             raise KeyboardInterrupt
         return real_batch(self, idx, augment)
 
-    monkeypatch.setattr(CropData, "batch", dying_batch)
-    with pytest.raises(KeyboardInterrupt):
+    monkeypatch.setattr(CropData, "batch", counting_batch)
+
+    def train(name, kill_at=None):
+        calls.update(n=0, kill_at=kill_at)
         train_classifier(tmp_path / "fmt", tmp_path / "train.csv", CLASSES, "efficientnet_b0", cfg,
-                         tmp_path / "run.pt", device="cpu", checkpoint=tmp_path / "run.ckpt")
+                         tmp_path / f"{name}.pt", device="cpu", checkpoint=tmp_path / f"{name}.ckpt")
+
+    train("ref")
+    assert calls["n"] == 3 * 3  # 24 slices, batch 8: 3 batches an epoch
+    with pytest.raises(KeyboardInterrupt):
+        train("run", kill_at=3 * 2 + 1)  # dies at the start of epoch 3
     assert not (tmp_path / "run.pt").exists() and (tmp_path / "run.ckpt").exists()
-    monkeypatch.setattr(CropData, "batch", real_batch)
-    train_classifier(tmp_path / "fmt", tmp_path / "train.csv", CLASSES, "efficientnet_b0", cfg,
-                     tmp_path / "run.pt", device="cpu", checkpoint=tmp_path / "run.ckpt")
+    caplog.set_level(logging.INFO, logger="anapart.training")
+    train("run")
+    assert calls["n"] == 3 and "resuming from run.ckpt after epoch 2" in caplog.text
+    assert not (tmp_path / "run.ckpt").exists()
     ref = torch.load(tmp_path / "ref.pt", weights_only=False)
     run = torch.load(tmp_path / "run.pt", weights_only=False)
     assert run["meta"]["loss_history"] == ref["meta"]["loss_history"]

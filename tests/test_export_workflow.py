@@ -3,7 +3,6 @@ a cohort with several problems listed by one run of the preflight; weights folde
 
 import json
 import shutil
-import subprocess
 
 import pandas as pd
 import pydicom
@@ -14,7 +13,7 @@ import yaml
 from anapart import CLASSES
 from anapart.cohort import SeriesRule, ingest
 from anapart.synthetic import SyntheticConfig, generate
-from conftest import REPO, store_paths
+from conftest import REPO, run_offline, store_paths
 from dicom_export import pacs_export
 from test_ingest import assert_no_phi, phi_values
 from test_workflow import snakemake, snakemake_cmd, workflow_copy
@@ -128,8 +127,8 @@ def test_a_cohort_with_several_problems_lists_them_all_in_one_run(tiny_cohort, t
         "source": "dicom", "dicom_dir": str(data / "dicom"), "labels": str(data / "labels.csv"),
         "mask_dir": str(data / "masks"), "pseudonym_salt": SALT}}))
     wd = workflow_copy(tmp_path / "wf")
-    proc = subprocess.run(snakemake_cmd("results/split/patients.csv", extra_config=user), cwd=wd,
-                          capture_output=True, text=True, timeout=300)
+    proc = run_offline(snakemake_cmd("results/split/patients.csv", extra_config=user), cwd=wd,
+                       capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0
     console = proc.stdout + proc.stderr
     assert "Error in rule cohort_check" in console and "logs/cohort_check.log" in console

@@ -79,48 +79,51 @@ def test_encoder_weights_from_local_file(tmp_path):
         build_model({"arch": "unet", "encoder": "resnet18", "encoder_weights": str(tmp_path / "missing.pt")})
 
 
-class _Killed(RuntimeError):
-    pass
+def test_killed_segmentation_resumes_with_only_the_remaining_batches(cohort, run_ingest, tmp_path, monkeypatch, caplog):
+    """train_segmenter with a checkpoint: a kill in epoch 3, then a rerun that trains epochs 3-4 only
+    (counted batches, the "resuming" record) and ends with the uninterrupted run's weights."""
+    import logging
 
+    from anapart import segment
 
-def _toy_problem(seed=0):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(40, 6, generator=g)
-    y = (x[:, :1] * 2 - x[:, 1:2]).clone()
-    return x, y
+    _, out = run_ingest(cohort, field=32)
+    manifest, _, _ = load_store(out)
+    patients = split_patients(manifest, 0.25, seed=0, classes=CLASSES).assign(validation=False)
+    patients.to_csv(tmp_path / "patients.csv", index=False)
+    cfg = dict(SEG, epochs=4)
+    torch.set_num_threads(2)
+    real_loss = segment.seg_loss
+    calls = {"n": 0, "kill_at": None}
 
-
-def _toy_fit(tmp_path, kill_after_batches=None):
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.Dropout(0.2), torch.nn.Linear(8, 1))
-    opt = torch.optim.SGD(model.parameters(), lr=0.02, momentum=0.5)
-    x, y = _toy_problem()
-    calls = {"n": 0}
-
-    def fetch(idx):
+    def counting_loss(logits, target):
         calls["n"] += 1
-        if kill_after_batches is not None and calls["n"] > kill_after_batches:
-            raise _Killed
-        return x[idx], y[idx]
+        if calls["n"] == calls["kill_at"]:
+            raise KeyboardInterrupt
+        return real_loss(logits, target)
 
-    cfg = training.FitConfig(epochs=6, batch_size=8, seed=3, device="cpu")
-    hist = training.fit(model, opt, torch.nn.functional.mse_loss, fetch, len(x), cfg, tmp_path / "ckpt.pt")
-    return model, hist
+    monkeypatch.setattr(segment, "seg_loss", counting_loss)
 
+    def run(name, kill_at=None):
+        calls.update(n=0, kill_at=kill_at)
+        return train_segmenter(out, tmp_path / "patients.csv", "unet", cfg, tmp_path / f"{name}.pt",
+                               tmp_path / f"{name}.json", device="cpu", checkpoint=tmp_path / f"{name}.ckpt")
 
-def test_fit_lowers_loss_and_resumes_after_a_kill(tmp_path):
-    ref_model, ref_hist = _toy_fit(tmp_path / "ref")
-    assert ref_hist[-1] < ref_hist[0]
-    assert not (tmp_path / "ref" / "ckpt.pt").exists()  # removed once training completed
-    run = tmp_path / "run"
-    with pytest.raises(_Killed):
-        _toy_fit(run, kill_after_batches=5 * 3 + 2)  # dies inside epoch 4 (5 batches/epoch)
-    assert (run / "ckpt.pt").exists()
-    assert torch.load(run / "ckpt.pt", weights_only=False)["epoch"] == 2  # epochs 1-3 done
-    model, hist = _toy_fit(run)
-    assert hist == pytest.approx(ref_hist)
-    for a, b in zip(model.state_dict().values(), ref_model.state_dict().values()):
-        assert torch.equal(a, b)
+    ref = run("ref")
+    per_epoch = calls["n"] // 4
+    assert per_epoch * 4 == calls["n"] and per_epoch >= 2
+    with pytest.raises(KeyboardInterrupt):
+        run("run", kill_at=2 * per_epoch + 2)  # second batch of epoch 3
+    assert not (tmp_path / "run.pt").exists() and (tmp_path / "run.ckpt").exists()
+    caplog.set_level(logging.INFO, logger="anapart.training")
+    resumed = run("run")
+    assert calls["n"] == 2 * per_epoch  # epochs 3 and 4 only: a restart would fetch 4 epochs' batches
+    assert "resuming from run.ckpt after epoch 2" in caplog.text
+    assert not (tmp_path / "run.ckpt").exists()
+    assert resumed["loss_history"] == ref["loss_history"] and resumed["test"] == ref["test"]
+    a = torch.load(tmp_path / "ref.pt", weights_only=False)["state_dict"]
+    b = torch.load(tmp_path / "run.pt", weights_only=False)["state_dict"]
+    for k, v in a.items():
+        assert torch.equal(b[k], v), k
 
 
 def test_cuda_request_without_cuda_is_an_error():

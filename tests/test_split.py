@@ -9,14 +9,15 @@ from anapart.cohort import assert_no_leakage, make_split, mark_validation, split
 
 
 def fake_manifest(per_class_patients=(12, 5, 4, 3, 2, 9), slices=5, seed=0) -> pd.DataFrame:
-    """Patients of each class; lesion patients also have some normal (tumour-free) slices."""
+    """Patients of each class; lesion patients (first slice always a lesion slice) also have some normal
+    (tumour-free) slices."""
     rng = np.random.default_rng(seed)
     rows = []
     for cls, n in zip(CLASSES, per_class_patients):
         for i in range(n):
             pid = f"P{cls[:3]}{i:03d}"
             for k in range(slices):
-                label = cls if (cls == "normal" or rng.random() < 0.6) else "normal"
+                label = cls if (cls == "normal" or k == 0 or rng.random() < 0.6) else "normal"
                 rows.append((f"{pid}_{k:03d}", pid, label))
     return pd.DataFrame(rows, columns=["slice_id", "patient", "label"])
 
@@ -30,11 +31,10 @@ def test_patient_split_is_stratified_and_disjoint():
     man = fake_manifest()
     p = split_patients(man, 0.25, seed=1, classes=CLASSES)
     assert p["patient"].is_unique and set(p["patient"]) == set(man["patient"])
-    for cls, n in zip(CLASSES, (12, 5, 4, 3, 2, 9)):
+    # 12 x 0.25 = 3; 5 x 0.25 = 1.25 -> 1; 4 -> 1; 3 x 0.25 = 0.75 -> 1; 2 x 0.25 = 0.5 -> 1; 9 x 0.25 = 2.25 -> 2
+    for cls, n, n_test in zip(CLASSES, (12, 5, 4, 3, 2, 9), (3, 1, 1, 1, 1, 2)):
         g = p[p["group"] == cls]
-        n_test = int((g["split"] == "test").sum())
-        assert n_test == min(max(round(n * 0.25), 1), n - 1)
-        assert (g["split"] == "train").sum() >= 1
+        assert len(g) == n and int((g["split"] == "test").sum()) == n_test, cls
 
 
 def test_validation_patients_are_a_stratified_share_of_the_training_patients():
@@ -45,13 +45,56 @@ def test_validation_patients_are_a_stratified_share_of_the_training_patients():
     for cls in CLASSES:
         train = p[(p["group"] == cls) & (p["split"] == "train")]
         n_val = int(train["validation"].sum())
-        expected = min(max(round(len(train) * 0.2), 1), len(train) - 1) if len(train) >= 2 else 0
-        assert n_val == expected, cls
+        # training patients 9, 4, 3, 2, 1, 7 (test above) x 0.2 = 1.8, 0.8, 0.6, 0.4, 0.2, 1.4
+        expected = {"NPC": 2, "LH": 1, "lymphoma": 1, "chordoma": 1, "craniopharyngioma": 0, "normal": 1}[cls]
+        assert (len(train), n_val) == ({"NPC": 9, "LH": 4, "lymphoma": 3, "chordoma": 2, "craniopharyngioma": 1,
+                                        "normal": 7}[cls], expected), cls
         assert (train["validation"] == False).sum() >= 1  # noqa: E712 - segmentation keeps training patients
     again = mark_validation(split_patients(man, 0.25, seed=1, classes=CLASSES), 0.2, seed=1, classes=CLASSES)
     assert again.equals(p)
     # the test side is the same with or without validation patients
     assert p["split"].tolist() == split_patients(man, 0.25, seed=1, classes=CLASSES)["split"].tolist()
+
+
+def _one_class(n: int) -> pd.DataFrame:
+    return fake_manifest(per_class_patients=(n, 0, 0, 0, 0, 0), slices=3)
+
+
+@pytest.mark.parametrize("n,fraction,n_test", [
+    (10, 0.25, 3),   # 2.5: half up (Python's round would give 2)
+    (18, 0.25, 5),   # 4.5 -> 5 (round: 4)
+    (6, 0.25, 2),    # 1.5 -> 2
+    (2, 0.25, 1),    # 0.5 -> 1, and each side keeps one
+    (2, 0.9, 1),     # 1.8 -> 2, but the training side keeps one
+    (5, 0.5, 3),     # 2.5 -> 3
+    (4, 0.05, 1),    # 0.2 -> 0, but the test side gets one
+    (1, 0.5, 0),     # a single patient stays in training
+    (16, 0.25, 4), (8, 0.25, 2), (12, 0.25, 3),  # the demo's classes (16, 8, 8, 8, 8, 12)
+    (35, 0.2, 7),    # study B's demo stages
+])
+def test_test_count_per_class_is_rounded_half_up(n, fraction, n_test):
+    p = split_patients(_one_class(n), fraction, seed=0, classes=CLASSES)
+    assert len(p) == n and int((p["split"] == "test").sum()) == n_test
+    # the validation share of the training patients follows the same rule
+    v = mark_validation(p.assign(split="train"), fraction, seed=0, classes=CLASSES)
+    assert int(v["validation"].sum()) == n_test
+
+
+def test_demo_split_counts():
+    """config/config.yaml's cohort: test patients per class at its test fraction, then validation patients."""
+    from conftest import demo_config
+
+    cfg = demo_config()
+    sizes = cfg["synthetic"]["patients"]
+    assert sizes == {"NPC": 16, "LH": 8, "lymphoma": 8, "chordoma": 8, "craniopharyngioma": 8, "normal": 12}
+    man = fake_manifest(per_class_patients=tuple(sizes[c] for c in CLASSES))
+    p = mark_validation(split_patients(man, cfg["split"]["test_fraction"], seed=0, classes=CLASSES),
+                        cfg["split"]["validation_fraction"], seed=0, classes=CLASSES)
+    n_test = p[p["split"] == "test"].groupby("group").size().to_dict()
+    n_val = p[p["validation"]].groupby("group").size().to_dict()
+    assert n_test == {"NPC": 4, "LH": 2, "lymphoma": 2, "chordoma": 2, "craniopharyngioma": 2, "normal": 3}
+    # training patients 12, 6, 6, 6, 6, 9 x 0.2 = 2.4, 1.2, ..., 1.8
+    assert n_val == {"NPC": 2, "LH": 1, "lymphoma": 1, "chordoma": 1, "craniopharyngioma": 1, "normal": 2}
 
 
 def test_nested_subsets_per_class():

@@ -1,5 +1,6 @@
 """The shared training loop's guards: warm-up, divergence stop, optimiser and schedule registries."""
 
+import logging
 import math
 
 import numpy as np
@@ -125,3 +126,119 @@ def test_fit_config_reads_the_stage_config():
     assert (cfg.epochs, cfg.batch_size, cfg.seed, cfg.grad_clip, cfg.warmup_epochs, cfg.label) == \
         (3, 4, 7, 1.5, 0.5, "x")
     assert training.FitConfig.from_config({"epochs": 1, "batch_size": 1, "seed": 0}).max_loss_ratio == 5.0
+
+
+# --------------------------------------------------------------------------- resuming after a kill
+
+class _Killed(RuntimeError):
+    pass
+
+
+def _regression(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(40, 6, generator=g)
+    return x, (x[:, :1] * 2 - x[:, 1:2]).clone()
+
+
+def _resumable_fit(ckpt, kill_at=None, lr=0.02, epochs=6):
+    """A run with every kind of state a resume must restore: momentum, a per-epoch schedule, a warm-up
+    that spans epochs 1-2 and dropout (torch RNG). Returns (model, history, fetched index batches)."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.Dropout(0.2), torch.nn.Linear(8, 1))
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.5)
+    sched = build_scheduler(opt, {"type": "exponential", "gamma": 0.8}, epochs)
+    x, y = _regression()
+    fetched = []
+
+    def fetch(idx):
+        if kill_at is not None and len(fetched) + 1 == kill_at:
+            raise _Killed
+        fetched.append(idx.tolist())
+        return x[idx], y[idx]
+
+    cfg = FitConfig(epochs=epochs, batch_size=8, seed=3, device="cpu", warmup_epochs=1.5)  # 5 batches an epoch
+    hist = fit(model, opt, torch.nn.functional.mse_loss, fetch, len(x), cfg, ckpt, scheduler=sched)
+    return model, hist, fetched
+
+
+@pytest.mark.parametrize("kill_at,done", [(5 * 3 + 2, 3), (5 + 3, 1)])  # in epoch 4; in epoch 2, during warm-up
+def test_a_killed_run_resumes_with_only_the_remaining_batches(tmp_path, caplog, kill_at, done):
+    ref_model, ref_hist, ref_fetched = _resumable_fit(tmp_path / "ref" / "ckpt.pt")
+    assert len(ref_fetched) == 6 * 5 and ref_hist[-1] < ref_hist[0]
+    assert not (tmp_path / "ref" / "ckpt.pt").exists()  # removed once training completed
+    run = tmp_path / "run" / "ckpt.pt"
+    with pytest.raises(_Killed):
+        _resumable_fit(run, kill_at=kill_at)
+    assert torch.load(run, weights_only=False)["epoch"] == done - 1  # 0-based index of the last finished epoch
+    caplog.set_level(logging.INFO, logger="anapart.training")
+    model, hist, fetched = _resumable_fit(run)
+    # resumed, not restarted: only the remaining epochs' batches, in the uninterrupted run's order
+    assert fetched == ref_fetched[done * 5:]
+    assert f"resuming from ckpt.pt after epoch {done}" in caplog.text
+    assert hist == pytest.approx(ref_hist, rel=1e-12) and len(hist) == 6
+    for a, b in zip(model.state_dict().values(), ref_model.state_dict().values()):
+        assert torch.equal(a, b)
+    assert not run.exists()
+
+
+@pytest.mark.parametrize("change", [{"batch_size": 10}, {"seed": 4}, {"extra": {"lr": "0.01"}}])
+def test_a_checkpoint_of_other_settings_is_ignored(tmp_path, caplog, change):
+    """A checkpoint whose signature (the loop's settings and the caller's ``signature_extra``) differs
+    restarts from scratch: every epoch's batches are fetched again."""
+    x, y = _regression()
+
+    def go(kill_at=None, batch_size=8, seed=3, extra=None):
+        torch.manual_seed(0)
+        model = torch.nn.Linear(6, 1)
+        fetched = []
+
+        def fetch(idx):
+            if kill_at is not None and len(fetched) + 1 == kill_at:
+                raise _Killed
+            fetched.append(idx)
+            return x[idx], y[idx]
+
+        fit(model, torch.optim.SGD(model.parameters(), lr=0.02), torch.nn.functional.mse_loss, fetch, len(x),
+            FitConfig(epochs=4, batch_size=batch_size, seed=seed, device="cpu"), tmp_path / "c.pt",
+            signature_extra=extra or {"lr": "0.02"})
+        return fetched
+
+    with pytest.raises(_Killed):
+        go(kill_at=5 * 2 + 1)
+    caplog.set_level(logging.INFO, logger="anapart.training")
+    fetched = go(**change)
+    per_epoch = -(-40 // change.get("batch_size", 8))
+    assert len(fetched) == 4 * per_epoch and "ignoring checkpoint c.pt written with other settings" in caplog.text
+    assert "resuming" not in caplog.text
+
+
+def test_divergence_is_judged_against_the_untrained_loss_after_a_resume_too(tmp_path):
+    """Epoch 1 losses 10 (the untrained model's), then about 1; after the kill the resumed epoch's first
+    batch is 0.5 and the rest 4: a mean of about 3.3, far below 5 x 10, but above 5 x 0.5."""
+    x, y = _regression()
+    calls = {"n": 0}
+
+    def loss_fn(out, target):
+        calls["n"] += 1
+        loss = torch.nn.functional.mse_loss(out, target)
+        epoch, batch = divmod(calls["n"] - 1, 5)
+        value = 10.0 if epoch == 0 else (1.0 if epoch < 3 else (0.5 if batch == 0 else 4.0))
+        return loss * (value / loss.detach())  # the given value, with the loss's gradient direction
+
+    def go(kill_at=None):
+        torch.manual_seed(0)
+        model = torch.nn.Linear(6, 1)
+
+        def fetch(idx):
+            if kill_at is not None and calls["n"] + 1 == kill_at:
+                raise _Killed
+            return x[idx], y[idx]
+
+        return fit(model, torch.optim.SGD(model.parameters(), lr=1e-4), loss_fn, fetch, len(x),
+                   FitConfig(epochs=4, batch_size=8, seed=0, device="cpu", max_loss_ratio=5.0), tmp_path / "c.pt")
+
+    with pytest.raises(_Killed):
+        go(kill_at=5 * 3 + 1)  # killed at the start of epoch 4
+    calls["n"] = 15  # the resumed run continues the loss schedule at epoch 4
+    hist = go()
+    assert hist[:3] == pytest.approx([10.0, 1.0, 1.0]) and hist[3] == pytest.approx((0.5 + 4 * 4.0) / 5)

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import REPO
+from conftest import REPO, run_offline
 from test_ingest import assert_no_phi, phi_values
 
 pytestmark = pytest.mark.workflow
@@ -47,8 +47,8 @@ def user_cohort_config(path: Path, data: Path, masks: bool = True, salt: str = "
 
 
 def snakemake(cwd: Path, *args: str, extra_config: Path | None = None) -> subprocess.CompletedProcess:
-    proc = subprocess.run(snakemake_cmd(*args, extra_config=extra_config), cwd=cwd, capture_output=True, text=True,
-                          timeout=600)
+    proc = run_offline(snakemake_cmd(*args, extra_config=extra_config), cwd=cwd, capture_output=True, text=True,
+                       timeout=600)
     if proc.returncode != 0:
         logs = "\n".join(f"--- {p}\n{p.read_text()}" for p in sorted((cwd / "logs").glob("*.log")))
         pytest.fail(f"snakemake {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}\n{logs}")
@@ -134,7 +134,7 @@ def test_bad_input_fails_with_named_file_and_no_outputs(built, tmp_path):
         fh.write("GHOST-0001,1,NPC\n")
     cmd = snakemake_cmd("results/split/patients.csv",
                         extra_config=user_cohort_config(tmp_path / "user.yaml", data, masks=False, salt="x"))
-    proc = subprocess.run(cmd, cwd=wd, capture_output=True, text=True, timeout=300)
+    proc = run_offline(cmd, cwd=wd, capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0
     log = (wd / "logs" / "cohort_check.log").read_text()  # the preflight stops the run, before ingest
     assert "labels.csv line" in log and "no DICOM series for this patient" in log
@@ -157,9 +157,22 @@ def test_segmentation_and_crop_contracts(built):
         for side in ("validation", "test"):
             assert sel["candidates"][arch][side] == {k: m[side][k] for k in ("dice_mean", "dice_sd", "n")}
     assert sel["selected"] in ("unet", "deeplabv3") and sel["reason"] and sel["chosen_on"] == "validation"
+    # Dice is computed on the annotated slices of each side's patients, counted here from the manifest
+    man = pd.read_csv(built / "results/cohort/manifest.csv")
+    patients = pd.read_csv(built / "results/split/patients.csv")
+    test_p = set(patients.loc[patients["split"] == "test", "patient"])
+    val_p = set(patients.loc[(patients["split"] == "train") & patients["validation"], "patient"])
+    train_p = set(patients.loc[patients["split"] == "train", "patient"]) - val_p
+    annotated = man[man["has_region_mask"].astype(bool)]
+    counts = {side: int(annotated["patient"].isin(ps).sum()) for side, ps in
+              (("test", test_p), ("validation", val_p), ("train", train_p))}
+    assert min(counts.values()) > 0 and len(annotated) < len(man)  # some slices lack a region mask
+    for arch in ("unet", "deeplabv3"):
+        m = json.loads((built / f"results/seg/{arch}/metrics.json").read_text())
+        assert (m["test"]["n"], m["n"], m["validation"]["n"], m["n_train"]) == \
+            (counts["test"], counts["test"], counts["validation"], counts["train"]), arch
     best = max(sel["candidates"], key=lambda a: sel["candidates"][a]["validation"]["dice_mean"])
     assert sel["selected"] == best
-    man = pd.read_csv(built / "results/cohort/manifest.csv")
     sides = {"full": 64, "seg112": 14, "seg224": 28}  # test field 64: 112/512 and 224/512 of it
     for fmt, side in sides.items():
         arr = np.load(built / f"results/crops/{fmt}/images.npy", mmap_mode="r")
@@ -192,8 +205,11 @@ def test_classifier_contracts_and_tables(built):
     cfg = yaml.safe_load((built / "config/test.yaml").read_text())
     nets = cfg["classify"]["nets"]
     classes = yaml.safe_load((built / "config/config.yaml").read_text())["classes"]
+    from sklearn.metrics import accuracy_score, roc_auc_score
+
     auc = pd.read_csv(built / "results/tables/auc.csv")
     assert len(auc) == len(nets) * 3 * 3
+    test = pd.read_csv(built / "results/split/test.csv")
     for row in auc.itertuples():
         d = built / f"results/classify/{row.net}/{row.fmt}/f{row.frac}"
         m = json.loads((d / "metrics.json").read_text())
@@ -201,6 +217,18 @@ def test_classifier_contracts_and_tables(built):
         assert m["aauc"] == pytest.approx(row.aauc, abs=1e-4)
         pred = pd.read_csv(d / "predictions.csv")
         assert list(pred.columns) == ["slice_id", "label", *[f"p_{c}" for c in classes]]
+        assert sorted(pred["slice_id"]) == sorted(test["slice_id"])  # every test slice, nothing else
+        # the published numbers recomputed from the predictions with scikit-learn
+        for c in classes:
+            y = (pred["label"] == c).to_numpy()
+            if 0 < y.sum() < len(y):
+                assert m["auc"][c] == pytest.approx(roc_auc_score(y, pred[f"p_{c}"]), abs=1e-9), (row, c)
+            else:
+                assert m["auc"][c] is None or np.isnan(m["auc"][c]), (row, c)
+        defined = [v for v in m["auc"].values() if v is not None and not np.isnan(v)]
+        assert m["aauc"] == pytest.approx(np.mean(defined), abs=1e-12)
+        assert m["accuracy"] == pytest.approx(accuracy_score(pred["label"], np.array(classes)[
+            pred[[f"p_{c}" for c in classes]].to_numpy().argmax(1)]), abs=1e-12)
         assert (d / "model.pt").stat().st_size > 0 and (d / "roc.png").stat().st_size > 0
     anova = pd.read_csv(built / "results/tables/anova.csv")
     assert {"format_within_fraction", "fraction_within_format", "format_x_fraction"} <= set(anova["analysis"])
@@ -267,8 +295,8 @@ def test_rerunning_one_model_rebuilds_only_it_and_its_tables(built):
 
 
 def test_default_config_plans_36_classifiers():
-    proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--forceall"], cwd=REPO, capture_output=True,
-                          text=True, timeout=300)
+    proc = run_offline([sys.executable, "-m", "snakemake", "-n", "--forceall"], cwd=REPO, capture_output=True,
+                       text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     table = proc.stdout.split("Job stats:")[1].split("total")[0]
     counts = {p[0]: int(p[1]) for p in (line.split() for line in table.splitlines()) if len(p) == 2 and p[1].isdigit()}
@@ -280,13 +308,23 @@ def test_cam_contracts_and_report(built):
     assert len(scores) == 2 * 3  # test config: 2 nets x 3 formats at 100%
     from anapart.cam import SCORE_COLUMNS
 
+    lesion = pd.read_csv(built / "results/cohort/manifest.csv").set_index("slice_id")["has_lesion_mask"].astype(bool)
+    n_scored = 0
     for p in scores:
         s = pd.read_csv(p)
         assert list(s.columns) == ["slice_id", "label", *SCORE_COLUMNS]
+        # exactly the correctly classified test slices that have a lesion mask, from the model's predictions
+        net, fmt = p.parts[-4], p.parts[-3]
+        pred = pd.read_csv(built / f"results/classify/{net}/{fmt}/f100/predictions.csv")
+        probs = pred[[c for c in pred.columns if c.startswith("p_")]]
+        right = pred[(probs.idxmax(axis=1).str.removeprefix("p_") == pred["label"]) & pred["slice_id"].map(lesion)]
+        assert sorted(zip(s["slice_id"], s["label"])) == sorted(zip(right["slice_id"], right["label"])), p
+        n_scored += len(s)
         s = s.astype({c: float for c in SCORE_COLUMNS})  # the tiny models may have no correct lesion slice
         ok = s["score_continuous"].notna() & (s["chance"] < 1)
         assert np.allclose(s.loc[ok, "corrected"], (s.loc[ok, "score_continuous"] - s.loc[ok, "chance"])
                            / (1 - s.loc[ok, "chance"]))
+    assert n_scored > 0  # the slice-set check above compared something
     # chance levels: the lesion's share of each format's window, largest for the smallest window
     summary = pd.read_csv(built / "results/tables/cam_scores.csv")
     assert len(summary) == 6
@@ -330,6 +368,26 @@ def test_staging_contracts_and_tables(built):
     assert np.allclose(ens["p_IVa"], (members[0]["p_IVa"] + members[1]["p_IVa"]) / 2)
     t3 = pd.read_csv(built / "results/staging/tables/table3_preprocessing.csv")
     assert len(t3) == 4 and set(t3["clahe"]) == {True, False}
+    # each row is its arm's model: the main arm (CLAHE in this config) or the ablation (no CLAHE), whose
+    # scores are recomputed here from the arm's predictions with scikit-learn
+    from sklearn.metrics import accuracy_score, precision_recall_fscore_support
+
+    cfg = yaml.safe_load((built / "config/config.yaml").read_text())["staging"]
+    assert cfg["clahe"]["enabled"] and cfg["compare_clahe"]
+    differ = False
+    for row in t3.itertuples():
+        arm = built / "results/staging" / ("" if row.clahe else "ablation") / row.model
+        pred = pd.read_csv(arm / "predictions.csv")
+        guess = np.where(pred["p_IVa"] > pred["p_III"], "IVa", "III")
+        p, r, f, _ = precision_recall_fscore_support(pred["label"], guess, labels=["IVa"], zero_division=0)
+        expected = (p[0], r[0], f[0], accuracy_score(pred["label"], guess))
+        assert (row.precision, row.sensitivity, row.f1, row.accuracy) == pytest.approx(expected, abs=5e-4), row
+        m = json.loads((arm / "metrics.json").read_text())
+        assert (m["per_class"]["IVa"]["precision"], m["accuracy"]) == pytest.approx((p[0], expected[3]), abs=1e-9)
+        other = t3[(t3["model"] == row.model) & (t3["clahe"] != row.clahe)].iloc[0]
+        differ |= (row.precision, row.sensitivity, row.f1, row.accuracy) != \
+            (other.precision, other.sensitivity, other.f1, other.accuracy)
+    assert differ, "both arms score alike here: a swap of the arms would go unnoticed"
     t4 = pd.read_csv(built / "results/staging/tables/table4_models.csv")
     assert set(t4["method"]) == {"basic_cnn", "resnet50", "densenet121", "ensemble"} and set(t4["stage"]) == set(stages)
     t5 = pd.read_csv(built / "results/staging/tables/table5_comparison.csv")
@@ -374,8 +432,8 @@ def test_report_renders_in_headless_chromium(built, tmp_path):
 
     def shown(page: Path) -> str:
         """The page's visible text once its JavaScript ran (scripts and styles stripped from the DOM)."""
-        proc = subprocess.run([browser, *flags, "--dump-dom", page.as_uri()], capture_output=True, text=True,
-                              timeout=120)
+        proc = run_offline([browser, *flags, "--dump-dom", page.as_uri()], capture_output=True, text=True,
+                           timeout=120)
         assert proc.returncode == 0, proc.stderr[-2000:]
         body = re.sub(r"<script.*?</script>|<style.*?</style>", "", proc.stdout, flags=re.S)
         return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", body))
@@ -407,6 +465,6 @@ def test_report_renders_in_headless_chromium(built, tmp_path):
         for t in tables:
             assert t in text, f"{category} does not list {t}: {text[:600]}"
     shot = tmp_path / "report.png"
-    subprocess.run([browser, *flags, "--window-size=1280,900", f"--screenshot={shot}",
-                    (built / "rendered.html").as_uri()], capture_output=True, timeout=120)
+    run_offline([browser, *flags, "--window-size=1280,900", f"--screenshot={shot}",
+                 (built / "rendered.html").as_uri()], capture_output=True, timeout=120)
     assert shot.exists() and shot.stat().st_size > 10_000  # a real page, not a blank one

@@ -708,24 +708,31 @@ def patient_groups(manifest: pd.DataFrame) -> pd.Series:
     return manifest.groupby("patient")["label"].apply(group)
 
 
+def share_count(n: int, fraction: float) -> int:
+    """How many of a stratum's ``n`` patients go to the held-out side: ``n * fraction`` rounded half
+    up (10 x 0.25 -> 3; Python's ``round`` would give 2), then at least one patient on each side
+    when the stratum has two or more (none held out of a single patient)."""
+    if n < 2:
+        return 0
+    return min(max(math.floor(n * fraction + 0.5), 1), n - 1)
+
+
 def _stratified_pick(groups: pd.Series, fraction: float, rng, classes) -> set:
-    """Per stratum, ``round(n * fraction)`` patients; a stratum of two or more keeps one on each side."""
+    """Per stratum, :func:`share_count` patients drawn at random."""
     picked = set()
     for cls in classes:
         pts = sorted(groups[groups == cls].index)
         if not pts:
             continue
-        n = int(round(len(pts) * fraction))
-        n = min(max(n, 1), len(pts) - 1) if len(pts) >= 2 else 0
+        n = share_count(len(pts), fraction)
         order = rng.permutation(len(pts))
         picked |= {pts[i] for i in order[:n]}
     return picked
 
 
 def split_patients(manifest: pd.DataFrame, test_fraction: float, seed: int, classes) -> pd.DataFrame:
-    """Stratified patient-level split: per stratum, ``round(n * test_fraction)`` patients go to test.
-
-    Every stratum with two or more patients keeps at least one patient on each side.
+    """Stratified patient-level split: per stratum, ``n * test_fraction`` patients rounded half up go
+    to test (:func:`share_count`); every stratum of two or more keeps at least one on each side.
     """
     groups = patient_groups(manifest)
     test = _stratified_pick(groups, test_fraction, np.random.default_rng([seed, 0]), classes)
