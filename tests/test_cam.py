@@ -57,14 +57,66 @@ def test_crop_map_round_trips_to_slice_coordinates():
         assert not back[outside].any()
 
 
-def test_gradcam_gives_maps_larger_than_one_pixel_at_demo_size():
-    torch.manual_seed(0)
-    model = build_classifier("mobilenetv3_large_100", 6)
-    layer = resolve_layer(model, "blocks.4")
-    maps = gradcam(model, layer, torch.randn(2, 1, 56, 56), [0, 3])
-    assert maps.shape == (2, 56, 56) and maps.min() >= 0 and maps.max() <= 1
+def _merged(*names):
+    import yaml
+
+    from conftest import REPO
+
+    cfg = {}
+    for name in names:
+        for k, v in yaml.safe_load((REPO / "config" / name).read_text()).items():
+            cfg[k] = {**cfg.get(k, {}), **v} if isinstance(v, dict) else v
+    return cfg
+
+
+def _layer_output_shape(model, layer, size: int) -> tuple:
+    shape = {}
+    hook = layer.register_forward_hook(lambda mod, inp, out: shape.update(out=tuple(out.shape)))
+    with torch.no_grad():
+        model.eval()(torch.zeros(1, 1, size, size))
+    hook.remove()
+    return shape["out"]
+
+
+def _informative(maps: np.ndarray) -> int:
+    """How many maps carry spatial information: not all zero and more than one value."""
+    return sum(bool(m.max() > 0) and len(np.unique(m.round(4))) > 1 for m in maps)
+
+
+def test_gradcam_at_the_configured_layers_gives_informative_maps():
+    """Every configured network's target layer keeps a spatial grid at the input sizes of the demo and
+    of the tests, and Grad-CAM there gives maps with structure. A layer that is 1 x 1 at that size
+    (after global pooling) gives all-zero maps that no score can use."""
+    demo, tests = _merged("config.yaml"), _merged("config.yaml", "test.yaml")
+    sizes = {}
+    for cfg in (demo, tests):
+        for net in cfg["classify"]["nets"]:
+            sizes.setdefault(net, set()).add(cfg["classify"]["input_size"])
+    assert demo["cam"]["target_layers"] == tests["cam"]["target_layers"]
+    x = torch.randn(2, 1, max(max(s) for s in sizes.values()), max(max(s) for s in sizes.values()),
+                    generator=torch.Generator().manual_seed(1))
+    for net, net_sizes in sizes.items():
+        torch.manual_seed(0)
+        model = build_classifier(net, len(demo["classes"]))
+        layer = resolve_layer(model, demo["cam"]["target_layers"][net])
+        for size in sorted(net_sizes):
+            assert min(_layer_output_shape(model, layer, size)[-2:]) >= 2, (net, size)
+            maps = gradcam(model, layer, x[:, :, :size, :size].repeat_interleave(3, 0), [0, 3, 5] * 2)
+            assert maps.shape == (6, size, size) and maps.min() >= 0 and maps.max() <= 1, net
+            # an untrained net's map for one class can be all negative before Grad-CAM's ReLU; most are not
+            assert _informative(maps) >= 2, (net, size)
     with pytest.raises(KeyError, match="not found"):
         resolve_layer(model, "blocks.99x")
+
+
+def test_gradcam_at_a_pooled_layer_is_degenerate():
+    """The failure the test above guards against, shown: at a 1 x 1 layer every map is zero."""
+    torch.manual_seed(0)
+    model = build_classifier("mobilenetv3_large_100", 6)
+    layer = resolve_layer(model, "conv_head")
+    assert _layer_output_shape(model, layer, 56)[-2:] == (1, 1)
+    maps = gradcam(model, layer, torch.randn(6, 1, 56, 56), [0, 3, 5] * 2)
+    assert _informative(maps) == 0 and not maps.any()
 
 
 def test_reviewer_agreement(tmp_path):
@@ -295,3 +347,48 @@ def test_cam_tests_label_every_row_with_its_unit():
     assert (sel["p"] < 0.05).all() and sel.loc["paper", "p"] < sel.loc["network", "p"]
     with pytest.raises(KeyError, match="not in the manifest"):
         cam_tests(scores, patient_of.iloc[1:], ["full", "seg112", "seg224"])
+
+
+# --------------------------------------------------------------------------- reviewer agreement against hand formulas
+
+def _icc_a1(y: np.ndarray) -> float:
+    """ICC(A,1) (two-way random, absolute agreement, single rater; McGraw & Wong 1996) of an items x raters matrix."""
+    n, k = y.shape
+    grand = y.mean()
+    msr = k * ((y.mean(1) - grand) ** 2).sum() / (n - 1)
+    msc = n * ((y.mean(0) - grand) ** 2).sum() / (k - 1)
+    mse = ((y - y.mean(1, keepdims=True) - y.mean(0, keepdims=True) + grand) ** 2).sum() / ((n - 1) * (k - 1))
+    return (msr - mse) / (msr + (k - 1) * mse + k * (msc - mse) / n)
+
+
+def test_agreement_is_absolute_icc_and_quadratic_kappa(tmp_path):
+    """A reviewer who always scores a quarter higher than the automatic score is perfectly consistent
+    (ICC(C,1) = 1) but does not agree (ICC(A,1) < 1); a noisy reviewer checks the general case."""
+    import pandas as pd
+    from sklearn.metrics import cohen_kappa_score
+
+    from anapart.cam import agreement
+
+    rng = np.random.default_rng(7)
+    n = 40
+    items = pd.DataFrame({"net": "n", "fmt": np.where(np.arange(n) % 2, "seg112", "full"), "frac": 100,
+                          "slice_id": [f"S{i}" for i in range(n)]})
+    auto = rng.choice([0.0, 0.25, 0.5, 0.75], size=n)
+    shifted = auto + 0.25
+    noisy = np.clip(auto + rng.choice([-0.25, 0.0, 0.0, 0.25, 0.5], size=n), 0, 1)
+    reviews = pd.concat([items.assign(score=shifted, reviewer="carol"), items.assign(score=noisy, reviewer="dan")],
+                        ignore_index=True)
+    table = agreement(reviews, items.assign(score_binned=auto)).set_index("comparison")
+    assert table.loc["carol vs automatic", "icc2"] == pytest.approx(_icc_a1(np.c_[shifted, auto]), rel=1e-9)
+    assert table.loc["carol vs automatic", "icc2"] < 0.95  # ICC(C,1) would be exactly 1
+    assert table.loc["dan vs automatic", "icc2"] == pytest.approx(_icc_a1(np.c_[noisy, auto]), rel=1e-9)
+    assert table.loc["reviewers", "icc2"] == pytest.approx(_icc_a1(np.c_[shifted, noisy]), rel=1e-9)
+    for name, score in (("carol", shifted), ("dan", noisy)):
+        ref = cohen_kappa_score((score * 4).astype(int), (auto * 4).astype(int), labels=[0, 1, 2, 3, 4],
+                                weights="quadratic")
+        assert table.loc[f"{name} vs automatic", "kappa_quadratic"] == pytest.approx(ref, rel=1e-12)
+        assert table.loc[f"{name} vs automatic", "n_items"] == n
+    # a reviewer who scored only some maps is compared on those maps only
+    partial = reviews[(reviews["reviewer"] == "dan") & (reviews["slice_id"].isin([f"S{i}" for i in range(10)]))]
+    row = agreement(partial, items.assign(score_binned=auto)).set_index("comparison").loc["dan vs automatic"]
+    assert row["n_items"] == 10 and row["icc2"] == pytest.approx(_icc_a1(np.c_[noisy[:10], auto[:10]]), rel=1e-9)

@@ -153,3 +153,52 @@ def test_auc_pairs_table():
     bad = {("net", "seg112", 100): good, ("net", "full", 100): noise.iloc[:-1]}
     with pytest.raises(ValueError, match="same test slices"):
         auc_pairs(bad, patients, strata, classes, ["full", "seg112"], n_boot=10, seed=0)
+
+
+def test_posthoc_p_values_are_scipys_t_tests_with_holm_in_both_designs():
+    from statsmodels.stats.multitest import multipletests
+
+    data = _rm_data(seed=5, n_subjects=8).assign(frac="100", net="n", cls="c")
+    _, posthoc = anova_tables(data)
+    wide = data.pivot(index="subject", columns="fmt", values="auc")
+    for design, test in (("repeated_measures", sps.ttest_rel), ("paper", sps.ttest_ind)):
+        rows = posthoc[(posthoc["design"] == design) & (posthoc["factor"] == "fmt")]
+        assert len(rows) == 3 and set(zip(rows["A"], rows["B"])) == {("full", "seg112"), ("full", "seg224"),
+                                                                     ("seg112", "seg224")}
+        p = [test(wide[a], wide[b]).pvalue for a, b in zip(rows["A"], rows["B"])]
+        assert rows["p_unc"].to_numpy() == pytest.approx(p, rel=1e-9)
+        assert rows["p_corr"].to_numpy() == pytest.approx(multipletests(p, method="holm")[1], rel=1e-9)
+        assert (rows["p_corr"] > rows["p_unc"]).any()  # the correction did something
+
+
+def test_unbalanced_oneway_matches_scipy():
+    """The paper's design with groups of different sizes (a class AUC undefined in some models)."""
+    rng = np.random.default_rng(4)
+    groups = {"full": rng.normal(0.8, 0.05, 3), "seg112": rng.normal(0.9, 0.05, 5), "seg224": rng.normal(0.85, 0.05, 8)}
+    data = pd.DataFrame([(k, v) for k, vs in groups.items() for v in vs], columns=["fmt", "auc"])
+    row = oneway(data, "fmt", "format_within_fraction", "frac=100").iloc[0]
+    ref = sps.f_oneway(*groups.values())
+    assert row.F == pytest.approx(ref.statistic, rel=1e-9) and row.p == pytest.approx(ref.pvalue, rel=1e-9)
+    assert (row.df_effect, row.df_error, row.n) == (2, 13, 16)
+
+
+def test_repeated_measures_use_only_subjects_measured_at_every_level():
+    """A (network, class) AUC missing in one cell (the class absent from a test set) removes that subject
+    from the repeated-measures ANOVA; the result is statsmodels' on the complete subjects."""
+    from statsmodels.stats.anova import AnovaRM
+
+    rng = np.random.default_rng(6)
+    rows = [(f"s{s}", fmt, frac, 0.8 + 0.03 * (fmt == "seg112") - 0.05 * (frac == "25") + rng.normal(0, 0.03))
+            for s in range(7) for fmt in ("full", "seg112", "seg224") for frac in ("100", "25")]
+    data = pd.DataFrame(rows, columns=["subject", "fmt", "frac", "auc"])
+    holey = data.drop(index=data[(data["subject"] == "s2") & (data["fmt"] == "seg224") & (data["frac"] == "25")].index)
+    complete = data[data["subject"] != "s2"]
+    ours = repeated(holey, ["fmt", "frac"], "format_x_fraction", "all").set_index("source")
+    ref = AnovaRM(complete, "auc", "subject", within=["fmt", "frac"]).fit().anova_table
+    assert ours["n"].iloc[0] == len(complete)
+    for src, ref_src in (("fmt", "fmt"), ("frac", "frac"), ("fmt x frac", "fmt:frac")):
+        assert ours.loc[src, "F"] == pytest.approx(ref.loc[ref_src, "F Value"], rel=1e-6)
+        assert ours.loc[src, "df_error"] == ref.loc[ref_src, "Den DF"]
+    one = repeated(holey[holey["frac"] == "25"], "fmt", "format_within_fraction", "frac=25").iloc[0]
+    ref1 = AnovaRM(complete[complete["frac"] == "25"], "auc", "subject", within=["fmt"]).fit().anova_table
+    assert one.F == pytest.approx(ref1.loc["fmt", "F Value"], rel=1e-9) and one.n == 6 * 3

@@ -242,3 +242,64 @@ def test_divergence_is_judged_against_the_untrained_loss_after_a_resume_too(tmp_
     calls["n"] = 15  # the resumed run continues the loss schedule at epoch 4
     hist = go()
     assert hist[:3] == pytest.approx([10.0, 1.0, 1.0]) and hist[3] == pytest.approx((0.5 + 4 * 4.0) / 5)
+
+
+# --------------------------------------------------------------------------- predict, save, load
+
+def test_predict_runs_every_input_once_in_order_in_batches():
+    model = torch.nn.Linear(4, 3)
+    x = torch.randn(11, 4)
+    seen = []
+
+    def fetch_x(idx):
+        seen.append(idx.tolist())
+        return x[idx]
+
+    out = training.predict(model, fetch_x, 11, batch_size=4, device="cpu")
+    assert seen == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10]]
+    with torch.no_grad():
+        torch.testing.assert_close(out, model(x))
+    assert out.dtype == torch.float32 and out.device.type == "cpu" and not model.training
+    assert training.predict(model, fetch_x, 0, batch_size=4, device="cpu").numel() == 0
+
+
+def test_saved_model_reloads_with_its_meta(tmp_path):
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 5), torch.nn.Dropout(0.5), torch.nn.Linear(5, 2))
+    meta = {"width": 5, "classes": ["a", "b"]}
+    training.save_model(tmp_path / "m.pt", model, meta)
+    built = []
+
+    def build(m):
+        built.append(m)
+        return torch.nn.Sequential(torch.nn.Linear(4, m["width"]), torch.nn.Dropout(0.5), torch.nn.Linear(m["width"], 2))
+
+    loaded, got = training.load_model(tmp_path / "m.pt", build)
+    assert got == meta and built == [meta] and not loaded.training  # eval mode: dropout off
+    x = torch.randn(3, 4)
+    torch.testing.assert_close(loaded(x), model.eval()(x))
+    assert [p.name for p in tmp_path.iterdir()] == ["m.pt"]  # written under a temporary name, then renamed
+
+
+def test_seeding_makes_torch_numpy_and_python_repeat():
+    import random
+
+    draws = []
+    for _ in range(2):
+        training.seed_everything(123)
+        draws.append((torch.rand(3).tolist(), np.random.rand(3).tolist(), random.random()))
+    assert draws[0] == draws[1]
+    training.seed_everything(124)
+    assert torch.rand(3).tolist() != draws[0][0]
+    assert torch.are_deterministic_algorithms_enabled()
+
+
+def test_threads_follow_the_config():
+    before = torch.get_num_threads()
+    try:
+        training.set_threads(1)
+        assert torch.get_num_threads() == 1
+        training.set_threads(None)  # no setting: leave torch alone
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
