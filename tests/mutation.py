@@ -1,0 +1,112 @@
+"""Mutation score of the modules whose numbers users publish (mutmut 3); on demand, never in pytest or CI.
+
+    nice -n 10 .venv/bin/python tests/mutation.py [--children 2] [stats evaluate cam training split]
+
+For each module (default: all five, one after the other) ``mutmut run`` mutates the functions listed in
+:data:`MODULES` and runs, for each mutant, the fast unit tests that call the mutated function (settings:
+``[tool.mutmut]`` in pyproject.toml; mutmut works in ``mutants/``, git-ignored). Then it prints a table
+row per module (mutants, killed, survived, judged equivalent, score over the non-equivalent ones) and
+the surviving mutants that are not listed as equivalent in ``tests/mutation_equivalent.txt`` (inspect
+one with ``mutmut show NAME``). tests/MUTATION.md records the last run.
+
+Mutant numbers follow the source: after a change to a function, its mutants are renumbered, so the
+equivalents list must be checked again (``mutmut show`` each listed name).
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Functions whose mutants count, per module. Left out: figures (roc_figure, bar_chart, confusion_*,
+# overlay_figure), Grad-CAM itself and its model/store glue (gradcam, resolve_layer, cam_scores: checked
+# by the workflow test on real artifacts), and the rest of cohort.py (DICOM ingest, not the split).
+MODULES = {
+    "stats": ("anapart.stats", ["format_pairs", "auc_long", "_pcol", "oneway", "complete_subjects", "repeated",
+                                "_pairwise", "anova_tables", "read_model_tables", "model_table", "auc_groups",
+                                "auc_pairs"]),
+    "evaluate": ("anapart.evaluate", ["auc_per_class", "aauc", "auc_weighted", "aauc_weighted", "patient_weights",
+                                      "percentile_ci", "bootstrap_aauc_ci", "paired_delta_aauc",
+                                      "evaluate_predictions", "predicted", "stage_metrics", "evaluate_stages", "_row",
+                                      "table_preprocessing", "table_models", "table_comparison", "tnm_metrics",
+                                      "patient_predictions", "accuracy_ci", "mcnemar_p", "patient_table"]),
+    "cam": ("anapart.cam", ["bright_share", "binned", "pointing", "to_slice", "clip_window", "chance_level",
+                            "corrected", "window_scores", "resize_maps", "score_maps", "summarize", "_row", "_fracs",
+                            "format_ttests", "network_ttests", "mixed_model", "mixed_tests", "holm", "cam_tests",
+                            "read_reviewer_scores", "agreement"]),
+    "training": ("anapart.training", ["resolve_device", "seed_everything", "set_threads", "build_optimizer",
+                                      "build_scheduler", "_save_checkpoint", "fit", "predict", "save_model",
+                                      "load_model", "ǁFitConfigǁfrom_config", "ǁFitConfigǁsignature"]),
+    "split": ("anapart.cohort", ["patient_groups", "share_count", "_stratified_pick", "split_patients",
+                                 "mark_validation", "training_subsets", "assert_no_leakage", "make_split"]),
+}
+DETECTED = {"killed", "timeout", "segfault"}  # a test failed, hung or crashed: the mutant was caught
+
+
+def patterns(module: str, functions: list[str]) -> list[str]:
+    return [f"{module}.x{f if f.startswith('ǁ') else '_' + f}__mutmut_*" for f in functions]
+
+
+def equivalents() -> dict[str, str]:
+    """``tests/mutation_equivalent.txt``: one ``mutant-name  reason`` per line (# comments)."""
+    out = {}
+    path = REPO / "tests" / "mutation_equivalent.txt"
+    for line in path.read_text().splitlines() if path.exists() else []:
+        line = line.strip()
+        if line and not line.startswith("#"):
+            name, _, reason = line.partition(" ")
+            out[name] = reason.strip()
+    return out
+
+
+def results() -> dict[str, str]:
+    text = subprocess.run([sys.executable, "-m", "mutmut", "results", "--all", "true"], cwd=REPO, check=True,
+                          capture_output=True, text=True).stdout
+    return dict(m.groups() for m in re.finditer(r"^\s+(\S+__mutmut_\d+): (.+)$", text, flags=re.M))
+
+
+def summary(name: str, pats: list[str], status: dict[str, str], equiv: dict[str, str]) -> tuple[str, list[str]]:
+    mine = {k: v for k, v in status.items() if any(fnmatch.fnmatchcase(k, p) for p in pats)}
+    killed = sum(v in DETECTED for v in mine.values())
+    missed = sorted(k for k, v in mine.items() if v not in DETECTED)
+    eq = [k for k in missed if k in equiv]
+    counted = len(mine) - len(eq)
+    score = 100.0 * killed / counted if counted else float("nan")
+    row = f"| {name} | {len(mine)} | {killed} | {len(missed)} | {len(eq)} | {score:.1f}% |"
+    return row, [f"{k}: {mine[k]}" for k in missed if k not in equiv]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("modules", nargs="*", default=list(MODULES), choices=list(MODULES))
+    ap.add_argument("--children", type=int, default=2, help="mutants tested side by side (default 2)")
+    ap.add_argument("--report-only", action="store_true", help="summarise the last run, run nothing")
+    args = ap.parse_args()
+    rows, open_survivors = [], []
+    for name in args.modules:
+        module, functions = MODULES[name]
+        pats = patterns(module, functions)
+        if not args.report_only:
+            print(f"== mutmut run: {name} ({module}, {len(functions)} functions)", flush=True)
+            subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", str(args.children), *pats],
+                           cwd=REPO, check=True)
+        row, left = summary(name, pats, results(), equivalents())
+        rows.append(row)
+        open_survivors += left
+    print("\n| module | mutants | killed | survived | equivalent (of survived) | score (non-equivalent) |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    print("\n".join(rows))
+    if open_survivors:
+        print("\nSurvivors not judged equivalent (mutmut show NAME):")
+        print("\n".join(f"  {s}" for s in open_survivors))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
