@@ -1,6 +1,6 @@
 """Mutation score of the modules whose numbers users publish (mutmut 3); on demand, never in pytest or CI.
 
-    nice -n 10 .venv/bin/python tests/mutation.py [--children 2] [stats evaluate cam training split]
+    nice -n 10 .venv/bin/python tests/mutation.py [--children 2] [--survivors] [stats evaluate cam training split]
 
 For each module (default: all five, one after the other) ``mutmut run`` mutates the functions listed in
 :data:`MODULES` and runs, for each mutant, the fast unit tests that call the mutated function (settings:
@@ -87,15 +87,22 @@ def main() -> int:
     ap.add_argument("modules", nargs="*", default=list(MODULES), choices=list(MODULES))
     ap.add_argument("--children", type=int, default=2, help="mutants tested side by side (default 2)")
     ap.add_argument("--report-only", action="store_true", help="summarise the last run, run nothing")
+    ap.add_argument("--survivors", action="store_true",
+                    help="rerun only the mutants the last run did not catch (after adding tests)")
     args = ap.parse_args()
     rows, open_survivors = [], []
     for name in args.modules:
         module, functions = MODULES[name]
         pats = patterns(module, functions)
         if not args.report_only:
-            print(f"== mutmut run: {name} ({module}, {len(functions)} functions)", flush=True)
-            subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", str(args.children), *pats],
-                           cwd=REPO, check=True)
+            targets = pats
+            if args.survivors:
+                targets = [k for k, v in results().items()
+                           if v not in DETECTED and any(fnmatch.fnmatchcase(k, p) for p in pats)]
+            print(f"== mutmut run: {name} ({module}, {len(functions)} functions, {len(targets)} names)", flush=True)
+            if targets:
+                subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", str(args.children),
+                                *targets], cwd=REPO, check=True)
         row, left = summary(name, pats, results(), equivalents())
         rows.append(row)
         open_survivors += left

@@ -1,5 +1,3 @@
-import math
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -97,15 +95,41 @@ def test_demo_split_counts():
     assert n_val == {"NPC": 2, "LH": 1, "lymphoma": 1, "chordoma": 1, "craniopharyngioma": 1, "normal": 2}
 
 
+def test_empty_classes_are_skipped_not_the_end_of_the_split():
+    p = split_patients(fake_manifest(per_class_patients=(4, 0, 4, 0, 0, 8)), 0.25, seed=0, classes=CLASSES)
+    assert p[p["split"] == "test"].groupby("group").size().to_dict() == {"NPC": 1, "lymphoma": 1, "normal": 2}
+    v = mark_validation(p, 0.5, seed=0, classes=CLASSES)
+    assert v[v["validation"]].groupby("group").size().to_dict() == {"NPC": 2, "lymphoma": 2, "normal": 3}
+
+
+def test_no_validation_patients_unless_asked(tmp_path):
+    p = split_patients(fake_manifest(), 0.25, seed=1, classes=CLASSES)
+    assert not mark_validation(p, 0.0, seed=1, classes=CLASSES)["validation"].any()
+    make_split(fake_manifest(), _paths(tmp_path), classes=CLASSES, test_fraction=0.25, fractions=[100, 50, 25],
+               seed=5)  # validation_fraction left at its default
+    assert not pd.read_csv(tmp_path / "patients.csv")["validation"].any()
+
+
 def test_nested_subsets_per_class():
     man = fake_manifest()
     train = man[["slice_id", "label"]]
     subs = training_subsets(train, [100, 50, 25], seed=3)
     assert set(subs[25]["slice_id"]) <= set(subs[50]["slice_id"]) <= set(subs[100]["slice_id"])
     assert set(subs[100]["slice_id"]) == set(train["slice_id"])
-    for cls, n in train["label"].value_counts().items():
-        for f in (50, 25):
-            assert (subs[f]["label"] == cls).sum() == max(1, math.ceil(n * f / 100))
+    assert subs[50]["slice_id"].is_unique and list(subs[50].columns) == ["slice_id", "label"]
+
+
+@pytest.mark.parametrize("n,fraction,kept", [
+    (10, 50, 5), (10, 25, 3),  # 2.5 slices: rounded up, a fraction is "at least this share"
+    (3, 50, 2), (3, 25, 1), (1, 25, 1),  # every class keeps at least one slice
+    (201, 50, 101), (8, 25, 2),
+])
+def test_subset_sizes_per_class(n, fraction, kept):
+    train = pd.DataFrame({"slice_id": [f"S{i:03d}" for i in range(n)] + ["T000", "T001"],
+                          "label": ["NPC"] * n + ["LH"] * 2})
+    subs = training_subsets(train, [100, fraction], seed=0)
+    assert (subs[fraction]["label"] == "NPC").sum() == kept and (subs[100]["label"] == "NPC").sum() == n
+    assert (subs[fraction]["label"] == "LH").sum() == (2 if fraction > 50 else 1)
 
 
 def test_make_split_writes_consistent_files(tmp_path):
@@ -122,6 +146,23 @@ def test_make_split_writes_consistent_files(tmp_path):
     assert (side[of[f100["slice_id"]]] == "train").all()
     assert len(test) + len(f100) == len(man)  # classifiers train on the validation patients too
     assert list(test.columns) == ["slice_id", "label"]
+
+
+def test_split_log_states_the_counts(tmp_path, caplog):
+    import logging
+
+    caplog.set_level(logging.INFO, logger="anapart.cohort")
+    man = fake_manifest()
+    make_split(man, _paths(tmp_path), classes=CLASSES, test_fraction=0.25, fractions=[100, 25], seed=5,
+               validation_fraction=0.2)
+    patients = pd.read_csv(tmp_path / "patients.csv")
+    test = pd.read_csv(tmp_path / "test.csv")
+    f25 = pd.read_csv(tmp_path / "train_f25.csv")
+    n_test_p = int((patients["split"] == "test").sum())
+    assert (f"test: {len(test)} slices from {n_test_p} patients; {int(patients['validation'].sum())} training "
+            "patients choose the segmentation model") in caplog.messages
+    assert f"train f25: {len(f25)} slices {f25['label'].value_counts().to_dict()}" in caplog.messages
+    assert list(test["slice_id"]) == sorted(test["slice_id"])
 
 
 def test_split_is_deterministic_byte_for_byte(tmp_path):
@@ -145,13 +186,30 @@ def test_leakage_is_detected():
     subs = training_subsets(train, [100, 50], seed=0)
     assert_no_leakage(p, man, subs, test)  # the honest split passes
     leaked = pd.concat([subs[100], man[man["patient"] == test_patient][["slice_id", "label"]]])
-    with pytest.raises(AssertionError, match="test patient"):
+    with pytest.raises(AssertionError, match=r"^training subset f100 holds slices of 1 test patient\(s\)$"):
         assert_no_leakage(p, man, {100: leaked, 50: subs[50]}, test)
     dup = pd.concat([p, p.iloc[[0]].assign(split="test" if p.iloc[0]["split"] == "train" else "train")])
-    with pytest.raises(AssertionError):
+    with pytest.raises(AssertionError, match=r"^a patient appears twice in the split table$"):
         assert_no_leakage(dup, man, subs, test)
-    with pytest.raises(AssertionError, match="validation patient"):
+    with pytest.raises(AssertionError, match=r"^a validation patient is not a training patient$"):
         assert_no_leakage(p.assign(validation=p["split"] == "test"), man, subs, test)
+    train_patient_slices = man[man["patient"].map(side) == "train"][["slice_id", "label"]].head(1)
+    with pytest.raises(AssertionError, match=r"^test list holds slices of training patients$"):
+        assert_no_leakage(p, man, subs, pd.concat([test, train_patient_slices]))
+
+
+def test_subsets_must_be_nested():
+    man = fake_manifest()
+    p = split_patients(man, 0.25, seed=1, classes=CLASSES)
+    side = p.set_index("patient")["split"]
+    train = man[man["patient"].map(side) == "train"][["slice_id", "label"]]
+    test = man[man["patient"].map(side) == "test"][["slice_id", "label"]]
+    subs = training_subsets(train, [100, 50, 25], seed=0)
+    assert_no_leakage(p, man, {100: subs[100], 50: subs[100], 25: subs[25]}, test)  # equal sets are nested
+    outside = subs[100][~subs[100]["slice_id"].isin(subs[50]["slice_id"])].head(1)
+    bad = {100: subs[100], 50: subs[50], 25: pd.concat([subs[25], outside])}  # inside f100 but not f50
+    with pytest.raises(AssertionError, match=r"^training subset f25 is not inside f50$"):
+        assert_no_leakage(p, man, bad, test)
 
 
 def test_failed_split_leaves_nothing(tmp_path, monkeypatch):
