@@ -202,3 +202,179 @@ def test_repeated_measures_use_only_subjects_measured_at_every_level():
     one = repeated(holey[holey["frac"] == "25"], "fmt", "format_within_fraction", "frac=25").iloc[0]
     ref1 = AnovaRM(complete[complete["frac"] == "25"], "auc", "subject", within=["fmt"]).fit().anova_table
     assert one.F == pytest.approx(ref1.loc["fmt", "F Value"], rel=1e-9) and one.n == 6 * 3
+
+
+# --------------------------------------------------------------------------- the published tables' layout and effect sizes
+
+from anapart.stats import ANOVA_COLUMNS, read_model_tables  # noqa: E402
+
+
+def test_oneway_effect_size_is_partial_eta_squared_by_hand():
+    data = pd.DataFrame({"auc": [1, 2, 3, 4, 5, 6, 7, 8, 9], "fmt": list("aaabbbccc")})
+    t = oneway(data, "fmt", "format_within_fraction", "frac=100")
+    assert len(t) == 1 and list(t.columns) == ANOVA_COLUMNS
+    row = t.iloc[0]
+    assert row.effect_size == pytest.approx(54 / (54 + 6)) and row.effect_size_kind == "np2"  # SSB / (SSB + SSW)
+    assert (row.analysis, row.subset, row.source, row.n) == ("format_within_fraction", "frac=100", "fmt", 9)
+    assert np.isnan(row.p_gg) and np.isnan(row.eps)
+    empty = oneway(data.assign(fmt="a"), "fmt", "x", "y")  # one level: nothing to compare
+    assert empty.empty and list(empty.columns) == ANOVA_COLUMNS
+
+
+def test_repeated_effect_size_is_generalized_eta_squared_by_hand():
+    data = _rm_data(seed=2, n_subjects=5)
+    t = repeated(data, "fmt", "format_within_fraction", "frac=50")
+    assert len(t) == 1 and list(t.columns) == ANOVA_COLUMNS
+    row = t.iloc[0]
+    y = data.pivot(index="subject", columns="fmt", values="auc").to_numpy()
+    n, k = y.shape
+    grand = y.mean()
+    ss_fmt = n * ((y.mean(0) - grand) ** 2).sum()
+    ss_subj = k * ((y.mean(1) - grand) ** 2).sum()
+    ss_err = ((y - grand) ** 2).sum() - ss_fmt - ss_subj
+    assert row.effect_size == pytest.approx(ss_fmt / (ss_fmt + ss_subj + ss_err), rel=1e-9)
+    assert (row.effect_size_kind, row.subset, row.source, row.n) == ("ng2", "frac=50", "fmt", n * k)
+    empty = repeated(data.assign(fmt="full"), "fmt", "x", "y")
+    assert empty.empty and list(empty.columns) == ANOVA_COLUMNS
+
+
+def test_how_many_subjects_each_repeated_analysis_needs():
+    """Three subjects make a repeated-measures ANOVA (two make pingouin divide by zero: no row, no crash);
+    two make paired t-tests."""
+    data = _rm_data(seed=3, n_subjects=3)
+    row = repeated(data, "fmt", "format_within_fraction", "frac=100").iloc[0]
+    assert (row.df_effect, row.df_error) == (2, 4)
+    two = data[data["subject"] != data["subject"].iloc[0]].assign(frac="100", net="n", cls="c")
+    anova, posthoc = anova_tables(two)
+    assert set(anova["design"]) == {"paper"}
+    rm = posthoc[posthoc["design"] == "repeated_measures"]
+    assert len(rm) == 3 and rm["dof"].eq(1).all()  # paired t-tests on two subjects
+    one = two[two["subject"] == two["subject"].iloc[0]]  # one AUC per format: no residual, no test at all
+    anova, posthoc = anova_tables(one)
+    assert anova.empty and list(anova.columns) == ANOVA_COLUMNS
+    four = pd.DataFrame({"auc": [0.7, 0.8, 0.9, 0.95], "fmt": ["a", "b", "c", "c"]})  # 1 residual df
+    assert oneway(four, "fmt", "x", "y").iloc[0].df_error == 1
+
+
+def _three_fraction_long(seed=8):
+    classes = ["a", "b", "c"]
+    rng = np.random.default_rng(seed)
+    metrics = {}
+    for net in ("n1", "n2", "n3"):
+        for fmt in ("full", "seg112", "seg224"):
+            for frac in (100, 50, 25):
+                auc = {c: float(rng.uniform(0.5, 1)) for c in classes}
+                metrics[(net, fmt, frac)] = {"aauc": np.mean(list(auc.values())), "aauc_sd": 0.1,
+                                             "aauc_ci": [0.4, 0.9], "auc": auc, "accuracy": 0.5}
+    return auc_long(model_table(metrics, classes), classes)
+
+
+def test_anova_and_posthoc_tables_have_every_subset_in_the_papers_order():
+    long = _three_fraction_long()
+    anova, posthoc = anova_tables(long)
+    assert list(anova.columns) == ANOVA_COLUMNS
+    keys = list(zip(anova["design"], anova["analysis"], anova["subset"], anova["source"]))
+    fracs = [f"frac={f}" for f in (100, 50, 25)]
+    fmts = [f"fmt={f}" for f in ("full", "seg112", "seg224")]
+    expected = ([(d, "format_within_fraction", s, "fmt") for s in fracs for d in ("repeated_measures", "paper")]
+                + [(d, "fraction_within_format", s, "frac") for s in fmts for d in ("repeated_measures", "paper")]
+                + [("repeated_measures", "format_x_fraction", "all", src) for src in ("fmt", "frac", "fmt x frac")])
+    assert keys == expected
+    assert list(posthoc.columns[:3]) == ["design", "subset", "factor"]
+    got = posthoc.groupby(["design", "subset", "factor"], sort=False).size()
+    assert list(got.index) == ([(d, s, "fmt") for s in fracs for d in ("repeated_measures", "paper")]
+                               + [(d, s, "frac") for s in fmts for d in ("repeated_measures", "paper")])
+    assert (got == 3).all() and set(posthoc["p_adjust"]) == {"holm"}
+    assert (posthoc["Paired"] == (posthoc["design"] == "repeated_measures")).all()
+    # each subset's tests are computed on that subset only
+    sub = long[long["frac"] == "50"].pivot(index="subject", columns="fmt", values="auc")
+    row = posthoc[(posthoc["design"] == "repeated_measures") & (posthoc["subset"] == "frac=50")
+                  & (posthoc["A"] == "full") & (posthoc["B"] == "seg224")].iloc[0]
+    assert row["p_unc"] == pytest.approx(sps.ttest_rel(sub["full"], sub["seg224"]).pvalue, rel=1e-9)
+    sub = long[long["fmt"] == "seg112"].pivot(index="subject", columns="frac", values="auc")
+    row = posthoc[(posthoc["design"] == "paper") & (posthoc["subset"] == "fmt=seg112")
+                  & (posthoc["A"] == "100") & (posthoc["B"] == "25")].iloc[0]
+    assert row["p_unc"] == pytest.approx(sps.ttest_ind(sub["100"], sub["25"]).pvalue, rel=1e-9)
+
+
+def test_a_single_comparison_is_reported_as_holm_corrected_with_p_unchanged():
+    long = _three_fraction_long()
+    two = long[long["fmt"].isin(["full", "seg112"]) & (long["frac"] == "100")]
+    _, posthoc = anova_tables(two)
+    assert len(posthoc) == 2 and set(posthoc["p_adjust"]) == {"holm"}
+    assert (posthoc["p_corr"] == posthoc["p_unc"]).all()
+
+
+def test_nothing_to_compare_gives_empty_tables():
+    long = _three_fraction_long()
+    anova, posthoc = anova_tables(long[(long["fmt"] == "full") & (long["frac"] == "100")])
+    assert anova.empty and list(anova.columns) == ANOVA_COLUMNS and posthoc.empty
+
+
+def test_model_table_and_group_numbers_columns_values_and_order():
+    classes = ["a", "b"]
+    metrics = {("n2", "seg112", 25): {"aauc": 0.7, "aauc_sd": 0.1, "aauc_ci": [0.6, 0.8], "accuracy": 0.5,
+                                      "auc": {"a": 0.6, "b": 0.8}},
+               ("n1", "seg112", 25): {"aauc": 0.9, "aauc_sd": 0.05, "aauc_ci": [0.85, 0.95], "accuracy": 0.75,
+                                      "auc": {"a": 0.9, "b": float("nan")}},
+               ("n1", "full", 100): {"aauc": 0.8, "aauc_sd": 0.0, "aauc_ci": [0.7, 0.9], "accuracy": 0.6,
+                                     "auc": {"a": 0.8, "b": 0.8}},
+               ("n1", "seg112", 100): {"aauc": 0.85, "aauc_sd": 0.0, "aauc_ci": [0.8, 0.9], "accuracy": 0.7,
+                                       "auc": {"a": 0.85, "b": 0.85}}}
+    t = model_table(metrics, classes)
+    assert list(t.columns) == ["net", "fmt", "frac", "aauc", "aauc_sd", "ci_low", "ci_high", "accuracy", "auc_a",
+                               "auc_b"]
+    assert list(zip(t["frac"], t["fmt"], t["net"])) == [(100, "full", "n1"), (100, "seg112", "n1"),
+                                                        (25, "seg112", "n1"), (25, "seg112", "n2")]
+    r = t.iloc[3]
+    assert (r.aauc, r.aauc_sd, r.ci_low, r.ci_high, r.accuracy, r.auc_a, r.auc_b) == (0.7, 0.1, 0.6, 0.8, 0.5, 0.6, 0.8)
+    g = auc_groups(t, classes)
+    assert list(g.columns) == ["fmt", "frac", "n_auc", "mean", "sd", "n_networks", "aauc_mean", "aauc_sd_networks"]
+    assert list(zip(g["frac"], g["fmt"])) == [(100, "full"), (100, "seg112"), (25, "seg112")]
+    assert pd.api.types.is_integer_dtype(g["frac"])
+    last = g.iloc[2]
+    assert (last.n_auc, last.n_networks) == (3, 2)  # the undefined AUC left out
+    assert last["mean"] == pytest.approx((0.6 + 0.8 + 0.9) / 3) and last.aauc_mean == pytest.approx(0.8)
+    assert last.aauc_sd_networks == pytest.approx(np.std([0.7, 0.9], ddof=1))
+
+
+def test_read_model_tables_keys_by_the_path(tmp_path):
+    paths = []
+    for net, fmt, frac, v in (("densenet121", "seg112", 25, 1.0), ("mobilenetv3_large_100", "full", 100, 2.0)):
+        p = tmp_path / "results/cam" / net / fmt / f"f{frac}" / "scores.csv"
+        p.parent.mkdir(parents=True)
+        pd.DataFrame({"slice_id": ["s1"], "score": [v]}).to_csv(p, index=False)
+        paths.append(p)
+    got = read_model_tables(paths)
+    assert set(got) == {("densenet121", "seg112", 25), ("mobilenetv3_large_100", "full", 100)}
+    assert got[("mobilenetv3_large_100", "full", 100)]["score"].tolist() == [2.0]
+
+
+def test_auc_pairs_rows_are_the_paired_bootstrap_of_each_available_pair():
+    from anapart.evaluate import paired_delta_aauc
+
+    rng = np.random.default_rng(3)
+    classes = ["a", "b"]
+    n = 20
+    labels = np.array(["a", "b"] * (n // 2))
+    patients = pd.Series([f"P{i // 2}" for i in range(n)], index=[f"s{i}" for i in range(n)])
+    strata = {p: "a" if int(p[1:]) < 5 else "b" for p in patients.unique()}
+
+    def pred(shift):
+        p_a = np.clip(np.where(labels == "a", 0.5 + shift, 0.5 - shift) + rng.normal(0, 0.15, n), 0, 1)
+        return pd.DataFrame({"slice_id": patients.index, "label": labels, "p_a": p_a, "p_b": 1 - p_a})
+
+    # no seg224 model: only the seg112 - full pair can be formed, at both fractions
+    preds = {("net", fmt, frac): pred(shift) for fmt, shift in (("seg112", 0.2), ("full", 0.05)) for frac in (25, 100)}
+    t = auc_pairs(preds, patients, strata, classes, ["full", "seg112", "seg224"], n_boot=150, seed=4, level=0.8)
+    assert list(t.columns) == ["net", "frac", "fmt_a", "fmt_b", "delta_aauc", "ci_low", "ci_high", "p", "aauc_a",
+                               "aauc_b", "n_boot", "n_slices", "n_patients"]
+    assert list(zip(t["net"], t["frac"], t["fmt_a"], t["fmt_b"])) == [("net", 100, "seg112", "full"),
+                                                                      ("net", 25, "seg112", "full")]
+    for row in t.itertuples():
+        a, b = preds[("net", "seg112", row.frac)], preds[("net", "full", row.frac)]
+        ref = paired_delta_aauc(labels, a[["p_a", "p_b"]].to_numpy(), b[["p_a", "p_b"]].to_numpy(),
+                                patients.to_numpy(), classes, strata=strata, n_boot=150, seed=4, level=0.8)
+        for k in ("delta_aauc", "ci_low", "ci_high", "p", "aauc_a", "aauc_b", "n_boot"):
+            assert getattr(row, k) == pytest.approx(ref[k], rel=1e-12), k
+        assert (row.n_slices, row.n_patients, row.n_boot) == (n, 10, 150)

@@ -56,10 +56,11 @@ def _pcol(a: pd.DataFrame) -> str:
 
 
 def oneway(data: pd.DataFrame, between: str, analysis: str, subset: str) -> pd.DataFrame:
-    """The paper's one-way ANOVA: the AUCs of each level as independent groups."""
+    """The paper's one-way ANOVA: the AUCs of each level as independent groups (none without two levels
+    or without a residual degree of freedom)."""
     import pingouin as pg
 
-    if data[between].nunique() < 2:
+    if data[between].nunique() < 2 or len(data) <= data[between].nunique():
         return pd.DataFrame(columns=ANOVA_COLUMNS)
     a = pg.anova(data=data, dv="auc", between=between, detailed=False)
     return pd.DataFrame({
@@ -78,12 +79,13 @@ def complete_subjects(data: pd.DataFrame, within) -> pd.DataFrame:
 
 
 def repeated(data: pd.DataFrame, within, analysis: str, subset: str) -> pd.DataFrame:
-    """Repeated-measures ANOVA (pingouin ``rm_anova``), subject = (network, class)."""
+    """Repeated-measures ANOVA (pingouin ``rm_anova``), subject = (network, class); no row with fewer
+    than 3 complete subjects (pingouin divides by zero on two)."""
     import pingouin as pg
 
     factors = [within] if isinstance(within, str) else list(within)
     data = complete_subjects(data, factors)
-    if any(data[f].nunique() < 2 for f in factors) or data[SUBJECT].nunique() < 2:
+    if any(data[f].nunique() < 2 for f in factors) or data[SUBJECT].nunique() < 3:
         return pd.DataFrame(columns=ANOVA_COLUMNS)
     a = pg.rm_anova(data=data, dv="auc", within=factors if len(factors) > 1 else factors[0], subject=SUBJECT,
                     detailed=True, correction=True)
@@ -103,11 +105,13 @@ def repeated(data: pd.DataFrame, within, analysis: str, subset: str) -> pd.DataF
 
 
 def _pairwise(data: pd.DataFrame, factor: str, subset: str, paired: bool) -> pd.DataFrame:
+    """Holm-corrected t-tests between the levels of ``factor`` (pingouin); none without two levels or
+    without a residual degree of freedom."""
     import pingouin as pg
 
     if paired:
         data = complete_subjects(data, factor)
-    if data[factor].nunique() < 2 or (paired and data[SUBJECT].nunique() < 2):
+    if data[factor].nunique() < 2 or len(data) <= data[factor].nunique() or (paired and data[SUBJECT].nunique() < 2):
         return pd.DataFrame()
     kw = {"within": factor, "subject": SUBJECT} if paired else {"between": factor}
     t = pg.pairwise_tests(data=data, dv="auc", padjust="holm", **kw)
