@@ -188,3 +188,203 @@ def test_patient_table_contract_and_unit():
         np.array([1, 1, 0, 1, 1, 1, 1, 0], bool), np.array([0, 1, 1, 1, 1, 1, 1, 1], bool)))
     assert (t["ci_low"] <= t["accuracy"]).all() and (t["accuracy"] <= t["ci_high"]).all()
     assert (t["n_patients"] == 8).all()
+
+
+# --------------------------------------------------------------------------- edge cases and the published contract
+
+def test_aauc_of_one_and_of_no_defined_class():
+    assert aauc({"a": 0.7, "b": float("nan")}) == (0.7, 0.0)  # one class: no spread
+    mean, sd = aauc({"a": float("nan")})
+    assert np.isnan(mean) and np.isnan(sd)
+
+
+def test_a_class_with_a_single_positive_slice_has_an_auc():
+    labels = np.array(["a", "b", "b", "b"])
+    probs = np.array([[0.6, 0.4], [0.7, 0.3], [0.2, 0.8], [0.1, 0.9]])
+    aucs = auc_per_class(labels, probs, ["a", "b"])
+    assert aucs["a"] == pytest.approx(roc_auc_score(labels == "a", probs[:, 0])) == pytest.approx(2 / 3)
+
+
+def test_weighted_auc_edge_cases():
+    # positives given as 0/1 integers, scores as integers: the same AUC as booleans and floats
+    y = [1, 0, 1, 0, 0]
+    s = [3, 1, 2, 2, 0]
+    assert auc_weighted(y, s, np.ones(5))[0] == pytest.approx(roc_auc_score(y, s))
+    # a resample of exactly one positive and one negative
+    assert auc_weighted(y, s, [[1, 1, 0, 0, 0], [0, 0, 1, 1, 0]]).tolist() == [1.0, 0.5]
+    empty = auc_weighted([], [], np.zeros((3, 0)))
+    assert empty.shape == (3,) and np.isnan(empty).all()
+
+
+def test_weighted_aauc_averages_the_classes_each_resample_can_score():
+    labels = np.array(["a", "a", "b", "b", "c", "c"])
+    probs = np.array([[0.9, 0.05, 0.05], [0.2, 0.5, 0.3], [0.3, 0.6, 0.1], [0.1, 0.1, 0.8], [0.2, 0.2, 0.6],
+                      [0.5, 0.1, 0.4]])
+    w = np.array([[1, 1, 1, 1, 1, 1],   # every class scorable
+                  [1, 1, 1, 1, 0, 0],   # no c: a and b only
+                  [0, 0, 1, 1, 0, 0],   # only b: no negative for b, no positive for a, c
+                  [1, 0, 1, 0, 0, 0]])  # a and b, one slice each
+    got = aauc_weighted(labels, probs, CL, w)
+    for row, value in zip(w, got[:2]):
+        keep = np.repeat(np.arange(6), row)
+        ref = np.mean([roc_auc_score(labels[keep] == c, probs[keep, j]) for j, c in enumerate(CL)
+                       if 0 < (labels[keep] == c).sum() < len(keep)])
+        assert value == pytest.approx(ref)
+    assert np.isnan(got[2]) and got[3] == pytest.approx(1.0)  # a: 0.9 > 0.3; b: 0.6 > 0.05
+
+
+def test_percentile_interval_is_the_central_share():
+    assert percentile_ci(np.arange(101.0), 0.9) == pytest.approx((5.0, 95.0))
+    assert percentile_ci(np.arange(101.0), 0.5) == pytest.approx((25.0, 75.0))
+
+
+def _strata_case(seed=0):
+    rng = np.random.default_rng(seed)
+    labels = np.array(["a"] * 16 + ["b"] * 16 + ["c"] * 4)
+    patients = np.array([f"{lab}{i // 2}" for lab, i in zip(labels, list(range(16)) * 2 + list(range(4)))])
+    strata = {p: p[0] for p in patients}
+    probs = np.eye(3)[[CL.index(x) for x in labels]] * 0.3 + rng.random((len(labels), 3))
+    return labels, probs, patients, strata
+
+
+def test_bootstrap_ci_is_the_percentile_interval_of_the_stratified_patient_resamples():
+    labels, probs, patients, strata = _strata_case()
+    lo, hi, used = bootstrap_aauc_ci(labels, probs, patients, CL, strata=strata, n_boot=300, seed=3, level=0.9)
+    stats = aauc_weighted(labels, probs, CL, patient_weights(patients, strata, 300, seed=3))
+    assert (lo, hi) == pytest.approx(percentile_ci(stats, 0.9)) and used == 300
+    plain = bootstrap_aauc_ci(labels, probs, patients, CL, n_boot=300, seed=3, level=0.9)
+    assert plain[:2] != (lo, hi)  # the strata change the resamples
+    none = bootstrap_aauc_ci(np.array(["a"] * 6), probs[:6], patients[:6], CL, n_boot=20, seed=0)
+    assert np.isnan(none[0]) and np.isnan(none[1]) and none[2] == 0  # no resample can score a class
+
+
+def test_metrics_json_contract_against_scikit_learn_and_the_bootstrap():
+    labels, probs, patients, strata = _strata_case(seed=1)
+    pred = pd.DataFrame({"slice_id": [f"s{i:02d}" for i in range(len(labels))], "label": labels,
+                         **{f"p_{c}": probs[:, j] for j, c in enumerate(CL)}})
+    manifest = pd.DataFrame({"slice_id": pred["slice_id"][::-1], "patient": patients[::-1]})  # any row order
+    m = evaluate_predictions(pred, manifest, CL, strata=strata, n_boot=150, seed=2, level=0.8)
+    assert set(m) == {"auc", "aauc", "aauc_sd", "aauc_ci", "ci_level", "ci_method", "n_boot", "accuracy",
+                      "n_test_slices", "n_test_patients"}
+    aucs = [roc_auc_score(labels == c, probs[:, j]) for j, c in enumerate(CL)]
+    assert m["auc"] == pytest.approx(dict(zip(CL, aucs)))
+    assert (m["aauc"], m["aauc_sd"]) == pytest.approx((np.mean(aucs), np.std(aucs, ddof=1)))
+    lo, hi, used = bootstrap_aauc_ci(labels, probs, patients, CL, strata=strata, n_boot=150, seed=2, level=0.8)
+    assert m["aauc_ci"] == pytest.approx([lo, hi]) and m["n_boot"] == used == 150 and m["ci_level"] == 0.8
+    assert m["ci_method"] == "percentile, patient bootstrap stratified by class"
+    assert m["accuracy"] == pytest.approx(np.mean(np.array(CL)[probs.argmax(1)] == labels))
+    assert (m["n_test_slices"], m["n_test_patients"]) == (36, 18)
+    plain = evaluate_predictions(pred, manifest, CL, n_boot=150, seed=2, level=0.8)
+    assert plain["ci_method"] == "percentile, patient bootstrap" and plain["aauc_ci"] != m["aauc_ci"]
+
+
+def test_paired_delta_uses_the_strata_and_is_symmetric():
+    labels, probs, patients, strata = _strata_case(seed=2)
+    rng = np.random.default_rng(9)
+    bad = rng.random(probs.shape)
+    r = paired_delta_aauc(labels, probs, bad, patients, CL, strata=strata, n_boot=200, seed=1, level=0.9)
+    w = patient_weights(patients, strata, 200, seed=1)
+    d = aauc_weighted(labels, probs, CL, w) - aauc_weighted(labels, bad, CL, w)
+    assert (r["ci_low"], r["ci_high"]) == pytest.approx(percentile_ci(d, 0.9))
+    back = paired_delta_aauc(labels, bad, probs, patients, CL, strata=strata, n_boot=200, seed=1, level=0.9)
+    assert back["delta_aauc"] == pytest.approx(-r["delta_aauc"]) and (back["ci_low"], back["ci_high"]) == \
+        pytest.approx((-r["ci_high"], -r["ci_low"]))
+    assert (d > 0).all() and r["p"] == back["p"] == pytest.approx(2 / 201)  # (0 + 1) / (B + 1), twice
+    none = paired_delta_aauc(np.array(["a"] * 6), probs[:6], bad[:6], patients[:6], CL, n_boot=20, seed=0)
+    assert none["n_boot"] == 0 and all(np.isnan(none[k]) for k in ("ci_low", "ci_high", "p"))
+
+
+def test_accuracy_ci_is_the_stratified_patient_bootstrap_of_the_accuracy():
+    from anapart.evaluate import accuracy_ci
+
+    patients = np.array([f"P{i}" for i in range(12)])
+    strata = {p: ("III" if i < 4 else "IVa") for i, p in enumerate(patients)}
+    correct = np.array([1, 0, 1, 1, 1, 1, 0, 1, 1, 0, 1, 1], bool)
+    lo, hi = accuracy_ci(correct, patients, strata, n_boot=400, seed=5, level=0.8)
+    w = patient_weights(patients, strata, 400, seed=5)
+    assert (lo, hi) == pytest.approx(percentile_ci((w * correct).sum(1) / w.sum(1), 0.8))
+    assert accuracy_ci(np.ones(12, bool), patients, strata, n_boot=50, seed=0) == (1.0, 1.0)
+
+
+def test_missing_stratum_names_the_patient():
+    with pytest.raises(KeyError, match=r"no stratum for 1 patient\(s\), e\.g\. p2"):
+        patient_weights(["p0", "p1", "p2"], {"p0": "a", "p1": "b"}, 5, seed=0)
+
+
+def test_mcnemar_reads_zero_one_integers_as_right_and_wrong():
+    from scipy.stats import binomtest
+
+    a = [1, 1, 1, 1, 1, 1, 0, 0, 1, 0]
+    b = [1, 0, 0, 0, 0, 1, 1, 0, 1, 0]
+    assert mcnemar_p(a, b) == pytest.approx(binomtest(1, 5, 0.5).pvalue)
+    assert mcnemar_p(b, a) == pytest.approx(binomtest(1, 5, 0.5).pvalue)
+
+
+def test_stage_metrics_keep_the_configured_classes_even_when_one_never_occurs():
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+    from anapart.evaluate import evaluate_stages, stage_metrics
+
+    classes = ["III", "IVa", "IVb"]  # IVb neither true nor predicted here
+    y = ["III", "III", "IVa", "IVa", "IVa"]
+    p = ["III", "IVa", "IVa", "IVa", "III"]
+    m = stage_metrics(y, p, classes)
+    assert set(m) == {"n", "accuracy", "per_class", "confusion", "classes"} and m["classes"] == classes
+    pr, rc, f1, n = precision_recall_fscore_support(y, p, labels=classes, zero_division=0)
+    for i, c in enumerate(classes):
+        assert m["per_class"][c] == {"precision": pytest.approx(pr[i]), "sensitivity": pytest.approx(rc[i]),
+                                     "f1": pytest.approx(f1[i]), "support": int(n[i])}
+    assert m["per_class"]["IVb"]["precision"] == 0.0  # never predicted: 0, not 1
+    assert m["confusion"] == confusion_matrix(y, p, labels=classes).tolist() and len(m["confusion"]) == 3
+    pred = pd.DataFrame({"label": y, "p_III": [0.9, 0.4, 0.3, 0.2, 0.6], "p_IVa": [0.1, 0.6, 0.7, 0.8, 0.4],
+                         "p_IVb": 0.0, "kind": ["tumour", "node", "node", "tumour", "node"]})
+    ev = evaluate_stages(pred, classes)
+    assert ev["accuracy"] == pytest.approx(3 / 5) and ev["by_kind"] == {"node": pytest.approx(1 / 3), "tumour": 1.0}
+    assert evaluate_stages(pred.drop(columns="kind"), classes)["by_kind"] == {}
+
+
+def test_study_b_tables_round_to_three_decimals_with_their_columns():
+    from anapart.evaluate import stage_metrics, table_comparison, table_models
+
+    m = stage_metrics(["III", "III", "III", "IVa", "IVa", "IVa"], ["III", "III", "IVa", "IVa", "IVa", "III"],
+                      ["III", "IVa"])
+    t4 = table_models({"resnet50": m}, ["III", "IVa"])
+    assert list(t4.columns) == ["stage", "method", "precision", "sensitivity", "f1", "accuracy"]
+    assert t4.iloc[0].tolist() == ["III", "resnet50", 0.667, 0.667, 0.667, 0.667]  # 2/3 each
+    t5 = table_comparison({"ensemble": m, "TNM staging": m}, ["IVa"], simulated=["TNM staging"])
+    assert list(t5.columns) == ["stage", "method", "precision", "sensitivity", "f1", "accuracy", "simulated"]
+    assert t5["simulated"].tolist() == [False, True]
+
+
+def test_patient_predictions_are_sorted_by_patient_with_their_columns():
+    pred = _stage_pred([0.9, 0.2, 0.8, 0.3], ["IVa", "III", "IVa", "III"], ["P2", "P1", "P2", "P0"])
+    pp = patient_predictions(pred, ["III", "IVa"])
+    assert list(pp.columns) == ["patient", "label", "p_III", "p_IVa", "n_patches", "predicted"]
+    assert pp["patient"].tolist() == ["P0", "P1", "P2"] and pp["n_patches"].tolist() == [1, 1, 2]
+    mixed = pred.assign(label=["IVa", "III", "III", "III"])  # P2's patches disagree, P0 and P1 have one each
+    with pytest.raises(ValueError, match="patient P2 has patches with different stages"):
+        patient_predictions(mixed, ["III", "IVa"])
+
+
+def test_patient_table_wiring_and_columns():
+    from anapart.evaluate import accuracy_ci
+
+    patients = [f"P{i}" for i in range(10)]
+    labels = ["IVa"] * 5 + ["III"] * 5
+    ens = _stage_pred([0.8, 0.7, 0.3, 0.9, 0.6, 0.2, 0.4, 0.7, 0.1, 0.3], labels, patients)
+    tnm = {p: ("IVa" if i in (0, 1, 5) else "III") for i, p in enumerate(patients)}
+    t = patient_table({"ensemble": ens}, ["III", "IVa"], tnm=tnm, n_boot=300, seed=4, level=0.8)
+    assert list(t.columns) == ["method", "n_patients", "accuracy", "ci_low", "ci_high", "mcnemar_p", "reference",
+                               "patch_accuracy", "simulated"]
+    assert set(t["reference"]) == {"ensemble"} and not t["simulated"].any()  # TNM is read, not simulated, by default
+    tnm_row = t.set_index("method").loc["TNM staging"]
+    right = np.array([tnm[p] == lab for p, lab in zip(patients, labels)])
+    assert tnm_row["patch_accuracy"] == pytest.approx(right.mean()) == pytest.approx(6 / 10)
+    strata = dict(zip(patients, labels))
+    ens_row = t.set_index("method").loc["ensemble"]
+    correct = np.array([0.8, 0.7, 0.3, 0.9, 0.6, 0.2, 0.4, 0.7, 0.1, 0.3]) > 0.5
+    correct = correct == (np.array(labels) == "IVa")
+    assert (ens_row["ci_low"], ens_row["ci_high"]) == pytest.approx(
+        accuracy_ci(correct, np.array(patients), strata, n_boot=300, seed=4, level=0.8))
+    with pytest.raises(KeyError, match="reference method 'vote' has no predictions"):
+        patient_table({"ensemble": ens}, ["III", "IVa"], reference="vote", n_boot=10, seed=0)

@@ -117,8 +117,8 @@ def percentile_ci(values: np.ndarray, level: float) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
-def bootstrap_aauc_ci(labels, probs: np.ndarray, patients, classes, *, strata=None, n_boot: int = 1000,
-                      seed: int = 0, level: float = 0.95) -> tuple[float, float, int]:
+def bootstrap_aauc_ci(labels, probs: np.ndarray, patients, classes, *, strata=None, n_boot: int, seed: int,
+                      level: float = 0.95) -> tuple[float, float, int]:
     """Percentile CI of the aAUC from a stratified patient bootstrap; returns (low, high, n used).
 
     ``strata`` (patient -> class) keeps every class's number of patients in every resample, so a
@@ -135,7 +135,7 @@ def bootstrap_aauc_ci(labels, probs: np.ndarray, patients, classes, *, strata=No
 
 
 def paired_delta_aauc(labels, probs_a: np.ndarray, probs_b: np.ndarray, patients, classes, *, strata=None,
-                      n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> dict:
+                      n_boot: int, seed: int, level: float = 0.95) -> dict:
     """aAUC(a) - aAUC(b) of two models scored on the same test slices, with a paired bootstrap.
 
     Each resample draws patients once (stratified by class) and scores both models on it, so the
@@ -345,7 +345,7 @@ def mcnemar_p(correct_a, correct_b) -> float:
 
 
 def patient_table(preds: dict[str, pd.DataFrame], classes, *, tnm: dict[str, str] | None = None,
-                  reference: str = "ensemble", tnm_simulated: bool = False, n_boot: int = 1000, seed: int = 0,
+                  reference: str = "ensemble", tnm_simulated: bool = False, n_boot: int, seed: int,
                   level: float = 0.95) -> pd.DataFrame:
     """Study B per patient: every method's accuracy over test patients with a stratified patient
     bootstrap CI, and an exact McNemar test of ``reference`` (the ensemble) against it on the same
