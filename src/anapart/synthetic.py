@@ -85,6 +85,7 @@ class SyntheticConfig:
     rotation_deg: float = 12.0
     scale: tuple = (0.88, 1.12)
     distractor_rate: float = 0.5
+    lesion_scale: float = 1.0  # multiplies every lesion type's radius range (conspicuity at a coarse input)
 
     @classmethod
     def from_dict(cls, d: dict) -> "SyntheticConfig":
@@ -153,7 +154,7 @@ def _draw_patient(rng: np.random.Generator, pid: str, cls: str, cfg: SyntheticCo
             cls=cls,
             cx=cx + rng.normal(0, spec["jitter"]),
             cy=cy + rng.normal(0, spec["jitter"]),
-            r=rng.uniform(*spec["radius"]),
+            r=rng.uniform(*spec["radius"]) * cfg.lesion_scale,
             aspect=rng.uniform(*spec["aspect"]),
             angle=rng.uniform(-0.4, 0.4),
             harmonics=[(k, rng.uniform(0, spec["irregular"]) / math.sqrt(k), rng.uniform(0, 2 * math.pi))
