@@ -147,6 +147,7 @@ DEMO_ONLY = [
     ("classify.zero_init_head", False),
     ("classify.augment", {"hflip": 0.0, "shift": 0.0}),  # no augmentation in study A
     ("segment.hflip", False),
+    ("synthetic.lesion_scale", 1.0),    # the demo enlarges lesions for its 56-px inputs
     ("segment.input_size", 512),
 ]
 
