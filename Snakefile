@@ -46,4 +46,4 @@ rule all:
 
 
 onsuccess:
-    print(done_message())
+    print(done_message(workflow.overwrite_configfiles))

@@ -175,8 +175,9 @@ def staging_weights(wildcards):
     return weights_input(STG["train"].get("pretrained", False), wildcards.model)
 
 
-def done_message():
-    """What a user reads when the run ends: where the main results are, and how to get the report."""
+def done_message(configfiles=()):
+    """What a user reads when the run ends: where the main results are, and how to get the report
+    (with this run's --configfile options, so the report describes this run)."""
     main = [
         "results/tables/auc.csv",
         "results/tables/anova.csv",
@@ -195,9 +196,10 @@ def done_message():
     if present:
         lines.append("Main results:")
         lines += [f"  {p}" for p in present]
+    extra = "".join(f" --configfile {c}" for c in configfiles)
     lines += [
-        "Every table and figure with captions, as one HTML page:",
-        "  snakemake --report report.html",
+        "Every table and figure with captions, as one HTML page (same snakemake as this run):",
+        f"  snakemake --report report.html{extra}",
         "",
     ]
     return "\n".join(lines)
