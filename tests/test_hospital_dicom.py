@@ -552,8 +552,9 @@ def test_a_bundled_jpeg_that_no_decoder_reads_is_an_error_naming_it(tmp_path):
 
 
 def test_files_without_preamble_are_read_like_their_twin(twin, tmp_path):
-    """Extension-less IM0001... files: Part 10 files without preamble and "DICM" (starting with the file meta), and bare data
-    sets without file meta (implicit VR, as old exports write them). A text file named alike stays junk."""
+    """Extension-less IM0001... files: Part 10 files without preamble and "DICM" (starting with the file
+    meta), and bare data sets without file meta (implicit VR, as old exports write them). A text file
+    named alike stays junk."""
     files, ref = twin
     for kind in ("no_preamble", "bare"):
         d = tmp_path / kind / "dicom" / "s"

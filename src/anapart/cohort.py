@@ -499,9 +499,10 @@ def _check_patient(c: _Cohort, pid: str, cands: list[Series], group: pd.DataFram
     row.update(patient=ps, label_rows=0 if group is None else len(group), series_found=len(cands),
                series_matching=len(matching), labelled_slices=0, files_skipped=c.skipped_by_patient.get(pid, 0))
     if not cands:
-        problems = [] if group is None else [Problem("no_series", f"{c.labels_csv} line {group['line'].iloc[0]}: no "
-                                                                  f"DICOM series for this patient under {c.dicom_dir}", pid)]
-        return None, row, problems, []
+        if group is None:
+            return None, row, [], []
+        return None, row, [Problem("no_series", f"{c.labels_csv} line {group['line'].iloc[0]}: no DICOM series for "
+                                                f"this patient under {c.dicom_dir}", pid)], []
     chosen, problems, warnings = choose_series(cands, {"": c.rule}, pid, c.dicom_dir, "cohort.series")
     s = chosen.get("")
     if s is not None:

@@ -58,6 +58,7 @@ HEADER_TAGS = ("SpecificCharacterSet", "ImageType", "SOPClassUID", "StudyDate", 
                "InstanceNumber", "ImagePositionPatient", "ImageOrientationPatient", "TemporalPositionIdentifier",
                "SamplesPerPixel", "NumberOfFrames", "Rows", "Columns", "PixelSpacing", "RescaleIntercept",
                "RescaleSlope", "SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence")
+_HEADER_TAG_NUMBERS = [pydicom.tag.Tag(k) for k in HEADER_TAGS]  # keywords cost a lookup per file
 
 # Non-image objects of an export folder, by SOP class: (UID, or UID prefix ending in "."), kind.
 # Exact UIDs are looked up before prefixes, so Key Object Selection is not reported as an SR.
@@ -467,7 +468,7 @@ def _read_header(path: Path):
     with stream as fh:
         part10 = fh.read(132)[128:132] == b"DICM"
         fh.seek(0)
-        ds = pydicom.dcmread(fh, stop_before_pixels=True, force=True, specific_tags=list(HEADER_TAGS))
+        ds = pydicom.dcmread(fh, stop_before_pixels=True, force=True, specific_tags=_HEADER_TAG_NUMBERS)
         if not part10 and "SOPClassUID" not in ds and "SeriesInstanceUID" not in ds:
             return None  # bytes that only started like a bare data set
         ts = _transfer_syntax(ds)
@@ -546,8 +547,8 @@ def _classify(path: Path, ds: Dataset, ts, has_pixels: bool, pixel_problem: str 
         except DicomError as e:
             problems.append(f"{path}: {e}")
         else:
-            header = SliceHeader(path, _int_or_none(ds.get("InstanceNumber")) or 0, float(np.dot(ipp, slice_normal(iop))),
-                                 rows, cols, ipp, echo_time=_number(ds.get("EchoTime")),
+            position = float(np.dot(ipp, slice_normal(iop)))
+            header = SliceHeader(path, _int_or_none(ds.get("InstanceNumber")) or 0, position, rows, cols, ipp, echo_time=_number(ds.get("EchoTime")),
                                  temporal=_int_or_none(ds.get("TemporalPositionIdentifier")),
                                  b_value=_number(ds.get("DiffusionBValue")))
             slices = [(header, iop, spacing, thick)]
@@ -596,14 +597,13 @@ def _frames(path: Path, ds: Dataset, n: int):
         pvt = _fg_item(groups, "PixelValueTransformationSequence")
         slope = _number(pvt.get("RescaleSlope"), 1.0) if pvt is not None else top_slope
         intercept = _number(pvt.get("RescaleIntercept"), 0.0) if pvt is not None else top_intercept
-        echo = _fg_item(groups, "MREchoSequence")
-        content = _fg_item(groups, "FrameContentSequence")
-        diffusion = _fg_item(groups, "MRDiffusionSequence")
+        echo, content, diffusion = (_fg_item(groups, s) or Dataset() for s in ("MREchoSequence", "FrameContentSequence",
+                                                                                "MRDiffusionSequence"))
         header = SliceHeader(path, k + 1, float(np.dot(ipp, slice_normal(iop))), rows, cols, ipp, frame=k,
                              rescale=(float(slope or 1.0), float(intercept or 0.0)),
-                             echo_time=_number(echo.get("EffectiveEchoTime")) if echo is not None else None,
-                             temporal=_int_or_none(content.get("TemporalPositionIndex")) if content is not None else None,
-                             b_value=_number(diffusion.get("DiffusionBValue")) if diffusion is not None else None)
+                             echo_time=_number(echo.get("EffectiveEchoTime")),
+                             temporal=_int_or_none(content.get("TemporalPositionIndex")),
+                             b_value=_number(diffusion.get("DiffusionBValue")))
         out.append((header, iop, spacing, thick))
     return out, problems
 
@@ -729,7 +729,8 @@ def _assemble(uid: str, items: list[_Image], frames: FrameRule) -> Series:
                             f"{_where(header0)} in the same series")
             continue
         if not mixed and not np.allclose(iop, iop0, atol=1e-3):
-            label, mixed = "mixed", f"{_where(h)}: ImageOrientationPatient differs from {_where(header0)} in the same series"
+            label = "mixed"
+            mixed = f"{_where(h)}: ImageOrientationPatient differs from {_where(header0)} in the same series"
         headers.append(h)
     headers, frame_problem = frames.apply(headers)
     if frame_problem:
