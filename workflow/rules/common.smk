@@ -138,19 +138,14 @@ def staging_targets():
 from anapart import weights as W  # no torch import: only paths
 
 # One weights folder per run (classify.pretrained and staging.train.pretrained may both name it,
-# spelled alike or not: folders are compared as resolved paths).
-_WEIGHT_FOLDERS = {
-    f.resolve(): f
-    for f in (
-        W.folder_of(config["classify"].get("pretrained", False)),
-        (
-            W.folder_of(STG.get("train", {}).get("pretrained", False))
-            if STAGING_ON
-            else None
-        ),
-    )
-    if f is not None
-}
+# spelled alike or not: folders are compared as resolved paths; the first spelling names the files).
+_WEIGHT_FOLDERS = {}
+for _f in (
+    W.folder_of(config["classify"].get("pretrained", False)),
+    W.folder_of(STG.get("train", {}).get("pretrained", False)) if STAGING_ON else None,
+):
+    if _f is not None:
+        _WEIGHT_FOLDERS.setdefault(_f.resolve(), _f)
 if len(_WEIGHT_FOLDERS) > 1:
     raise ValueError(
         f"classify.pretrained and staging.train.pretrained name different weights folders "
