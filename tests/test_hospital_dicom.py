@@ -756,7 +756,7 @@ def test_problems_of_series_that_are_not_used_are_warnings(three_series, tmp_pat
         ingest_dir(d, tmp_path / "t1", rule=SeriesRule("T1", "axial", 5))
 
 
-def test_a_series_marked_localizer_is_never_a_candidate(tmp_path):
+def test_a_series_marked_localizer_never_matches(tmp_path):
     d = tmp_path / "dicom"
     write_series(d / "loc", desc="AX T2 scout", meta_of=lambda k: {"ImageType": ["ORIGINAL", "PRIMARY", "LOCALIZER"]})
     write_series(d / "t2", desc="AX T2")

@@ -30,8 +30,8 @@ import gzip
 import io
 import math
 import os
-import zlib
 import time
+import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -149,7 +149,7 @@ class Series:
     warnings: list[str] = field(default_factory=list)  # each names a file; worth a look, not fatal (gaps)
     series_number: str = ""  # SeriesNumber and StudyDate: how a user finds a candidate series in a viewer
     study_date: str = ""
-    localizer: bool = False  # ImageType says LOCALIZER: never a candidate
+    localizer: bool = False  # ImageType says LOCALIZER: never matches a series rule
 
     @property
     def problems_as_used(self) -> list[str]:
