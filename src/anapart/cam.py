@@ -197,7 +197,7 @@ def cam_scores(model_path, crops_dir, cohort_dir, predictions_csv, *, target_lay
         w = index.loc[sid]
         own = (int(w["y0"]), int(w["x0"]), int(w["size"]))
         crop_map = resize_maps(m[None], own[2])[0]
-        slice_maps.append(to_slice(crop_map, *own, field))
+        slice_maps.append(to_slice(crop_map, own[0], own[1], field))
         lesions.append((masks[row_of[sid]] & LESION_BIT) > 0)
         windows.append(own)
         c = common.loc[sid] if common is not None else None

@@ -137,32 +137,30 @@ def staging_targets():
 # --------------------------------------------------------------- pretrained weights
 from anapart import weights as W  # no torch import: only paths
 
-# One weights folder per run (classify.pretrained and staging.train.pretrained may both name it).
-_WEIGHT_FOLDERS = {
-    str(f)
-    for f in (
-        W.folder_of(config["classify"].get("pretrained", False)),
-        (
-            W.folder_of(STG.get("train", {}).get("pretrained", False))
-            if STAGING_ON
-            else None
-        ),
-    )
-    if f is not None
-}
+# One weights folder per run (classify.pretrained and staging.train.pretrained may both name it,
+# spelled alike or not: folders are compared as resolved paths; the first spelling names the files).
+_WEIGHT_FOLDERS = {}
+for _f in (
+    W.folder_of(config["classify"].get("pretrained", False)),
+    W.folder_of(STG.get("train", {}).get("pretrained", False)) if STAGING_ON else None,
+):
+    if _f is not None:
+        _WEIGHT_FOLDERS.setdefault(_f.resolve(), _f)
 if len(_WEIGHT_FOLDERS) > 1:
     raise ValueError(
         f"classify.pretrained and staging.train.pretrained name different weights folders "
-        f"{sorted(_WEIGHT_FOLDERS)}; use one folder for both"
+        f"{sorted(str(f) for f in _WEIGHT_FOLDERS)}; use one folder for both"
     )
-WEIGHTS_DIR = next(iter(_WEIGHT_FOLDERS), "resources/weights")
+WEIGHTS_DIR = str(next(iter(_WEIGHT_FOLDERS.values()), "resources/weights"))
 WEIGHT_NETS = sorted(set(NETS) | set(STG_MODELS))
 
 
 def weights_input(pretrained, net):
-    """``{"weights": file}`` when ``pretrained`` names a folder: the job waits for rule weights."""
-    folder = W.folder_of(pretrained)
-    return {"weights": str(W.file_in_folder(folder, net))} if folder else {}
+    """``{"weights": file}`` when ``pretrained`` names a folder (the one WEIGHTS_DIR names, however
+    spelled): the job waits for rule weights."""
+    if W.folder_of(pretrained) is None:
+        return {}
+    return {"weights": str(W.file_in_folder(WEIGHTS_DIR, net))}
 
 
 def classify_weights(wildcards):
