@@ -12,13 +12,16 @@ scores exactly the lesion's share of the scored area, the crop window's part ins
 A lesion fills far more of a 112-pixel window than of the full slice, so raw scores favour small
 windows whatever the model learned. Every score therefore comes with its ``chance`` and the
 chance-corrected ``corrected = (score - chance) / (1 - chance)`` (0: no better than an
-uninformative map, 1: all bright area on the lesion). Every format is also scored inside one
-common window (the smallest format's window, seg112, placed on the slice) on the same pixel grid,
-where all formats share one chance level (``common_*`` columns).
+uninformative map, 1: all bright area on the lesion; its floor, a map wholly off the lesion, is
+-chance / (1 - chance)). Every format is also scored inside one common window (the smallest
+format's window, seg112, placed on the slice) on the same pixel grid, where all formats share one
+chance level (``common_*`` columns); there every map is rescaled to [0, 1] within the window before
+thresholding, the same rule for every format (:func:`common_share`).
 
 Tests between formats use the right unit (:func:`cam_tests`): paired t-tests of the per-model mean
-scores (the network is the unit), a mixed model with random network and patient effects, and the
-paper's pooled independent t-test on slices, kept and labelled ``paper``.
+scores (the network is the unit), a mixed model on per-(patient, model) means with random network,
+network x format (trained model) and patient effects, and the paper's pooled independent t-test on
+slices, kept and labelled ``paper``.
 """
 
 from __future__ import annotations
@@ -474,8 +477,8 @@ def holm(table: pd.DataFrame) -> pd.DataFrame:
 
 def cam_tests(scores: dict[tuple[str, str, int], pd.DataFrame], patient_of: pd.Series, formats) -> pd.DataFrame:
     """All format comparisons of the CAM scores, each row labelled with its unit: ``network``
-    (paired, model means), ``mixed`` (slices, random network and patient effects), ``paper``
-    (the paper's pooled independent t-test on binned slice scores)."""
+    (paired, model means), ``mixed`` (per-(patient, model) means, random network, network x format
+    and patient effects), ``paper`` (the paper's pooled independent t-test on binned slice scores)."""
     from .stats import format_pairs
 
     pairs = format_pairs(formats)
