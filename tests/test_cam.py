@@ -372,6 +372,23 @@ def test_mixed_model_finds_a_real_format_effect():
         assert t.loc["seg224 - full", "p"] > 0.01  # no effect between those two
 
 
+def test_mixed_model_with_two_fractions_has_a_component_per_trained_model():
+    import warnings
+
+    import pandas as pd
+
+    from anapart.cam import mixed_model, patient_means
+
+    data = pd.concat([_model_effect_data(7, effect=0.2), _model_effect_data(8, effect=0.2).assign(frac=50)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit, out, _ = mixed_model(patient_means(data, "score_continuous"), "score_continuous",
+                                  [("seg112", "full")], "full")
+    assert set(fit.model.exog_vc.names) == {"network", "network:format", "model", "patient"}
+    assert any(name.startswith("C(frac)") for name in fit.fe_params.index)
+    assert out[("seg112", "full")][0] > 0.1 and out[("seg112", "full")][2] < 0.05
+
+
 def test_holm_families_are_unit_fraction_and_score():
     """Two scores' format pairs are two families: each is corrected on its own (statsmodels), not
     as one family of six."""

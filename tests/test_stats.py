@@ -198,3 +198,22 @@ def test_auc_pairs_table():
     bad = {("net", "seg112", 100): good, ("net", "full", 100): noise.iloc[:-1]}
     with pytest.raises(ValueError, match="same test slices"):
         auc_pairs(bad, patients, strata, classes, ["full", "seg112"], n_boot=10, seed=0)
+
+
+def test_two_networks_still_give_the_repeated_measures_f_test():
+    """Two networks and three formats: pingouin's sphericity test cannot run; the F test can
+    (statsmodels AnovaRM), without a sphericity correction."""
+    from statsmodels.stats.anova import AnovaRM
+
+    data = _rm_data(seed=2, n_nets=2)
+    row = repeated(data, "fmt", "format_within_fraction", "frac=100").iloc[0]
+    y = data.groupby(["net", "fmt"])["auc"].mean().unstack().to_numpy()
+    resid = y - y.mean(1, keepdims=True) - y.mean(0) + y.mean()
+    f_hand = (2 * ((y.mean(0) - y.mean()) ** 2).sum() / 2) / ((resid ** 2).sum() / 2)
+    assert (row.df_effect, row.df_error) == (2, 2) and row.F == pytest.approx(f_hand, rel=1e-9)
+    assert row.p == pytest.approx(sps.f.sf(f_hand, 2, 2), rel=1e-9) and np.isnan(row.p_gg)
+    two = pd.concat([data.assign(frac=f) for f in ("100", "25")])
+    two["auc"] += np.where(two["frac"] == "25", -0.05, 0) + np.random.default_rng(0).normal(0, 0.01, len(two))
+    rows = repeated(two, ["fmt", "frac"], "format_x_fraction", "all").set_index("source")
+    ref = AnovaRM(two, "auc", "net", within=["fmt", "frac"], aggregate_func="mean").fit().anova_table
+    assert rows.loc["fmt x frac", "F"] == pytest.approx(ref.loc["fmt:frac", "F Value"], rel=1e-9)

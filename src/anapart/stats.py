@@ -115,8 +115,11 @@ def repeated(data: pd.DataFrame, within, analysis: str, subset: str) -> pd.DataF
     data = complete_subjects(subject_means(data, factors), factors)
     if any(data[f].nunique() < 2 for f in factors) or data[SUBJECT].nunique() < 2:
         return pd.DataFrame(columns=ANOVA_COLUMNS)
-    a = pg.rm_anova(data=data, dv="auc", within=factors if len(factors) > 1 else factors[0], subject=SUBJECT,
-                    detailed=True, correction=True)
+    try:
+        a = pg.rm_anova(data=data, dv="auc", within=factors if len(factors) > 1 else factors[0], subject=SUBJECT,
+                        detailed=True, correction=True)
+    except ZeroDivisionError:  # pingouin's Mauchly test divides by zero for 2 subjects and 3 levels
+        return _anova_rm_without_sphericity(data, factors, analysis, subset)
     if len(factors) == 1:
         effect = a[a["Source"] != "Error"]
         df_effect, df_error = effect["DF"], a.loc[a["Source"] == "Error", "DF"].iloc[0]
@@ -129,6 +132,20 @@ def repeated(data: pd.DataFrame, within, analysis: str, subset: str) -> pd.DataF
         "p_gg": effect["p_GG_corr"] if "p_GG_corr" in effect else np.nan,
         "eps": effect["eps"] if "eps" in effect else np.nan,
         "effect_size": effect["ng2"], "effect_size_kind": "ng2", "n": len(data),
+    })
+
+
+def _anova_rm_without_sphericity(data: pd.DataFrame, factors: list[str], analysis: str, subset: str) -> pd.DataFrame:
+    """The same F test (statsmodels AnovaRM) where pingouin cannot run: two subjects (networks)
+    cannot estimate the contrasts' covariance, so no sphericity correction or effect size."""
+    from statsmodels.stats.anova import AnovaRM
+
+    t = AnovaRM(data, "auc", SUBJECT, within=factors).fit().anova_table
+    return pd.DataFrame({
+        "design": RM, "unit": UNIT[RM], "analysis": analysis, "subset": subset,
+        "source": [str(i).replace(":", " x ") for i in t.index], "df_effect": t["Num DF"].to_numpy(),
+        "df_error": t["Den DF"].to_numpy(), "F": t["F Value"].to_numpy(), "p": t["Pr > F"].to_numpy(),
+        "p_gg": np.nan, "eps": np.nan, "effect_size": np.nan, "effect_size_kind": "ng2", "n": len(data),
     })
 
 
