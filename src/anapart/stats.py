@@ -9,8 +9,8 @@ training run. The rows labelled ``repeated_measures`` are the analysis the desig
 unit is the trained model, and what repeats across formats and fractions is the network: the
 subject is the network, the dependent variable each model's aAUC (the mean of its class AUCs).
 Class AUCs as subjects would count a model's deviation six times (error df 46 instead of 6 for
-four networks; with no format effect and a network x format SD of 0.03, 56% of such tests came
-out "significant" at alpha 0.05). So
+four networks; with no format effect and a network x format SD of 0.03, about half of such tests
+came out "significant" at alpha 0.05, against 2-6% with the network as subject). So
 - format within each fraction and fraction within each format: one-way repeated-measures ANOVA
   (pingouin ``rm_anova``, with the Greenhouse-Geisser corrected p);
 - format x fraction: two-way repeated-measures ANOVA;
