@@ -206,6 +206,8 @@ def test_classifier_contracts_and_tables(built):
     assert {"format_within_fraction", "fraction_within_format", "format_x_fraction"} <= set(anova["analysis"])
     assert set(anova["design"]) == {"repeated_measures", "paper"}
     assert anova["p"].between(0, 1).all()
+    rm = anova[anova["design"] == "repeated_measures"]  # subject = network: error df from the networks alone
+    assert rm["unit"].str.startswith("network").all() and (rm["n"] <= len(nets) * 9).all()
     posthoc = pd.read_csv(built / "results/tables/posthoc.csv")
     assert set(posthoc["design"]) == {"repeated_measures", "paper"}
     groups = pd.read_csv(built / "results/tables/auc_groups.csv")
@@ -219,6 +221,7 @@ def test_classifier_contracts_and_tables(built):
     pairs = pd.read_csv(built / "results/tables/auc_pairs.csv")
     assert list(pairs.columns[:8]) == ["net", "frac", "fmt_a", "fmt_b", "delta_aauc", "ci_low", "ci_high", "p"]
     assert len(pairs) == len(nets) * 3 * 3 and pairs["p"].between(0, 1).all()
+    assert (pairs["p_holm"] >= pairs["p"] - 1e-12).all() and pairs["p_holm"].between(0, 1).all()
     assert (pairs["ci_low"] <= pairs["delta_aauc"] + 1e-9).all() and (pairs["delta_aauc"] <= pairs["ci_high"] + 1e-9).all()
     one = pairs[(pairs["net"] == nets[0]) & (pairs["frac"] == 100) & (pairs["fmt_a"] == "seg112")
                 & (pairs["fmt_b"] == "full")].iloc[0]
@@ -343,6 +346,7 @@ def test_staging_contracts_and_tables(built):
     n_patients = index.set_index("slice_id").loc[test["slice_id"], "patient"].nunique()
     assert (pts["n_patients"] == n_patients).all() and np.isnan(pts.loc["ensemble", "mcnemar_p"])
     assert pts.drop(index="ensemble")["mcnemar_p"].between(0, 1).all()
+    assert (pts.drop(index="ensemble")["mcnemar_p_holm"] >= pts.drop(index="ensemble")["mcnemar_p"]).all()
     assert ((pts["ci_low"] <= pts["accuracy"]) & (pts["accuracy"] <= pts["ci_high"])).all()
     assert pts.loc["ensemble", "patch_accuracy"] == pytest.approx(ens_m["accuracy"], abs=1e-3)
     # radiomics reads the patches without CLAHE (staging.radiomics.preprocessing: raw)

@@ -384,15 +384,22 @@ def input_size(name: str, cfg: dict) -> int:
     return int((t.get("input_sizes") or {}).get(name, t["input_size"]))
 
 
+def train_settings(name: str, cfg: dict) -> dict:
+    """The training settings of one model: ``staging.train``, and for the basic CNN (trained from
+    scratch, all layers) its own ``lr``, ``epochs`` and ``schedule`` from ``staging.basic_cnn``."""
+    t = dict(cfg["train"])
+    if name == BASIC_CNN:
+        t.update({k: v for k, v in cfg.get("basic_cnn", {}).items() if k in ("lr", "epochs", "schedule")})
+    return t
+
+
 def train_model(patches_dir, train_csv, classes, name: str, cfg: dict, out_model, *, device="auto",
                 checkpoint=None, keep: dict | None = None) -> list[float]:
     """Stage one: train one single model on the training patches (Adam, decaying rate).
 
     With ``keep`` (a dict), the trained model and its meta are left in it for prediction.
     """
-    t = dict(cfg["train"])
-    if name == BASIC_CNN:  # trained from scratch, all layers: its own rate and epochs
-        t.update({k: v for k, v in cfg.get("basic_cnn", {}).items() if k in ("lr", "epochs", "schedule")})
+    t = train_settings(name, cfg)
     train = pd.read_csv(train_csv)
     size = input_size(name, cfg)
     data = CropData(patches_dir, train, classes, size, t.get("normalize", (0.5, 0.25)),
