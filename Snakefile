@@ -22,6 +22,7 @@ include: "workflow/rules/classify.smk"
 include: "workflow/rules/stats.smk"
 include: "workflow/rules/cam.smk"
 include: "workflow/rules/staging.smk"
+include: "workflow/rules/checklist.smk"
 
 
 rule all:
@@ -35,6 +36,9 @@ rule all:
         "results/tables/auc.csv",
         "results/tables/anova.csv",
         "results/tables/cam_ttest.csv",
+        "results/tables/calibration.csv",
+        "results/checklist.csv",
+        external_targets(),
         staging_targets(),
         (
             ["results/tables/cam_agreement.csv"]

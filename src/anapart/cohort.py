@@ -132,10 +132,14 @@ def read_labels(path: str | os.PathLike, classes) -> pd.DataFrame:
 
 # --------------------------------------------------------------------------- pseudonyms
 
-def pseudonym(patient_id: str, salt: str) -> str:
-    """Salted-hash pseudonym: stable for a salt, not reversible without it."""
+PSEUDONYM_PREFIX = "P"  # the main (development) cohort
+EXTERNAL_PREFIX = "E"  # an external test cohort: its pseudonyms and slice ids never equal the main cohort's
+
+
+def pseudonym(patient_id: str, salt: str, prefix: str = PSEUDONYM_PREFIX) -> str:
+    """Salted-hash pseudonym: stable for a salt, not reversible without it; ``prefix`` tells the cohort."""
     digest = hmac.new(salt.encode(), patient_id.encode(), hashlib.sha256).hexdigest()
-    return "P" + digest[:10]
+    return prefix + digest[:10]
 
 
 def resolve_salt(salt: str) -> str:
@@ -357,7 +361,8 @@ class IngestPlan:
 
 CHECK_COLUMNS = ["patient", "label_rows", "series_found", "series_matching", "description", "orientation", "slices",
                  "matrix", "pixel_spacing_mm", "slice_spacing_mm", "slice_thickness_mm", "enhanced", "transfer_syntax",
-                 "labelled_slices", "region_mask", "lesion_mask", "files_skipped", "problems", "problem_kinds"]
+                 "scanner", "labelled_slices", "region_mask", "lesion_mask", "files_skipped", "problems",
+                 "problem_kinds"]
 
 
 @dataclass
@@ -397,11 +402,14 @@ def _label_indices(s: Series, group: pd.DataFrame, labels_csv, pid: str) -> tupl
 
 
 def check_cohort(dicom_dir, labels_csv, mask_dir, *, classes, salt: str, series: SeriesRule,
-                 frames: dicom_io.FrameRule | None = None, mask_names: dict | None = None) -> CohortCheck:
+                 frames: dicom_io.FrameRule | None = None, mask_names: dict | None = None,
+                 prefix: str = PSEUDONYM_PREFIX, exclude: dict[str, str] | None = None) -> CohortCheck:
     """Read every header and the labels once and find every problem of the cohort; decode nothing.
 
     Per patient: the series found and the one ``series`` selects, its geometry, the labelled slices,
     whether the masks lie on its grid, the files skipped. Problems are collected, not raised.
+    ``exclude`` maps PatientIDs that must not occur (an external cohort's check gets the main
+    cohort's) to the reason quoted in the problem.
     """
     t0 = time.perf_counter()
     salt = resolve_salt(salt)
@@ -432,9 +440,12 @@ def check_cohort(dicom_dir, labels_csv, mask_dir, *, classes, salt: str, series:
     plans, rows, seen = [], [], {}
     for pid in patients:
         cands, group = series_of.get(pid, []), groups.get(pid)
-        ps = pseudonym(pid, salt)
+        ps = pseudonym(pid, salt, prefix)
         matching = select_series(cands, series)
         own: list[Problem] = []
+        if exclude and pid in exclude:
+            own.append(Problem("patient_in_other_cohort", f"{patient_folder(cands) if cands else labels_csv}: "
+                                                          f"{exclude[pid]}", pid))
         row = dict.fromkeys(CHECK_COLUMNS, "")
         row.update(patient=ps, label_rows=0 if group is None else len(group), series_found=len(cands),
                    series_matching=len(matching), labelled_slices=0, region_mask="", lesion_mask="",
@@ -447,7 +458,8 @@ def check_cohort(dicom_dir, labels_csv, mask_dir, *, classes, salt: str, series:
         chosen = matching[0] if len(matching) == 1 else None
         if chosen is not None:
             row.update(description=chosen.description, orientation=chosen.orientation_label,
-                       slices=len(chosen.slices), enhanced=chosen.enhanced, transfer_syntax=chosen.transfer_syntax)
+                       slices=len(chosen.slices), enhanced=chosen.enhanced, transfer_syntax=chosen.transfer_syntax,
+                       scanner=chosen.scanner)
             if chosen.slices:
                 row.update(matrix=f"{chosen.shape[1]}x{chosen.shape[2]}",
                            pixel_spacing_mm="x".join(f"{v:.4g}" for v in chosen.pixel_spacing),
@@ -506,12 +518,26 @@ def check_cohort(dicom_dir, labels_csv, mask_dir, *, classes, salt: str, series:
         "files": 0 if scan is None else scan.n_files,
         "files_skipped": {} if scan is None else scan.skipped_counts(),
         "labelled_slices": int(sum(len(p.indices) for p in plans)),
+        **acquisition_summary([p.series for p in plans]),
         "problems": len(problems),
         "problems_by_kind": dict(sorted(by_kind.items())),
         "seconds_header_scan": round(scan.seconds, 3) if scan is not None else 0.0,
         "seconds_total": round(time.perf_counter() - t0, 3),
     }
     return CohortCheck(plans, table, problems, summary, dicom_dir, skipped)
+
+
+def acquisition_summary(series: list[Series]) -> dict:
+    """Study period (first and last month of StudyDate; no day reaches results/) and patients per
+    scanner of the series used: the checklist's "data source and dates"."""
+    months = sorted(f"{d[:4]}-{d[4:6]}" for d in (s.study_date.strip() for s in series)
+                    if len(d) >= 6 and d[:6].isdigit())
+    scanners: dict[str, int] = {}
+    for s in series:
+        name = s.scanner or "not stated"
+        scanners[name] = scanners.get(name, 0) + 1
+    return {"study_period": [months[0], months[-1]] if months else None,
+            "scanners": dict(sorted(scanners.items()))}
 
 
 MAX_SKIPPED_LOGGED = 3  # example files per kind of skipped file
@@ -580,7 +606,8 @@ def _series_masks(plan: IngestPlan) -> dict[str, np.ndarray | None]:
 
 
 def ingest(dicom_dir, labels_csv, mask_dir, out: dict, *, classes, field: int, salt: str, series: SeriesRule,
-           frames: dicom_io.FrameRule | None = None, percentiles=(0.5, 99.5), mask_names=None) -> dict:
+           frames: dicom_io.FrameRule | None = None, percentiles=(0.5, 99.5), mask_names=None,
+           prefix: str = PSEUDONYM_PREFIX) -> dict:
     """Check the cohort (:func:`check_cohort`; every problem raised at once) and build the slice store.
 
     ``out`` maps images, masks, manifest, report to output paths. Returns the report (counts and
@@ -588,7 +615,7 @@ def ingest(dicom_dir, labels_csv, mask_dir, out: dict, *, classes, field: int, s
     """
     t0 = time.perf_counter()
     check = check_cohort(dicom_dir, labels_csv, mask_dir, classes=classes, salt=salt, series=series, frames=frames,
-                         mask_names=mask_names)
+                         mask_names=mask_names, prefix=prefix)
     log_check(check)
     raise_problems(check.problems)
     return build_store(check.plans, out, classes=classes, field=field, percentiles=percentiles,

@@ -125,6 +125,8 @@ class Series:
     n_images: int = 0  # slices the files hold (frames counted), before frame selection: what min_slices sees
     problems: list[str] = field(default_factory=list)  # each names a file; the series must not be used
     mixed: str = ""  # why the orientation is mixed: normal for a localizer, a problem for a series to use
+    study_date: str = ""  # StudyDate (YYYYMMDD) of the first file; only its month reaches results/
+    scanner: str = ""  # manufacturer, model, field strength (scanner_name)
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -346,6 +348,8 @@ class _Image:
     n_frames: int
     slices: list[tuple[SliceHeader, tuple[float, ...], tuple[float, float], float]]  # header, iop, spacing, thick
     problems: list[str]
+    study_date: str = ""
+    scanner: str = ""
 
 
 def _inspect(path: Path) -> tuple[str, object]:
@@ -420,7 +424,17 @@ def _inspect(path: Path) -> tuple[str, object]:
         problems.append(f"{path}: {pixel_problem}")
     return "image", _Image(path, uid, patient, str(ds.get("SeriesDescription", "") or ""),
                            str(ts.name) if ts is not None else "", enhanced, int(ds.get("NumberOfFrames", 1) or 1),
-                           slices, problems)
+                           slices, problems, str(ds.get("StudyDate", "") or ""), scanner_name(ds))
+
+
+def scanner_name(ds: Dataset) -> str:
+    """Manufacturer, model and field strength (e.g. "SIEMENS Skyra 3 T"): which scanner, for the
+    reporting checklist; empty where the header does not say."""
+    parts = [str(ds.get(k, "") or "").strip() for k in ("Manufacturer", "ManufacturerModelName")]
+    tesla = _number(ds.get("MagneticFieldStrength"))
+    if tesla:
+        parts.append(f"{tesla:g} T")
+    return " ".join(p for p in parts if p)
 
 
 def _int_or_none(v) -> int | None:
@@ -588,6 +602,8 @@ def _assemble(uid: str, items: list[_Image], frames: FrameRule) -> Series:
         n_images=n_images,
         problems=problems,
         mixed=mixed,
+        study_date=first.study_date,
+        scanner=first.scanner,
     )
 
 
