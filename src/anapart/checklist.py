@@ -149,7 +149,7 @@ def build(paths: dict, config: dict):
     a["model"] = (f"Segmentation: {', '.join(config['segment']['archs'])} ({config['segment']['encoder']} encoder), "
                   f"selected: {selected['reason']}. Classifiers: {n_models} timm networks "
                   f"({', '.join(cls_cfg['nets'])}) x {len(cls_cfg['formats'])} formats x {len(split['fractions'])} "
-                  f"fractions; {cls_cfg.get('optimizer', 'sgd')}, lr {cls_cfg['lr']}, {cls_cfg['epochs']} epochs, "
+                  f"fractions; {cls_cfg.get('optimizer', 'sgd')}, lr {cls_cfg['lr']}, {cls_cfg['epochs']} epoch(s), "
                   f"batch {cls_cfg['batch_size']}, weights: "
                   f"{'random initialisation' if pre is False else 'ImageNet (pretrained)'}; seed {cls_cfg['seed']}; "
                   "no hyperparameter was tuned on the test or external data.")
@@ -193,13 +193,14 @@ def build(paths: dict, config: dict):
     if synthetic:
         lim.append("the cohort is synthetic: the numbers describe the workflow, not clinical performance")
     if pre is False:
-        lim.append(f"networks trained from scratch for {cls_cfg['epochs']} epochs (no ImageNet weights)")
+        lim.append(f"networks trained from scratch for {cls_cfg['epochs']} epoch(s) (no ImageNet weights)")
     lo, hi = auc.loc[auc["frac"] == top, ["ci_low", "ci_high"]].mean()
     lim.append(f"{side.get('test', 0)} test patients: the mean {ci}% CI of the aAUC at {top}% spans "
                f"{lo:.2f}-{hi:.2f}")
     lim.append("one external site" if ext else "no external validation")
     lim.append("slice-level labels and predictions (patients are the unit of the split and the bootstrap only)")
-    a["limitations"] = "; ".join(lim) + "."
+    text = "; ".join(lim) + "."
+    a["limitations"] = text[0].upper() + text[1:]
     where["limitations"] = [paths["auc"]] + ([paths["auc_external"]] if ext else [])
 
     rows = [{"item": title, "tripod_ai": tripod, "claim": claim, "answer": a[key], "where": "; ".join(where[key])}

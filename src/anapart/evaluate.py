@@ -296,7 +296,8 @@ def binary_calibration_metrics(pred: pd.DataFrame, classes, n_bins: int = 10) ->
 def reliability_figure(panels: dict[str, dict[str, tuple]], n_bins: int, out_png, *, xlabel: str, ylabel: str
                        ) -> None:
     """Reliability diagrams: one panel per key of ``panels`` (e.g. "internal test, 100%"), one curve
-    per model in it from its ``(confidence, outcome)``; the diagonal is perfect calibration."""
+    per model in it from its ``(confidence, outcome)``, markers sized by the bin's share of slices;
+    the diagonal is perfect calibration."""
     plt = pyplot()
     n = max(len(panels), 1)
     cols = min(n, 3)
@@ -306,8 +307,9 @@ def reliability_figure(panels: dict[str, dict[str, tuple]], n_bins: int, out_png
         for name, (conf, outcome) in models.items():
             t = reliability_bins(conf, outcome, n_bins)
             t = t[t["n"] > 0]
-            ax.plot(t["confidence"], t["observed"], marker="o", ms=3, lw=1.1,
-                    label=f"{name} (ECE {ece(conf, outcome, n_bins):.3f})")
+            line, = ax.plot(t["confidence"], t["observed"], lw=1.1, label=f"{name} (ECE {ece(conf, outcome, n_bins):.3f})")
+            # marker area by the bin's share of slices: sparse bins are visibly sparse
+            ax.scatter(t["confidence"], t["observed"], s=6 + 60 * t["n"] / max(t["n"].sum(), 1), color=line.get_color())
         ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--")
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1)
@@ -387,3 +389,13 @@ def calibration_table(metrics: dict[tuple[str, str, int], dict], classes) -> pd.
             row.update(brier_external=m["external"]["brier"], ece_external=m["external"]["ece"])
         rows.append(row)
     return pd.DataFrame(rows).sort_values(["frac", "fmt", "net"], ascending=[False, True, True], ignore_index=True)
+
+
+def read_model_metrics(paths) -> dict[tuple[str, str, int], dict]:
+    """Every classifier's ``metrics.json``, keyed by (net, fmt, frac) as its own fields say."""
+    out = {}
+    for path in paths:
+        with open(path) as fh:
+            m = json.load(fh)
+        out[(m["net"], m["fmt"], int(m["frac"]))] = m
+    return out

@@ -16,9 +16,9 @@ rule classify_train:
         train="results/split/train_f{frac}.csv",
         test="results/split/test.csv",
     output:
+        **classify_external_output(),
         model="results/classify/{net}/{fmt}/f{frac}/model.pt",
         predictions="results/classify/{net}/{fmt}/f{frac}/predictions.csv",
-        **classify_external_output(),
     log:
         "logs/classify/{net}_{fmt}_f{frac}.log",
     benchmark:

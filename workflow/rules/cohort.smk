@@ -105,6 +105,8 @@ if EXTERNAL_ON:
             "logs/external/cohort_check.log",
         benchmark:
             "logs/bench/cohort_check_external/all.tsv"
+        conda:
+            ENV
         params:
             paths=external_paths(),
             classes=config["classes"],
@@ -130,3 +132,5 @@ if EXTERNAL_ON:
             "logs/external/ingest.log",
         benchmark:
             "logs/bench/ingest_external/all.tsv"
+        conda:
+            ENV

@@ -66,3 +66,5 @@ if EXTERNAL_ON:
             "logs/external/crops.log",
         benchmark:
             "logs/bench/crops_external/all.tsv"
+        conda:
+            ENV

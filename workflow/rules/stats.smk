@@ -64,14 +64,10 @@ rule calibration:
     input:
         unpack(calibration_external_inputs),
         metrics=[f"results/classify/{n}/{f}/f{r}/metrics.json" for n, f, r in MODELS],
-        predictions=[f"results/classify/{n}/{f}/f{r}/predictions.csv" for n, f, r in MODELS],
+        predictions=[
+            f"results/classify/{n}/{f}/f{r}/predictions.csv" for n, f, r in MODELS
+        ],
     output:
-        table=report(
-            "results/tables/calibration.csv",
-            caption="../report/calibration_table.rst",
-            category="Classification",
-            subcategory="Calibration",
-        ),
         **{
             f"reliability_{fmt}": report(
                 f"results/figures/reliability_{fmt}.png",
@@ -82,6 +78,12 @@ rule calibration:
             )
             for fmt in FORMATS
         },
+        table=report(
+            "results/tables/calibration.csv",
+            caption="../report/calibration_table.rst",
+            category="Classification",
+            subcategory="Calibration",
+        ),
     log:
         "logs/calibration.log",
     benchmark:

@@ -29,5 +29,7 @@ if EXTERNAL_ON and EXTERNAL["source"] == "synthetic":
             "logs/external/synthetic_cohort.log",
         benchmark:
             "logs/bench/synthetic_external/all.tsv"
+        conda:
+            ENV
         params:
             cfg=EXTERNAL_SYNTHETIC_CFG,

@@ -1,17 +1,10 @@
 """Glue: every classifier on the external cohort vs its internal test set, and the figure
 (logic in anapart.evaluate)."""
-import json
-from pathlib import Path
-
-from anapart.evaluate import external_figure, external_table
+from anapart.evaluate import external_figure, external_table, read_model_metrics
 from anapart.files import setup_logging, write_csv
 
 log = setup_logging(snakemake.log[0])
-metrics = {}
-for path in snakemake.input:
-    m = json.loads(Path(path).read_text())
-    metrics[(m["net"], m["fmt"], m["frac"])] = m
-table = external_table(metrics, snakemake.params.classes)
+table = external_table(read_model_metrics(snakemake.input), snakemake.params.classes)
 write_csv(snakemake.output.table, table, float_format="%.4f")
 external_figure(table, snakemake.params.formats, snakemake.params.fractions, snakemake.output.figure)
 for fmt, g in table.groupby("fmt"):
