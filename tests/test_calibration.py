@@ -23,6 +23,9 @@ def test_brier_equals_scikit_learn():
     for j, c in enumerate(CL):
         assert per_class[c] == pytest.approx(brier_score_loss(labels == c, probs[:, j]))
     assert multi == pytest.approx(sum(per_class.values()))
+    # the class order of the probability columns is ours (scikit-learn's is sorted): same score
+    order = ["c", "a", "b"]
+    assert brier_scores(labels, probs[:, [2, 0, 1]], order)[0] == pytest.approx(multi)
     # a class absent from the labels still has its one-vs-rest score (its probabilities should be 0)
     only_ab = np.where(labels == "c", "a", labels)
     assert brier_scores(only_ab, probs, CL)[1]["c"] == pytest.approx(np.mean(probs[:, 2] ** 2))

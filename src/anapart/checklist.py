@@ -165,7 +165,7 @@ def build(paths: dict, config: dict):
     a["performance"] = (f"Discrimination: per-class one-vs-rest ROC AUC and their mean (aAUC) with a {ci}% patient "
                         f"bootstrap CI ({config.get('evaluate', {}).get('n_boot', 1000)} resamples); calibration: "
                         f"multi-class and per-class Brier score, top-label expected calibration error "
-                        f"({config.get('evaluate', {}).get('calibration_bins', 10)} bins), reliability diagrams; no "
+                        f"({config['evaluate']['calibration_bins']} bins), reliability diagrams; no "
                         f"recalibration. Mean over networks at {top}% on the internal test set: {perf}.")
     where["performance"] = [paths["auc"], paths["calibration"], "results/figures/reliability_{fmt}.png",
                             "results/tables/anova.csv"]

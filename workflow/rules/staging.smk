@@ -206,7 +206,7 @@ rule staging_eval:
         runtime=10,
     params:
         classes=STG.get("classes"),
-        bins=config.get("evaluate", {}).get("calibration_bins", 10),
+        bins=config["evaluate"]["calibration_bins"],  # schema default 10
     script:
         "../scripts/staging_eval.py"
 
@@ -318,6 +318,6 @@ rule staging_reliability:
     params:
         classes=STG.get("classes"),
         names=[n for n in STG_EVALUATED if not n.startswith("ablation/")],
-        bins=config.get("evaluate", {}).get("calibration_bins", 10),
+        bins=config["evaluate"]["calibration_bins"],  # schema default 10
     script:
         "../scripts/staging_reliability.py"

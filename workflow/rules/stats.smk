@@ -98,7 +98,7 @@ rule calibration:
         models=MODELS,
         formats=FORMATS,
         fractions=FRACTIONS,
-        bins=config.get("evaluate", {}).get("calibration_bins", 10),
+        bins=config["evaluate"]["calibration_bins"],  # schema default 10
     script:
         "../scripts/calibration.py"
 

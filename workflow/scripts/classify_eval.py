@@ -19,7 +19,7 @@ def score(pred: pd.DataFrame, manifest: pd.DataFrame) -> dict:
         seed=ev.get("seed", 0),
         level=ev.get("ci_level", 0.95),
     )
-    m.update(calibration_metrics(pred["label"], probs, classes, n_bins=ev.get("calibration_bins", 10)))
+    m.update(calibration_metrics(pred["label"], probs, classes, n_bins=ev["calibration_bins"]))
     return m
 
 
