@@ -125,3 +125,18 @@ def test_fit_config_reads_the_stage_config():
     assert (cfg.epochs, cfg.batch_size, cfg.seed, cfg.grad_clip, cfg.warmup_epochs, cfg.label) == \
         (3, 4, 7, 1.5, 0.5, "x")
     assert training.FitConfig.from_config({"epochs": 1, "batch_size": 1, "seed": 0}).max_loss_ratio == 5.0
+
+
+def test_saved_model_is_the_same_bytes_whatever_the_file_name(tmp_path):
+    """torch names an archive's records after the file; the temporary name is random, so without
+    in-memory serialisation one model saved twice would differ (and reruns would not compare)."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2))
+    training.save_model(tmp_path / "a" / "model.pt", model, {"net": "toy"})
+    training.save_model(tmp_path / "b" / "other_name.pt", model, {"net": "toy"})
+    a, b = (tmp_path / "a/model.pt").read_bytes(), (tmp_path / "b/other_name.pt").read_bytes()
+    assert a == b
+    loaded, meta = training.load_model(tmp_path / "b/other_name.pt", lambda m: torch.nn.Sequential(
+        torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2)))
+    assert meta == {"net": "toy"}
+    assert all(torch.equal(p, q) for p, q in zip(loaded.state_dict().values(), model.state_dict().values()))
