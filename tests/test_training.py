@@ -166,3 +166,18 @@ def test_a_fractional_warmup_is_at_least_one_step():
     fit(model, opt, loss_fn, lambda idx: (x[idx], y[idx]), 16, FitConfig(epochs=1, batch_size=8, warmup_epochs=0.1,
                                                                           channels_last=False))
     assert seen == [0.1, 0.2]  # a warm-up of 0.1 epoch is one step at half the rate, never silently none
+
+
+def test_saved_model_is_the_same_bytes_whatever_the_file_name(tmp_path):
+    """torch names an archive's records after the file; the temporary name is random, so without
+    in-memory serialisation one model saved twice would differ (and reruns would not compare)."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2))
+    training.save_model(tmp_path / "a" / "model.pt", model, {"net": "toy"})
+    training.save_model(tmp_path / "b" / "other_name.pt", model, {"net": "toy"})
+    a, b = (tmp_path / "a/model.pt").read_bytes(), (tmp_path / "b/other_name.pt").read_bytes()
+    assert a == b
+    loaded, meta = training.load_model(tmp_path / "b/other_name.pt", lambda m: torch.nn.Sequential(
+        torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2)))
+    assert meta == {"net": "toy"}
+    assert all(torch.equal(p, q) for p, q in zip(loaded.state_dict().values(), model.state_dict().values()))

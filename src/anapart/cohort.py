@@ -132,10 +132,14 @@ def read_labels(path: str | os.PathLike, classes) -> pd.DataFrame:
 
 # --------------------------------------------------------------------------- pseudonyms
 
-def pseudonym(patient_id: str, salt: str) -> str:
-    """Salted-hash pseudonym: stable for a salt, not reversible without it."""
+PSEUDONYM_PREFIX = "P"  # the main (development) cohort
+EXTERNAL_PREFIX = "E"  # an external test cohort: its pseudonyms and slice ids never equal the main cohort's
+
+
+def pseudonym(patient_id: str, salt: str, prefix: str = PSEUDONYM_PREFIX) -> str:
+    """Salted-hash pseudonym: stable for a salt, not reversible without it; ``prefix`` tells the cohort."""
     digest = hmac.new(salt.encode(), patient_id.encode(), hashlib.sha256).hexdigest()
-    return "P" + digest[:10]
+    return prefix + digest[:10]
 
 
 def resolve_salt(salt: str) -> str:
@@ -402,8 +406,8 @@ class IngestPlan:
 
 CHECK_COLUMNS = ["patient", "label_rows", "series_found", "series_matching", "description", "orientation", "slices",
                  "matrix", "pixel_spacing_mm", "slice_spacing_mm", "slice_thickness_mm", "enhanced", "transfer_syntax",
-                 "labelled_slices", "region_mask", "lesion_mask", "files_skipped", "problems", "problem_kinds",
-                 "warnings"]
+                 "scanner", "labelled_slices", "region_mask", "lesion_mask", "files_skipped", "problems",
+                 "problem_kinds", "warnings"]
 
 
 @dataclass
@@ -460,6 +464,7 @@ class _Cohort:
     mask_names: dict
     rule: SeriesRule
     salt: str
+    prefix: str  # pseudonym prefix: P (main cohort) or E (external test cohort)
     skipped_by_patient: dict[str, int]
     badly_labelled: set  # patients whose label rows had problems (reported with the table's)
 
@@ -484,7 +489,7 @@ def _check_masks(c: _Cohort, s: Series, pid: str) -> tuple[dict, dict, list[Prob
 def _series_fields(s: Series) -> dict:
     """The chosen series' columns of check.csv."""
     row = dict(description=s.description, orientation=s.orientation_label, slices=len(s.slices), enhanced=s.enhanced,
-               transfer_syntax=s.transfer_syntax)
+               transfer_syntax=s.transfer_syntax, scanner=s.scanner)
     if s.slices:
         row.update(matrix=f"{s.shape[1]}x{s.shape[2]}", pixel_spacing_mm="x".join(f"{v:.4g}" for v in s.pixel_spacing),
                    slice_spacing_mm=round(s.slice_spacing(), 4), slice_thickness_mm=round(s.slice_thickness, 4))
@@ -493,7 +498,7 @@ def _series_fields(s: Series) -> dict:
 
 def _check_patient(c: _Cohort, pid: str, cands: list[Series], group: pd.DataFrame | None):
     """One patient: (plan or None, check.csv row without the problem counts, problems, warnings)."""
-    ps = pseudonym(pid, c.salt)
+    ps = pseudonym(pid, c.salt, c.prefix)
     matching = select_series(cands, c.rule)
     row = dict.fromkeys(CHECK_COLUMNS, "")
     row.update(patient=ps, label_rows=0 if group is None else len(group), series_found=len(cands),
@@ -532,12 +537,15 @@ def _by_kind(problems: list[Problem]) -> dict[str, int]:
 
 
 def check_cohort(dicom_dir, labels_csv, mask_dir, *, classes, salt: str, series: SeriesRule,
-                 frames: dicom_io.FrameRule | None = None, mask_names: dict | None = None) -> CohortCheck:
+                 frames: dicom_io.FrameRule | None = None, mask_names: dict | None = None,
+                 prefix: str = PSEUDONYM_PREFIX, exclude: dict[str, str] | None = None) -> CohortCheck:
     """Read every header and the labels once and find every problem of the cohort; decode nothing.
 
     Per patient: the series found and the one ``series`` selects, its geometry, the labelled slices,
     whether the masks lie on its grid, the files skipped. Problems are collected, not raised;
     warnings (problems of series that are not used, slice gaps) are reported and fail nothing.
+    ``exclude`` maps PatientIDs that must not occur (an external cohort's check gets the main
+    cohort's) to the reason quoted in the problem.
     """
     t0 = time.perf_counter()
     dicom_dir = Path(dicom_dir)
@@ -557,7 +565,7 @@ def check_cohort(dicom_dir, labels_csv, mask_dir, *, classes, salt: str, series:
     if scan is not None:
         problems += [Problem("unreadable_file", p) for p in scan.problems]
     c = _Cohort(dicom_dir, Path(labels_csv), Path(mask_dir) if mask_dir is not None else None,
-                mask_names or {"region": "region.nii.gz", "lesion": "lesion.nii.gz"}, series, resolve_salt(salt),
+                mask_names or {"region": "region.nii.gz", "lesion": "lesion.nii.gz"}, series, resolve_salt(salt), prefix,
                 scan.skipped_by_patient if scan is not None else {}, set(row_problems))
     series_of = series_by_patient(scan)
     groups = {pid: g for pid, g in labels.groupby("patient_id", sort=False)}
@@ -566,6 +574,10 @@ def check_cohort(dicom_dir, labels_csv, mask_dir, *, classes, salt: str, series:
     plans, rows, warnings, seen = [], [], [], {}
     for pid in patients:
         plan, row, own, warn = _check_patient(c, pid, series_of.get(pid, []), groups.get(pid))
+        if exclude and pid in exclude:
+            own.append(Problem("patient_in_other_cohort", f"{patient_folder(series_of[pid]) if pid in series_of else labels_csv}: "
+                                                          f"{exclude[pid]}", pid))
+            plan = None
         if row["patient"] in seen:
             own.append(Problem("pseudonym", f"{patient_folder(series_of[pid]) if pid in series_of else labels_csv}: "
                                             "pseudonym collision with another patient; choose another salt", pid))
@@ -589,6 +601,7 @@ def check_cohort(dicom_dir, labels_csv, mask_dir, *, classes, salt: str, series:
         "files": 0 if scan is None else scan.n_files,
         "files_skipped": {} if scan is None else scan.skipped_counts(),
         "labelled_slices": int(sum(len(p.indices) for p in plans)),
+        **acquisition_summary([p.series for p in plans]),
         "problems": len(problems),
         "problems_by_kind": _by_kind(problems),
         "warnings": len(warnings),
@@ -597,6 +610,19 @@ def check_cohort(dicom_dir, labels_csv, mask_dir, *, classes, salt: str, series:
         "seconds_total": round(time.perf_counter() - t0, 3),
     }
     return CohortCheck(plans, table, problems, summary, dicom_dir, skipped, warnings)
+
+
+def acquisition_summary(series: list[Series]) -> dict:
+    """Study period (first and last month of StudyDate; no day reaches results/) and patients per
+    scanner of the series used: the checklist's "data source and dates"."""
+    months = sorted(f"{d[:4]}-{d[4:6]}" for d in (s.study_date.strip() for s in series)
+                    if len(d) >= 6 and d[:6].isdigit())
+    scanners: dict[str, int] = {}
+    for s in series:
+        name = s.scanner or "not stated"
+        scanners[name] = scanners.get(name, 0) + 1
+    return {"study_period": [months[0], months[-1]] if months else None,
+            "scanners": dict(sorted(scanners.items()))}
 
 
 MAX_SKIPPED_LOGGED = 3  # example files per kind of skipped file
@@ -674,7 +700,8 @@ def _series_masks(plan: IngestPlan) -> dict[str, np.ndarray | None]:
 
 
 def ingest(dicom_dir, labels_csv, mask_dir, out: dict, *, classes, field: int, salt: str, series: SeriesRule,
-           frames: dicom_io.FrameRule | None = None, percentiles=(0.5, 99.5), mask_names=None) -> dict:
+           frames: dicom_io.FrameRule | None = None, percentiles=(0.5, 99.5), mask_names=None,
+           prefix: str = PSEUDONYM_PREFIX) -> dict:
     """Check the cohort (:func:`check_cohort`; every problem raised at once) and build the slice store.
 
     ``out`` maps images, masks, manifest, report to output paths. Returns the report (counts and
@@ -682,7 +709,7 @@ def ingest(dicom_dir, labels_csv, mask_dir, out: dict, *, classes, field: int, s
     """
     t0 = time.perf_counter()
     check = check_cohort(dicom_dir, labels_csv, mask_dir, classes=classes, salt=salt, series=series, frames=frames,
-                         mask_names=mask_names)
+                         mask_names=mask_names, prefix=prefix)
     log_check(check)
     raise_problems(check.problems)
     return build_store(check.plans, out, classes=classes, field=field, percentiles=percentiles,

@@ -57,7 +57,8 @@ HEADER_TAGS = ("SpecificCharacterSet", "ImageType", "SOPClassUID", "StudyDate", 
                "PatientID", "SliceThickness", "EchoTime", "DiffusionBValue", "SeriesInstanceUID", "SeriesNumber",
                "InstanceNumber", "ImagePositionPatient", "ImageOrientationPatient", "TemporalPositionIdentifier",
                "SamplesPerPixel", "NumberOfFrames", "Rows", "Columns", "PixelSpacing", "RescaleIntercept",
-               "RescaleSlope", "SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence")
+               "RescaleSlope", "SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence",
+               "Manufacturer", "ManufacturerModelName", "MagneticFieldStrength")
 _HEADER_TAG_NUMBERS = [pydicom.tag.Tag(k) for k in HEADER_TAGS]  # keywords cost a lookup per file
 
 # Non-image objects of an export folder, by SOP class: (UID, or UID prefix ending in "."), kind.
@@ -150,6 +151,7 @@ class Series:
     series_number: str = ""  # SeriesNumber and StudyDate: how a user finds a candidate series in a viewer
     study_date: str = ""
     localizer: bool = False  # ImageType says LOCALIZER: never matches a series rule
+    scanner: str = ""  # manufacturer, model, field strength (scanner_name)
 
     @property
     def problems_as_used(self) -> list[str]:
@@ -456,6 +458,7 @@ class _Image:
     series_number: str = ""
     study_date: str = ""
     localizer: bool = False
+    scanner: str = ""
 
 
 def _read_header(path: Path):
@@ -562,7 +565,17 @@ def _classify(path: Path, ds: Dataset, ts, has_pixels: bool, pixel_problem: str 
     return "image", _Image(path, uid, patient, str(ds.get("SeriesDescription", "") or ""),
                            str(ts.name) if ts is not None else "", enhanced, n_frames, slices, problems,
                            str(ds.get("SeriesNumber", "") or ""), str(ds.get("StudyDate", "") or ""),
-                           "LOCALIZER" in image_type)
+                           "LOCALIZER" in image_type, scanner_name(ds))
+
+
+def scanner_name(ds: Dataset) -> str:
+    """Manufacturer, model and field strength (e.g. "SIEMENS Skyra 3 T"): which scanner, for the
+    reporting checklist; empty where the header does not say."""
+    parts = [str(ds.get(k, "") or "").strip() for k in ("Manufacturer", "ManufacturerModelName")]
+    tesla = _number(ds.get("MagneticFieldStrength"))
+    if tesla:
+        parts.append(f"{tesla:g} T")
+    return " ".join(p for p in parts if p)
 
 
 def _frames(path: Path, ds: Dataset, n: int):
@@ -711,7 +724,7 @@ def _assemble(uid: str, items: list[_Image], frames: FrameRule) -> Series:
     n_images = sum(len(i.slices) or i.n_frames for i in items)
     about = dict(description=first.description, enhanced=first.enhanced, transfer_syntax=first.transfer_syntax,
                  n_files=len(items), n_images=n_images, series_number=first.series_number,
-                 study_date=first.study_date, localizer=any(i.localizer for i in items))
+                 study_date=first.study_date, localizer=any(i.localizer for i in items), scanner=first.scanner)
     if not records:  # no frame could be placed; the files' problems say why
         return Series(first.path.parent, first.patient_id, uid, [], (1.0, 1.0), 0.0, (1, 0, 0, 0, 1, 0),
                       (0.0, 0.0, 0.0), orientation_label="unknown",

@@ -10,6 +10,7 @@ derived from (seed, epoch) rather than from the state of a previous epoch.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import math
@@ -243,9 +244,15 @@ def predict(model: torch.nn.Module, fetch_x: Callable[[np.ndarray], torch.Tensor
 
 
 def save_model(path: str | os.PathLike, model: torch.nn.Module, meta: dict) -> None:
-    """Atomically save weights plus what is needed to rebuild the model (``meta``)."""
+    """Atomically save weights plus what is needed to rebuild the model (``meta``).
+
+    Serialised in memory first: torch names the archive's records after the file it writes, and
+    the temporary file's name is random, so the same model would not be the same bytes twice.
+    """
+    buf = io.BytesIO()
+    torch.save({"meta": meta, "state_dict": model.state_dict()}, buf)
     with atomic_path(path) as tmp:
-        torch.save({"meta": meta, "state_dict": model.state_dict()}, tmp)
+        tmp.write_bytes(buf.getvalue())
 
 
 def load_model(path: str | os.PathLike, build: Callable[[dict], torch.nn.Module]) -> tuple[torch.nn.Module, dict]:
