@@ -22,6 +22,7 @@ include: "workflow/rules/classify.smk"
 include: "workflow/rules/stats.smk"
 include: "workflow/rules/cam.smk"
 include: "workflow/rules/staging.smk"
+include: "workflow/rules/checklist.smk"
 
 
 rule all:
@@ -37,6 +38,9 @@ rule all:
         "results/tables/cam_tests.csv",
         "results/tables/auc_groups.csv",
         "results/tables/auc_pairs.csv",
+        "results/tables/calibration.csv",
+        "results/checklist.csv",
+        external_targets(),
         staging_targets(),
         (
             ["results/tables/cam_agreement.csv"]
@@ -46,4 +50,4 @@ rule all:
 
 
 onsuccess:
-    print(done_message())
+    print(done_message(workflow.overwrite_configfiles))

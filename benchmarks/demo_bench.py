@@ -88,7 +88,9 @@ def headline(workdir: Path) -> dict:
     sel = workdir / "results/seg/selected.json"
     if sel.exists():
         s = json.loads(sel.read_text())
-        out["segmentation"] = {a: c.get("dice_mean") for a, c in s.get("candidates", {}).items()}
+        out["segmentation"] = {a: {k: round(c[k]["dice_mean"], 3) for k in ("validation", "test")
+                                   if isinstance(c.get(k), dict) and c[k].get("dice_mean") is not None}
+                               for a, c in s.get("candidates", {}).items()}
         out["segmentation_selected"] = s.get("selected")
     t4 = workdir / "results/staging/tables/table4_models.csv"
     if t4.exists():
@@ -177,11 +179,17 @@ def main(argv=None) -> int:
     print("\nstart-up per job (s):", summary["startup_s"])
     print("headline:", json.dumps(summary["headline"], indent=1))
     if args.record:
-        line = (f"| {summary['date']} | {summary['commit']}{'+' if summary['dirty'] else ''} | "
-                f"{' '.join(args.configfile) or 'demo'} | {len(rows)} | {wall:.0f} | {summary['core_utilisation']:.0%} | "
-                f"{peak_mb:.0f} |\n")
+        rules_md = "\n".join(f"| {r['rule']} | {r['jobs']} | {r['wall_sum_s']:.1f} | {r['wall_max_s']:.1f} | "
+                             f"{r['cpu_sum_s']:.1f} | {r['rss_max_mb']:.0f} |" for r in rules)
         with open(REPO / "benchmarks/RESULTS.md", "a") as fh:
-            fh.write(line)
+            fh.write(f"\n### demo_bench {summary['date']}, commit {summary['commit']}"
+                     f"{' (uncommitted changes)' if summary['dirty'] else ''}, "
+                     f"{' '.join(args.configfile) or 'demo config'}\n\n"
+                     f"{len(rows)} jobs, **{wall:.0f} s wall** on {args.cores} cores, job-seconds {job_s:.0f} "
+                     f"(utilisation {summary['core_utilisation']:.0%}), peak RSS {peak_mb:.0f} MB; start-up per job "
+                     f"{summary['startup_s']}.\n\n| rule | jobs | wall sum (s) | longest (s) | CPU sum (s) | "
+                     f"max RSS (MB) |\n| --- | --- | --- | --- | --- | --- |\n{rules_md}\n\nHeadline: "
+                     f"`{json.dumps(summary['headline'])}`\n")
     if tmp is not None and not args.keep:
         shutil.rmtree(tmp, ignore_errors=True)
     return 0

@@ -30,7 +30,10 @@ ENV = REPO / "envs" / "anapart.yaml"
 # conda env takes conda-forge's build instead.
 CONDA_PACKAGES = {"pyradiomics"}
 # Installer tooling: pinned for the build step, not part of the conda env's pip list.
-TOOLING = {"pip", "setuptools", "wheel"}
+TOOLING = {"setuptools", "wheel"}
+# Not locked: pip is whatever `python3 -m venv` bundles with the interpreter (it differs between
+# Python patch releases and distributions), and nothing installs it.
+UNLOCKED = {"pip"}
 BUILD_FIRST = ["setuptools", "wheel", "numpy", "versioneer"]
 
 HEADER = """\
@@ -66,7 +69,8 @@ def build_venv(where: Path) -> Path:
 
 def freeze(venv: Path) -> list[str]:
     out = run([str(venv / "bin" / "pip"), "freeze", "--all", "--exclude-editable"], capture=True)
-    return sorted((line.strip() for line in out.splitlines() if "==" in line), key=str.lower)
+    pins = (line.strip() for line in out.splitlines() if "==" in line)
+    return sorted((p for p in pins if p.split("==")[0].lower() not in UNLOCKED), key=str.lower)
 
 
 def python_version(venv: Path) -> str:

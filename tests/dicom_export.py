@@ -1,5 +1,6 @@
 """DICOM as hospitals hand it over, built for tests from our own classic slices: one slice in many
-transfer syntaxes (pydicom's encoders, SimpleITK/GDCM's JPEG lossless, Pillow's baseline JPEG),
+transfer syntaxes (pydicom's encoders, SimpleITK/GDCM's JPEG lossless, Pillow's baseline JPEG, and
+a process-14 lossless JPEG writer here for the predictors other encoders at hand do not offer),
 enhanced (multi-frame) MR with functional groups, and a PACS-style export folder (DICOMDIR written
 by pydicom.fileset, several series per patient, a structured report, a README)."""
 
@@ -26,6 +27,7 @@ from pydicom.uid import (
     JPEG2000,
     JPEG2000Lossless,
     JPEGBaseline8Bit,
+    JPEGLossless,
     RLELossless,
     generate_uid,
 )
@@ -90,6 +92,59 @@ def _jpeg_baseline_pillow(ds: Dataset, path: Path, quality: int = 95) -> None:
     ds.save_as(path, enforce_file_format=True)
 
 
+def lossless_jpeg(arr: np.ndarray, predictor: int) -> bytes:
+    """A JPEG lossless (process 14, ITU T.81 annex H) codestream of a 16-bit greyscale slice with
+    selection value ``predictor`` (1-7), point transform 0, one Huffman table in which all 17
+    difference categories have 5-bit codes. Slow (a Python loop) but small slices only."""
+    x = arr.astype(np.int64)
+    rows, cols = x.shape
+    bits: list[int] = []
+
+    def put(value: int, n: int) -> None:
+        bits.extend((value >> (n - 1 - i)) & 1 for i in range(n))
+
+    for r in range(rows):
+        for c in range(cols):
+            ra = x[r, c - 1] if c else 0
+            rb = x[r - 1, c] if r else 0
+            rc = x[r - 1, c - 1] if r and c else 0
+            if r == 0:
+                pred = ra if c else 1 << 15
+            elif c == 0:
+                pred = rb
+            else:
+                pred = (ra, rb, rc, ra + rb - rc, ra + ((rb - rc) >> 1), rb + ((ra - rc) >> 1),
+                        (ra + rb) >> 1)[predictor - 1]
+            diff = int(x[r, c] - pred) % 65536
+            diff = diff - 65536 if diff > 32768 else diff
+            ssss = 16 if diff == 32768 else abs(diff).bit_length()
+            put(ssss, 5)  # canonical codes: category k has the 5-bit code k
+            if 0 < ssss < 16:
+                put(diff if diff > 0 else diff + (1 << ssss) - 1, ssss)
+    bits.extend([1] * (-len(bits) % 8))
+    data = bytearray()
+    for byte in np.packbits(np.array(bits, np.uint8)).tolist():
+        data += b"\xff\x00" if byte == 0xFF else bytes([byte])
+    u16 = lambda v: int(v).to_bytes(2, "big")  # noqa: E731
+    sof = b"\xff\xc3" + u16(11) + bytes([16]) + u16(rows) + u16(cols) + bytes([1, 1, 0x11, 0])
+    dht = b"\xff\xc4" + u16(3 + 16 + 17) + bytes([0x00]) + bytes([0, 0, 0, 0, 17] + [0] * 11) + bytes(range(17))
+    sos = b"\xff\xda" + u16(8) + bytes([1, 1, 0x00, predictor, 0, 0x00])
+    return b"\xff\xd8" + sof + dht + sos + bytes(data) + b"\xff\xd9"
+
+
+def _jpeg_lossless_p14(predictor: int):
+    """JPEG Lossless process 14 (1.2.840.10008.1.2.4.57), any selection value: :func:`lossless_jpeg`."""
+
+    def write(ds: Dataset, path: Path) -> None:
+        assert ds.BitsAllocated == 16 and ds.PixelRepresentation == 0
+        ds.PixelData = encapsulate([lossless_jpeg(ds.pixel_array, predictor)])
+        ds["PixelData"].VR = "OB"
+        ds.file_meta.TransferSyntaxUID = JPEGLossless
+        ds.save_as(path, enforce_file_format=True)
+
+    return write
+
+
 LOSSLESS = {
     "explicit_little": lambda ds, p: _as(ds, p, ExplicitVRLittleEndian),
     "implicit_little": lambda ds, p: _as(ds, p, ImplicitVRLittleEndian),
@@ -98,7 +153,11 @@ LOSSLESS = {
     "rle": _pydicom_encoder(RLELossless),
     "jpeg2000_lossless": _pydicom_encoder(JPEG2000Lossless),
     "jpeg_lossless_sv1": _jpeg_lossless_gdcm,
+    "jpeg_lossless_p14_sv4": _jpeg_lossless_p14(4),
+    "jpeg_lossless_p14_sv7": _jpeg_lossless_p14(7),
 }
+
+
 def _jpeg2000_lossy(ds: Dataset, path: Path) -> None:
     """Lossy JPEG 2000 (1.2.840.10008.1.2.4.91) by pydicom's OpenJPEG encoder, 80 dB PSNR (of the 16-bit range)."""
     ds.compress(JPEG2000, j2k_psnr=[80])
@@ -159,10 +218,10 @@ def enhanced_from_classic(frames: list[dict], dst: Path, *, series_uid: str | No
     """One Enhanced MR Image Storage file whose frames are classic slices.
 
     ``frames``: one dict per frame, in file order: ``path`` (a classic slice whose pixels, position
-    and rescale the frame takes) and optionally ``echo`` (EffectiveEchoTime) and ``temporal``
-    (TemporalPositionIndex). Orientation and pixel spacing go to the shared functional groups,
-    position, rescale, echo and time point to each frame's. ``drop`` removes one functional group
-    from the first frame (a broken file).
+    and rescale the frame takes) and optionally ``echo`` (EffectiveEchoTime), ``temporal``
+    (TemporalPositionIndex) and ``b_value`` (DiffusionBValue). Orientation and pixel spacing go to
+    the shared functional groups, position, rescale, echo, time point and b-value to each frame's.
+    ``drop`` removes one functional group from the first frame (a broken file).
     """
     srcs = [pydicom.dcmread(f["path"]) for f in frames]
     first = srcs[0]
@@ -195,6 +254,9 @@ def enhanced_from_classic(frames: list[dict], dst: Path, *, series_uid: str | No
         )
         if f.get("echo") is not None:
             item.MREchoSequence = Sequence([_item(EffectiveEchoTime=float(f["echo"]))])
+        if f.get("b_value") is not None:
+            item.MRDiffusionSequence = Sequence([_item(DiffusionBValue=float(f["b_value"]),
+                                                       DiffusionDirectionality="ISOTROPIC")])
         if drop and k == 0:
             delattr(item, drop)
         per.append(item)

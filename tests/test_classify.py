@@ -144,6 +144,49 @@ def test_pretrained_flag_parsing(tmp_path):
     assert weights.folder_of("/w/x.pth") is None and weights.folder_of("/w/x.safetensors") is None
     assert weights.folder_of("resources/weights") == Path("resources/weights")
     assert weights.folder_of(tmp_path) == tmp_path and weights.folder_of(True) is None
+    for other in ("/w/keras.h5", "/w/weights.npz"):  # neither a weights file we read nor a folder
+        with pytest.raises(ValueError, match=rf"{other}: pretrained weights must be a weights file"):
+            weights.folder_of(other)
+
+
+def test_download_saves_the_hub_state_dict_as_safetensors(tmp_path, monkeypatch):
+    """rule weights' download, with timm's hub replaced by a seeded random model (tests never use the
+    network): the file holds that model's state_dict and loads through the folder layout."""
+    from safetensors.torch import load_file
+
+    net = "mobilenetv3_large_100"
+    real = timm.create_model
+    made = {}
+
+    def hub(name, pretrained=False, **kw):
+        assert name == net and pretrained is True
+        torch.manual_seed(7)
+        made["model"] = real(name, pretrained=False, **kw)
+        return made["model"]
+
+    monkeypatch.setattr(timm, "create_model", hub)
+    out = weights.download(net, tmp_path / "weights" / f"{net}.safetensors")
+    monkeypatch.setattr(timm, "create_model", real)
+    saved = load_file(str(out))
+    want = made["model"].state_dict()
+    assert saved.keys() == want.keys() and all(torch.equal(saved[k], want[k]) for k in want)
+    assert [p.name for p in out.parent.iterdir()] == [out.name]  # written atomically: no temporary left
+    assert weights.resolve(str(out.parent), net) == out
+
+
+def test_a_failed_download_says_which_file_to_copy_where(tmp_path, monkeypatch):
+    def offline(name, pretrained=False, **kw):
+        raise OSError("Network is unreachable")
+
+    monkeypatch.setattr(timm, "create_model", offline)
+    folder = tmp_path / "weights"
+    with pytest.raises(RuntimeError) as err:
+        weights.download("resnet50", folder / "resnet50.safetensors")
+    msg = str(err.value)
+    assert msg.startswith(f"{folder}/resnet50.safetensors: could not download") and "Network is unreachable" in msg
+    assert f"copy resnet50.safetensors or resnet50.pth (the state_dict of timm.create_model('resnet50', " \
+           f"pretrained=True)) into {folder}/" in msg
+    assert not folder.exists() or not any(folder.iterdir())
 
 
 def test_weights_folder_with_one_file_per_network(tmp_path):

@@ -82,7 +82,8 @@ def test_every_rule_has_log_conda_and_benchmark():
     total = 0
     for smk in (REPO / "workflow" / "rules").glob("*.smk"):
         text = smk.read_text()
-        n_rules = len(re.findall(r"^\s*rule \w+:", text, flags=re.M))
+        # a `use rule ... with:` rule is a rule of its own: it states its own log, benchmark and env
+        n_rules = len(re.findall(r"^\s*(?:rule \w+|use rule \w+ as \w+ with):", text, flags=re.M))
         total += n_rules
         for directive in ("log", "conda", "benchmark"):
             n = len(re.findall(rf"^\s+{directive}:", text, flags=re.M))

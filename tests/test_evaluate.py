@@ -110,6 +110,22 @@ def test_stratified_patient_bootstrap_keeps_each_class_patient_count():
     assert (pooled.sum(1) == 10).all() and pooled.std(0).min() > 0.5
 
 
+def test_a_single_lone_patient_joins_the_smallest_stratum():
+    """Exactly one class with a single test patient (any class of 2-5 patients under the 3:1 split):
+    pooled with itself it would be drawn once in every resample. It joins the smallest stratum of
+    several patients instead, so it is absent from some resamples and drawn once on average."""
+    strata = {"A1": "a", "A2": "a", "A3": "a", "B1": "b", "C1": "c", "C2": "c", "C3": "c", "C4": "c", "C5": "c"}
+    w = patient_weights(list(strata), strata, 2000, seed=0)
+    b1 = w[:, 3]
+    assert (b1 == 0).mean() == pytest.approx((3 / 4) ** 4, abs=0.03)  # one of 4 in class a's pool, 4 draws
+    assert b1.mean() == pytest.approx(1.0, abs=0.06)
+    assert (w[:, :3].sum(1) + b1 == 4).all() and (w[:, 4:].sum(1) == 5).all()  # class c's stratum untouched
+    w2 = patient_weights(["A1", "A2", "A3", "B1"], {"A1": "a", "A2": "a", "A3": "a", "B1": "b"}, 1000, seed=0)
+    assert (w2[:, 3] == 0).any() and w2[:, 3].mean() == pytest.approx(1.0, abs=0.1)
+    single = patient_weights(["X"], {"X": "x"}, 10, seed=0)  # nothing to pool with: the one patient stays
+    assert (single == 1).all()
+
+
 def test_stratified_ci_uses_every_resample_where_the_plain_one_loses_a_class():
     rng = np.random.default_rng(2)
     labels = np.array(["a"] * 20 + ["b"] * 20 + ["c"] * 2)  # class c: two patients
@@ -188,6 +204,26 @@ def test_patient_table_contract_and_unit():
         np.array([1, 1, 0, 1, 1, 1, 1, 0], bool), np.array([0, 1, 1, 1, 1, 1, 1, 1], bool)))
     assert (t["ci_low"] <= t["accuracy"]).all() and (t["accuracy"] <= t["ci_high"]).all()
     assert (t["n_patients"] == 8).all()
+    assert np.isnan(t.loc["ensemble", "mcnemar_p_holm"])
+
+
+def test_patient_mcnemar_is_holm_corrected_over_the_methods():
+    from scipy.stats import binomtest
+    from statsmodels.stats.multitest import multipletests
+
+    n = 30
+    patients = [f"P{i}" for i in range(n)]
+    labels = ["IVa", "III"] * (n // 2)
+    right = np.where(np.array(labels) == "IVa", 0.9, 0.1)
+    wrong = 1 - right
+    preds = {"ensemble": _stage_pred(right, labels, patients)}
+    for name, k in (("a", 8), ("b", 5), ("c", 1)):  # wrong on the first k patients, where the ensemble is right
+        preds[name] = _stage_pred(np.r_[wrong[:k], right[k:]], labels, patients)
+    t = patient_table(preds, ["III", "IVa"], n_boot=50, seed=0).set_index("method")
+    raw = [binomtest(0, k, 0.5).pvalue for k in (8, 5, 1)]  # exact McNemar: all k discordant pairs one way
+    assert t.loc[["a", "b", "c"], "mcnemar_p"].to_numpy() == pytest.approx(raw)
+    assert t.loc[["a", "b", "c"], "mcnemar_p_holm"].to_numpy() == pytest.approx(multipletests(raw, method="holm")[1])
+    assert t.loc["b", "mcnemar_p_holm"] > t.loc["b", "mcnemar_p"]
 
 
 # --------------------------------------------------------------------------- edge cases and the published contract
@@ -374,8 +410,8 @@ def test_patient_table_wiring_and_columns():
     ens = _stage_pred([0.8, 0.7, 0.3, 0.9, 0.6, 0.2, 0.4, 0.7, 0.1, 0.3], labels, patients)
     tnm = {p: ("IVa" if i in (0, 1, 5) else "III") for i, p in enumerate(patients)}
     t = patient_table({"ensemble": ens}, ["III", "IVa"], tnm=tnm, n_boot=300, seed=4, level=0.8)
-    assert list(t.columns) == ["method", "n_patients", "accuracy", "ci_low", "ci_high", "mcnemar_p", "reference",
-                               "patch_accuracy", "simulated"]
+    assert list(t.columns) == ["method", "n_patients", "accuracy", "ci_low", "ci_high", "mcnemar_p", "mcnemar_p_holm",
+                               "reference", "patch_accuracy", "simulated"]
     assert set(t["reference"]) == {"ensemble"} and not t["simulated"].any()  # TNM is read, not simulated, by default
     tnm_row = t.set_index("method").loc["TNM staging"]
     right = np.array([tnm[p] == lab for p, lab in zip(patients, labels)])

@@ -2,6 +2,7 @@
 a cohort with several problems listed by one run of the preflight; weights folders in the DAG."""
 
 import json
+import os
 import shutil
 
 import pandas as pd
@@ -148,15 +149,21 @@ def test_a_cohort_with_several_problems_lists_them_all_in_one_run(tiny_cohort, t
 
 
 def test_weights_folder_in_the_dag(tmp_path):
-    """classify/staging training jobs wait for their network's file; rule weights fetches only what is missing."""
+    """classify/staging training jobs wait for their network's file; rule weights fetches only what is
+    missing. The two settings may spell one folder differently (absolute, relative); two folders fail."""
     cfg = tiny_config()
     nets = cfg["classify"]["nets"]
     folder = tmp_path / "weights"
     save_weights(folder, nets)
+    wd = workflow_copy(tmp_path / "wf")
+    other = tmp_path / "other.yaml"
+    other.write_text(yaml.safe_dump({"classify": {"pretrained": str(folder)},
+                                     "staging": {"train": {"pretrained": str(tmp_path / "elsewhere")}}}))
+    proc = subprocess.run(snakemake_cmd("-n", extra_config=other), cwd=wd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0 and "name different weights folders" in proc.stdout + proc.stderr
     user = tmp_path / "w.yaml"
     user.write_text(yaml.safe_dump({"classify": {"pretrained": str(folder)},
-                                    "staging": {"train": {"pretrained": str(folder)}}}))
-    wd = workflow_copy(tmp_path / "wf")
+                                    "staging": {"train": {"pretrained": os.path.relpath(folder, wd)}}}))
 
     def planned(*targets):
         proc = snakemake(wd, "-n", *targets, extra_config=user)

@@ -19,7 +19,7 @@ from pydicom.encaps import encapsulate
 from pydicom.uid import JPEG2000Lossless, generate_uid
 
 from anapart import CLASSES, dicom_io
-from anapart.cohort import (IngestError, SeriesRule, check_cohort, ingest, ingest_plan, problems_message,
+from anapart.cohort import (IngestError, SeriesRule, check_cohort, ingest, ingest_plan, log_check, problems_message,
                              select_series, write_check)
 from anapart.dicom_io import FrameRule
 from conftest import series_rule, store_paths
@@ -47,19 +47,22 @@ def smooth_slice(k: int, rows: int = 40, cols: int = 56) -> np.ndarray:
 def write_series(folder: Path, n: int = 5, *, pid: str = "PAT-1", uid: str | None = None, desc: str = "AX T2",
                  iop=(1, 0, 0, 0, 1, 0), slopes=None, z0: float = 0.0, step: float = 4.0, offset: int = 0,
                  rows: int = 40, cols: int = 56, name: str = "Doe^Jane", echo: float = 90.0,
-                 prefix: str = "") -> list[Path]:
-    """A classic series (one file per slice), slices along the normal of ``iop``; files named against the order."""
+                 prefix: str = "", positions=None, meta_of=None) -> list[Path]:
+    """A classic series (one file per slice), slices along the normal of ``iop`` (at ``z0 + k * step``,
+    or ``positions``); files named against the order. ``meta_of(k)`` adds or overrides keywords of slice k."""
     folder.mkdir(parents=True, exist_ok=True)
     uid = uid or short_uid()
     normal = dicom_io.slice_normal(iop)
     paths = []
     for k in range(n):
-        ipp = [float(v) for v in np.array([-10.0, -20.0, 5.0]) + (z0 + k * step) * normal]
+        z = positions[k] if positions is not None else z0 + k * step
+        ipp = [float(v) for v in np.array([-10.0, -20.0, 5.0]) + z * normal]
         meta = dict(PatientID=pid, PatientName=name, PatientBirthDate="19700101", StudyInstanceUID=uid + ".9",
                     SeriesInstanceUID=uid, SOPInstanceUID=f"{uid}.{k + 1}", InstanceNumber=k + 1,
                     SeriesDescription=desc, ImagePositionPatient=ipp, ImageOrientationPatient=list(iop),
                     PixelSpacing=[0.8, 0.8], SliceThickness=3.0, StudyDate="20200101",
                     RescaleSlope=float(slopes[k]) if slopes is not None else 1.5, RescaleIntercept=-20.0, EchoTime=echo)
+        meta.update(meta_of(k) if meta_of is not None else {})
         paths.append(folder / f"{prefix}{n - k:03d}.dcm")
         dicom_io.write_slice(paths[-1], smooth_slice(k + offset, rows, cols), meta)
     return paths
@@ -114,10 +117,14 @@ def test_gzip_wrapped_dicom_is_read(twin, tmp_path):
 
 @pytest.mark.parametrize("syntax, uid", [("jpeg_baseline", "1.2.840.10008.1.2.4.50"),
                                          ("jpeg2000_lossy", "1.2.840.10008.1.2.4.91")])
-def test_lossy_syntax_is_close_to_its_twin(syntax, uid, tmp_path):
+def test_lossy_syntax_is_close_to_its_twin(syntax, uid, tmp_path, monkeypatch):
     """Lossy encodings: the store stays within 0.03 of the uncompressed twin's (a [0, 1] store; a
     smooth slice at JPEG quality 95 / JPEG 2000 at 80 dB), mean error under 0.005. Baseline JPEG
-    holds 8-bit samples, so its twin is an 8-bit copy of the slice."""
+    holds 8-bit samples, so its twin is an 8-bit copy of the slice; Pillow encodes it and pylibjpeg
+    (libjpeg) decodes it, so that two JPEG libraries are involved, not one with itself."""
+    decoder = pydicom.pixels.get_decoder(uid)
+    monkeypatch.setattr(decoder, "_available", {"pylibjpeg": decoder._available["pylibjpeg"]})
+    assert decoder.available_plugins == ("pylibjpeg",)
     src = write_series(tmp_path / "src" / "dicom" / "s")
     twin = src[0].parent
     if syntax == "jpeg_baseline":
@@ -220,7 +227,7 @@ def test_temporal_position_picks_one_time_point(tmp_path):
         ingest_dir(d, tmp_path / "default")
     _, store = ingest_dir(d, tmp_path / "t2", frames=FrameRule(temporal_position=2))
     np.testing.assert_array_equal(store, refs["second"])
-    with pytest.raises(IngestError, match="temporal_position 5 but the series has temporal positions 1..2"):
+    with pytest.raises(IngestError, match=r"temporal_position 5 but the series has 2 temporal positions \[1, 2\]"):
         ingest_dir(d, tmp_path / "t5", frames=FrameRule(temporal_position=5))
 
 
@@ -323,11 +330,12 @@ def test_an_image_that_cannot_be_decoded_is_an_error_naming_it(twin, tmp_path):
 def three_series(tmp_path):
     """One patient: a 3-slice localizer (axial, sagittal, coronal), an axial T1 and an axial T2."""
     d = tmp_path / "sel" / "dicom"
-    t2 = write_series(d / "Doe^Jane" / "T2", desc="AX T2 FSE")
-    write_series(d / "Doe^Jane" / "T1", desc="AX T1 SE", offset=3)
+    t2 = write_series(d / "Doe^Jane" / "T2", desc="AX T2 FSE", meta_of=lambda k: {"SeriesNumber": 3})
+    write_series(d / "Doe^Jane" / "T1", desc="AX T1 SE", offset=3, meta_of=lambda k: {"SeriesNumber": 2})
     loc = short_uid()
     for k, iop in enumerate(([1, 0, 0, 0, 1, 0], [0, 1, 0, 0, 0, -1], [1, 0, 0, 0, 0, -1])):
-        write_series(d / "Doe^Jane" / "LOC", n=1, uid=loc, desc="localizer", iop=iop, z0=0)
+        write_series(d / "Doe^Jane" / "LOC", n=1, uid=loc, desc="localizer", iop=iop, z0=0,
+                     meta_of=lambda k: {"SeriesNumber": 1})
         (d / "Doe^Jane" / "LOC" / "001.dcm").rename(d / "Doe^Jane" / "LOC" / f"loc{k}.dcm")
         ds = pydicom.dcmread(d / "Doe^Jane" / "LOC" / f"loc{k}.dcm")
         ds.SOPInstanceUID, ds.InstanceNumber = f"{loc}.{k + 7}", k + 1
@@ -352,8 +360,9 @@ def test_two_matching_series_are_an_error_listing_the_candidates(three_series, t
         ingest_dir(d, tmp_path / "default", rule=series_rule())  # the demo's default: axial, >= 5 slices
     msg = str(err.value)
     assert msg.startswith("1 problem:") and "Doe^Jane: 2 series match the series rule" in msg
-    for cand in ("'Doe^Jane/LOC' ('localizer', mixed, 3 slices)", "'Doe^Jane/T1' ('AX T1 SE', axial, 5 slices)",
-                 "'Doe^Jane/T2' ('AX T2 FSE', axial, 5 slices)"):
+    for cand in ("'Doe^Jane/LOC' (series 1 of 20200101, 'localizer', mixed, 3 slices)",
+                 "'Doe^Jane/T1' (series 2 of 20200101, 'AX T1 SE', axial, 5 slices)",
+                 "'Doe^Jane/T2' (series 3 of 20200101, 'AX T2 FSE', axial, 5 slices)"):
         assert cand in msg
     # the localizer matches nothing, whatever the description says, unless the rule allows it
     with pytest.raises(IngestError, match="no series matches the series rule"):
@@ -491,3 +500,306 @@ def test_the_preflight_decodes_nothing_and_ingest_reads_its_plan(cohort, tmp_pat
     assert summary["labelled_slices"] == ref["n_slices"] and summary["problems"] == 0
 
 
+
+
+# ---------------------------------------------------------------- more syntaxes: pydicom's bundled files
+
+def placed(name: str, dst: Path, pid: str = "PAT-1") -> Path:
+    """A copy of one of pydicom's bundled test files (secondary captures without patient geometry)
+    with MR geometry and identifiers added; pixel data and transfer syntax untouched."""
+    ds = pydicom.dcmread(get_testdata_file(name))
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = dicom_io.MR_IMAGE_STORAGE
+    ds.PatientID, ds.SeriesInstanceUID, ds.InstanceNumber = pid, short_uid(), 1
+    ds.ImagePositionPatient, ds.ImageOrientationPatient, ds.PixelSpacing = [0, 0, 0], [1, 0, 0, 0, 1, 0], [1, 1]
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(dst, enforce_file_format=True)
+    return dst
+
+
+# Reference decodes from pydicom's own pixel tests (tests/pixels/pixels_reference.py of pydicom 3.0):
+# (file, transfer syntax, {(row, col): stored value}).
+BUNDLED_REFERENCE = [
+    ("JPGExtended.dcm", "1.2.840.10008.1.2.4.51", {(420, 140): 244, (230, 120): 95}),
+    ("JPEGLSNearLossless_16.dcm", "1.2.840.10008.1.2.4.81",
+     {(0, 0): 65535, (5, 0): 32765, (10, 0): 16385, (15, 0): 4095, (20, 0): 1025, (25, 0): 255, (30, 0): 65,
+      (35, 0): 15, (40, 0): 5}),
+    ("JPEGLSNearLossless_08.dcm", "1.2.840.10008.1.2.4.81",
+     {(0, 0): 255, (5, 0): 125, (10, 0): 65, (15, 0): 30, (20, 0): 15, (25, 0): 5, (30, 0): 5, (35, 0): 0}),
+]
+
+
+@pytest.mark.parametrize("name, uid, reference", BUNDLED_REFERENCE, ids=[r[0] for r in BUNDLED_REFERENCE])
+def test_jpeg_extended_and_jpeg_ls_near_lossless_decode_to_the_reference(name, uid, reference, tmp_path):
+    """JPEG extended (12-bit, 4.51) and JPEG-LS near-lossless (4.81): no encoder here, so pydicom's
+    bundled files, read by our scan and decode path and compared with pydicom's reference values."""
+    f = placed(name, tmp_path / "dicom" / "s" / "1.dcm")
+    (s,) = dicom_io.scan_series(tmp_path / "dicom").values()
+    assert pydicom.dcmread(f, stop_before_pixels=True).file_meta.TransferSyntaxUID == uid
+    (arr,) = dicom_io.read_slices(s.slices)
+    assert {rc: arr[rc] for rc in reference} == reference  # no rescale in these files: modality = stored
+    _, store = ingest_dir(tmp_path / "dicom", tmp_path / "store", field=64)
+    assert store.shape == (1, 64, 64) and np.ptp(store) > 0.5
+
+
+def test_a_bundled_jpeg_that_no_decoder_reads_is_an_error_naming_it(tmp_path):
+    """pydicom's JPEG-lossy.dcm (4.51, a scan stop value libjpeg rejects; Pillow has no 12-bit JPEG):
+    its header passes the preflight, ingest stops with the file named."""
+    f = placed("JPEG-lossy.dcm", tmp_path / "dicom" / "s" / "lossy.dcm")
+    labels = every_slice_labels(tmp_path / "l.csv", ["PAT-1"])
+    assert check_cohort(tmp_path / "dicom", labels, None, classes=CLASSES, salt="s", series=ANY).problems == []
+    with pytest.raises(IngestError, match=rf"{f}: could not decode pixel data"):
+        ingest_dir(tmp_path / "dicom", tmp_path / "store")
+
+
+def test_files_without_preamble_are_read_like_their_twin(twin, tmp_path):
+    """Extension-less IM0001... files: Part 10 files without preamble and "DICM" (starting with the file
+    meta), and bare data sets without file meta (implicit VR, as old exports write them). A text file
+    named alike stays junk."""
+    files, ref = twin
+    for kind in ("no_preamble", "bare"):
+        d = tmp_path / kind / "dicom" / "s"
+        d.mkdir(parents=True)
+        for k, f in enumerate(files):
+            out = d / f"IM{k + 1:04d}"
+            if kind == "no_preamble":
+                out.write_bytes(f.read_bytes()[132:])  # starts with the file meta group (0002)
+            else:
+                ds = pydicom.dcmread(f)
+                del ds.file_meta
+                ds.preamble = None
+                pydicom.dcmwrite(out, ds, implicit_vr=True, little_endian=True, enforce_file_format=False)
+            assert out.read_bytes()[128:132] != b"DICM"
+        (d / "IM0099").write_text("operator notes\n")
+        scan = dicom_io.scan(d.parent)
+        assert scan.skipped_counts() == {"not_dicom": 1} and scan.problems == []
+        report, store = ingest_dir(d.parent, tmp_path / f"{kind}_store")
+        np.testing.assert_array_equal(store, ref)
+
+
+# ---------------------------------------------------------------- bad header values
+
+def test_bad_header_values_are_problems_that_name_the_file(twin, tmp_path, monkeypatch):
+    """Header values that cannot place a slice never crash the preflight: each is a problem naming
+    its file, listed with the cohort's other problems."""
+    files, _ = twin
+    d = tmp_path / "bad" / "dicom"
+    expect = {}
+    for pid, (edit, fragment) in {
+        "P-IOP": (lambda ds: setattr(ds, "ImageOrientationPatient", [1, 0, 0, 0, 1]),
+                  "ImageOrientationPatient has 5 values (1, 0, 0, 0, 1), expected 6"),
+        "P-PS": (lambda ds: setattr(ds, "PixelSpacing", 0.8), "PixelSpacing has 1 value (0.8), expected 2"),
+        "P-IPP": (lambda ds: ds.add_new(0x00200032, "LO", "a\\b\\c"), "ImagePositionPatient is not numeric"),
+        "P-ROWS": (lambda ds: setattr(ds, "Rows", 0), "Rows is missing or not a positive whole number"),
+        "P-NORM": (lambda ds: setattr(ds, "ImageOrientationPatient", [1, 0, 0, 1, 0, 0]),
+                   "ImageOrientationPatient [1.0, 0.0, 0.0, 1.0, 0.0, 0.0] is not two orthogonal unit vectors"),
+    }.items():
+        write_series(d / pid, pid=pid)
+        victim = sorted((d / pid).iterdir())[1]
+        ds = pydicom.dcmread(victim)
+        monkeypatch.setattr(pydicom.config.settings, "writing_validation_mode", pydicom.config.IGNORE)
+        edit(ds)
+        ds.save_as(victim, enforce_file_format=True)
+        expect[pid] = f"{victim}: {fragment}"
+    enh = d / "P-ENH"
+    enh.mkdir()
+    enhanced_from_classic([{"path": f} for f in files], enh / "enhanced.dcm")
+    ds = pydicom.dcmread(enh / "enhanced.dcm")
+    del ds.Rows
+    ds.PatientID = "P-ENH"
+    ds.save_as(enh / "enhanced.dcm", enforce_file_format=True)
+    expect["P-ENH"] = f"{enh / 'enhanced.dcm'}: Rows is missing"
+    write_series(d / "P-OK", pid="P-OK")
+    labels = every_slice_labels(tmp_path / "l.csv", [*expect, "P-OK"])
+    check = check_cohort(d, labels, None, classes=CLASSES, salt="s", series=ANY)
+    texts = [str(p) for p in check.problems]
+    assert len(texts) == len(expect), texts
+    for pid, fragment in expect.items():
+        assert sum(t.startswith(fragment) for t in texts) == 1, (pid, fragment, texts)
+    assert [p.patient_id for p in check.plans] == ["P-OK"]
+
+
+def test_an_unforeseen_header_error_is_still_a_problem_naming_the_file(twin, tmp_path, monkeypatch):
+    files, _ = twin
+
+    def boom(path, *args):
+        raise KeyError("something new")
+
+    monkeypatch.setattr(dicom_io, "_classify", boom)
+    scan = dicom_io.scan(files[0].parent)
+    assert sorted(scan.problems) == sorted(f"{f}: unusable header (KeyError: 'something new')" for f in files)
+
+
+# ---------------------------------------------------------------- rescale per frame
+
+def test_enhanced_frames_are_in_modality_units_with_their_own_intercept(tmp_path):
+    """read_slices in modality units (no percentile window to hide an offset): each frame's slope
+    AND intercept, as the classic twin's files and a hand computation give them."""
+    slopes, intercepts = [1.5, 2.0, 0.5, 1.0, 3.0], [-20.0, 100.0, 0.0, -1000.0, 7.5]
+    files = write_series(tmp_path / "classic" / "s", slopes=slopes,
+                         meta_of=lambda k: {"RescaleIntercept": intercepts[k]})
+    (tmp_path / "enh").mkdir()
+    enhanced_from_classic([{"path": f} for f in files[::-1]], tmp_path / "enh" / "e.dcm")
+    (classic,) = dicom_io.scan_series(tmp_path / "classic").values()
+    (enh,) = dicom_io.scan_series(tmp_path / "enh").values()
+    got, want = dicom_io.read_slices(enh.slices), dicom_io.read_slices(classic.slices)
+    for k, (a, b) in enumerate(zip(got, want)):
+        by_hand = smooth_slice(k).astype(np.float64) * slopes[k] + intercepts[k]
+        np.testing.assert_array_equal(b, by_hand.astype(np.float32))
+        np.testing.assert_array_equal(a, b)
+
+
+# ---------------------------------------------------------------- frame selection
+
+def test_temporal_position_and_b_value_leave_a_series_without_that_dimension_alone(twin, tmp_path):
+    """A static series whose files all say TemporalPositionIdentifier 1 (and b-value 0) keeps every
+    slice whatever cohort.frames asks for: the rule applies only where the dimension varies."""
+    files, ref = twin
+    d = tmp_path / "static" / "dicom" / "s"
+    d.mkdir(parents=True)
+    for f in files:
+        ds = pydicom.dcmread(f)
+        ds.TemporalPositionIdentifier, ds.DiffusionBValue = 1, 0
+        ds.save_as(d / f.name, enforce_file_format=True)
+    _, store = ingest_dir(d.parent, tmp_path / "t2", frames=FrameRule(temporal_position=2, b_value=1000))
+    np.testing.assert_array_equal(store, ref)
+
+
+def test_b_value_picks_diffusion_frames(tmp_path):
+    """Two b-values at each position, as enhanced frames (MRDiffusionSequence) and as classic files
+    (DiffusionBValue): an error naming the selectable dimensions unless cohort.frames.b_value picks one."""
+    b0 = write_series(tmp_path / "b0" / "dicom" / "s", slopes=[1.0] * 5)
+    b1000 = write_series(tmp_path / "b1000" / "dicom" / "s", slopes=[1.0] * 5, offset=7)
+    refs = {b: ingest_dir(src[0].parent.parent, tmp_path / f"ref{b}")[1] for b, src in ((0, b0), (1000, b1000))}
+    enh = tmp_path / "enh" / "dicom"
+    enh.mkdir(parents=True)
+    enhanced_from_classic([{"path": f, "b_value": b} for pair in zip(b0, b1000) for f, b in zip(pair, (0, 1000))],
+                          enh / "dwi.dcm")
+    classic = tmp_path / "classic" / "dicom" / "s"
+    uid = short_uid()
+    write_series(classic, uid=uid, slopes=[1.0] * 5, prefix="a", meta_of=lambda k: {"DiffusionBValue": 0})
+    write_series(classic, uid=uid, slopes=[1.0] * 5, offset=7, prefix="b",
+                 meta_of=lambda k: {"DiffusionBValue": 1000, "SOPInstanceUID": f"{uid}.{k + 50}"})
+    for d in (enh, classic.parent):
+        with pytest.raises(IngestError, match=r"duplicate slice.*cohort\.frames keeps one by echo, temporal_position, "
+                                              r"b_value"):
+            ingest_dir(d, tmp_path / "default")
+        for b in (0, 1000):
+            _, store = ingest_dir(d, tmp_path / f"{d.parent.name}_b{b}", frames=FrameRule(b_value=b))
+            np.testing.assert_array_equal(store, refs[b])
+        with pytest.raises(IngestError, match=r"cohort\.frames\.b_value 500 but the series has 2 b-values \[0, 1000\]"):
+            ingest_dir(d, tmp_path / "b500", frames=FrameRule(b_value=500))
+
+
+# ---------------------------------------------------------------- spacing within a series
+
+def test_a_slice_with_another_pixel_spacing_is_a_problem_naming_it(tmp_path):
+    files = write_series(tmp_path / "dicom" / "s", meta_of=lambda k: {"PixelSpacing": [0.9, 0.9]} if k == 3 else {})
+    scan = dicom_io.scan(tmp_path / "dicom")
+    (s,) = scan.series.values()
+    first = sorted(files)[0]  # the first slice the scan read
+    assert s.problems == [f"{files[3]}: PixelSpacing [0.9, 0.9] differs from [0.8, 0.8] of {first} in the same series"]
+
+
+def test_a_gap_in_the_slice_positions_is_a_warning_naming_the_slice_after_it(tmp_path, caplog):
+    """Positions 5, 9, 17, 21: the slice at 17 follows a gap (13 is missing). Reported, not fatal."""
+    files = write_series(tmp_path / "dicom" / "s", n=4, positions=[5, 9, 17, 21])
+    caplog.set_level(logging.WARNING, logger="anapart")
+    labels = every_slice_labels(tmp_path / "l.csv", ["PAT-1"])
+    check = check_cohort(tmp_path / "dicom", labels, None, classes=CLASSES, salt="s", series=ANY)
+    log_check(check)
+    assert check.problems == [] and len(check.plans) == 1
+    assert [str(w) for w in check.warnings] == [f"{files[2]}: 8 mm from the previous slice, 2.0 times the slice "
+                                                "spacing of 4 mm (a missing slice?)"]
+    assert check.summary["warnings"] == 1 and check.summary["warnings_by_kind"] == {"slice_gap": 1}
+    assert check.table["warnings"].tolist() == [1]
+    assert f"{files[2]}: 8 mm from the previous slice" in caplog.text
+
+
+def test_duplicate_positions_are_found_through_rounding_and_thin_slices_are_not(tmp_path):
+    """Two echoes whose positions differ by DS rounding (2e-4 mm) share a position; 0.5-mm slices do not."""
+    uid = short_uid()
+    d = tmp_path / "dicom" / "s"
+    write_series(d, uid=uid, prefix="a", echo=12.0)
+    write_series(d, uid=uid, prefix="b", echo=80.0, z0=2e-4, meta_of=lambda k: {"SOPInstanceUID": f"{uid}.{k + 50}"})
+    (s,) = dicom_io.scan(tmp_path / "dicom").series.values()
+    assert len(s.problems) == 1 and "same slice position" in s.problems[0] and "5 in all" in s.problems[0]
+    thin = tmp_path / "thin" / "s"
+    write_series(thin, n=8, step=0.5)
+    (s,) = dicom_io.scan(thin.parent).series.values()
+    assert s.problems == [] and s.warnings == [] and s.slice_spacing() == pytest.approx(0.5)
+
+
+# ---------------------------------------------------------------- unused series, localizers, split enhanced series
+
+def test_problems_of_series_that_are_not_used_are_warnings(three_series, tmp_path, caplog):
+    """A truncated file in the T1 series does not stop a cohort that uses T2, but is counted and logged."""
+    d, ref = three_series
+    victim = sorted((d / "Doe^Jane" / "T1").iterdir())[0]
+    victim.write_bytes(victim.read_bytes()[:-300])
+    rule = SeriesRule("T2", "axial", 5)
+    caplog.set_level(logging.WARNING, logger="anapart")
+    labels = every_slice_labels(tmp_path / "l.csv", ["PAT-1"])
+    check = check_cohort(d, labels, None, classes=CLASSES, salt="s", series=rule)
+    log_check(check)
+    assert check.problems == []
+    assert [str(w) for w in check.warnings] == [f"{victim}: pixel data are truncated (4180 of 4480 bytes) "
+                                                "(in series 'AX T1 SE', which is not used)"]
+    assert check.summary["warnings_by_kind"] == {"unused_series_problem": 1} and check.table["warnings"].tolist() == [1]
+    out = tmp_path / "results" / "cohort"
+    write_check(check, out / "check.csv", out / "check.json")
+    assert json.loads((out / "check.json").read_text())["warnings"] == 1
+    assert "which is not used" in caplog.text and "1 warning" in caplog.text
+    _, store = ingest_dir(d, tmp_path / "t2", rule=rule)
+    np.testing.assert_array_equal(store, ref)
+    # the T1 is the one chosen: now the same file is a problem
+    with pytest.raises(IngestError, match=rf"{victim.name}: pixel data are truncated"):
+        ingest_dir(d, tmp_path / "t1", rule=SeriesRule("T1", "axial", 5))
+
+
+def test_a_series_marked_localizer_never_matches(tmp_path):
+    d = tmp_path / "dicom"
+    write_series(d / "loc", desc="AX T2 scout", meta_of=lambda k: {"ImageType": ["ORIGINAL", "PRIMARY", "LOCALIZER"]})
+    write_series(d / "t2", desc="AX T2")
+    series = {s.folder.name: s for s in dicom_io.scan_series(d).values()}
+    assert series["loc"].localizer and not series["t2"].localizer
+    assert select_series(list(series.values()), SeriesRule("T2", "axial", 5)) == [series["t2"]]
+    with pytest.raises(IngestError, match=r"no series matches .*'loc' \(series \? of 20200101, 'AX T2 scout', "
+                                          r"axial, 5 slices, localizer\)"):
+        ingest_dir(d, tmp_path / "out", rule=SeriesRule("scout", "any", 1))
+
+
+def test_frame_numbers_of_a_series_split_over_enhanced_files_are_a_clear_problem(twin, tmp_path):
+    files, _ = twin
+    d = tmp_path / "split" / "dicom"
+    d.mkdir(parents=True)
+    enhanced_from_classic([{"path": f} for f in files[:3]], d / "part1.dcm")
+    enhanced_from_classic([{"path": f} for f in files[3:]], d / "part2.dcm")
+    labels = tmp_path / "l.csv"
+    pd.DataFrame({"patient_id": ["PAT-1"], "instance": [2], "label": ["NPC"]}).to_csv(labels, index=False)
+    check = check_cohort(d, labels, None, classes=CLASSES, salt="s", series=ANY)
+    assert len(check.problems) == 2 and all("split over several enhanced files" in str(p) for p in check.problems)
+    # labelling every slice (blank instance) works
+    _, store = ingest_dir(d, tmp_path / "all")
+    assert store.shape[0] == 5
+
+
+# ---------------------------------------------------------------- cost of the header scan
+
+def test_the_header_scan_skips_large_elements_without_reading_them(twin, tmp_path):
+    """A raw-data object with a 48 MB private element beside the slices: scanning the folder
+    allocates a small fraction of that (only HEADER_TAGS are read; the rest is skipped by seeking)."""
+    import tracemalloc
+
+    files, _ = twin
+    d = tmp_path / "big" / "dicom"
+    shutil.copytree(files[0].parent, d / "s")
+    raw = non_image("raw", "PAT-1")
+    raw.add_new(0x00190010, "LO", "ACME RAW")
+    raw.add_new(0x00191001, "OB", bytes(48 * 2**20))
+    raw.save_as(d / "s" / "RAW0001", enforce_file_format=True)
+    tracemalloc.start()
+    scan = dicom_io.scan(d)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert scan.skipped_counts() == {"raw_data": 1} and len(scan.series) == 1
+    assert peak < 8 * 2**20, peak

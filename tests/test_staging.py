@@ -128,6 +128,37 @@ def test_bad_staging_input_names_the_file(stg_cohort, tmp_path):
         build_patches(bad, tmp_path / "out", None)
 
 
+def test_staging_series_choice_lists_candidates_and_warns_about_unused_series(stg_cohort, tmp_path, caplog):
+    """Study B chooses series as study A does (cohort.choose_series): a missing sequence lists the
+    patient's candidates; a broken series that no sequence uses is a warning, not an error."""
+    import logging
+    import shutil
+
+    import pydicom
+
+    data = tmp_path / "c"
+    shutil.copytree(stg_cohort, data)
+    pids = sorted(pd.read_csv(data / "labels.csv")["patient_id"])
+    survey = data / "dicom" / pids[0] / "SURVEY"
+    shutil.copytree(data / "dicom" / pids[0] / "T2", survey)
+    uid = pydicom.uid.generate_uid()
+    for f in survey.iterdir():
+        ds = pydicom.dcmread(f)
+        ds.SeriesInstanceUID, ds.SeriesDescription, ds.SOPInstanceUID = uid, "SURVEY", pydicom.uid.generate_uid()
+        ds.save_as(f, enforce_file_format=True)
+    victim = sorted(survey.iterdir())[0]
+    victim.write_bytes(victim.read_bytes()[:-50])
+    caplog.set_level(logging.WARNING, logger="anapart")
+    plans = staging.plan_staging(data / "dicom", data / "labels.csv", SEQ, STAGES)
+    assert len(plans) == len(pids) and f"{victim}: pixel data are truncated" in caplog.text
+    shutil.rmtree(data / "dicom" / pids[1] / "T2")
+    with pytest.raises(IngestError) as err:
+        staging.plan_staging(data / "dicom", data / "labels.csv", SEQ, STAGES)
+    msg = str(err.value)
+    assert msg.startswith("1 problem:") and f"{pids[1]}/T1C: no series matches the series rule (staging.sequences.T2: " \
+        "description ~ /T2/" in msg and f"candidates: '{pids[1]}/T1C' (series" in msg
+
+
 def test_a_patients_patches_never_span_train_and_test(stg_cohort, tmp_path):
     out = build_patches(stg_cohort, tmp_path / "p", None)
     idx = pd.read_csv(out["index"])

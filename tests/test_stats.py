@@ -16,14 +16,19 @@ def test_oneway_matches_hand_computation():
     assert row.p == pytest.approx(sps.f.sf(27.0, 2, 6))
 
 
-def _rm_data(seed=0, n_subjects=6):
+def _rm_data(seed=0, n_nets=6, classes=("c0", "c1", "c2"), shifts=(("full", 0.0), ("seg112", 0.03), ("seg224", 0.01))):
+    """Per-class AUCs of one fraction: networks differ a lot (the repeated design removes that),
+    each (network, format) model deviates a little, classes differ."""
     rng = np.random.default_rng(seed)
+    cls_eff = dict(zip(classes, rng.normal(0, 0.05, len(classes))))
     rows = []
-    for s in range(n_subjects):
-        base = rng.normal(0.8, 0.08)  # subjects differ a lot: the repeated design removes that
-        for fmt, shift in (("full", 0.0), ("seg112", 0.03), ("seg224", 0.01)):
-            rows.append((f"n{s % 2}|c{s}", fmt, base + shift + rng.normal(0, 0.01)))
-    return pd.DataFrame(rows, columns=["subject", "fmt", "auc"])
+    for s in range(n_nets):
+        base = rng.normal(0.8, 0.08)
+        for fmt, shift in shifts:
+            model = rng.normal(0, 0.01)
+            for c in classes:
+                rows.append((f"n{s}", c, fmt, base + shift + model + cls_eff[c] + rng.normal(0, 0.01)))
+    return pd.DataFrame(rows, columns=["net", "cls", "fmt", "auc"]).assign(subject=lambda d: d["net"])
 
 
 def test_repeated_measures_anova_matches_hand_computation_and_statsmodels():
@@ -31,38 +36,64 @@ def test_repeated_measures_anova_matches_hand_computation_and_statsmodels():
 
     data = _rm_data()
     row = repeated(data, "fmt", "format_within_fraction", "frac=100").iloc[0]
-    # by hand: SS_total = SS_format + SS_subject + SS_error
-    y = data.pivot(index="subject", columns="fmt", values="auc").to_numpy()
+    # by hand on the models' aAUCs (class means): SS_total = SS_format + SS_network + SS_error
+    y = data.groupby(["net", "fmt"])["auc"].mean().unstack().to_numpy()
     n, k = y.shape
     grand = y.mean()
     ss_fmt = n * ((y.mean(0) - grand) ** 2).sum()
     ss_subj = k * ((y.mean(1) - grand) ** 2).sum()
     ss_err = ((y - grand) ** 2).sum() - ss_fmt - ss_subj
     f_hand = (ss_fmt / (k - 1)) / (ss_err / ((k - 1) * (n - 1)))
-    assert row.design == "repeated_measures" and (row.df_effect, row.df_error) == (k - 1, (k - 1) * (n - 1))
+    assert row.design == "repeated_measures" and (row.df_effect, row.df_error) == (k - 1, (k - 1) * (n - 1)) == (2, 10)
+    assert row.unit.startswith("network") and row.n == n * k
     assert row.F == pytest.approx(f_hand, rel=1e-9)
     assert row.p == pytest.approx(sps.f.sf(f_hand, k - 1, (k - 1) * (n - 1)), rel=1e-9)
-    ref = AnovaRM(data, "auc", "subject", within=["fmt"]).fit().anova_table
+    # statsmodels, subject = network, averaging each model's class AUCs itself
+    ref = AnovaRM(data, "auc", "net", within=["fmt"], aggregate_func="mean").fit().anova_table
     assert row.F == pytest.approx(ref.loc["fmt", "F Value"], rel=1e-9)
     assert row.p == pytest.approx(ref.loc["fmt", "Pr > F"], rel=1e-9)
     assert 0 < row.p_gg <= 1 and 0.5 <= row.eps <= 1
     # the paper's between-groups ANOVA of the same numbers cannot see the format effect
-    assert oneway(data, "fmt", "x", "y").iloc[0].p > 0.2 > 0.001 > row.p
+    assert oneway(data, "fmt", "x", "y").iloc[0].p > 0.1 > 0.05 > row.p
 
 
 def test_two_way_repeated_measures_matches_statsmodels():
     from statsmodels.stats.anova import AnovaRM
 
     rng = np.random.default_rng(3)
-    rows = [(f"s{s}", fmt, frac, 0.8 + 0.04 * (fmt == "seg112") - 0.08 * (frac == "25") + rng.normal(0, 0.03)
-             + 0.05 * s / 5) for s in range(5) for fmt in ("full", "seg112", "seg224") for frac in ("100", "25")]
-    data = pd.DataFrame(rows, columns=["subject", "fmt", "frac", "auc"])
+    rows = [(f"n{s}", c, fmt, frac, 0.8 + 0.04 * (fmt == "seg112") - 0.08 * (frac == "25") + rng.normal(0, 0.03)
+             + 0.05 * s / 5 + 0.02 * c) for s in range(5) for fmt in ("full", "seg112", "seg224") for frac in ("100", "25")
+            for c in range(3)]
+    data = pd.DataFrame(rows, columns=["net", "cls", "fmt", "frac", "auc"]).assign(subject=lambda d: d["net"])
     ours = repeated(data, ["fmt", "frac"], "format_x_fraction", "all").set_index("source")
-    ref = AnovaRM(data, "auc", "subject", within=["fmt", "frac"]).fit().anova_table
+    ref = AnovaRM(data, "auc", "net", within=["fmt", "frac"], aggregate_func="mean").fit().anova_table
     for src, ref_src in (("fmt", "fmt"), ("frac", "frac"), ("fmt x frac", "fmt:frac")):
         assert ours.loc[src, "F"] == pytest.approx(ref.loc[ref_src, "F Value"], rel=1e-6)
         assert ours.loc[src, "p"] == pytest.approx(ref.loc[ref_src, "Pr > F"], rel=1e-6)
         assert ours.loc[src, "df_error"] == ref.loc[ref_src, "Den DF"]
+    assert ours.loc["fmt x frac", "df_error"] == 8  # (5 networks - 1) x 2 x 1, not the 3 classes' 38
+
+
+def test_repeated_measures_holds_its_false_positive_rate_when_trained_models_vary():
+    """No format effect; each (network, format) model deviates by SD 0.03, shared by its six class
+    AUCs (one training run). With the network as subject the format test keeps about its nominal
+    5%; with (network, class) pairs as subjects (the former design) one model's deviation counts
+    six times and most datasets come out "significant"."""
+    import pingouin as pg
+
+    ours, former = [], []
+    classes = [f"c{k}" for k in range(6)]
+    for seed in range(100):
+        rng = np.random.default_rng(seed)
+        nf = {(n, f): rng.normal(0, 0.03) for n in range(4) for f in ("full", "seg112", "seg224")}
+        rows = [(f"n{n}", c, f, 0.85 + 0.03 * n + 0.05 * k / 6 + nf[(n, f)] + rng.normal(0, 0.02))
+                for (n, f) in nf for k, c in enumerate(classes)]
+        data = pd.DataFrame(rows, columns=["net", "cls", "fmt", "auc"]).assign(subject=lambda d: d["net"])
+        ours.append(repeated(data, "fmt", "format_within_fraction", "frac=100").iloc[0].p < 0.05)
+        pairs = data.assign(subject=data["net"] + "|" + data["cls"])
+        former.append(pg.rm_anova(data=pairs, dv="auc", within="fmt", subject="subject").iloc[0]["p_unc"] < 0.05)
+    assert np.mean(ours) <= 0.12, np.mean(ours)  # 2 of 100 here
+    assert np.mean(former) >= 0.35, np.mean(former)  # 49 of 100
 
 
 def _tables():
@@ -82,31 +113,35 @@ def test_tables_hold_both_designs_and_paired_posthoc():
     table, classes = _tables()
     assert len(table) == 12 and list(table.columns[:3]) == ["net", "fmt", "frac"]
     long = auc_long(table, classes)
-    assert len(long) == 36 and set(long["cls"]) == set(classes) and long["subject"].nunique() == 9
+    assert len(long) == 36 and set(long["cls"]) == set(classes) and long["subject"].nunique() == 3
     anova, posthoc = anova_tables(long)
     assert set(anova["design"]) == {"repeated_measures", "paper"}
     assert set(anova["analysis"]) == {"format_within_fraction", "fraction_within_format", "format_x_fraction"}
     assert set(anova.loc[anova["analysis"] == "format_x_fraction", "design"]) == {"repeated_measures"}
     assert (anova["p"].between(0, 1)).all()
-    assert {"p_corr", "subset", "factor", "design"} <= set(posthoc.columns)
-    # the repeated-measures post-hoc is a paired t-test on the same (network, class) subjects
-    sub = long[long["frac"] == "100"]
-    wide = sub.pivot(index="subject", columns="fmt", values="auc")
+    rm = anova[anova["design"] == "repeated_measures"]
+    assert (rm["n"] <= 12).all() and (rm.loc[rm["analysis"] != "format_x_fraction", "df_error"] == 2).all()
+    assert {"p_corr", "subset", "factor", "design", "unit"} <= set(posthoc.columns)
+    # the repeated-measures post-hoc is a paired t-test of the models' aAUCs, paired by network
+    sub = table[table["frac"] == 100]
+    wide = sub.pivot(index="net", columns="fmt", values="aauc")
     row = posthoc[(posthoc["design"] == "repeated_measures") & (posthoc["subset"] == "frac=100")].iloc[0]
     ref = sps.ttest_rel(wide[row["A"]], wide[row["B"]])
     assert row["T"] == pytest.approx(ref.statistic) and row["p_unc"] == pytest.approx(ref.pvalue)
     assert bool(row["Paired"])
+    # the paper's: unpaired, on the (network, class) AUCs
     paper = posthoc[(posthoc["design"] == "paper") & (posthoc["subset"] == "frac=100")].iloc[0]
-    assert paper["p_unc"] == pytest.approx(sps.ttest_ind(wide[paper["A"]], wide[paper["B"]]).pvalue)
+    aucs = {f: sub.loc[sub["fmt"] == f, [f"auc_{c}" for c in classes]].to_numpy().ravel() for f in ("full", "seg112")}
+    assert paper["p_unc"] == pytest.approx(sps.ttest_ind(aucs[paper["A"]], aucs[paper["B"]]).pvalue)
 
 
 def test_holm_over_three_formats_matches_statsmodels():
     from statsmodels.stats.multitest import multipletests
 
-    data = _rm_data(seed=5, n_subjects=8).assign(frac="100", net="n", cls="c")
+    data = _rm_data(seed=5, n_nets=8).assign(frac="100")
     _, posthoc = anova_tables(data)
     rm = posthoc[posthoc["design"] == "repeated_measures"]
-    assert len(rm) == 3
+    assert len(rm) == 3 and (rm["dof"] == 7).all()  # 8 networks paired, not 24 (network, class) pairs
     assert rm["p_corr"].to_numpy() == pytest.approx(multipletests(rm["p_unc"], method="holm")[1])
 
 
@@ -150,6 +185,16 @@ def test_auc_pairs_table():
     expected = roc_auc_score(labels == "a", good["p_a"]) - roc_auc_score(noise["label"] == "a", noise["p_a"])
     assert row.delta_aauc == pytest.approx(expected)  # slices matched by id, not by row order
     assert row.ci_low <= row.delta_aauc <= row.ci_high and row.n_patients == 12
+    assert row.p_holm == pytest.approx(row.p)  # a family of one
+    # Holm within each fraction, over every network x format pair (statsmodels)
+    from statsmodels.stats.multitest import multipletests
+
+    more = {**preds, ("net2", "seg112", 100): noise, ("net2", "full", 100): good,
+            ("net", "seg112", 50): good, ("net", "full", 50): noise}
+    t = auc_pairs(more, patients, strata, classes, ["full", "seg112"], n_boot=200, seed=0)
+    f100 = t[t["frac"] == 100]
+    assert len(f100) == 2 and f100["p_holm"].to_numpy() == pytest.approx(multipletests(f100["p"], method="holm")[1])
+    assert t.loc[t["frac"] == 50, "p_holm"].to_numpy() == pytest.approx(t.loc[t["frac"] == 50, "p"].to_numpy())
     bad = {("net", "seg112", 100): good, ("net", "full", 100): noise.iloc[:-1]}
     with pytest.raises(ValueError, match="same test slices"):
         auc_pairs(bad, patients, strata, classes, ["full", "seg112"], n_boot=10, seed=0)
@@ -158,14 +203,21 @@ def test_auc_pairs_table():
 def test_posthoc_p_values_are_scipys_t_tests_with_holm_in_both_designs():
     from statsmodels.stats.multitest import multipletests
 
-    data = _rm_data(seed=5, n_subjects=8).assign(frac="100", net="n", cls="c")
+    data = _rm_data(seed=5, n_nets=8).assign(frac="100")
     _, posthoc = anova_tables(data)
-    wide = data.pivot(index="subject", columns="fmt", values="auc")
-    for design, test in (("repeated_measures", sps.ttest_rel), ("paper", sps.ttest_ind)):
+    wide = data.groupby(["subject", "fmt"])["auc"].mean().unstack()  # paired: each network's model aAUCs
+
+    def paired(a, b):
+        return sps.ttest_rel(wide[a], wide[b]).pvalue
+
+    def paper(a, b):  # unpaired on every (network, class) AUC
+        return sps.ttest_ind(data.loc[data["fmt"] == a, "auc"], data.loc[data["fmt"] == b, "auc"]).pvalue
+
+    for design, test in (("repeated_measures", paired), ("paper", paper)):
         rows = posthoc[(posthoc["design"] == design) & (posthoc["factor"] == "fmt")]
         assert len(rows) == 3 and set(zip(rows["A"], rows["B"])) == {("full", "seg112"), ("full", "seg224"),
                                                                      ("seg112", "seg224")}
-        p = [test(wide[a], wide[b]).pvalue for a, b in zip(rows["A"], rows["B"])]
+        p = [test(a, b) for a, b in zip(rows["A"], rows["B"])]
         assert rows["p_unc"].to_numpy() == pytest.approx(p, rel=1e-9)
         assert rows["p_corr"].to_numpy() == pytest.approx(multipletests(p, method="holm")[1], rel=1e-9)
         assert (rows["p_corr"] > rows["p_unc"]).any()  # the correction did something
@@ -222,11 +274,11 @@ def test_oneway_effect_size_is_partial_eta_squared_by_hand():
 
 
 def test_repeated_effect_size_is_generalized_eta_squared_by_hand():
-    data = _rm_data(seed=2, n_subjects=5)
+    data = _rm_data(seed=2, n_nets=5)
     t = repeated(data, "fmt", "format_within_fraction", "frac=50")
     assert len(t) == 1 and list(t.columns) == ANOVA_COLUMNS
     row = t.iloc[0]
-    y = data.pivot(index="subject", columns="fmt", values="auc").to_numpy()
+    y = data.groupby(["subject", "fmt"])["auc"].mean().unstack().to_numpy()  # the models' aAUCs
     n, k = y.shape
     grand = y.mean()
     ss_fmt = n * ((y.mean(0) - grand) ** 2).sum()
@@ -239,19 +291,24 @@ def test_repeated_effect_size_is_generalized_eta_squared_by_hand():
 
 
 def test_how_many_subjects_each_repeated_analysis_needs():
-    """Three subjects make a repeated-measures ANOVA (two make pingouin divide by zero: no row, no crash);
-    two make paired t-tests."""
-    data = _rm_data(seed=3, n_subjects=3)
+    """Three networks give a repeated-measures ANOVA with a sphericity correction, two the F test alone
+    (and paired t-tests with one df); one network gives no repeated-measures analysis at all, and one
+    AUC per format no test of any kind."""
+    data = _rm_data(seed=3, n_nets=3)
     row = repeated(data, "fmt", "format_within_fraction", "frac=100").iloc[0]
     assert (row.df_effect, row.df_error) == (2, 4)
-    two = data[data["subject"] != data["subject"].iloc[0]].assign(frac="100", net="n", cls="c")
+    two = data[data["subject"] != "n0"].assign(frac="100")
     anova, posthoc = anova_tables(two)
-    assert set(anova["design"]) == {"paper"}
+    rm_rows = anova[anova["design"] == "repeated_measures"]
+    assert len(rm_rows) == 1 and (rm_rows.iloc[0].df_effect, rm_rows.iloc[0].df_error) == (2, 2)
     rm = posthoc[posthoc["design"] == "repeated_measures"]
-    assert len(rm) == 3 and rm["dof"].eq(1).all()  # paired t-tests on two subjects
-    one = two[two["subject"] == two["subject"].iloc[0]]  # one AUC per format: no residual, no test at all
+    assert len(rm) == 3 and rm["dof"].eq(1).all()  # paired t-tests on two networks
+    one_net = two[two["subject"] == "n1"]
+    anova, posthoc = anova_tables(one_net)
+    assert set(anova["design"]) == {"paper"} and set(posthoc["design"]) == {"paper"}
+    one = one_net[one_net["cls"] == "c0"]  # one AUC per format: no residual, no test at all
     anova, posthoc = anova_tables(one)
-    assert anova.empty and list(anova.columns) == ANOVA_COLUMNS
+    assert anova.empty and list(anova.columns) == ANOVA_COLUMNS and posthoc.empty
     four = pd.DataFrame({"auc": [0.7, 0.8, 0.9, 0.95], "fmt": ["a", "b", "c", "c"]})  # 1 residual df
     assert oneway(four, "fmt", "x", "y").iloc[0].df_error == 1
 
@@ -280,21 +337,22 @@ def test_anova_and_posthoc_tables_have_every_subset_in_the_papers_order():
                 + [(d, "fraction_within_format", s, "frac") for s in fmts for d in ("repeated_measures", "paper")]
                 + [("repeated_measures", "format_x_fraction", "all", src) for src in ("fmt", "frac", "fmt x frac")])
     assert keys == expected
-    assert list(posthoc.columns[:3]) == ["design", "subset", "factor"]
+    assert list(posthoc.columns[:4]) == ["design", "unit", "subset", "factor"]
     got = posthoc.groupby(["design", "subset", "factor"], sort=False).size()
     assert list(got.index) == ([(d, s, "fmt") for s in fracs for d in ("repeated_measures", "paper")]
                                + [(d, s, "frac") for s in fmts for d in ("repeated_measures", "paper")])
     assert (got == 3).all() and set(posthoc["p_adjust"]) == {"holm"}
     assert (posthoc["Paired"] == (posthoc["design"] == "repeated_measures")).all()
     # each subset's tests are computed on that subset only
-    sub = long[long["frac"] == "50"].pivot(index="subject", columns="fmt", values="auc")
+    sub = long[long["frac"] == "50"].groupby(["subject", "fmt"])["auc"].mean().unstack()  # model aAUCs
     row = posthoc[(posthoc["design"] == "repeated_measures") & (posthoc["subset"] == "frac=50")
                   & (posthoc["A"] == "full") & (posthoc["B"] == "seg224")].iloc[0]
     assert row["p_unc"] == pytest.approx(sps.ttest_rel(sub["full"], sub["seg224"]).pvalue, rel=1e-9)
-    sub = long[long["fmt"] == "seg112"].pivot(index="subject", columns="frac", values="auc")
+    sub = long[long["fmt"] == "seg112"]
     row = posthoc[(posthoc["design"] == "paper") & (posthoc["subset"] == "fmt=seg112")
                   & (posthoc["A"] == "100") & (posthoc["B"] == "25")].iloc[0]
-    assert row["p_unc"] == pytest.approx(sps.ttest_ind(sub["100"], sub["25"]).pvalue, rel=1e-9)
+    ref = sps.ttest_ind(sub.loc[sub["frac"] == "100", "auc"], sub.loc[sub["frac"] == "25", "auc"]).pvalue
+    assert row["p_unc"] == pytest.approx(ref, rel=1e-9)  # the paper's: every class AUC a sample
 
 
 def test_a_single_comparison_is_reported_as_holm_corrected_with_p_unchanged():
@@ -367,8 +425,8 @@ def test_auc_pairs_rows_are_the_paired_bootstrap_of_each_available_pair():
     # no seg224 model: only the seg112 - full pair can be formed, at both fractions
     preds = {("net", fmt, frac): pred(shift) for fmt, shift in (("seg112", 0.2), ("full", 0.05)) for frac in (25, 100)}
     t = auc_pairs(preds, patients, strata, classes, ["full", "seg112", "seg224"], n_boot=150, seed=4, level=0.8)
-    assert list(t.columns) == ["net", "frac", "fmt_a", "fmt_b", "delta_aauc", "ci_low", "ci_high", "p", "aauc_a",
-                               "aauc_b", "n_boot", "n_slices", "n_patients"]
+    assert list(t.columns) == ["net", "frac", "fmt_a", "fmt_b", "delta_aauc", "ci_low", "ci_high", "p", "p_holm",
+                               "aauc_a", "aauc_b", "n_boot", "n_slices", "n_patients"]
     assert list(zip(t["net"], t["frac"], t["fmt_a"], t["fmt_b"])) == [("net", 100, "seg112", "full"),
                                                                       ("net", 25, "seg112", "full")]
     for row in t.itertuples():
@@ -378,3 +436,22 @@ def test_auc_pairs_rows_are_the_paired_bootstrap_of_each_available_pair():
         for k in ("delta_aauc", "ci_low", "ci_high", "p", "aauc_a", "aauc_b", "n_boot"):
             assert getattr(row, k) == pytest.approx(ref[k], rel=1e-12), k
         assert (row.n_slices, row.n_patients, row.n_boot) == (n, 10, 150)
+
+
+def test_two_networks_still_give_the_repeated_measures_f_test():
+    """Two networks and three formats: pingouin's sphericity test cannot run; the F test can
+    (statsmodels AnovaRM), without a sphericity correction."""
+    from statsmodels.stats.anova import AnovaRM
+
+    data = _rm_data(seed=2, n_nets=2)
+    row = repeated(data, "fmt", "format_within_fraction", "frac=100").iloc[0]
+    y = data.groupby(["net", "fmt"])["auc"].mean().unstack().to_numpy()
+    resid = y - y.mean(1, keepdims=True) - y.mean(0) + y.mean()
+    f_hand = (2 * ((y.mean(0) - y.mean()) ** 2).sum() / 2) / ((resid ** 2).sum() / 2)
+    assert (row.df_effect, row.df_error) == (2, 2) and row.F == pytest.approx(f_hand, rel=1e-9)
+    assert row.p == pytest.approx(sps.f.sf(f_hand, 2, 2), rel=1e-9) and np.isnan(row.p_gg)
+    two = pd.concat([data.assign(frac=f) for f in ("100", "25")])
+    two["auc"] += np.where(two["frac"] == "25", -0.05, 0) + np.random.default_rng(0).normal(0, 0.01, len(two))
+    rows = repeated(two, ["fmt", "frac"], "format_x_fraction", "all").set_index("source")
+    ref = AnovaRM(two, "auc", "net", within=["fmt", "frac"], aggregate_func="mean").fit().anova_table
+    assert rows.loc["fmt x frac", "F"] == pytest.approx(ref.loc["fmt:frac", "F Value"], rel=1e-9)

@@ -28,10 +28,10 @@ def test_warmup_raises_the_rate_linearly_then_holds_it():
         seen.append(opt.param_groups[0]["lr"])
         return torch.nn.functional.cross_entropy(out, target)
 
-    # 32 samples, batch 8: 4 steps an epoch; warm-up over 1.5 epochs = 6 steps
+    # 32 samples, batch 8: 4 steps an epoch; warm-up over 1.5 epochs = 6 steps at 1/7 ... 6/7 of the rate
     cfg = FitConfig(epochs=3, batch_size=8, warmup_epochs=1.5, channels_last=False)
     fit(model, opt, loss_fn, lambda idx: (x[idx], y[idx]), 32, cfg)
-    expected = [0.1 * k / 6 for k in range(1, 7)] + [0.1] * 6
+    expected = [0.1 * k / 7 for k in range(1, 7)] + [0.1] * 6
     np.testing.assert_allclose(seen, expected, rtol=1e-12)
     assert opt.param_groups[0]["lr"] == 0.1  # the epoch's rate is restored for schedules and checkpoints
 
@@ -49,17 +49,26 @@ def test_warmup_composes_with_a_per_epoch_schedule():
 
     cfg = FitConfig(epochs=3, batch_size=8, warmup_epochs=1, channels_last=False)  # 2 steps an epoch
     fit(model, opt, loss_fn, lambda idx: (x[idx], y[idx]), 16, cfg, scheduler=sched)
-    np.testing.assert_allclose(seen, [0.5, 1.0, 0.5, 0.5, 0.25, 0.25])
+    np.testing.assert_allclose(seen, [1 / 3, 2 / 3, 0.5, 0.5, 0.25, 0.25])
 
 
 def test_exploding_loss_stops_with_a_clear_message():
-    x, y = linear_problem(n=64)
-    x = x * 50
+    """Finite but exploding losses (epoch 2 at 100x the untrained loss) stop training after that epoch."""
+    x, y = linear_problem(n=32)
     model = torch.nn.Linear(4, 2)
-    opt = torch.optim.SGD(model.parameters(), lr=50.0, momentum=0.9)
-    cfg = FitConfig(epochs=20, batch_size=8, channels_last=False, label="toy net")
-    with pytest.raises(TrainingDiverged, match=r"toy net: .*diverged; lower the learning rate"):
-        fit(model, opt, torch.nn.functional.cross_entropy, lambda idx: (x[idx], y[idx]), 64, cfg)
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    calls = {"n": 0}
+
+    def loss_fn(out, target):
+        calls["n"] += 1
+        loss = torch.nn.functional.cross_entropy(out, target)
+        return loss * 100 if calls["n"] > 4 else loss  # 4 batches an epoch: epoch 2 explodes
+
+    cfg = FitConfig(epochs=5, batch_size=8, channels_last=False, label="toy net")
+    with pytest.raises(TrainingDiverged, match=r"toy net: mean loss .* in epoch 2 is over 5 times .*diverged; "
+                                               r"lower the learning rate"):
+        fit(model, opt, loss_fn, lambda idx: (x[idx], y[idx]), 32, cfg)
+    assert calls["n"] == 8
 
 
 def test_non_finite_loss_stops_at_once():
@@ -303,3 +312,50 @@ def test_threads_follow_the_config():
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_an_unusually_low_first_batch_does_not_trigger_the_guard():
+    """The reference is not the first batch alone: a lucky first batch must not make a normal run 'diverge'."""
+    x, y = linear_problem(n=32)
+    model = torch.nn.Linear(4, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    calls = {"n": 0}
+
+    def loss_fn(out, target):
+        calls["n"] += 1
+        loss = torch.nn.functional.cross_entropy(out, target)
+        return loss * 0.01 if calls["n"] == 1 else loss  # first batch 100x lower than the rest
+
+    hist = fit(model, opt, loss_fn, lambda idx: (x[idx], y[idx]), 32, FitConfig(epochs=3, batch_size=8,
+                                                                                channels_last=False))
+    assert len(hist) == 3
+
+
+def test_a_fractional_warmup_is_at_least_one_step():
+    x, y = linear_problem(n=16)
+    model = torch.nn.Linear(4, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.2)
+    seen = []
+
+    def loss_fn(out, target):
+        seen.append(opt.param_groups[0]["lr"])
+        return torch.nn.functional.cross_entropy(out, target)
+
+    fit(model, opt, loss_fn, lambda idx: (x[idx], y[idx]), 16, FitConfig(epochs=1, batch_size=8, warmup_epochs=0.1,
+                                                                          channels_last=False))
+    assert seen == [0.1, 0.2]  # a warm-up of 0.1 epoch is one step at half the rate, never silently none
+
+
+def test_saved_model_is_the_same_bytes_whatever_the_file_name(tmp_path):
+    """torch names an archive's records after the file; the temporary name is random, so without
+    in-memory serialisation one model saved twice would differ (and reruns would not compare)."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2))
+    training.save_model(tmp_path / "a" / "model.pt", model, {"net": "toy"})
+    training.save_model(tmp_path / "b" / "other_name.pt", model, {"net": "toy"})
+    a, b = (tmp_path / "a/model.pt").read_bytes(), (tmp_path / "b/other_name.pt").read_bytes()
+    assert a == b
+    loaded, meta = training.load_model(tmp_path / "b/other_name.pt", lambda m: torch.nn.Sequential(
+        torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2)))
+    assert meta == {"net": "toy"}
+    assert all(torch.equal(p, q) for p, q in zip(loaded.state_dict().values(), model.state_dict().values()))

@@ -86,8 +86,18 @@ def test_dag_builds_cohort_ingests_and_splits(built):
 def test_no_phi_under_results(built):
     values = phi_values(built / "data" / "synthetic" / "dicom")
     staging_values = phi_values(built / "data" / "synthetic_staging" / "dicom")
-    assert values and staging_values
-    assert_no_phi(built / "results", values | staging_values)
+    external_values = phi_values(built / "data" / "synthetic_external" / "dicom")
+    assert values and staging_values and external_values
+    assert_no_phi(built / "results", values | staging_values | external_values)
+    # a study's day never reaches results/ (the checklist reports months)
+    import pydicom
+
+    dates = {pydicom.dcmread(f, stop_before_pixels=True).StudyDate
+             for d in ("synthetic", "synthetic_external") for f in (built / "data" / d / "dicom").rglob("*.dcm")}
+    assert len(dates) > 3
+    for p in list((built / "results").rglob("*.csv")) + list((built / "results").rglob("*.json")):
+        text = p.read_text()
+        assert not [d for d in dates if d in text], p
 
 
 def test_staging_from_user_dicom_with_roi_boxes(built, tmp_path):
@@ -234,6 +244,8 @@ def test_classifier_contracts_and_tables(built):
     assert {"format_within_fraction", "fraction_within_format", "format_x_fraction"} <= set(anova["analysis"])
     assert set(anova["design"]) == {"repeated_measures", "paper"}
     assert anova["p"].between(0, 1).all()
+    rm = anova[anova["design"] == "repeated_measures"]  # subject = network: error df from the networks alone
+    assert rm["unit"].str.startswith("network").all() and (rm["n"] <= len(nets) * 9).all()
     posthoc = pd.read_csv(built / "results/tables/posthoc.csv")
     assert set(posthoc["design"]) == {"repeated_measures", "paper"}
     groups = pd.read_csv(built / "results/tables/auc_groups.csv")
@@ -247,6 +259,7 @@ def test_classifier_contracts_and_tables(built):
     pairs = pd.read_csv(built / "results/tables/auc_pairs.csv")
     assert list(pairs.columns[:8]) == ["net", "frac", "fmt_a", "fmt_b", "delta_aauc", "ci_low", "ci_high", "p"]
     assert len(pairs) == len(nets) * 3 * 3 and pairs["p"].between(0, 1).all()
+    assert (pairs["p_holm"] >= pairs["p"] - 1e-12).all() and pairs["p_holm"].between(0, 1).all()
     assert (pairs["ci_low"] <= pairs["delta_aauc"] + 1e-9).all() and (pairs["delta_aauc"] <= pairs["ci_high"] + 1e-9).all()
     one = pairs[(pairs["net"] == nets[0]) & (pairs["frac"] == 100) & (pairs["fmt_a"] == "seg112")
                 & (pairs["fmt_b"] == "full")].iloc[0]
@@ -270,7 +283,8 @@ def test_rerunning_one_model_rebuilds_only_it_and_its_tables(built):
     assert "2 of 2 steps (100%) done" in proc.stdout + proc.stderr
     changed = {p for p in (built / "results").rglob("*") if p.is_file() and before.get(p) != p.stat().st_mtime_ns}
     assert {p.relative_to(model_dir).as_posix() for p in changed} == {"model.pt", "predictions.csv",
-                                                                       "metrics.json", "roc.png"}
+                                                                       "external_predictions.csv", "metrics.json",
+                                                                       "roc.png"}
     # training is deterministic on the CPU: the rebuilt model scores byte-identically, tables stand
     assert (model_dir / "metrics.json").read_bytes() == old_metrics
     assert _planned_jobs(built, target) == {}
@@ -358,6 +372,7 @@ def test_cam_contracts_and_report(built, tmp_path):
     snakemake(built, "--report", "report.html")
     html = (built / "report.html").read_text(errors="replace")
     assert "auc.csv" in html and "anova.csv" in html and "cam_scores.csv" in html and "cam_tests.csv" in html
+    assert "checklist.csv" in html and "auc_external.csv" in html and "reliability_seg112.png" in html
 
 
 STAGING_METHODS = ["resnet50", "densenet121", "basic_cnn", "ensemble", "radiomics"]
@@ -378,6 +393,7 @@ def test_staging_contracts_and_tables(built):
         assert np.allclose(pred[["p_III", "p_IVa"]].sum(axis=1), 1, atol=1e-4)
         m = json.loads((d / "metrics.json").read_text())
         assert set(m["per_class"]) == set(stages) and 0 <= m["accuracy"] <= 1
+        assert 0 <= m["brier"] <= 1 and 0 <= m["ece"] <= 1 and m["calibration_class"] == "IVa"
         assert sum(map(sum, m["confusion"])) == len(test)
         assert (d / "confusion.png").read_bytes()[:4] == b"\x89PNG"
     # the ensemble really is the mean of the five (here: two) transfer models
@@ -411,6 +427,9 @@ def test_staging_contracts_and_tables(built):
     t5 = pd.read_csv(built / "results/staging/tables/table5_comparison.csv")
     assert set(t5["method"]) == {"TNM staging", "radiomics", "ensemble"}
     ens_m = json.loads((built / "results/staging/ensemble/metrics.json").read_text())
+    ens_p = ens[["p_IVa"]].assign(y=(ens["label"] == "IVa").astype(float))
+    assert ens_m["brier"] == pytest.approx(((ens_p["p_IVa"] - ens_p["y"]) ** 2).mean())
+    assert (built / "results/staging/figures/reliability.png").read_bytes()[:4] == b"\x89PNG"
     assert t4.loc[t4["method"] == "ensemble", "accuracy"].iloc[0] == pytest.approx(ens_m["accuracy"], abs=1e-3)
     assert set(t5.loc[t5["simulated"], "method"]) == {"TNM staging"}  # the demo's TNM column is generated
     pts = pd.read_csv(built / "results/staging/tables/patients.csv").set_index("method")
@@ -419,6 +438,7 @@ def test_staging_contracts_and_tables(built):
     n_patients = index.set_index("slice_id").loc[test["slice_id"], "patient"].nunique()
     assert (pts["n_patients"] == n_patients).all() and np.isnan(pts.loc["ensemble", "mcnemar_p"])
     assert pts.drop(index="ensemble")["mcnemar_p"].between(0, 1).all()
+    assert (pts.drop(index="ensemble")["mcnemar_p_holm"] >= pts.drop(index="ensemble")["mcnemar_p"]).all()
     assert ((pts["ci_low"] <= pts["accuracy"]) & (pts["accuracy"] <= pts["ci_high"])).all()
     assert pts.loc["ensemble", "patch_accuracy"] == pytest.approx(ens_m["accuracy"], abs=1e-3)
     # radiomics reads the patches without CLAHE (staging.radiomics.preprocessing: raw)
@@ -430,6 +450,133 @@ def test_staging_contracts_and_tables(built):
         assert "roi_share" in pd.read_csv(built / f"results/staging/{m}/cam.csv").columns
     side = pd.read_csv(built / "results/staging/split/patients.csv").set_index("patient")["split"]
     assert set(side[index.set_index("slice_id").loc[test["slice_id"], "patient"]]) == {"test"}
+
+
+def _external_config(path: Path, data: Path) -> Path:
+    """The external cohort as a researcher's second DICOM folder."""
+    path.write_text(yaml.safe_dump({"cohort": {"external": {
+        "source": "dicom", "dicom_dir": str(data / "dicom"), "labels": str(data / "labels.csv"),
+        "mask_dir": str(data / "masks")}}}))
+    return path
+
+
+def test_external_cohort_calibration_and_checklist_contracts(built):
+    import json
+
+    # up to date after the rerun test's changed predictions (only these tables depend on them)
+    snakemake(built, "results/tables/auc_external.csv", "results/tables/calibration.csv", "results/checklist.csv")
+
+    from sklearn.metrics import brier_score_loss, roc_auc_score
+
+    cfg = yaml.safe_load((built / "config/test.yaml").read_text())
+    classes = yaml.safe_load((built / "config/config.yaml").read_text())["classes"]
+    formats = ("full", "seg112", "seg224")
+    auc = pd.read_csv(built / "results/tables/auc.csv")
+    ext = pd.read_csv(built / "results/tables/auc_external.csv")
+    assert len(ext) == len(auc) == len(cfg["classify"]["nets"]) * 3 * 3
+    assert list(ext.columns) == list(auc.columns) + ["aauc_internal", "aauc_external", "delta"]
+    both = auc.merge(ext, on=["net", "fmt", "frac"], suffixes=("_int", ""))
+    assert np.allclose(both["aauc_internal"], both["aauc_int"], atol=1e-4)
+    assert np.allclose(both["aauc_external"], both["aauc"]) and np.allclose(both["delta"], both["aauc"] - both["aauc_int"],
+                                                                            atol=2e-4)
+    # the external store: its own pseudonyms, the external site's patients only
+    man = pd.read_csv(built / "results/cohort/manifest.csv")
+    ext_man = pd.read_csv(built / "results/external/cohort/manifest.csv")
+    assert ext_man["patient"].str.match(r"^E[0-9a-f]{10}$").all() and man["patient"].str.startswith("P").all()
+    assert not set(ext_man["slice_id"]) & set(man["slice_id"])
+    ingest = json.loads((built / "results/external/cohort/ingest.json").read_text())
+    assert ingest["n_patients"] == sum(cfg["synthetic_external"]["patients"].values()) == ext_man["patient"].nunique()
+    assert set(pd.read_csv(built / "results/external/crops/qc.csv")["split"]) == {"external"}
+    ext_index = pd.read_csv(built / "results/external/crops/seg112/index.csv")
+    assert list(ext_index["slice_id"]) == list(ext_man["slice_id"])
+    cal = pd.read_csv(built / "results/tables/calibration.csv").set_index(["net", "fmt", "frac"])
+    label_of = ext_man.set_index("slice_id")["label"]
+    for row in ext.itertuples():
+        d = built / f"results/classify/{row.net}/{row.fmt}/f{row.frac}"
+        m = json.loads((d / "metrics.json").read_text())
+        e = m["external"]
+        assert {"auc", "aauc", "aauc_sd", "aauc_ci", "brier", "ece", "brier_per_class"} <= set(e)
+        assert e["n_test_patients"] == ingest["n_patients"]
+        # the external predictions are blind (no label column); scored with the manifest's labels
+        pred = pd.read_csv(d / "external_predictions.csv")
+        assert list(pred.columns) == ["slice_id", *[f"p_{c}" for c in classes]]
+        assert list(pred["slice_id"]) == list(ext_man["slice_id"])
+        y = label_of.loc[pred["slice_id"]].to_numpy()
+        probs = pred[[f"p_{c}" for c in classes]].to_numpy()
+        aucs = [roc_auc_score(y == c, probs[:, j]) for j, c in enumerate(classes) if 0 < (y == c).sum() < len(y)]
+        assert e["aauc"] == pytest.approx(np.mean(aucs), abs=1e-9)
+        # scikit-learn takes the probability columns in sorted label order
+        alpha = np.argsort(classes)
+        assert e["brier"] == pytest.approx(brier_score_loss(y, probs[:, alpha], labels=sorted(classes)))
+        # internal calibration, and the calibration table agrees with metrics.json
+        ipred = pd.read_csv(d / "predictions.csv")
+        iprobs = ipred[[f"p_{c}" for c in classes]].to_numpy()[:, alpha]
+        assert m["brier"] == pytest.approx(brier_score_loss(ipred["label"], iprobs, labels=sorted(classes)))
+        assert 0 <= m["ece"] <= 1 and m["ece_bins"] == 10
+        c = cal.loc[(row.net, row.fmt, row.frac)]
+        assert c["ece"] == pytest.approx(m["ece"], abs=1e-4) and c["ece_external"] == pytest.approx(e["ece"], abs=1e-4)
+    for f in [*(f"results/figures/reliability_{fmt}.png" for fmt in formats), "results/figures/external_vs_internal.png"]:
+        assert (built / f).read_bytes()[:4] == b"\x89PNG", f
+    # the checklist: every item, answered from the run's files
+    check = pd.read_csv(built / "results/checklist.csv").set_index("item")
+    assert len(check) == 11 and check["where"].fillna("").str.len().gt(0).sum() == 11
+    main_ingest = json.loads((built / "results/cohort/ingest.json").read_text())
+    assert f"{main_ingest['n_patients']} patients ({main_ingest['n_slices']} slices)" in check.loc["Sample size", "answer"]
+    assert f"{ingest['n_patients']} patients ({ingest['n_slices']} slices)" in check.loc["External validation", "answer"]
+    assert "results/tables/auc_external.csv" in check.loc["External validation", "where"]
+    import pydicom
+
+    months = sorted(pydicom.dcmread(f, stop_before_pixels=True).StudyDate[:6]
+                    for f in (built / "data/synthetic_external/dicom").rglob("*.dcm"))
+    period = f"{months[0][:4]}-{months[0][4:]} to {months[-1][:4]}-{months[-1][4:]}"  # from the headers
+    assert f"study dates {period}" in check.loc["Data source and dates", "answer"]
+
+
+def test_external_labels_reach_no_model(built, tmp_path):
+    """No external patient's data reaches training or selection: with every external label changed,
+    every model (segmentation and all classifiers), the selection and the split come out
+    byte-identical, and so do the blind external predictions; only the external scores move."""
+    import json
+
+    classes = yaml.safe_load((built / "config/config.yaml").read_text())["classes"]
+    data = tmp_path / "external"
+    shutil.copytree(built / "data" / "synthetic_external", data)
+    labels = pd.read_csv(data / "labels.csv")
+    labels["label"] = [classes[(classes.index(c) + 1) % len(classes)] for c in labels["label"]]
+    labels.to_csv(data / "labels.csv", index=False)
+    wd = workflow_copy(tmp_path / "wf")
+    snakemake(wd, "results/tables/auc_external.csv", extra_config=_external_config(tmp_path / "ext.yaml", data))
+    assert not (wd / "data" / "synthetic_external").exists()  # the changed folder was read
+    changed = pd.read_csv(wd / "results/external/cohort/manifest.csv")
+    assert (changed["label"] != pd.read_csv(built / "results/external/cohort/manifest.csv")["label"]).all()
+    same = ["results/seg/selected.json", *(f"results/split/{f}" for f in SPLIT_FILES)]
+    same += [p.relative_to(built).as_posix() for p in (built / "results/seg").glob("*/model.pt")]
+    models = sorted((built / "results/classify").glob("*/*/f*/model.pt"))
+    assert len(models) == 18
+    for m in models:
+        same += [m.relative_to(built).as_posix(), (m.parent / "external_predictions.csv").relative_to(built).as_posix()]
+    for f in same:
+        assert (wd / f).read_bytes() == (built / f).read_bytes(), f
+    moved = [json.loads((wd / m.relative_to(built)).with_name("metrics.json").read_text())["external"]["aauc"] !=
+             json.loads(m.with_name("metrics.json").read_text())["external"]["aauc"] for m in models]
+    assert any(moved)
+
+
+def test_external_patient_who_is_in_the_main_cohort_is_refused(built, tmp_path):
+    data = built / "data" / "synthetic"
+    cfg = tmp_path / "both.yaml"
+    cfg.write_text(yaml.safe_dump({"cohort": {
+        **yaml.safe_load(user_cohort_config(tmp_path / "user.yaml", data).read_text())["cohort"],
+        "external": {"source": "dicom", "dicom_dir": str(data / "dicom"), "labels": str(data / "labels.csv")}}}))
+    wd = workflow_copy(tmp_path / "wf")
+    proc = subprocess.run(snakemake_cmd("results/external/cohort/check.json", extra_config=cfg), cwd=wd,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    log = (wd / "logs/external/cohort_check.log").read_text()
+    for pid in pd.read_csv(data / "labels.csv")["patient_id"].unique():  # every patient, by its folder
+        assert f"{data / 'dicom' / pid}: PatientID is also in the main cohort" in log, pid
+    assert not (wd / "results/external").exists() or not any((wd / "results/external").rglob("*.*"))
+    assert (wd / "results/cohort/check.json").exists()  # the main cohort itself was fine
 
 
 def _chromium() -> str | None:
@@ -457,7 +604,8 @@ def test_report_renders_in_headless_chromium(built, tmp_path):
         return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", body))
 
     front = shown(built / "rendered.html")
-    for category in ("Segmentation", "Classification", "Statistics", "Interpretability", "QC", "Staging"):
+    for category in ("Segmentation", "Classification", "Statistics", "Interpretability", "QC", "Staging",
+                     "External validation", "Checklist"):
         assert category in front, f"report did not render category {category}: {front[:500]}"
     # open a category as a reader's click does (the report app's own showCategory) and read the list
     expected = {("Statistics", None): ["results/tables/anova.csv", "results/tables/posthoc.csv",
@@ -471,7 +619,15 @@ def test_report_renders_in_headless_chromium(built, tmp_path):
                                         "results/staging/tables/table4_models.csv",
                                         "results/staging/tables/table5_comparison.csv",
                                         "results/staging/tables/patients.csv",
-                                        "results/staging/figures/confusion_matrices.png"]}
+                                        "results/staging/figures/confusion_matrices.png",
+                                        "results/staging/figures/reliability.png"],
+                ("Classification", "Calibration"): ["results/tables/calibration.csv",
+                                                    "results/figures/reliability_full.png",
+                                                    "results/figures/reliability_seg224.png"],
+                ("External validation", None): ["results/tables/auc_external.csv",
+                                                "results/figures/external_vs_internal.png",
+                                                "results/external/cohort/check.csv"],
+                ("Checklist", None): ["results/checklist.csv"]}
     end = html.rfind("</body>")
     for (category, sub), tables in expected.items():
         page = tmp_path / f"{category}.html"

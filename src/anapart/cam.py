@@ -12,13 +12,16 @@ scores exactly the lesion's share of the scored area, the crop window's part ins
 A lesion fills far more of a 112-pixel window than of the full slice, so raw scores favour small
 windows whatever the model learned. Every score therefore comes with its ``chance`` and the
 chance-corrected ``corrected = (score - chance) / (1 - chance)`` (0: no better than an
-uninformative map, 1: all bright area on the lesion). Every format is also scored inside one
-common window (the smallest format's window, seg112, placed on the slice) on the same pixel grid,
-where all formats share one chance level (``common_*`` columns).
+uninformative map, 1: all bright area on the lesion; its floor, a map wholly off the lesion, is
+-chance / (1 - chance)). Every format is also scored inside one common window (the smallest
+format's window, seg112, placed on the slice) on the same pixel grid, where all formats share one
+chance level (``common_*`` columns); there every map is rescaled to [0, 1] within the window before
+thresholding, the same rule for every format (:func:`common_share`).
 
 Tests between formats use the right unit (:func:`cam_tests`): paired t-tests of the per-model mean
-scores (the network is the unit), a mixed model with random network and patient effects, and the
-paper's pooled independent t-test on slices, kept and labelled ``paper``.
+scores (the network is the unit), a mixed model on per-(patient, model) means with random network,
+network x format (trained model) and patient effects, and the paper's pooled independent t-test on
+slices, kept and labelled ``paper``.
 """
 
 from __future__ import annotations
@@ -91,17 +94,38 @@ def corrected(score: float, chance: float) -> float:
     return float((score - chance) / (1 - chance))
 
 
+FLAT = 1e-6  # a map whose range inside the common window is at most this share of its maximum is flat there
+
+
+def common_share(slice_map: np.ndarray, lesion: np.ndarray, common: tuple[int, int, int], threshold: float) -> float:
+    """Bright share inside the common window, the map rescaled to [0, 1] within that window first.
+
+    Every format's map gets the same rule (seg112's map already spans [0, 1] in its window, while a
+    full or seg224 map thresholded against its whole-map maximum often has no bright pixel there).
+    A map flat inside the window (range at most ``FLAT`` of its maximum, or zero) has no bright
+    area to place: NaN.
+    """
+    ys, xs = clip_window(*common, lesion.shape[0])
+    part = np.asarray(slice_map[ys, xs], np.float64)
+    if not part.size:
+        return float("nan")
+    lo, span = part.min(), np.ptp(part)
+    if span <= FLAT * max(float(np.abs(slice_map).max()), 0.0):
+        return float("nan")
+    return bright_share((part - lo) / span, lesion[ys, xs], threshold)
+
+
 def window_scores(slice_map: np.ndarray, lesion: np.ndarray, own: tuple[int, int, int],
                   common: tuple[int, int, int], threshold: float) -> dict:
     """Every score of one slice-level map: in its own crop window and in the common window.
 
     ``own`` and ``common`` are windows (y0, x0, size) on the slice; the map is zero outside its own
-    window, so its bright share over the slice is its bright share in that window.
+    window, so its bright share over the slice is its bright share in that window. The common
+    score is :func:`common_share` (the map rescaled within the common window).
     """
     s = bright_share(slice_map, lesion, threshold)
     ch = chance_level(lesion, *own)
-    ys, xs = clip_window(*common, lesion.shape[0])
-    cs = bright_share(slice_map[ys, xs], lesion[ys, xs], threshold)
+    cs = common_share(slice_map, lesion, common, threshold)
     cch = chance_level(lesion, *common)
     return {"score_binned": binned(s), "score_continuous": s, "pointing": pointing(slice_map, lesion), "chance": ch,
             "corrected": corrected(s, ch), "common_score": cs, "common_chance": cch, "common_corrected": corrected(cs, cch)}
@@ -241,7 +265,8 @@ def overlay_figure(cohort_dir, scores: pd.DataFrame, maps: dict, title: str, out
 
 def summarize(scores: dict[tuple[str, str, int], pd.DataFrame]) -> pd.DataFrame:
     """Mean ± SD per model (net, fmt, frac) of the raw, chance and chance-corrected CAM scores, in
-    each format's own window and in the common window (maps without a bright pixel are left out)."""
+    each format's own window and in the common window (maps without a bright pixel are left out;
+    ``n_common_flat`` counts the maps flat inside the common window, NaN there)."""
     rows = []
     for (net, fmt, frac), s in scores.items():
         s = s.reindex(columns=SCORE_COLUMNS).apply(pd.to_numeric, errors="coerce")
@@ -253,6 +278,7 @@ def summarize(scores: dict[tuple[str, str, int], pd.DataFrame]) -> pd.DataFrame:
                      "chance_mean": s.loc[ok, "chance"].mean(),
                      "corrected_mean": s["corrected"].mean(), "corrected_sd": s["corrected"].std(ddof=1),
                      "n_common": int(s["common_score"].notna().sum()),
+                     "n_common_flat": int(s["common_score"].isna().sum()),
                      "common_score_mean": s["common_score"].mean(),
                      "common_chance_mean": s.loc[s["common_score"].notna(), "common_chance"].mean(),
                      "common_corrected_mean": s["common_corrected"].mean(),
@@ -322,29 +348,68 @@ def network_ttests(summary: pd.DataFrame, pairs, scores=TESTED) -> pd.DataFrame:
     return holm(pd.DataFrame(rows, columns=TEST_COLUMNS))
 
 
-def mixed_model(data: pd.DataFrame, value: str, pairs, reference: str):
-    """``value ~ C(fmt) [+ C(frac)]`` with crossed random intercepts for network and patient
-    (statsmodels MixedLM). statsmodels groups are independent blocks, so crossed effects are fitted
-    as variance components inside one group that holds every row, the documented statsmodels idiom
-    (patient groups with a network component would nest networks in patients). REML, lbfgs.
+SPARSE_FROM = 200  # random-effect levels above which MixedLM's sparse solver is faster (same fit; 5x at 616 levels)
 
-    Returns the fit and, per format pair, (estimate, z, p) of the fixed-effect contrast a - b
-    (Wald z with the fixed effects' covariance, as statsmodels reports its coefficients).
+
+def patient_means(long: pd.DataFrame, value: str) -> pd.DataFrame:
+    """Mean ``value`` per (patient, network, format, fraction), with its slice count ``n_slices``.
+
+    The unit of :func:`mixed_model`: each model scores the test slices of every patient, so many
+    slices of one patient under one model add no information about the model, only
+    pseudo-replication (thousands of slice residuals would stand in for the few trained models).
+    """
+    d = long.dropna(subset=[value])
+    g = d.groupby(["patient", "net", "fmt", "frac"], as_index=False, sort=True)
+    return g[value].mean().merge(g.size().rename(columns={"size": "n_slices"}), on=["patient", "net", "fmt", "frac"])
+
+
+def containment_df(data: pd.DataFrame) -> int:
+    """Denominator df of a format contrast: (networks - 1) x (formats - 1), the df of the
+    network x format stratum the contrast is judged against (SAS's containment method; exact for
+    a balanced design, where the REML contrast is the repeated-measures one)."""
+    return int((data["net"].nunique() - 1) * (data["fmt"].nunique() - 1))
+
+
+def mixed_model(data: pd.DataFrame, value: str, pairs, reference: str):
+    """``value ~ C(fmt) [+ C(frac)]`` with crossed random intercepts for network, trained model
+    (network x format; and network x format x fraction when there are several fractions) and
+    patient (statsmodels MixedLM, REML, lbfgs). Fit it on :func:`patient_means`.
+
+    Each format is trained once per network, so a format contrast must be judged against how much
+    trained models vary (the network x format component), not against slice or patient residuals:
+    without that component a network x format deviation of SD 0.05 and no format effect at all
+    gave z = -13.9 (p = 1e-43). statsmodels groups are independent blocks, so crossed effects are
+    variance components inside one group that holds every row, the documented statsmodels idiom.
+
+    Returns the fit, per format pair (estimate, t, p) of the fixed-effect contrast a - b (the
+    fixed effects' covariance; p from t with :func:`containment_df` df, as the variance of the
+    few models is estimated, not known), and the fit's warnings in words. statsmodels warns
+    "MLE may be on the boundary" whenever a variance component is below 0.01 in absolute terms,
+    i.e. any SD under 0.1 on these 0-1 scores, and when a component is really ~0 (likely with four
+    networks): it is noted once, not treated as a failure (the components are in the note).
     """
     import warnings
 
     import statsmodels.formula.api as smf
-    from scipy.stats import norm
+    from scipy.stats import t as t_dist
 
     d = data.dropna(subset=[value]).assign(one=1, fmt=lambda x: x["fmt"].astype(str),
-                                           frac=lambda x: x["frac"].astype(str))
-    formula = f"{value} ~ C(fmt, Treatment(reference='{reference}'))" + (" + C(frac)" if d["frac"].nunique() > 1 else "")
-    vc = {"network": "0 + C(net)", "patient": "0 + C(patient)"}
+                                           frac=lambda x: x["frac"].astype(str), net=lambda x: x["net"].astype(str))
+    several = d["frac"].nunique() > 1
+    d["net_fmt"] = d["net"] + ":" + d["fmt"]
+    formula = f"{value} ~ C(fmt, Treatment(reference='{reference}'))" + (" + C(frac)" if several else "")
+    vc = {"network": "0 + C(net)", "network:format": "0 + C(net_fmt)", "patient": "0 + C(patient)"}
+    if several:
+        d["model"] = d["net_fmt"] + ":" + d["frac"]
+        vc["model"] = "0 + C(model)"
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        fit = smf.mixedlm(formula, d, groups="one", re_formula="0", vc_formula=vc).fit(reml=True, method=["lbfgs"])
+        levels = sum(d[c].nunique() for c in ("net", "net_fmt", "patient", *(("model",) if several else ())))
+        fit = smf.mixedlm(formula, d, groups="one", re_formula="0", vc_formula=vc,
+                          use_sparse=levels > SPARSE_FROM).fit(reml=True, method=["lbfgs"])
     fe = fit.fe_params
     cov = fit.cov_params().loc[fe.index, fe.index].to_numpy()
+    df = containment_df(d)
 
     def coef(fmt: str) -> np.ndarray:
         v = np.zeros(len(fe))
@@ -357,19 +422,25 @@ def mixed_model(data: pd.DataFrame, value: str, pairs, reference: str):
     for a, b in pairs:
         L = coef(a) - coef(b)
         est, se = float(L @ fe.to_numpy()), float(np.sqrt(L @ cov @ L))
-        z = est / se if se > 0 else np.nan
-        out[(a, b)] = (est, z, float(2 * norm.sf(abs(z))) if np.isfinite(z) else np.nan)
-    warned = sorted({type(w.message).__name__ for w in caught})
+        t = est / se if se > 0 else np.nan
+        out[(a, b)] = (est, t, float(2 * t_dist.sf(abs(t), df)) if np.isfinite(t) and df > 0 else np.nan)
+    warned = []
+    for w in caught:
+        text = ("statsmodels' 'MLE may be on the boundary' (some variance component < 0.01)"
+                if "boundary" in str(w.message) else f"{type(w.message).__name__}: {str(w.message).splitlines()[0]}")
+        if text not in warned:
+            warned.append(text)
     return fit, out, warned
 
 
 def mixed_tests(long: pd.DataFrame, pairs, scores=TESTED) -> pd.DataFrame:
-    """Format contrasts from :func:`mixed_model` on the per-slice scores (``long`` has net, fmt,
-    frac, patient and the score columns); Holm-corrected over the format pairs of each score."""
+    """Format contrasts from :func:`mixed_model`, fitted on the per-(patient, model) means of the
+    per-slice scores (``long`` has net, fmt, frac, patient and the score columns);
+    Holm-corrected over the format pairs of each score."""
     rows = []
     order = [f for p in pairs for f in p]
     for score in scores:
-        d = long.dropna(subset=[score])
+        d = patient_means(long, score) if len(long) else pd.DataFrame(columns=["patient", "net", "fmt", "frac", score])
         enough = d["fmt"].nunique() >= 2 and d["net"].nunique() >= 2 and d["patient"].nunique() >= 2
         note, results = "", {}
         if enough:
@@ -377,40 +448,37 @@ def mixed_tests(long: pd.DataFrame, pairs, scores=TESTED) -> pd.DataFrame:
             try:
                 fit, results, warned = mixed_model(d, score, [p for p in pairs if {*p} <= set(present)], present[-1])
                 vcs = dict(zip(fit.model.exog_vc.names, np.asarray(fit.vcomp)))
-                note = (f"score ~ format{' + fraction' if d['frac'].nunique() > 1 else ''} + (1|network) + (1|patient), "
-                        f"REML; var network {vcs.get('network', np.nan):.3g}, patient {vcs.get('patient', np.nan):.3g}, "
-                        f"residual {fit.scale:.3g}; converged {fit.converged}"
-                        + (f"; warnings: {', '.join(warned)}" if warned else ""))
+                several = d["frac"].nunique() > 1
+                note = (f"per-(patient, model) means of {int(d['n_slices'].sum())} slices; score ~ format"
+                        f"{' + fraction' if several else ''} + (1|network) + (1|network:format)"
+                        f"{' + (1|network:format:fraction)' if several else ''} + (1|patient), REML; t with "
+                        f"{containment_df(d)} df (containment); var "
+                        + ", ".join(f"{k} {v:.3g}" for k, v in vcs.items())
+                        + f", residual {fit.scale:.3g}; converged {fit.converged}"
+                        + (f"; {'; '.join(warned)}" if warned else ""))
             except (np.linalg.LinAlgError, ValueError) as e:
                 note = f"mixed model failed: {e}"
         else:
             note = "needs scores of at least 2 formats, 2 networks and 2 patients"
         for a, b in pairs:
-            est, z, p = results.get((a, b), (np.nan, np.nan, np.nan))
+            est, t, p = results.get((a, b), (np.nan, np.nan, np.nan))
             n = int(d["fmt"].isin([a, b]).sum())
-            rows.append(_row("mixed", _fracs(long) if len(long) else "", score, a, b, estimate=est, statistic=z,
-                             statistic_kind="z", df=np.nan, p=p, n=n, note=note))
+            rows.append(_row("mixed", _fracs(long) if len(long) else "", score, a, b, estimate=est, statistic=t,
+                             statistic_kind="t", df=containment_df(d) if results else np.nan, p=p, n=n, note=note))
     return holm(pd.DataFrame(rows, columns=TEST_COLUMNS))
 
 
 def holm(table: pd.DataFrame) -> pd.DataFrame:
     """Holm-adjusted p (statsmodels) within each (unit, frac, score) family of format pairs."""
-    from statsmodels.stats.multitest import multipletests
+    from .stats import holm_by
 
-    table = table.copy()
-    table["p_holm"] = np.nan
-    for _, idx in table.groupby(["unit", "frac", "score"]).groups.items():
-        p = table.loc[idx, "p"].astype(float)
-        ok = p.notna()
-        if ok.any():
-            table.loc[p.index[ok], "p_holm"] = multipletests(p[ok].to_numpy(), method="holm")[1]
-    return table
+    return holm_by(table, ["unit", "frac", "score"])
 
 
 def cam_tests(scores: dict[tuple[str, str, int], pd.DataFrame], patient_of: pd.Series, formats) -> pd.DataFrame:
     """All format comparisons of the CAM scores, each row labelled with its unit: ``network``
-    (paired, model means), ``mixed`` (slices, random network and patient effects), ``paper``
-    (the paper's pooled independent t-test on binned slice scores)."""
+    (paired, model means), ``mixed`` (per-(patient, model) means, random network, network x format
+    and patient effects), ``paper`` (the paper's pooled independent t-test on binned slice scores)."""
     from .stats import format_pairs
 
     pairs = format_pairs(formats)

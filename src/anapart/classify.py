@@ -48,7 +48,10 @@ def model_from_meta(meta: dict) -> torch.nn.Module:
 # --------------------------------------------------------------------------- data
 
 class CropData:
-    """Slices of one format store selected by a split list, served as normalised network inputs."""
+    """Slices of one format store selected by a split list, served as normalised network inputs.
+
+    A list without a ``label`` column (an external cohort's, predicted blind) has labels -1.
+    """
 
     def __init__(self, crops_dir, slice_list: pd.DataFrame, classes, input_size: int | None, norm=(0.5, 0.25),
                  preload_mb: float = 0):
@@ -58,13 +61,14 @@ class CropData:
         missing = [s for s in slice_list["slice_id"] if s not in row_of]
         if missing:
             raise KeyError(f"{crops_dir}/index.csv lacks {len(missing)} slices of the split list, e.g. {missing[0]}")
-        unknown = sorted(set(slice_list["label"]) - set(classes))
+        unknown = sorted(set(slice_list["label"]) - set(classes)) if "label" in slice_list else []
         if unknown:
             raise ValueError(f"split list has labels {unknown} that are not among the classes {list(classes)}")
         self.images = np.load(crops_dir / "images.npy", mmap_mode="r")
         self.slice_ids = list(slice_list["slice_id"])
         self.rows = np.array([row_of[s] for s in self.slice_ids], dtype=np.int64)
-        self.labels = np.array([list(classes).index(c) for c in slice_list["label"]], dtype=np.int64)
+        self.labels = (np.array([list(classes).index(c) for c in slice_list["label"]], dtype=np.int64)
+                       if "label" in slice_list else np.full(len(slice_list), -1, dtype=np.int64))
         self.size = int(input_size or self.images.shape[-1])
         self.mean, self.std = float(norm[0]), float(norm[1])
         # Small enough? Resize and normalise every selected slice once; epochs then only index.
@@ -164,7 +168,8 @@ def train_classifier(crops_dir, train_csv, classes, net: str, cfg: dict, out_mod
 
 def predict_probabilities(model_path, crops_dir, slice_list: pd.DataFrame, *, device="auto",
                           batch_size: int = 64, build=None, loaded=None) -> tuple[pd.DataFrame, torch.nn.Module, dict]:
-    """Class probabilities for ``slice_list``: a frame ``slice_id, label, p_<class>...``.
+    """Class probabilities for ``slice_list``: a frame ``slice_id, label, p_<class>...`` (no label
+    column where the list has none).
 
     ``build`` rebuilds the network from the saved meta (default: a timm classifier of study A);
     ``loaded=(model, meta)`` uses a model already in memory (the one just trained and saved).
@@ -174,7 +179,9 @@ def predict_probabilities(model_path, crops_dir, slice_list: pd.DataFrame, *, de
     data = CropData(crops_dir, slice_list, classes, meta["input_size"], meta["normalize"])
     logits = training.predict(model, data.inputs, len(data), batch_size, device)
     probs = torch.softmax(logits, dim=1).numpy()
-    out = pd.DataFrame({"slice_id": data.slice_ids, "label": list(slice_list["label"])})
+    out = pd.DataFrame({"slice_id": data.slice_ids})
+    if "label" in slice_list:
+        out["label"] = list(slice_list["label"])
     for j, c in enumerate(classes):
         out[f"p_{c}"] = probs[:, j]
     return out, model, meta

@@ -132,10 +132,14 @@ def read_labels(path: str | os.PathLike, classes) -> pd.DataFrame:
 
 # --------------------------------------------------------------------------- pseudonyms
 
-def pseudonym(patient_id: str, salt: str) -> str:
-    """Salted-hash pseudonym: stable for a salt, not reversible without it."""
+PSEUDONYM_PREFIX = "P"  # the main (development) cohort
+EXTERNAL_PREFIX = "E"  # an external test cohort: its pseudonyms and slice ids never equal the main cohort's
+
+
+def pseudonym(patient_id: str, salt: str, prefix: str = PSEUDONYM_PREFIX) -> str:
+    """Salted-hash pseudonym: stable for a salt, not reversible without it; ``prefix`` tells the cohort."""
     digest = hmac.new(salt.encode(), patient_id.encode(), hashlib.sha256).hexdigest()
-    return "P" + digest[:10]
+    return prefix + digest[:10]
 
 
 def resolve_salt(salt: str) -> str:
@@ -264,7 +268,8 @@ class SeriesRule:
     any), an orientation (axial | sagittal | coronal | any) and a minimum number of slices.
 
     Study A's rule is ``cohort.series``; study B has one per sequence (``staging.sequences``). A
-    localizer (a few slices, usually of mixed orientations) fails ``min_slices`` and ``orientation``.
+    localizer never matches: ImageType LOCALIZER says so, and one without it (a few slices, usually
+    of mixed orientations) fails ``min_slices`` and ``orientation``.
     """
 
     description: str | None
@@ -299,7 +304,7 @@ class SeriesRule:
         """Slices are counted as the files hold them (before cohort.frames), and a series whose
         orientation is unknown (no slice could be placed) is not excluded by it: a broken series that
         would be chosen is reported, not silently passed over."""
-        if s.n_images < self.min_slices:
+        if s.localizer or s.n_images < self.min_slices:
             return False
         if self.orientation != "any" and s.orientation_label not in (self.orientation, "unknown"):
             return False
@@ -311,14 +316,15 @@ class SeriesRule:
 
 
 def describe_series(s: Series, root) -> str:
-    """One candidate, as the errors list it: folder (relative to the DICOM folder), description,
-    orientation, slices."""
+    """One candidate, as the errors list it: folder (relative to the DICOM folder), SeriesNumber,
+    StudyDate, description, orientation, slices (what a user needs to find it in a viewer)."""
     try:
         where = s.folder.relative_to(root).as_posix()
     except ValueError:
         where = str(s.folder)
-    extra = f", {len(s.problems)} problem(s)" if s.problems else ""
-    return f"'{where}' ('{s.description}', {s.orientation_label}, {len(s.slices)} slices{extra})"
+    extra = (", localizer" if s.localizer else "") + (f", {len(s.problems)} problem(s)" if s.problems else "")
+    return (f"'{where}' (series {s.series_number or '?'} of {s.study_date or '?'}, '{s.description}', "
+            f"{s.orientation_label}, {len(s.slices)} slices{extra})")
 
 
 def select_series(candidates: list[Series], rule: SeriesRule) -> list[Series]:
@@ -329,6 +335,49 @@ def select_series(candidates: list[Series], rule: SeriesRule) -> list[Series]:
 def patient_folder(series: list[Series]) -> Path:
     """The folder that holds all of a patient's series (what a problem without one file names)."""
     return Path(os.path.commonpath([str(s.folder) for s in series]))
+
+
+def series_by_patient(scan: dicom_io.Scan | None) -> dict[str, list[Series]]:
+    """Each PatientID's series, in folder order."""
+    out: dict[str, list[Series]] = {}
+    if scan is not None:
+        for s in sorted(scan.series.values(), key=lambda s: (str(s.folder), s.series_uid)):
+            out.setdefault(s.patient_id, []).append(s)
+    return out
+
+
+def choose_series(cands: list[Series], rules: dict[str, SeriesRule], pid: str, root,
+                  setting: str) -> tuple[dict[str, Series], list[Problem], list[Problem]]:
+    """One patient's series per rule (study A: one rule, study B: one per sequence), with study A's and
+    study B's shared checks.
+
+    Returns (chosen series by rule name, problems, warnings). Problems: no series or several match a
+    rule (listing the candidates), or the chosen series cannot be used. Warnings: the problems of the
+    patient's series that are not used (they fail nothing, and are never silent) and the chosen
+    series' slice gaps. ``setting`` names the config key of the rules in messages (a rule named ""
+    is the key itself).
+    """
+    chosen, problems = {}, []
+    listing = "; ".join(describe_series(s, root) for s in cands)
+    folder = patient_folder(cands)
+    for name, rule in rules.items():
+        where = f"{setting}.{name}" if name else setting
+        matching = select_series(cands, rule)
+        if not matching:
+            problems.append(Problem("no_matching_series", f"{folder}: no series matches the series rule ({where}: "
+                                                          f"{rule}); candidates: {listing}", pid))
+        elif len(matching) > 1:
+            problems.append(Problem("several_matching_series",
+                                    f"{folder}: {len(matching)} series match the series rule ({where}: {rule}); "
+                                    f"make {where} stricter (e.g. its description). Candidates: {listing}", pid))
+        else:
+            chosen[name] = matching[0]
+            problems += [Problem("series", p, pid) for p in matching[0].problems_as_used]
+    used = {s.series_uid for s in chosen.values()}
+    warnings = [Problem("unused_series_problem", f"{p} (in series '{s.description}', which is not used)", pid)
+                for s in cands if s.series_uid not in used for p in s.problems]
+    warnings += [Problem("slice_gap", w, pid) for s in chosen.values() for w in s.warnings]
+    return chosen, problems, warnings
 
 
 # --------------------------------------------------------------------------- preflight
@@ -357,12 +406,13 @@ class IngestPlan:
 
 CHECK_COLUMNS = ["patient", "label_rows", "series_found", "series_matching", "description", "orientation", "slices",
                  "matrix", "pixel_spacing_mm", "slice_spacing_mm", "slice_thickness_mm", "enhanced", "transfer_syntax",
-                 "labelled_slices", "region_mask", "lesion_mask", "files_skipped", "problems", "problem_kinds"]
+                 "scanner", "labelled_slices", "region_mask", "lesion_mask", "files_skipped", "problems",
+                 "problem_kinds", "warnings"]
 
 
 @dataclass
 class CohortCheck:
-    """The preflight's findings: what ingest will do (plans), per patient, and every problem."""
+    """The preflight's findings: what ingest will do (plans), per patient, every problem and warning."""
 
     plans: list[IngestPlan]
     table: pd.DataFrame  # one row per patient, pseudonymised (CHECK_COLUMNS)
@@ -370,6 +420,7 @@ class CohortCheck:
     summary: dict  # counts only: nothing that could name a patient
     dicom_dir: Path
     skipped: list[tuple[str, str]]  # (file relative to the DICOM folder, kind): private, for the log and the plan
+    warnings: list[Problem] = dataclass_field(default_factory=list)  # reported, not fatal
 
 
 def _label_indices(s: Series, group: pd.DataFrame, labels_csv, pid: str) -> tuple[dict[int, str], list[Problem]]:
@@ -379,8 +430,15 @@ def _label_indices(s: Series, group: pd.DataFrame, labels_csv, pid: str) -> tupl
     if group["instance"].notna().any():
         for i, h in enumerate(s.slices):
             if h.instance in by_instance:
-                problems.append(Problem("duplicate_instance", f"{h.path}: InstanceNumber {h.instance} occurs twice in "
-                                                              "the series", pid))
+                first = s.slices[by_instance[h.instance]]
+                if h.frame is not None and first.path != h.path:
+                    problems.append(Problem("duplicate_instance", f"{h.path}: frame {h.instance} is also a frame of "
+                                            f"{first.path}: the series is split over several enhanced files, so a "
+                                            "frame number does not name one slice; label every slice of the series "
+                                            "(blank instance) or merge the files", pid))
+                else:
+                    problems.append(Problem("duplicate_instance", f"{h.path}: InstanceNumber {h.instance} occurs "
+                                                                  "twice in the series", pid))
             by_instance[h.instance] = i
     chosen: dict[int, str] = {}
     for row in group.itertuples():
@@ -396,23 +454,102 @@ def _label_indices(s: Series, group: pd.DataFrame, labels_csv, pid: str) -> tupl
     return chosen, problems
 
 
+@dataclass
+class _Cohort:
+    """What checking one patient needs to know about the whole cohort."""
+
+    dicom_dir: Path
+    labels_csv: Path
+    mask_dir: Path | None
+    mask_names: dict
+    rule: SeriesRule
+    salt: str
+    prefix: str  # pseudonym prefix: P (main cohort) or E (external test cohort)
+    skipped_by_patient: dict[str, int]
+    badly_labelled: set  # patients whose label rows had problems (reported with the table's)
+
+
+def _check_masks(c: _Cohort, s: Series, pid: str) -> tuple[dict, dict, list[Problem]]:
+    """(row fields, mask file per kind or None, problems) of a patient's masks on series ``s``."""
+    row, masks, problems = {}, {}, []
+    for kind in MASK_KINDS:
+        path = c.mask_dir / pid / c.mask_names[kind] if c.mask_dir is not None else None
+        if path is None:
+            row[f"{kind}_mask"], masks[kind] = "none", None
+        elif not path.exists():
+            row[f"{kind}_mask"], masks[kind] = "missing", None
+        else:
+            bad = dicom_io.check_mask(path, s)
+            row[f"{kind}_mask"], masks[kind] = ("off_grid", None) if bad else ("ok", str(path))
+            if bad:
+                problems.append(Problem("mask", bad, pid))
+    return row, masks, problems
+
+
+def _series_fields(s: Series) -> dict:
+    """The chosen series' columns of check.csv."""
+    row = dict(description=s.description, orientation=s.orientation_label, slices=len(s.slices), enhanced=s.enhanced,
+               transfer_syntax=s.transfer_syntax, scanner=s.scanner)
+    if s.slices:
+        row.update(matrix=f"{s.shape[1]}x{s.shape[2]}", pixel_spacing_mm="x".join(f"{v:.4g}" for v in s.pixel_spacing),
+                   slice_spacing_mm=round(s.slice_spacing(), 4), slice_thickness_mm=round(s.slice_thickness, 4))
+    return row
+
+
+def _check_patient(c: _Cohort, pid: str, cands: list[Series], group: pd.DataFrame | None):
+    """One patient: (plan or None, check.csv row without the problem counts, problems, warnings)."""
+    ps = pseudonym(pid, c.salt, c.prefix)
+    matching = select_series(cands, c.rule)
+    row = dict.fromkeys(CHECK_COLUMNS, "")
+    row.update(patient=ps, label_rows=0 if group is None else len(group), series_found=len(cands),
+               series_matching=len(matching), labelled_slices=0, files_skipped=c.skipped_by_patient.get(pid, 0))
+    if not cands:
+        if group is None:
+            return None, row, [], []
+        return None, row, [Problem("no_series", f"{c.labels_csv} line {group['line'].iloc[0]}: no DICOM series for "
+                                                f"this patient under {c.dicom_dir}", pid)], []
+    chosen, problems, warnings = choose_series(cands, {"": c.rule}, pid, c.dicom_dir, "cohort.series")
+    s = chosen.get("")
+    if s is not None:
+        row.update(_series_fields(s))
+    if group is None:  # not ingested: only the missing label is a problem (its label rows' ones are listed)
+        no_label = [] if pid in c.badly_labelled else [
+            Problem("no_label", f"{(matching or cands)[0].folder}: series has no label in {c.labels_csv}", pid)]
+        return None, row, no_label, warnings
+    if s is None or problems:
+        return None, row, problems, warnings
+    picked, problems = _label_indices(s, group, c.labels_csv, pid)
+    row["labelled_slices"] = len(picked)
+    mask_fields, masks, mask_problems = _check_masks(c, s, pid)
+    row.update(mask_fields)
+    problems += mask_problems
+    if problems:
+        return None, row, problems, warnings
+    idx = sorted(picked)
+    return IngestPlan(s, ps, idx, [picked[i] for i in idx], pid, masks), row, problems, warnings
+
+
+def _by_kind(problems: list[Problem]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for p in problems:
+        counts[p.kind] = counts.get(p.kind, 0) + 1
+    return dict(sorted(counts.items()))
+
+
 def check_cohort(dicom_dir, labels_csv, mask_dir, *, classes, salt: str, series: SeriesRule,
-                 frames: dicom_io.FrameRule | None = None, mask_names: dict | None = None) -> CohortCheck:
+                 frames: dicom_io.FrameRule | None = None, mask_names: dict | None = None,
+                 prefix: str = PSEUDONYM_PREFIX, exclude: dict[str, str] | None = None) -> CohortCheck:
     """Read every header and the labels once and find every problem of the cohort; decode nothing.
 
     Per patient: the series found and the one ``series`` selects, its geometry, the labelled slices,
-    whether the masks lie on its grid, the files skipped. Problems are collected, not raised.
+    whether the masks lie on its grid, the files skipped. Problems are collected, not raised;
+    warnings (problems of series that are not used, slice gaps) are reported and fail nothing.
+    ``exclude`` maps PatientIDs that must not occur (an external cohort's check gets the main
+    cohort's) to the reason quoted in the problem.
     """
     t0 = time.perf_counter()
-    salt = resolve_salt(salt)
-    mask_names = mask_names or {"region": "region.nii.gz", "lesion": "lesion.nii.gz"}
     dicom_dir = Path(dicom_dir)
     labels, problems = check_labels(labels_csv, classes)
-    row_problems: dict[str, list[Problem]] = {}  # problems of a patient's label rows
-    for p in problems:
-        if p.patient:
-            row_problems.setdefault(p.patient, []).append(p)
-    badly_labelled = set(row_problems)
     scan = None
     try:
         scan = dicom_io.scan(dicom_dir, frames)
@@ -421,83 +558,41 @@ def check_cohort(dicom_dir, labels_csv, mask_dir, *, classes, salt: str, series:
     if mask_dir is not None and not Path(mask_dir).is_dir():
         problems.append(Problem("mask_folder", f"{mask_dir}: mask folder does not exist"))
         mask_dir = None
-    series_of: dict[str, list[Series]] = {}
+    row_problems: dict[str, list[Problem]] = {}  # problems of a patient's label rows
+    for p in problems:
+        if p.patient:
+            row_problems.setdefault(p.patient, []).append(p)
     if scan is not None:
         problems += [Problem("unreadable_file", p) for p in scan.problems]
-        for s in sorted(scan.series.values(), key=lambda s: (str(s.folder), s.series_uid)):
-            series_of.setdefault(s.patient_id, []).append(s)
+    c = _Cohort(dicom_dir, Path(labels_csv), Path(mask_dir) if mask_dir is not None else None,
+                mask_names or {"region": "region.nii.gz", "lesion": "lesion.nii.gz"}, series, resolve_salt(salt), prefix,
+                scan.skipped_by_patient if scan is not None else {}, set(row_problems))
+    series_of = series_by_patient(scan)
     groups = {pid: g for pid, g in labels.groupby("patient_id", sort=False)}
     patients = sorted(set(series_of) | set(groups),
                       key=lambda p: (str(series_of[p][0].folder) if p in series_of else "", p))
-    plans, rows, seen = [], [], {}
+    plans, rows, warnings, seen = [], [], [], {}
     for pid in patients:
-        cands, group = series_of.get(pid, []), groups.get(pid)
-        ps = pseudonym(pid, salt)
-        matching = select_series(cands, series)
-        own: list[Problem] = []
-        row = dict.fromkeys(CHECK_COLUMNS, "")
-        row.update(patient=ps, label_rows=0 if group is None else len(group), series_found=len(cands),
-                   series_matching=len(matching), labelled_slices=0, region_mask="", lesion_mask="",
-                   files_skipped=scan.skipped_by_patient.get(pid, 0) if scan is not None else 0)
-        if ps in seen:
-            own.append(Problem("pseudonym", f"{patient_folder(cands) if cands else labels_csv}: pseudonym collision "
-                                            "with another patient; choose another salt", pid))
-        seen[ps] = pid
-        listing = "; ".join(describe_series(s, dicom_dir) for s in cands)
-        chosen = matching[0] if len(matching) == 1 else None
-        if chosen is not None:
-            row.update(description=chosen.description, orientation=chosen.orientation_label,
-                       slices=len(chosen.slices), enhanced=chosen.enhanced, transfer_syntax=chosen.transfer_syntax)
-            if chosen.slices:
-                row.update(matrix=f"{chosen.shape[1]}x{chosen.shape[2]}",
-                           pixel_spacing_mm="x".join(f"{v:.4g}" for v in chosen.pixel_spacing),
-                           slice_spacing_mm=round(chosen.slice_spacing(), 4),
-                           slice_thickness_mm=round(chosen.slice_thickness, 4))
-        if group is None:
-            if pid not in badly_labelled:  # else its label rows were reported already
-                where = (matching[0] if matching else cands[0]).folder
-                own.append(Problem("no_label", f"{where}: series has no label in {labels_csv}", pid))
-        elif not cands:
-            own.append(Problem("no_series", f"{labels_csv} line {group['line'].iloc[0]}: no DICOM series for this "
-                                            f"patient under {dicom_dir}", pid))
-        elif not matching:
-            own.append(Problem("no_matching_series", f"{patient_folder(cands)}: no series matches the series rule "
-                                                     f"({series}); candidates: {listing}", pid))
-        elif len(matching) > 1:
-            own.append(Problem("several_matching_series",
-                               f"{patient_folder(cands)}: {len(matching)} series match the series rule ({series}); "
-                               f"make it stricter (e.g. cohort.series.description). Candidates: {listing}", pid))
-        elif chosen.problems or chosen.mixed:
-            own += [Problem("series", p, pid) for p in chosen.problems + ([chosen.mixed] if chosen.mixed else [])]
-        else:
-            picked, label_problems = _label_indices(chosen, group, labels_csv, pid)
-            own += label_problems
-            row["labelled_slices"] = len(picked)
-            masks = {}
-            for kind in MASK_KINDS:
-                path = Path(mask_dir) / pid / mask_names[kind] if mask_dir is not None else None
-                if path is None:
-                    row[f"{kind}_mask"], masks[kind] = "none", None
-                elif not path.exists():
-                    row[f"{kind}_mask"], masks[kind] = "missing", None
-                else:
-                    bad = dicom_io.check_mask(path, chosen)
-                    row[f"{kind}_mask"], masks[kind] = ("off_grid", None) if bad else ("ok", str(path))
-                    if bad:
-                        own.append(Problem("mask", bad, pid))
-            if not own:
-                idx = sorted(picked)
-                plans.append(IngestPlan(chosen, ps, idx, [picked[i] for i in idx], pid, masks))
+        plan, row, own, warn = _check_patient(c, pid, series_of.get(pid, []), groups.get(pid))
+        if exclude and pid in exclude:
+            own.append(Problem("patient_in_other_cohort", f"{patient_folder(series_of[pid]) if pid in series_of else labels_csv}: "
+                                                          f"{exclude[pid]}", pid))
+            plan = None
+        if row["patient"] in seen:
+            own.append(Problem("pseudonym", f"{patient_folder(series_of[pid]) if pid in series_of else labels_csv}: "
+                                            "pseudonym collision with another patient; choose another salt", pid))
+            plan = None
+        seen[row["patient"]] = pid
+        if plan is not None:
+            plans.append(plan)
         listed = row_problems.get(pid, []) + own  # its label rows' problems are listed already, with the table's
-        row.update(problems=len(listed), problem_kinds=";".join(sorted({p.kind for p in listed})))
+        row.update(problems=len(listed), problem_kinds=";".join(sorted({p.kind for p in listed})), warnings=len(warn))
         rows.append(row)
         problems += own
+        warnings += warn
     plans.sort(key=lambda p: p.pseudonym)
     table = pd.DataFrame(rows, columns=CHECK_COLUMNS).sort_values("patient", ignore_index=True)
     skipped = [] if scan is None else [(p.relative_to(dicom_dir).as_posix(), k) for p, k in scan.skipped]
-    by_kind: dict[str, int] = {}
-    for p in problems:
-        by_kind[p.kind] = by_kind.get(p.kind, 0) + 1
     summary = {
         "patients_labelled": len(groups),
         "patients_in_dicom": len(series_of),
@@ -506,12 +601,28 @@ def check_cohort(dicom_dir, labels_csv, mask_dir, *, classes, salt: str, series:
         "files": 0 if scan is None else scan.n_files,
         "files_skipped": {} if scan is None else scan.skipped_counts(),
         "labelled_slices": int(sum(len(p.indices) for p in plans)),
+        **acquisition_summary([p.series for p in plans]),
         "problems": len(problems),
-        "problems_by_kind": dict(sorted(by_kind.items())),
+        "problems_by_kind": _by_kind(problems),
+        "warnings": len(warnings),
+        "warnings_by_kind": _by_kind(warnings),
         "seconds_header_scan": round(scan.seconds, 3) if scan is not None else 0.0,
         "seconds_total": round(time.perf_counter() - t0, 3),
     }
-    return CohortCheck(plans, table, problems, summary, dicom_dir, skipped)
+    return CohortCheck(plans, table, problems, summary, dicom_dir, skipped, warnings)
+
+
+def acquisition_summary(series: list[Series]) -> dict:
+    """Study period (first and last month of StudyDate; no day reaches results/) and patients per
+    scanner of the series used: the checklist's "data source and dates"."""
+    months = sorted(f"{d[:4]}-{d[4:6]}" for d in (s.study_date.strip() for s in series)
+                    if len(d) >= 6 and d[:6].isdigit())
+    scanners: dict[str, int] = {}
+    for s in series:
+        name = s.scanner or "not stated"
+        scanners[name] = scanners.get(name, 0) + 1
+    return {"study_period": [months[0], months[-1]] if months else None,
+            "scanners": dict(sorted(scanners.items()))}
 
 
 MAX_SKIPPED_LOGGED = 3  # example files per kind of skipped file
@@ -524,10 +635,19 @@ def log_check(check: CohortCheck) -> None:
              s["files"], s["series"], s["patients_labelled"], s["patients_ready"], s["labelled_slices"],
              s["seconds_header_scan"])
     log_skipped(check.skipped, check.dicom_dir)
+    log_warnings(check.warnings)
     for p in check.problems:
         log.error("%s", p)
     if check.problems:
         log.error("%s", problems_message(check.problems).splitlines()[0].rstrip(":"))
+
+
+def log_warnings(warnings: list) -> None:
+    """Each warning (it fails nothing, but may name a slice the user expected), then their count."""
+    for w in warnings:
+        log.warning("%s", w)
+    if warnings:
+        log.warning("%d warning%s (not fatal; see above)", len(warnings), "s" if len(warnings) != 1 else "")
 
 
 def log_skipped(skipped: list, dicom_dir) -> None:
@@ -580,7 +700,8 @@ def _series_masks(plan: IngestPlan) -> dict[str, np.ndarray | None]:
 
 
 def ingest(dicom_dir, labels_csv, mask_dir, out: dict, *, classes, field: int, salt: str, series: SeriesRule,
-           frames: dicom_io.FrameRule | None = None, percentiles=(0.5, 99.5), mask_names=None) -> dict:
+           frames: dicom_io.FrameRule | None = None, percentiles=(0.5, 99.5), mask_names=None,
+           prefix: str = PSEUDONYM_PREFIX) -> dict:
     """Check the cohort (:func:`check_cohort`; every problem raised at once) and build the slice store.
 
     ``out`` maps images, masks, manifest, report to output paths. Returns the report (counts and
@@ -588,11 +709,11 @@ def ingest(dicom_dir, labels_csv, mask_dir, out: dict, *, classes, field: int, s
     """
     t0 = time.perf_counter()
     check = check_cohort(dicom_dir, labels_csv, mask_dir, classes=classes, salt=salt, series=series, frames=frames,
-                         mask_names=mask_names)
+                         mask_names=mask_names, prefix=prefix)
     log_check(check)
     raise_problems(check.problems)
     return build_store(check.plans, out, classes=classes, field=field, percentiles=percentiles,
-                       skipped=check.summary["files_skipped"], t_plan=time.perf_counter() - t0)
+                       skipped=check.summary["files_skipped"], t_plan=time.perf_counter() - t0)  # the check
 
 
 def ingest_plan(plan_json, out: dict, *, classes, field: int, percentiles=(0.5, 99.5)) -> dict:
@@ -607,7 +728,11 @@ def ingest_plan(plan_json, out: dict, *, classes, field: int, percentiles=(0.5, 
 def build_store(plans: list[IngestPlan], out: dict, *, classes, field: int, percentiles, skipped: dict,
                 t_plan: float) -> dict:
     """Decode, resample and write the planned slices, one series at a time (the store format of
-    :func:`load_store`). Returns the report; on any error nothing is left at the output paths."""
+    :func:`load_store`). Returns the report; on any error nothing is left at the output paths.
+
+    ``t_plan``: seconds spent getting the plans (reading the plan file, or the whole check when
+    :func:`ingest` ran it), reported as ``seconds_plan``.
+    """
     t0 = time.perf_counter() - t_plan
     n = sum(len(p.indices) for p in plans)
     log.info("%d series, %d labelled slices; plan %.1fs", len(plans), n, t_plan)
@@ -674,7 +799,7 @@ def build_store(plans: list[IngestPlan], out: dict, *, classes, field: int, perc
             "lesion_masks": int(manifest["has_lesion_mask"].sum()),
             "files_skipped": dict(skipped),
             "seconds_total": round(total, 3),
-            "seconds_header_scan": round(t_plan, 3),
+            "seconds_plan": round(t_plan, 3),
             "seconds_decode": round(t_decode, 3),
             "seconds_resample_normalise": round(t_transform, 3),
             "seconds_masks": round(t_masks, 3),

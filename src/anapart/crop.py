@@ -81,20 +81,30 @@ def prior_center(manifest: pd.DataFrame, masks, patients: pd.DataFrame, field: i
 
 
 def make_crops(cohort_dir, patients_csv, predicted: list, out: dict, qc_path, *, formats, sizes: dict,
-               pad_value: float = 0.0) -> pd.DataFrame:
+               pad_value: float = 0.0, training_cohort=None) -> pd.DataFrame:
     """Write one store per format and the QC table.
 
     ``predicted`` holds, for every manifest row, ``(centroid or None, area in px)`` of the predicted
     region at the stored field. ``out[fmt]`` is a dict with 'images' and 'index' paths; 'full' is
-    hard-linked to the cohort store.
+    hard-linked to the cohort store. ``training_cohort``: the store whose training patients give
+    the fallback centre when it is not ``cohort_dir`` (an external cohort: its slices are all
+    "external" in the QC table, and none of its masks is used but for the centroid error).
     """
     manifest, images, masks = load_store(cohort_dir)
     patients = pd.read_csv(patients_csv)
     n, field = len(manifest), int(images.shape[-1])
     if len(predicted) != n:
         raise ValueError(f"{len(predicted)} predictions for {n} slices")
-    prior = prior_center(manifest, masks, patients, field)
-    side = manifest["patient"].map(patients.set_index("patient")["split"])
+    if training_cohort is None:
+        prior = prior_center(manifest, masks, patients, field)
+        side = manifest["patient"].map(patients.set_index("patient")["split"])
+    else:
+        t_manifest, _, t_masks = load_store(training_cohort)
+        if int(t_masks.shape[-1]) != field:
+            raise ValueError(f"{cohort_dir} has a field of {field} px, the training cohort {training_cohort} "
+                             f"{t_masks.shape[-1]} px")
+        prior = prior_center(t_manifest, t_masks, patients, field)
+        side = pd.Series("external", index=manifest.index)
     qc_rows, centers = [], []
     for r, (c, area) in enumerate(predicted):
         fallback = c is None

@@ -144,13 +144,14 @@ def read_tnm(labels_csv, classes) -> dict[str, str]:
 
 
 def plan_staging(dicom_dir, labels_csv, sequences: dict, classes) -> list[dict]:
-    """Match each labelled patient to one series per sequence, with study A's series selection (one
-    :class:`~anapart.cohort.SeriesRule` per sequence: a SeriesDescription regex, or a mapping that also
-    sets orientation and min_slices).
+    """Match each labelled patient to one series per sequence, with study A's series selection
+    (:func:`~anapart.cohort.choose_series`, one :class:`~anapart.cohort.SeriesRule` per sequence: a
+    SeriesDescription regex, or a mapping that also sets orientation and min_slices).
 
-    Series that match no sequence (e.g. a localiser) are ignored, as are DICOMDIRs, non-image objects
-    and non-DICOM files. Every problem (a series matching several sequences, a patient with none or
-    several series of a sequence, a chosen series with bad slices, bad label rows) is listed at once.
+    Series that match no sequence (e.g. a localiser) are not used, as are DICOMDIRs, non-image objects
+    and non-DICOM files; problems of series not used are logged as warnings. Every problem (a series
+    matching several sequences, a patient with none or several series of a sequence, a chosen series
+    with bad slices, bad label rows) is listed at once.
     """
     labels, problems = cohort.check_labels(labels_csv, classes)
     problems += [cohort.Problem("labels", f"{labels_csv} line {r.line}: staging labels are per patient; leave "
@@ -163,41 +164,27 @@ def plan_staging(dicom_dir, labels_csv, sequences: dict, classes) -> list[dict]:
     problems += [cohort.Problem("unreadable_file", p) for p in scan.problems]
     cohort.log_skipped([(p.relative_to(scan.root).as_posix(), k) for p, k in scan.skipped], dicom_dir)
     rules = {name: cohort.SeriesRule.for_sequence(v) for name, v in sequences.items()}
-    by_patient: dict[str, list[dicom_io.Series]] = {}
-    for s in sorted(scan.series.values(), key=lambda s: (str(s.folder), s.series_uid)):
+    by_patient = cohort.series_by_patient(scan)
+    for s in scan.series.values():
         hits = [n for n, rule in rules.items() if rule.matches(s)]
         if len(hits) > 1:
             problems.append(cohort.Problem("several_sequences", f"{s.folder}: SeriesDescription '{s.description}' "
                                                                 f"matches several sequences {hits}", s.patient_id))
-        elif not hits:
-            log.info("ignoring series in %s ('%s' matches no sequence)", s.folder, s.description)
-            continue
-        by_patient.setdefault(s.patient_id, []).append(s)
-    plans = []
+    plans, warnings = [], []
     for row in labels.itertuples():
         cands = by_patient.get(row.patient_id, [])
-        seqs, missing = {}, []
-        for name, rule in rules.items():
-            found = cohort.select_series(cands, rule)
-            if not found:
-                missing.append(name)
-            elif len(found) > 1:
-                problems.append(cohort.Problem(
-                    "several_matching_series", f"{found[1].folder}: a second {name} series for the patient of "
-                    f"{found[0].folder}; candidates: " + "; ".join(cohort.describe_series(s, scan.root) for s in found),
-                    row.patient_id))
-            else:
-                seqs[name] = found[0]
-                problems += [cohort.Problem("series", p, row.patient_id)
-                             for p in found[0].problems + ([found[0].mixed] if found[0].mixed else [])]
-        if missing:
-            problems.append(cohort.Problem("no_series", f"{labels_csv} line {row.line}: no {'/'.join(missing)} series "
-                                                        f"for this patient under {dicom_dir} (series rules: " +
-                                           "; ".join(f"{n}: {rules[n]}" for n in missing) + ")", row.patient_id))
+        if not cands:
+            problems.append(cohort.Problem("no_series", f"{labels_csv} line {row.line}: no DICOM series for this "
+                                                        f"patient under {dicom_dir}", row.patient_id))
+            continue
+        seqs, own, warn = cohort.choose_series(cands, rules, row.patient_id, scan.root, "staging.sequences")
+        problems += own
+        warnings += warn
         plans.append({"patient_id": row.patient_id, "label": row.label, "series": seqs})
     for pid in sorted(set(by_patient) - set(labels["patient_id"])):
         problems.append(cohort.Problem("no_label", f"{by_patient[pid][0].folder}: series has no stage in {labels_csv}",
                                        pid))
+    cohort.log_warnings(warnings)
     cohort.raise_problems(problems)
     return plans
 
@@ -397,15 +384,22 @@ def input_size(name: str, cfg: dict) -> int:
     return int((t.get("input_sizes") or {}).get(name, t["input_size"]))
 
 
+def train_settings(name: str, cfg: dict) -> dict:
+    """The training settings of one model: ``staging.train``, and for the basic CNN (trained from
+    scratch, all layers) its own ``lr``, ``epochs`` and ``schedule`` from ``staging.basic_cnn``."""
+    t = dict(cfg["train"])
+    if name == BASIC_CNN:
+        t.update({k: v for k, v in cfg.get("basic_cnn", {}).items() if k in ("lr", "epochs", "schedule")})
+    return t
+
+
 def train_model(patches_dir, train_csv, classes, name: str, cfg: dict, out_model, *, device="auto",
                 checkpoint=None, keep: dict | None = None) -> list[float]:
     """Stage one: train one single model on the training patches (Adam, decaying rate).
 
     With ``keep`` (a dict), the trained model and its meta are left in it for prediction.
     """
-    t = dict(cfg["train"])
-    if name == BASIC_CNN:  # trained from scratch, all layers: its own rate and epochs
-        t.update({k: v for k, v in cfg.get("basic_cnn", {}).items() if k in ("lr", "epochs", "schedule")})
+    t = train_settings(name, cfg)
     train = pd.read_csv(train_csv)
     size = input_size(name, cfg)
     data = CropData(patches_dir, train, classes, size, t.get("normalize", (0.5, 0.25)),

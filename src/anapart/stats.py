@@ -1,12 +1,16 @@
-"""Study A's statistics over all classifiers (pingouin, imported where used): ANOVA of the per-class AUCs, the paper's
+"""Study A's statistics over all classifiers (pingouin, imported where used): ANOVA of the AUCs, the paper's
 group numbers, paired AUC differences between formats, and the aAUC bar chart.
 
 The paper grouped "the AUC of each model for each disease" by dataset and compared groups with a
 one-way analysis of variance and unpaired post-hoc tests. Those rows are kept, labelled
 ``design = paper``: they treat the 24 (network, class) AUCs of a format as independent samples,
-although the same networks and classes appear in every format (and the class AUCs of one model
-share its predictions). The rows labelled ``repeated_measures`` are the analysis the design asks
-for: the subject is a (network, class) pair measured under every format (or fraction), so
+although the same networks appear in every format and the class AUCs of one model share its one
+training run. The rows labelled ``repeated_measures`` are the analysis the design asks for. The
+unit is the trained model, and what repeats across formats and fractions is the network: the
+subject is the network, the dependent variable each model's aAUC (the mean of its class AUCs).
+Class AUCs as subjects would count a model's deviation six times (error df 46 instead of 6 for
+four networks; with no format effect and a network x format SD of 0.03, about half of such tests
+came out "significant" at alpha 0.05, against 2-6% with the network as subject). So
 - format within each fraction and fraction within each format: one-way repeated-measures ANOVA
   (pingouin ``rm_anova``, with the Greenhouse-Geisser corrected p);
 - format x fraction: two-way repeated-measures ANOVA;
@@ -24,10 +28,11 @@ import pandas as pd
 
 log = logging.getLogger("anapart.stats")
 
-ANOVA_COLUMNS = ["design", "analysis", "subset", "source", "df_effect", "df_error", "F", "p", "p_gg", "eps",
+ANOVA_COLUMNS = ["design", "unit", "analysis", "subset", "source", "df_effect", "df_error", "F", "p", "p_gg", "eps",
                  "effect_size", "effect_size_kind", "n"]
 PAPER, RM = "paper", "repeated_measures"
 SUBJECT = "subject"
+UNIT = {RM: "network (model aAUC)", PAPER: "(network, class) AUC as independent samples"}
 
 
 def format_pairs(formats) -> list[tuple[str, str]]:
@@ -38,16 +43,33 @@ def format_pairs(formats) -> list[tuple[str, str]]:
     return list(itertools.combinations(sorted(formats, key=size), 2))
 
 
+def holm_by(table: pd.DataFrame, by, p: str = "p", out: str = "p_holm") -> pd.DataFrame:
+    """``table`` with ``out``: Holm-adjusted ``p`` (statsmodels) within each family of rows sharing
+    the ``by`` columns (all rows one family if ``by`` is empty); NaN p stay NaN and are not counted."""
+    from statsmodels.stats.multitest import multipletests
+
+    table = table.copy()
+    table[out] = np.nan
+    groups = table.groupby(list(by), dropna=False).groups.values() if len(by) else [table.index]
+    for idx in groups:
+        values = table.loc[idx, p].astype(float)
+        ok = values.notna()
+        if ok.any():
+            table.loc[values.index[ok], out] = multipletests(values[ok].to_numpy(), method="holm")[1]
+    return table
+
+
 def auc_long(table: pd.DataFrame, classes) -> pd.DataFrame:
     """Wide model table (net, fmt, frac, auc_<class>…) -> one row per (model, class) with a defined AUC.
 
-    ``subject`` is the (network, class) pair: the unit measured repeatedly across formats and fractions.
+    ``subject`` is the network: what is measured repeatedly across formats and fractions (the class
+    AUCs of one model share its training run, so they are not subjects of their own).
     """
     long = table.melt(id_vars=["net", "fmt", "frac"], value_vars=[f"auc_{c}" for c in classes],
                       var_name="cls", value_name="auc")
     long["cls"] = long["cls"].str.removeprefix("auc_")
     long["frac"] = long["frac"].astype(str)
-    long[SUBJECT] = long["net"] + "|" + long["cls"]
+    long[SUBJECT] = long["net"]
     return long.dropna(subset=["auc"]).reset_index(drop=True)
 
 
@@ -64,10 +86,17 @@ def oneway(data: pd.DataFrame, between: str, analysis: str, subset: str) -> pd.D
         return pd.DataFrame(columns=ANOVA_COLUMNS)
     a = pg.anova(data=data, dv="auc", between=between, detailed=False)
     return pd.DataFrame({
-        "design": PAPER, "analysis": analysis, "subset": subset, "source": a["Source"], "df_effect": a["ddof1"],
+        "design": PAPER, "unit": UNIT[PAPER], "analysis": analysis, "subset": subset, "source": a["Source"], "df_effect": a["ddof1"],
         "df_error": a["ddof2"], "F": a["F"], "p": a[_pcol(a)], "p_gg": np.nan, "eps": np.nan,
         "effect_size": a.get("np2", np.nan), "effect_size_kind": "np2", "n": len(data),
     })
+
+
+def subject_means(data: pd.DataFrame, within) -> pd.DataFrame:
+    """One value per subject and cell of ``within``: the mean of its rows (per-class AUCs of a
+    model -> the model's aAUC). A repeated-measures design needs exactly one value per cell."""
+    within = [within] if isinstance(within, str) else list(within)
+    return data.groupby([SUBJECT, *within], as_index=False, observed=True)["auc"].mean()
 
 
 def complete_subjects(data: pd.DataFrame, within) -> pd.DataFrame:
@@ -79,23 +108,26 @@ def complete_subjects(data: pd.DataFrame, within) -> pd.DataFrame:
 
 
 def repeated(data: pd.DataFrame, within, analysis: str, subset: str) -> pd.DataFrame:
-    """Repeated-measures ANOVA (pingouin ``rm_anova``), subject = (network, class); no row with fewer
-    than 3 complete subjects (pingouin divides by zero on two)."""
+    """Repeated-measures ANOVA (pingouin ``rm_anova``) of the subjects' cell means (subject =
+    network: each model's aAUC when ``data`` holds its class AUCs)."""
     import pingouin as pg
 
     factors = [within] if isinstance(within, str) else list(within)
-    data = complete_subjects(data, factors)
-    if any(data[f].nunique() < 2 for f in factors) or data[SUBJECT].nunique() < 3:
+    data = complete_subjects(subject_means(data, factors), factors)
+    if any(data[f].nunique() < 2 for f in factors) or data[SUBJECT].nunique() < 2:
         return pd.DataFrame(columns=ANOVA_COLUMNS)
-    a = pg.rm_anova(data=data, dv="auc", within=factors if len(factors) > 1 else factors[0], subject=SUBJECT,
-                    detailed=True, correction=True)
+    try:
+        a = pg.rm_anova(data=data, dv="auc", within=factors if len(factors) > 1 else factors[0], subject=SUBJECT,
+                        detailed=True, correction=True)
+    except ZeroDivisionError:  # pingouin's Mauchly test divides by zero for 2 subjects and 3 levels
+        return _anova_rm_without_sphericity(data, factors, analysis, subset)
     if len(factors) == 1:
         effect = a[a["Source"] != "Error"]
         df_effect, df_error = effect["DF"], a.loc[a["Source"] == "Error", "DF"].iloc[0]
     else:
         effect, df_effect, df_error = a, a["ddof1"], a["ddof2"]
     return pd.DataFrame({
-        "design": RM, "analysis": analysis, "subset": subset,
+        "design": RM, "unit": UNIT[RM], "analysis": analysis, "subset": subset,
         "source": effect["Source"].str.replace(" * ", " x ", regex=False), "df_effect": df_effect,
         "df_error": df_error, "F": effect["F"], "p": effect[_pcol(effect)],
         "p_gg": effect["p_GG_corr"] if "p_GG_corr" in effect else np.nan,
@@ -104,20 +136,37 @@ def repeated(data: pd.DataFrame, within, analysis: str, subset: str) -> pd.DataF
     })
 
 
+def _anova_rm_without_sphericity(data: pd.DataFrame, factors: list[str], analysis: str, subset: str) -> pd.DataFrame:
+    """The same F test (statsmodels AnovaRM) where pingouin cannot run: two subjects (networks)
+    cannot estimate the contrasts' covariance, so no sphericity correction or effect size."""
+    from statsmodels.stats.anova import AnovaRM
+
+    t = AnovaRM(data, "auc", SUBJECT, within=factors).fit().anova_table
+    return pd.DataFrame({
+        "design": RM, "unit": UNIT[RM], "analysis": analysis, "subset": subset,
+        "source": [str(i).replace(":", " x ") for i in t.index], "df_effect": t["Num DF"].to_numpy(),
+        "df_error": t["Den DF"].to_numpy(), "F": t["F Value"].to_numpy(), "p": t["Pr > F"].to_numpy(),
+        "p_gg": np.nan, "eps": np.nan, "effect_size": np.nan, "effect_size_kind": "ng2", "n": len(data),
+    })
+
+
 def _pairwise(data: pd.DataFrame, factor: str, subset: str, paired: bool) -> pd.DataFrame:
-    """Holm-corrected t-tests between the levels of ``factor`` (pingouin); none without two levels or
-    without a residual degree of freedom."""
+    """Holm-corrected pairwise t-tests between the levels of ``factor``: paired on the subjects'
+    cell means (subject = network, each model's aAUC) or, as the paper, unpaired on the rows; none
+    without two levels or without a residual degree of freedom."""
     import pingouin as pg
 
     if paired:
-        data = complete_subjects(data, factor)
+        data = complete_subjects(subject_means(data, factor), factor)
     if data[factor].nunique() < 2 or len(data) <= data[factor].nunique() or (paired and data[SUBJECT].nunique() < 2):
         return pd.DataFrame()
     kw = {"within": factor, "subject": SUBJECT} if paired else {"between": factor}
     t = pg.pairwise_tests(data=data, dv="auc", padjust="holm", **kw)
-    t.insert(0, "design", RM if paired else PAPER)
-    t.insert(1, "subset", subset)
-    t.insert(2, "factor", factor)
+    design = RM if paired else PAPER
+    t.insert(0, "design", design)
+    t.insert(1, "unit", UNIT[design])
+    t.insert(2, "subset", subset)
+    t.insert(3, "factor", factor)
     t = t.rename(columns={"p-unc": "p_unc", "p-corr": "p_corr", "p-adjust": "p_adjust"})
     if "p_corr" not in t:  # a single comparison: nothing to correct
         t["p_corr"], t["p_adjust"] = t["p_unc"], "holm"
@@ -125,8 +174,9 @@ def _pairwise(data: pd.DataFrame, factor: str, subset: str, paired: bool) -> pd.
 
 
 def anova_tables(long: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """All ANOVA rows (``ANOVA_COLUMNS``: repeated-measures and the paper's) and the Holm-corrected
-    post-hoc tests (paired for the repeated-measures design, unpaired as the paper)."""
+    """All ANOVA rows (``ANOVA_COLUMNS``: repeated-measures on the models' aAUCs with the network
+    as subject, and the paper's one-way rows on the class AUCs) and the Holm-corrected post-hoc
+    tests (paired by network for the repeated-measures design, unpaired as the paper)."""
     rows, post = [], []
     for frac, sub in long.groupby("frac", sort=False):
         rows += [repeated(sub, "fmt", "format_within_fraction", f"frac={frac}"),
@@ -184,7 +234,8 @@ def auc_groups(table: pd.DataFrame, classes) -> pd.DataFrame:
 def auc_pairs(preds: dict[tuple[str, str, int], pd.DataFrame], patient_of: pd.Series, strata: dict, classes,
               formats, *, n_boot: int, seed: int, level: float = 0.95) -> pd.DataFrame:
     """Per network and fraction, ΔaAUC between two formats on the same test slices with a paired,
-    class-stratified patient bootstrap CI and p (:func:`anapart.evaluate.paired_delta_aauc`)."""
+    class-stratified patient bootstrap CI and p (:func:`anapart.evaluate.paired_delta_aauc`);
+    ``p_holm``: Holm over each fraction's family (every network x format pair)."""
     from .evaluate import paired_delta_aauc
 
     cols = [f"p_{c}" for c in classes]
@@ -205,9 +256,9 @@ def auc_pairs(preds: dict[tuple[str, str, int], pd.DataFrame], patient_of: pd.Se
                                   seed=seed, level=level)
             rows.append({"net": net, "frac": int(frac), "fmt_a": a, "fmt_b": b, **r,
                          "n_slices": len(pa), "n_patients": int(pa["slice_id"].map(patient_of).nunique())})
-    columns = ["net", "frac", "fmt_a", "fmt_b", "delta_aauc", "ci_low", "ci_high", "p", "aauc_a", "aauc_b",
+    columns = ["net", "frac", "fmt_a", "fmt_b", "delta_aauc", "ci_low", "ci_high", "p", "p_holm", "aauc_a", "aauc_b",
                "n_boot", "n_slices", "n_patients"]
-    return pd.DataFrame(rows, columns=columns)
+    return holm_by(pd.DataFrame(rows, columns=[c for c in columns if c != "p_holm"]), ["frac"])[columns]
 
 
 def bar_chart(groups: pd.DataFrame, formats, fractions, out_png) -> None:

@@ -85,6 +85,14 @@ class SyntheticConfig:
     rotation_deg: float = 12.0
     scale: tuple = (0.88, 1.12)
     distractor_rate: float = 0.5
+    lesion_scale: float = 1.0  # multiplies every lesion type's radius range (conspicuity at a coarse input)
+    # The site and scanner (an external test site differs in these, see config synthetic_external):
+    contrast_gamma: float = 1.0  # tissue contrast curve, intensity ** gamma, before bias and noise
+    id_prefix: str = "SYN"  # PatientIDs are <prefix><seed>-<n>
+    study_dates: tuple = ("2020-01-01", "2020-01-01")  # StudyDate drawn uniformly in [first, last]
+    series_description: str = "AX T2 FSE"
+    scanner: dict = field(default_factory=lambda: {"manufacturer": "anapart", "model": "synthetic MR",
+                                                   "field_strength": 3.0})
 
     @classmethod
     def from_dict(cls, d: dict) -> "SyntheticConfig":
@@ -153,7 +161,7 @@ def _draw_patient(rng: np.random.Generator, pid: str, cls: str, cfg: SyntheticCo
             cls=cls,
             cx=cx + rng.normal(0, spec["jitter"]),
             cy=cy + rng.normal(0, spec["jitter"]),
-            r=rng.uniform(*spec["radius"]),
+            r=rng.uniform(*spec["radius"]) * cfg.lesion_scale,
             aspect=rng.uniform(*spec["aspect"]),
             angle=rng.uniform(-0.4, 0.4),
             harmonics=[(k, rng.uniform(0, spec["irregular"]) / math.sqrt(k), rng.uniform(0, 2 * math.pi))
@@ -258,7 +266,11 @@ def _render_slice(p: _Patient, t: float, cfg: SyntheticConfig, x: np.ndarray, y:
 
 
 def _acquire(img: np.ndarray, seed: int, cfg, x, y, rng: np.random.Generator, tex: dict) -> np.ndarray:
-    """What the scanner adds: a smooth bias field (direction from the patient's seed), Rician noise."""
+    """What the scanner adds: its contrast curve, a smooth bias field (direction from the patient's
+    seed), Rician noise."""
+    gamma = getattr(cfg, "contrast_gamma", 1.0)
+    if gamma != 1.0:
+        img = np.power(np.maximum(img, 0.0), gamma, dtype=np.float32)
     b = seed % 1000 / 1000.0
     bias = 1.0 + cfg.bias_strength * (0.6 * (x * math.cos(6.28 * b) + y * math.sin(6.28 * b)) + 0.4 * tex["bias"])
     img = img * bias
@@ -301,8 +313,19 @@ def plan_cohort(cfg: SyntheticConfig) -> list[_Patient]:
     for cls in (*LESION_CLASSES, NORMAL):
         for _ in range(int(cfg.patients.get(cls, 0))):
             i += 1
-            patients.append(_draw_patient(rng, f"SYN{cfg.seed:03d}-{i:04d}", cls, cfg))
+            patients.append(_draw_patient(rng, f"{cfg.id_prefix}{cfg.seed:03d}-{i:04d}", cls, cfg))
     return patients
+
+
+def study_date(cfg: SyntheticConfig, pid: str) -> str:
+    """A patient's StudyDate (YYYYMMDD), uniform in ``cfg.study_dates``, from its own random stream
+    (so the images do not depend on the study period)."""
+    first, last = (np.datetime64(d, "D") for d in cfg.study_dates)
+    if last < first:
+        raise ValueError(f"synthetic.study_dates: {cfg.study_dates[1]} is before {cfg.study_dates[0]}")
+    days = int((last - first).astype(int))
+    rng = np.random.default_rng([cfg.seed, int(pid.rsplit("-", 1)[-1]), 17])
+    return str(first + np.timedelta64(int(rng.integers(0, days + 1)), "D")).replace("-", "")
 
 
 def generate(out_dir: str | os.PathLike, cfg: SyntheticConfig) -> pd.DataFrame:
@@ -333,6 +356,7 @@ def _generate_into(root: Path, cfg: SyntheticConfig) -> pd.DataFrame:
         folder.mkdir()
         nz = cfg.slices_per_patient
         z_top = float(rng.uniform(-20, 20))
+        date = study_date(cfg, p.pid)
         origin_xy = (-cfg.fov_mm / 2 + spacing / 2, -cfg.fov_mm / 2 + spacing / 2)
         region_vol = np.zeros((nz, n, n), np.uint8)  # indexed by ascending z (k = nz-1-j)
         lesion_vol = np.zeros((nz, n, n), np.uint8)
@@ -347,11 +371,12 @@ def _generate_into(root: Path, cfg: SyntheticConfig) -> pd.DataFrame:
                 PatientName=name, PatientID=p.pid, PatientBirthDate=birth, PatientSex=str(rng.choice(["F", "M"])),
                 StudyInstanceUID=study_uid, SeriesInstanceUID=series_uid,
                 SOPInstanceUID=generate_uid(entropy_srcs=[str(cfg.seed), p.pid, str(k)]),
-                StudyDate="20200101", SeriesDescription="AX T2 FSE", SeriesNumber=3, InstanceNumber=k + 1,
+                StudyDate=date, SeriesDescription=cfg.series_description, SeriesNumber=3, InstanceNumber=k + 1,
                 ImagePositionPatient=[origin_xy[0], origin_xy[1], z], ImageOrientationPatient=[1, 0, 0, 0, 1, 0],
                 PixelSpacing=[spacing, spacing], SliceThickness=cfg.slice_thickness_mm, SpacingBetweenSlices=step,
                 RescaleSlope=p.slope, RescaleIntercept=p.intercept, RescaleType="US",
-                MagneticFieldStrength=3.0, RepetitionTime=3500, EchoTime=90,
+                Manufacturer=cfg.scanner["manufacturer"], ManufacturerModelName=cfg.scanner["model"],
+                MagneticFieldStrength=float(cfg.scanner["field_strength"]), RepetitionTime=3500, EchoTime=90,
             )
             fname = f"{rng.integers(16**8):08x}.dcm"
             dicom_io.write_slice(folder / fname, stored, meta)

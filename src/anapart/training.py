@@ -10,8 +10,10 @@ derived from (seed, epoch) rather than from the state of a previous epoch.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
+import math
 import os
 import random
 import time
@@ -136,7 +138,8 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Calla
     Guards, because a from-scratch net on a small cohort can blow up on one machine's float path and
     not another's: a linear warm-up of the rate over ``cfg.warmup_epochs``, optional gradient-norm
     clipping, and :class:`TrainingDiverged` when a batch loss is not finite or an epoch's mean loss
-    exceeds ``cfg.max_loss_ratio`` times the untrained model's loss (the first batch's).
+    exceeds ``cfg.max_loss_ratio`` times the untrained model's loss (the larger of the first batch's
+    loss and the first epoch's median batch loss).
     """
     device = resolve_device(cfg.device)
     cuda = device.type == "cuda"
@@ -163,7 +166,7 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Calla
         else:
             log.info("ignoring checkpoint %s written with other settings", ckpt.name)
     steps_per_epoch = max(1, -(-n_train // cfg.batch_size))
-    warmup_steps = int(round(cfg.warmup_epochs * steps_per_epoch))
+    warmup_steps = math.ceil(cfg.warmup_epochs * steps_per_epoch)  # any warm-up asked for is at least a step
     what = f"{cfg.label}: " if cfg.label else ""
     for epoch in range(start, cfg.epochs):
         t0 = time.perf_counter()
@@ -171,12 +174,12 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Calla
         order = np.random.default_rng([cfg.seed, epoch]).permutation(n_train)
         model.train()
         base_lrs = [g["lr"] for g in optimizer.param_groups]
-        total, seen = 0.0, 0
+        total, seen, batch_losses = 0.0, 0, []
         for bi, b in enumerate(range(0, n_train, cfg.batch_size)):
             step = epoch * steps_per_epoch + bi
-            if step < warmup_steps:
+            if step <= warmup_steps and warmup_steps:  # rises towards, never starts at, the rate; then holds it
                 for g, lr in zip(optimizer.param_groups, base_lrs):
-                    g["lr"] = lr * (step + 1) / warmup_steps
+                    g["lr"] = lr * min(1.0, (step + 1) / (warmup_steps + 1))
             idx = order[b:b + cfg.batch_size]
             x, y = fetch(idx)
             x = x.to(device, non_blocking=True)
@@ -192,8 +195,7 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Calla
                     f"{what}loss is {value} at epoch {epoch + 1}, batch {bi + 1} (learning rate "
                     f"{optimizer.param_groups[0]['lr']:.3g}): training diverged; lower the learning rate, "
                     "lengthen warmup_epochs or set grad_clip")
-            if ref_loss is None:
-                ref_loss = value
+            batch_losses.append(value)
             scaler.scale(loss).backward()
             if cfg.grad_clip:
                 scaler.unscale_(optimizer)
@@ -207,6 +209,10 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Calla
         if scheduler is not None:
             scheduler.step()
         history.append(total / max(seen, 1))
+        if ref_loss is None and batch_losses:
+            # The untrained scale: the first batch's loss, or the first epoch's median batch loss if a
+            # lucky first batch was unusually low (a median is not moved by a late explosion).
+            ref_loss = max(batch_losses[0], float(np.median(batch_losses)))
         log.info("epoch %d/%d loss %.4f (%.1fs, %d samples, lr %.3g)", epoch + 1, cfg.epochs, history[-1],
                  time.perf_counter() - t0, seen, base_lrs[0])
         if ref_loss is not None and history[-1] > cfg.max_loss_ratio * ref_loss:
@@ -238,9 +244,15 @@ def predict(model: torch.nn.Module, fetch_x: Callable[[np.ndarray], torch.Tensor
 
 
 def save_model(path: str | os.PathLike, model: torch.nn.Module, meta: dict) -> None:
-    """Atomically save weights plus what is needed to rebuild the model (``meta``)."""
+    """Atomically save weights plus what is needed to rebuild the model (``meta``).
+
+    Serialised in memory first: torch names the archive's records after the file it writes, and
+    the temporary file's name is random, so the same model would not be the same bytes twice.
+    """
+    buf = io.BytesIO()
+    torch.save({"meta": meta, "state_dict": model.state_dict()}, buf)
     with atomic_path(path) as tmp:
-        torch.save({"meta": meta, "state_dict": model.state_dict()}, tmp)
+        tmp.write_bytes(buf.getvalue())
 
 
 def load_model(path: str | os.PathLike, build: Callable[[dict], torch.nn.Module]) -> tuple[torch.nn.Module, dict]:

@@ -29,11 +29,22 @@ def parse(value) -> bool | Path:
 
 
 def folder_of(value) -> Path | None:
-    """The weights folder ``value`` names (an existing folder, or a path that is no weights file), else None."""
+    """The weights folder ``value`` names, else None (false, true, or one weights file).
+
+    A folder is an existing folder or a path without a file suffix (``resources/weights``, created
+    by rule weights); a path with another suffix (``.h5``, ``.npz``) is neither, and an error.
+    """
     p = parse(value)
     if not isinstance(p, Path):
         return None
-    return p if p.is_dir() or not p.name.lower().endswith(FILE_SUFFIXES) else None
+    if p.is_dir():
+        return p
+    if p.name.lower().endswith(FILE_SUFFIXES):
+        return None
+    if p.suffix:
+        raise ValueError(f"{p}: pretrained weights must be a weights file ({', '.join(FILE_SUFFIXES)}) or a folder "
+                         f"of <timm model name>{' or '.join(FOLDER_FORMATS)} files; '{p.suffix}' is neither")
+    return p
 
 
 def file_in_folder(folder, net: str) -> Path:
@@ -79,13 +90,21 @@ def create_model(net: str, pretrained=False, **kwargs):
 
 
 def download(net: str, out) -> Path:
-    """Fetch ``net``'s default pretrained weights from timm's hub and save them as safetensors."""
+    """Fetch ``net``'s default pretrained weights from timm's hub and save them as safetensors; if
+    that fails (no internet), the error says which file to put where instead."""
     import timm
     from safetensors.torch import save_file
 
     from .files import atomic_path
 
-    model = timm.create_model(net, pretrained=True)
+    out = Path(out)
+    try:
+        model = timm.create_model(net, pretrained=True)
+    except Exception as e:
+        formats = " or ".join(f"{net}{s}" for s in FOLDER_FORMATS)
+        raise RuntimeError(f"{out}: could not download the pretrained weights of {net} from timm's hub "
+                           f"({type(e).__name__}: {e}). Run this rule where there is internet, or copy {formats} "
+                           f"(the state_dict of timm.create_model('{net}', pretrained=True)) into {out.parent}/") from e
     state = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
     with atomic_path(out) as tmp:
         save_file(state, str(tmp), metadata={"timm_model": net, "pretrained_tag": str(model.pretrained_cfg.get("tag"))})

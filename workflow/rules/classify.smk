@@ -1,16 +1,22 @@
 # The 36 classifiers: one job per (net, format, fraction); on a cluster each asks for one GPU.
 # The training job also predicts the test cohort (the model is in memory, torch and timm are
 # loaded); scoring is a separate light job, so changing the bootstrap retrains nothing.
+# With an external cohort the job also predicts its crops, after the model is saved, for
+# prediction only: no external label is an input (scoring joins them), and the model never sees
+# the external images while it trains (a changed external cohort reruns the job; the model comes
+# out byte-identical, tests/test_workflow.py).
 
 
 rule classify_train:
     input:
         unpack(classify_weights),
+        unpack(classify_external),
         images="results/crops/{fmt}/images.npy",
         index="results/crops/{fmt}/index.csv",
         train="results/split/train_f{frac}.csv",
         test="results/split/test.csv",
     output:
+        **classify_external_output(),
         model="results/classify/{net}/{fmt}/f{frac}/model.pt",
         predictions="results/classify/{net}/{fmt}/f{frac}/predictions.csv",
     log:
@@ -35,6 +41,7 @@ rule classify_train:
 
 rule classify_eval:
     input:
+        unpack(external_eval_inputs),
         # not read here, but the scores belong to this model: a rebuilt model is rescored
         model="results/classify/{net}/{fmt}/f{frac}/model.pt",
         predictions="results/classify/{net}/{fmt}/f{frac}/predictions.csv",

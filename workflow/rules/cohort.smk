@@ -31,6 +31,7 @@ rule cohort_check:
             k: config["cohort"][k]
             for k in ("pseudonym_salt", "series", "frames", "mask_names")
         },
+        external=False,  # pseudonyms P... (external: E...)
     script:
         "../scripts/cohort_check.py"
 
@@ -84,3 +85,55 @@ rule split:
         split=config["split"],
     script:
         "../scripts/split.py"
+
+
+# The external test cohort: the same preflight and ingest (same code, field and intensity
+# scaling) into its own store, with "E" pseudonyms. Its preflight reads the main cohort's plan
+# and refuses a patient (PatientID) who is in both cohorts.
+if EXTERNAL_ON:
+
+    use rule cohort_check as cohort_check_external with:
+        input:
+            unpack(external_inputs),
+            main_plan=COHORT_PLAN,
+        output:
+            table=report(
+                f"{EXTERNAL_DIR}/cohort/check.csv",
+                caption="../report/cohort_check_external.rst",
+                category="External validation",
+            ),
+            summary=f"{EXTERNAL_DIR}/cohort/check.json",
+            plan=EXTERNAL_PLAN,
+        log:
+            "logs/external/cohort_check.log",
+        benchmark:
+            "logs/bench/cohort_check_external/all.tsv"
+        conda:
+            ENV
+        params:
+            paths=external_paths(),
+            classes=config["classes"],
+            cohort={
+                k: EXTERNAL[k]
+                for k in ("pseudonym_salt", "series", "frames", "mask_names")
+            },
+            external=True,
+
+    use rule ingest as ingest_external with:
+        input:
+            plan=EXTERNAL_PLAN,
+        output:
+            manifest=f"{EXTERNAL_DIR}/cohort/manifest.csv",
+            images=f"{EXTERNAL_DIR}/cohort/images.npy",
+            masks=f"{EXTERNAL_DIR}/cohort/masks.npy",
+            report=report(
+                f"{EXTERNAL_DIR}/cohort/ingest.json",
+                caption="../report/ingest_external.rst",
+                category="External validation",
+            ),
+        log:
+            "logs/external/ingest.log",
+        benchmark:
+            "logs/bench/ingest_external/all.tsv"
+        conda:
+            ENV

@@ -5,6 +5,8 @@ FRACTIONS = [int(f) for f in config["split"]["fractions"]]
 NETS = list(config["classify"]["nets"])
 FORMATS = list(config["classify"]["formats"])
 SEG_ARCHS = list(config["segment"]["archs"])
+# Every classifier (net, format, fraction), in one fixed order for rules that read them all.
+MODELS = [(n, f, r) for n in NETS for f in FORMATS for r in FRACTIONS]
 CAM_FRACTIONS = [int(f) for f in config["cam"]["fractions"]]
 # Every format's CAM is also scored inside the smallest format's window (seg112): one window, one
 # chance level for all formats.
@@ -37,19 +39,19 @@ PRIVATE_DIR = "private"
 COHORT_PLAN = f"{PRIVATE_DIR}/cohort/plan.json"
 
 
-def cohort_paths():
-    """Where the cohort is read from: the generated synthetic folder or the user's paths."""
-    c = config["cohort"]
+def cohort_paths(c=None, synthetic_dir=SYNTHETIC_DIR, where="cohort"):
+    """Where a cohort is read from: the generated synthetic folder or the user's paths."""
+    c = config["cohort"] if c is None else c
     if c["source"] == "synthetic":
         return {
-            "dicom": f"{SYNTHETIC_DIR}/dicom",
-            "labels": f"{SYNTHETIC_DIR}/labels.csv",
-            "masks": f"{SYNTHETIC_DIR}/masks",
+            "dicom": f"{synthetic_dir}/dicom",
+            "labels": f"{synthetic_dir}/labels.csv",
+            "masks": f"{synthetic_dir}/masks",
         }
     missing = [k for k in ("dicom_dir", "labels") if not c.get(k)]
     if missing:
         raise ValueError(
-            f"config cohort.source is 'dicom' but cohort.{missing[0]} is not set"
+            f"config {where}.source is 'dicom' but {where}.{missing[0]} is not set"
         )
     return {"dicom": c["dicom_dir"], "labels": c["labels"], "masks": c.get("mask_dir")}
 
@@ -59,6 +61,87 @@ def cohort_inputs(wildcards):
         return {"synthetic": SYNTHETIC_DIR}
     p = cohort_paths()
     return {k: v for k, v in p.items() if v}
+
+
+# ---------------------------------------------------------- external test cohort
+# Ingested like the main cohort into its own store; never an input of seg_train, seg_select,
+# split or anything a model is chosen by. The classifiers' training jobs predict its crops after
+# the model is saved (prediction only; tests/test_workflow.py changes its labels and gets
+# byte-identical models).
+_EXT = config["cohort"].get("external") or None
+# The demo's synthetic external site goes with the synthetic main cohort only: a user's own
+# cohort gets an external cohort only from their own DICOM folder (source: dicom).
+EXTERNAL_ON = _EXT is not None and (
+    _EXT["source"] == "dicom" or config["cohort"]["source"] == "synthetic"
+)
+SYNTHETIC_EXTERNAL_DIR = "data/synthetic_external"
+EXTERNAL_DIR = "results/external"
+EXTERNAL_PLAN = f"{PRIVATE_DIR}/external/plan.json"
+# Settings an external cohort does not give are the main cohort's (never field or intensity
+# percentiles: the preprocessing is the main cohort's by construction).
+EXTERNAL = {
+    **{
+        k: config["cohort"][k]
+        for k in ("pseudonym_salt", "series", "frames", "mask_names")
+    },
+    **(_EXT or {}),
+}
+EXTERNAL_SYNTHETIC_CFG = {**config["synthetic"], **config.get("synthetic_external", {})}
+
+
+def external_paths():
+    return cohort_paths(EXTERNAL, SYNTHETIC_EXTERNAL_DIR, "cohort.external")
+
+
+def external_inputs(wildcards):
+    if EXTERNAL["source"] == "synthetic":
+        return {"synthetic": SYNTHETIC_EXTERNAL_DIR}
+    return {k: v for k, v in external_paths().items() if v}
+
+
+def classify_external(wildcards):
+    """The external crops a training job predicts (after saving its model), if there is a cohort."""
+    if not EXTERNAL_ON:
+        return {}
+    d = f"{EXTERNAL_DIR}/crops/{wildcards.fmt}"
+    return {"external_images": f"{d}/images.npy", "external_index": f"{d}/index.csv"}
+
+
+def classify_external_output():
+    p = "results/classify/{net}/{fmt}/f{frac}/external_predictions.csv"
+    return {"external_predictions": p} if EXTERNAL_ON else {}
+
+
+def external_eval_inputs(wildcards):
+    if not EXTERNAL_ON:
+        return {}
+    w = wildcards
+    return {
+        "external_predictions": f"results/classify/{w.net}/{w.fmt}/f{w.frac}/external_predictions.csv",
+        "external_manifest": f"{EXTERNAL_DIR}/cohort/manifest.csv",
+    }
+
+
+def calibration_external_inputs(wildcards):
+    if not EXTERNAL_ON:
+        return {}
+    return {
+        "external_manifest": f"{EXTERNAL_DIR}/cohort/manifest.csv",
+        "external_predictions": [
+            f"results/classify/{n}/{f}/f{r}/external_predictions.csv"
+            for n, f, r in MODELS
+        ],
+    }
+
+
+def external_targets():
+    if not EXTERNAL_ON:
+        return []
+    return [
+        "results/tables/auc_external.csv",
+        "results/figures/external_vs_internal.png",
+        f"{EXTERNAL_DIR}/crops/qc.csv",
+    ]
 
 
 SPLIT_OUTPUTS = {
@@ -130,6 +213,7 @@ def staging_targets():
         "results/staging/tables/table5_comparison.csv",
         "results/staging/tables/patients.csv",
         "results/staging/figures/confusion_matrices.png",
+        "results/staging/figures/reliability.png",
         *expand("results/staging/{model}/cam.png", model=STG_SINGLE),
     ]
 
@@ -137,32 +221,30 @@ def staging_targets():
 # --------------------------------------------------------------- pretrained weights
 from anapart import weights as W  # no torch import: only paths
 
-# One weights folder per run (classify.pretrained and staging.train.pretrained may both name it).
-_WEIGHT_FOLDERS = {
-    str(f)
-    for f in (
-        W.folder_of(config["classify"].get("pretrained", False)),
-        (
-            W.folder_of(STG.get("train", {}).get("pretrained", False))
-            if STAGING_ON
-            else None
-        ),
-    )
-    if f is not None
-}
+# One weights folder per run (classify.pretrained and staging.train.pretrained may both name it,
+# spelled alike or not: folders are compared as resolved paths; the first spelling names the files).
+_WEIGHT_FOLDERS = {}
+for _f in (
+    W.folder_of(config["classify"].get("pretrained", False)),
+    W.folder_of(STG.get("train", {}).get("pretrained", False)) if STAGING_ON else None,
+):
+    if _f is not None:
+        _WEIGHT_FOLDERS.setdefault(_f.resolve(), _f)
 if len(_WEIGHT_FOLDERS) > 1:
     raise ValueError(
         f"classify.pretrained and staging.train.pretrained name different weights folders "
-        f"{sorted(_WEIGHT_FOLDERS)}; use one folder for both"
+        f"{sorted(str(f) for f in _WEIGHT_FOLDERS)}; use one folder for both"
     )
-WEIGHTS_DIR = next(iter(_WEIGHT_FOLDERS), "resources/weights")
+WEIGHTS_DIR = str(next(iter(_WEIGHT_FOLDERS.values()), "resources/weights"))
 WEIGHT_NETS = sorted(set(NETS) | set(STG_MODELS))
 
 
 def weights_input(pretrained, net):
-    """``{"weights": file}`` when ``pretrained`` names a folder: the job waits for rule weights."""
-    folder = W.folder_of(pretrained)
-    return {"weights": str(W.file_in_folder(folder, net))} if folder else {}
+    """``{"weights": file}`` when ``pretrained`` names a folder (the one WEIGHTS_DIR names, however
+    spelled): the job waits for rule weights."""
+    if W.folder_of(pretrained) is None:
+        return {}
+    return {"weights": str(W.file_in_folder(WEIGHTS_DIR, net))}
 
 
 def classify_weights(wildcards):
@@ -175,8 +257,9 @@ def staging_weights(wildcards):
     return weights_input(STG["train"].get("pretrained", False), wildcards.model)
 
 
-def done_message():
-    """What a user reads when the run ends: where the main results are, and how to get the report."""
+def done_message(configfiles=()):
+    """What a user reads when the run ends: where the main results are, and how to get the report
+    (with this run's --configfile options, so the report describes this run)."""
     main = [
         "results/tables/auc.csv",
         "results/tables/anova.csv",
@@ -185,6 +268,9 @@ def done_message():
         "results/tables/auc_groups.csv",
         "results/tables/auc_pairs.csv",
         "results/figures/aauc_bars.png",
+        "results/tables/calibration.csv",
+        "results/tables/auc_external.csv",
+        "results/checklist.csv",
         "results/seg/selected.json",
         "results/staging/tables/table4_models.csv",
         "results/staging/tables/table5_comparison.csv",
@@ -195,9 +281,10 @@ def done_message():
     if present:
         lines.append("Main results:")
         lines += [f"  {p}" for p in present]
+    extra = "".join(f" --configfile {c}" for c in configfiles)
     lines += [
-        "Every table and figure with captions, as one HTML page:",
-        "  snakemake --report report.html",
+        "Every table and figure with captions, as one HTML page (same snakemake as this run):",
+        f"  snakemake --report report.html{extra}",
         "",
     ]
     return "\n".join(lines)

@@ -36,3 +36,36 @@ rule crops:
         device=config.get("device", "auto"),
     script:
         "../scripts/crops.py"
+
+
+# The external cohort is cropped by the same selected segmentation model; an empty prediction
+# falls back to the main cohort's training prior (as for any slice), never to external masks.
+if EXTERNAL_ON:
+
+    use rule crops as crops_external with:
+        input:
+            manifest=f"{EXTERNAL_DIR}/cohort/manifest.csv",
+            images=f"{EXTERNAL_DIR}/cohort/images.npy",
+            masks=f"{EXTERNAL_DIR}/cohort/masks.npy",
+            training_manifest="results/cohort/manifest.csv",
+            training_masks="results/cohort/masks.npy",
+            patients="results/split/patients.csv",
+            selected="results/seg/selected.json",
+            models=expand("results/seg/{arch}/model.pt", arch=SEG_ARCHS),
+        output:
+            **{
+                f"{fmt}_{k}": f"{EXTERNAL_DIR}/crops/{fmt}/{f}"
+                for fmt in FORMATS
+                for k, f in (("images", "images.npy"), ("index", "index.csv"))
+            },
+            qc=report(
+                f"{EXTERNAL_DIR}/crops/qc.csv",
+                caption="../report/crops_qc_external.rst",
+                category="External validation",
+            ),
+        log:
+            "logs/external/crops.log",
+        benchmark:
+            "logs/bench/crops_external/all.tsv"
+        conda:
+            ENV

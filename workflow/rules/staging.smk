@@ -206,6 +206,7 @@ rule staging_eval:
         runtime=10,
     params:
         classes=STG.get("classes"),
+        bins=config["evaluate"]["calibration_bins"],  # schema default 10
     script:
         "../scripts/staging_eval.py"
 
@@ -303,3 +304,33 @@ rule staging_tables:
         evaluate=config["evaluate"],
     script:
         "../scripts/staging_tables.py"
+
+
+rule staging_reliability:
+    input:
+        expand(
+            "results/staging/{name}/predictions.csv",
+            name=[n for n in STG_EVALUATED if not n.startswith("ablation/")],
+        ),
+    output:
+        report(
+            "results/staging/figures/reliability.png",
+            caption="../report/staging_reliability.rst",
+            category="Staging",
+            subcategory="Tables",
+        ),
+    log:
+        "logs/staging/reliability.log",
+    benchmark:
+        "logs/bench/staging_reliability/all.tsv"
+    conda:
+        ENV
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        classes=STG.get("classes"),
+        names=[n for n in STG_EVALUATED if not n.startswith("ablation/")],
+        bins=config["evaluate"]["calibration_bins"],  # schema default 10
+    script:
+        "../scripts/staging_reliability.py"

@@ -96,3 +96,79 @@ rule auc_pairs:
         evaluate=config["evaluate"],
     script:
         "../scripts/auc_pairs.py"
+
+
+rule calibration:
+    input:
+        unpack(calibration_external_inputs),
+        metrics=[f"results/classify/{n}/{f}/f{r}/metrics.json" for n, f, r in MODELS],
+        predictions=[
+            f"results/classify/{n}/{f}/f{r}/predictions.csv" for n, f, r in MODELS
+        ],
+    output:
+        **{
+            f"reliability_{fmt}": report(
+                f"results/figures/reliability_{fmt}.png",
+                caption="../report/reliability.rst",
+                category="Classification",
+                subcategory="Calibration",
+                labels={"format": fmt},
+            )
+            for fmt in FORMATS
+        },
+        table=report(
+            "results/tables/calibration.csv",
+            caption="../report/calibration_table.rst",
+            category="Classification",
+            subcategory="Calibration",
+        ),
+    log:
+        "logs/calibration.log",
+    benchmark:
+        "logs/bench/calibration/all.tsv"
+    conda:
+        ENV
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        classes=config["classes"],
+        models=MODELS,
+        formats=FORMATS,
+        fractions=FRACTIONS,
+        bins=config["evaluate"]["calibration_bins"],  # schema default 10
+    script:
+        "../scripts/calibration.py"
+
+
+if EXTERNAL_ON:
+
+    rule auc_external:
+        input:
+            [f"results/classify/{n}/{f}/f{r}/metrics.json" for n, f, r in MODELS],
+        output:
+            table=report(
+                "results/tables/auc_external.csv",
+                caption="../report/auc_external.rst",
+                category="External validation",
+            ),
+            figure=report(
+                "results/figures/external_vs_internal.png",
+                caption="../report/external_vs_internal.rst",
+                category="External validation",
+            ),
+        log:
+            "logs/auc_external.log",
+        benchmark:
+            "logs/bench/auc_external/all.tsv"
+        conda:
+            ENV
+        resources:
+            mem_mb=1000,
+            runtime=10,
+        params:
+            classes=config["classes"],
+            formats=FORMATS,
+            fractions=FRACTIONS,
+        script:
+            "../scripts/auc_external.py"

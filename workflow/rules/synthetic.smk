@@ -18,3 +18,19 @@ rule synthetic_cohort:
         cfg=config["synthetic"],
     script:
         "../scripts/synthetic_cohort.py"
+
+
+# The demo's external site: a second, smaller synthetic cohort "from another scanner".
+if EXTERNAL_ON and EXTERNAL["source"] == "synthetic":
+
+    use rule synthetic_cohort as synthetic_external with:
+        output:
+            directory(SYNTHETIC_EXTERNAL_DIR),
+        log:
+            "logs/external/synthetic_cohort.log",
+        benchmark:
+            "logs/bench/synthetic_external/all.tsv"
+        conda:
+            ENV
+        params:
+            cfg=EXTERNAL_SYNTHETIC_CFG,

@@ -1,25 +1,45 @@
-"""Glue: AUC metrics and ROC figure of one classifier's test predictions (logic in anapart.evaluate)."""
+"""Glue: AUC and calibration metrics and the ROC figure of one classifier's test predictions, and
+the same metrics on the external cohort where there is one (logic in anapart.evaluate)."""
 import pandas as pd
 
-from anapart.evaluate import evaluate_predictions, roc_figure, write_metrics
+from anapart.evaluate import calibration_metrics, evaluate_predictions, roc_figure, with_labels, write_metrics
+from anapart.cohort import patient_groups
 from anapart.files import setup_logging
 
 log = setup_logging(snakemake.log[0])
 ev, classes = snakemake.params.evaluate, snakemake.params.classes
+
+
+def score(pred: pd.DataFrame, manifest: pd.DataFrame, strata: pd.Series) -> dict:
+    probs = pred[[f"p_{c}" for c in classes]].to_numpy()
+    m = evaluate_predictions(
+        pred,
+        manifest,
+        classes,
+        strata=strata,
+        n_boot=ev["n_boot"],
+        seed=ev["seed"],
+        level=ev["ci_level"],
+    )
+    m.update(calibration_metrics(pred["label"], probs, classes, n_bins=ev["calibration_bins"]))
+    return m
+
+
 pred = pd.read_csv(snakemake.input.predictions)
-# the bootstrap resamples patients within their split stratum (the patient's class)
+# the bootstrap resamples patients within their stratum (the patient's class: the split's for the
+# internal test set, the same rule on the external manifest)
 strata = pd.read_csv(snakemake.input.patients).set_index("patient")["group"]
-metrics = evaluate_predictions(
-    pred,
-    pd.read_csv(snakemake.input.manifest),
-    classes,
-    strata=strata,
-    n_boot=ev["n_boot"],
-    seed=ev["seed"],
-    level=ev["ci_level"],
-)
+metrics = score(pred, pd.read_csv(snakemake.input.manifest), strata)
+if "external_predictions" in snakemake.input.keys():
+    ext_manifest = pd.read_csv(snakemake.input.external_manifest)
+    metrics["external"] = score(with_labels(pd.read_csv(snakemake.input.external_predictions), ext_manifest),
+                                ext_manifest, patient_groups(ext_manifest))
 w = snakemake.wildcards
 metrics.update(net=w.net, fmt=w.fmt, frac=int(w.frac))
 write_metrics(snakemake.output.metrics, metrics)
 roc_figure(pred, classes, f"{w.net} {w.fmt} {w.frac}%: aAUC {metrics['aauc']:.3f}", snakemake.output.roc)
-log.info("aAUC %.3f ± %.3f, CI %s", metrics["aauc"], metrics["aauc_sd"], metrics["aauc_ci"])
+log.info("aAUC %.3f ± %.3f, CI %s; Brier %.3f, ECE %.3f", metrics["aauc"], metrics["aauc_sd"], metrics["aauc_ci"],
+         metrics["brier"], metrics["ece"])
+if "external" in metrics:
+    e = metrics["external"]
+    log.info("external: aAUC %.3f, CI %s; Brier %.3f, ECE %.3f", e["aauc"], e["aauc_ci"], e["brier"], e["ece"])

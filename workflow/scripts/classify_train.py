@@ -1,4 +1,8 @@
-"""Glue: train one classifier and predict the test cohort (logic in anapart.classify)."""
+"""Glue: train one classifier and predict the test cohort (logic in anapart.classify).
+
+With an external cohort, its crops are predicted after the model is saved (prediction only, no
+labels: scoring joins them from the external manifest).
+"""
 from pathlib import Path
 
 import pandas as pd
@@ -20,7 +24,7 @@ train_classifier(
     device=snakemake.params.device,
     checkpoint=snakemake.params.checkpoint,
 )
-pred, _, _ = predict_probabilities(
+pred, model, meta = predict_probabilities(
     snakemake.output.model,
     crops,
     pd.read_csv(snakemake.input.test),
@@ -28,3 +32,14 @@ pred, _, _ = predict_probabilities(
 )
 write_csv(snakemake.output.predictions, pred)
 log.info("predicted %d test slices", len(pred))
+if "external_predictions" in snakemake.output.keys():
+    ext_crops = Path(snakemake.input.external_images).parent
+    ext, _, _ = predict_probabilities(
+        snakemake.output.model,
+        ext_crops,
+        pd.read_csv(snakemake.input.external_index)[["slice_id"]],
+        device=snakemake.params.device,
+        loaded=(model, meta),
+    )
+    write_csv(snakemake.output.external_predictions, ext)
+    log.info("predicted %d external slices (%s)", len(ext), ext_crops)

@@ -1,21 +1,35 @@
-"""Glue: the cohort preflight; lists every problem, then fails (logic in anapart.cohort)."""
+"""Glue: the cohort preflight; lists every problem, then fails (logic in anapart.cohort).
+
+For the external test cohort (params.external) the pseudonyms are E..., and every PatientID of the
+main cohort's plan (input main_plan) is a problem: an external patient must never be a development one.
+"""
 from pathlib import Path
 
-from anapart.cohort import IngestError, SeriesRule, check_cohort, log_check, problems_message, write_check
+from anapart.cohort import (EXTERNAL_PREFIX, PSEUDONYM_PREFIX, IngestError, SeriesRule, check_cohort, log_check,
+                            problems_message, read_plan, write_check)
 from anapart.dicom_io import FrameRule
 from anapart.files import setup_logging, write_csv
 
 setup_logging(snakemake.log[0])
 p, c = snakemake.params.paths, snakemake.params.cohort
+external = bool(snakemake.params.get("external", False))
+exclude = None
+if external:
+    main_plan = snakemake.input.main_plan
+    exclude = {plan.patient_id: f"PatientID is also in the main cohort (ingest plan {main_plan}); an external test "
+                                "patient must not be a development patient"
+               for plan in read_plan(main_plan)[0]}
 check = check_cohort(
     p["dicom"],
     p["labels"],
     p["masks"],
     classes=snakemake.params.classes,
     salt=c["pseudonym_salt"],
-    series=SeriesRule.from_config(c["series"]),
+    series=SeriesRule.from_config(c["series"], "cohort.external.series" if external else "cohort.series"),
     frames=FrameRule.from_config(c["frames"]),
     mask_names=c["mask_names"],
+    prefix=EXTERNAL_PREFIX if external else PSEUDONYM_PREFIX,
+    exclude=exclude,
 )
 log_check(check)
 # A copy of the table beside the log: Snakemake removes a failed job's outputs, the log stays.

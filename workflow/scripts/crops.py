@@ -1,4 +1,8 @@
-"""Glue: predict the region on every slice with the selected model and cut the format stores."""
+"""Glue: predict the region on every slice with the selected model and cut the format stores.
+
+For the external cohort (input training_manifest: the main store) the fallback centre is the main
+cohort's training prior.
+"""
 import json
 from pathlib import Path
 
@@ -35,4 +39,7 @@ make_crops(
     formats=snakemake.params.formats,
     sizes=snakemake.params.crop["sizes"],
     pad_value=snakemake.params.crop.get("pad_value", 0.0),
+    training_cohort=(
+        Path(snakemake.input.training_manifest).parent if "training_manifest" in snakemake.input.keys() else None
+    ),
 )

@@ -1,15 +1,18 @@
-"""Glue: per-stage metrics and confusion matrix of one staging method (logic in anapart.staging)."""
+"""Glue: per-stage metrics, calibration (Brier, ECE of P(advanced stage)) and confusion matrix of one
+staging method (logic in anapart.evaluate)."""
 import json
 
 import pandas as pd
 
+from anapart.evaluate import binary_calibration_metrics, confusion_figure, evaluate_stages
 from anapart.files import setup_logging, write_text
-from anapart.evaluate import confusion_figure, evaluate_stages
 
 log = setup_logging(snakemake.log[0])
-name = snakemake.wildcards.name
-m = evaluate_stages(pd.read_csv(snakemake.input.predictions), snakemake.params.classes)
+name, classes = snakemake.wildcards.name, snakemake.params.classes
+pred = pd.read_csv(snakemake.input.predictions)
+m = evaluate_stages(pred, classes)
+m.update(binary_calibration_metrics(pred, classes, n_bins=snakemake.params.bins))
 m["method"] = name
 write_text(snakemake.output.metrics, json.dumps(m, indent=2) + "\n")
 confusion_figure(m, f"{name}: accuracy {m['accuracy']:.2f}", snakemake.output.confusion)
-log.info("%s: accuracy %.3f", name, m["accuracy"])
+log.info("%s: accuracy %.3f, Brier %.3f, ECE %.3f", name, m["accuracy"], m["brier"], m["ece"])

@@ -1,0 +1,12 @@
+"""Glue: every classifier on the external cohort vs its internal test set, and the figure
+(logic in anapart.evaluate)."""
+from anapart.evaluate import external_figure, external_table, read_model_metrics
+from anapart.files import setup_logging, write_csv
+
+log = setup_logging(snakemake.log[0])
+table = external_table(read_model_metrics(snakemake.input), snakemake.params.classes)
+write_csv(snakemake.output.table, table, float_format="%.4f")
+external_figure(table, snakemake.params.formats, snakemake.params.fractions, snakemake.output.figure)
+for fmt, g in table.groupby("fmt"):
+    log.info("%s: mean aAUC internal %.3f, external %.3f (delta %.3f)", fmt, g["aauc_internal"].mean(),
+             g["aauc_external"].mean(), g["delta"].mean())

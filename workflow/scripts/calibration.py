@@ -1,0 +1,34 @@
+"""Glue: the calibration table of all classifiers and one reliability diagram per image format
+(panels: training fractions, internal test and external cohort; a curve per network).
+Logic in anapart.evaluate."""
+import pandas as pd
+
+from anapart.evaluate import calibration_table, read_model_metrics, reliability_figure, top_label, with_labels
+from anapart.files import setup_logging, write_csv
+
+setup_logging(snakemake.log[0])
+classes, n_bins = snakemake.params.classes, snakemake.params.bins
+write_csv(snakemake.output.table, calibration_table(read_model_metrics(snakemake.input.metrics), classes),
+          float_format="%.4f")
+ext_manifest = pd.read_csv(snakemake.input.external_manifest) if "external_manifest" in snakemake.input.keys() else None
+cols = [f"p_{c}" for c in classes]
+
+
+def curve(pred: pd.DataFrame):
+    return top_label(pred["label"], pred[cols].to_numpy(), classes)
+
+
+models = [tuple(k) for k in snakemake.params.models]  # (net, fmt, frac), in the order of the inputs
+cohorts = [("internal test", dict(zip(models, snakemake.input.predictions)), lambda p: p)]
+if ext_manifest is not None:  # the external predictions are blind: labels from its manifest
+    cohorts.append(("external", dict(zip(models, snakemake.input.external_predictions)),
+                    lambda p: with_labels(p, ext_manifest)))
+for fmt in snakemake.params.formats:
+    panels = {
+        f"{fmt}, {name}, {frac}%": {k[0]: curve(prepare(pd.read_csv(files[k])))
+                                    for k in models if k[1] == fmt and int(k[2]) == int(frac)}
+        for name, files, prepare in cohorts
+        for frac in snakemake.params.fractions
+    }
+    reliability_figure(panels, n_bins, snakemake.output[f"reliability_{fmt}"], xlabel="confidence (top probability)",
+                       ylabel="accuracy")

@@ -1,0 +1,8 @@
+"""Glue: the reporting checklist from the run's files (logic in anapart.checklist)."""
+from anapart.checklist import build, unflat
+from anapart.files import setup_logging, write_csv
+
+log = setup_logging(snakemake.log[0])
+table = build(unflat(dict(snakemake.input.items())), snakemake.params.config)
+write_csv(snakemake.output[0], table)
+log.info("checklist: %d items", len(table))
