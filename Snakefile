@@ -21,7 +21,12 @@ include: "workflow/rules/crop.smk"
 include: "workflow/rules/classify.smk"
 include: "workflow/rules/stats.smk"
 include: "workflow/rules/cam.smk"
-include: "workflow/rules/staging.smk"
+include: "workflow/rules/patches.smk"
+include: "workflow/rules/staging_split.smk"
+include: "workflow/rules/staging_train.smk"
+include: "workflow/rules/radiomics.smk"
+include: "workflow/rules/ensemble.smk"
+include: "workflow/rules/staging_cam.smk"
 include: "workflow/rules/checklist.smk"
 
 

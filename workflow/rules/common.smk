@@ -154,19 +154,20 @@ SPLIT_OUTPUTS = {
 # --------------------------------------------------------------- study B (staging)
 import re
 
-STG = config.get("staging") or {"enabled": False}
-STAGING_ON = bool(STG.get("enabled", False))
+# Every staging key below is in config/config.yaml or has its default in the schema (validated).
+STG = config["staging"]
+STAGING_ON = bool(STG["enabled"])
 STAGING_DIR = "data/synthetic_staging"
-STG_MODELS = list(STG.get("models", []))
-STG_BASIC = bool(STG.get("basic_cnn", {}).get("enabled", True))
+STG_MODELS = list(STG["models"])
+STG_BASIC = bool(STG["basic_cnn"]["enabled"])
 STG_SINGLE = STG_MODELS + (["basic_cnn"] if STG_BASIC else [])
 # The preprocessing of the main arm, and of Table 3's other arm.
-STG_MAIN = "clahe" if STG.get("clahe", {}).get("enabled", True) else "raw"
+STG_MAIN = "clahe" if STG["clahe"]["enabled"] else "raw"
 STG_OTHER = "raw" if STG_MAIN == "clahe" else "clahe"
-STG_ABLATION = bool(STG.get("compare_clahe", False))
-STG_RADIOMICS = bool(STG.get("radiomics", {}).get("enabled", True))
+STG_ABLATION = bool(STG["compare_clahe"])
+STG_RADIOMICS = bool(STG["radiomics"]["enabled"])
 # Radiomics reads the patches without CLAHE by default (CLAHE distorts first-order and texture features).
-STG_RADIOMICS_PRE = STG.get("radiomics", {}).get("preprocessing", "raw")
+STG_RADIOMICS_PRE = STG["radiomics"]["preprocessing"]
 STG_EVALUATED = (
     STG_SINGLE
     + ["ensemble"]
@@ -174,14 +175,14 @@ STG_EVALUATED = (
     + ([f"ablation/{m}" for m in STG_MODELS] if STG_ABLATION else [])
 )
 # What a staging model's weights depend on (changing radiomics or CAM settings retrains nothing).
-STG_TRAIN_CFG = {"train": STG.get("train", {}), "basic_cnn": STG.get("basic_cnn", {})}
+STG_TRAIN_CFG = {"train": STG["train"], "basic_cnn": STG["basic_cnn"]}
 STG_PATCHES = "results/staging/patches/{pre}"
 
 
 def staging_paths():
     """Where study B's cohort is read from: the generated folder or the user's paths."""
-    c = STG.get("cohort", {})
-    if c.get("source", "synthetic") == "synthetic":
+    c = STG["cohort"]
+    if c["source"] == "synthetic":
         return {
             "dicom": f"{STAGING_DIR}/dicom",
             "labels": f"{STAGING_DIR}/labels.csv",
@@ -199,7 +200,7 @@ def staging_paths():
 
 
 def staging_inputs(wildcards):
-    if STG.get("cohort", {}).get("source", "synthetic") == "synthetic":
+    if STG["cohort"]["source"] == "synthetic":
         return {"synthetic": STAGING_DIR}
     return staging_paths()
 
@@ -226,7 +227,7 @@ from anapart import weights as W  # no torch import: only paths
 _WEIGHT_FOLDERS = {}
 for _f in (
     W.folder_of(config["classify"].get("pretrained", False)),
-    W.folder_of(STG.get("train", {}).get("pretrained", False)) if STAGING_ON else None,
+    W.folder_of(STG["train"]["pretrained"]) if STAGING_ON else None,
 ):
     if _f is not None:
         _WEIGHT_FOLDERS.setdefault(_f.resolve(), _f)
@@ -254,7 +255,7 @@ def classify_weights(wildcards):
 def staging_weights(wildcards):
     if wildcards.model not in STG_MODELS:  # the basic CNN trains from scratch
         return {}
-    return weights_input(STG["train"].get("pretrained", False), wildcards.model)
+    return weights_input(STG["train"]["pretrained"], wildcards.model)
 
 
 def done_message(configfiles=()):

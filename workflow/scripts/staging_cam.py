@@ -1,13 +1,13 @@
-"""Glue: Grad-CAM heatmaps of one staging model on its test patches (logic in anapart.staging)."""
+"""Glue: Grad-CAM heatmaps of one staging model on its test patches (logic in anapart.cam)."""
 from pathlib import Path
 
 import pandas as pd
 
+from anapart.cam import staging_cam_examples
 from anapart.files import setup_logging
-from anapart.staging import cam_examples
 
 log = setup_logging(snakemake.log[0])
-scores = cam_examples(
+scores = staging_cam_examples(
     snakemake.input.model,
     Path(snakemake.input.images).parent,
     pd.read_csv(snakemake.input.predictions),

@@ -1,8 +1,8 @@
-"""Glue: stage two, soft voting of the single models' probabilities (logic in anapart.staging)."""
+"""Glue: stage two, soft voting of the single models' probabilities (logic in anapart.ensemble)."""
 import pandas as pd
 
+from anapart.ensemble import soft_vote
 from anapart.files import setup_logging, write_csv
-from anapart.staging import soft_vote
 
 log = setup_logging(snakemake.log[0])
 frames = [pd.read_csv(p) for p in snakemake.input]

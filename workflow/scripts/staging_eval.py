@@ -1,10 +1,11 @@
 """Glue: per-stage metrics, calibration (Brier, ECE of P(advanced stage)) and confusion matrix of one
-staging method (logic in anapart.evaluate)."""
+staging method (logic in anapart.ensemble; calibration in anapart.evaluate)."""
 import json
 
 import pandas as pd
 
-from anapart.evaluate import binary_calibration_metrics, confusion_figure, evaluate_stages
+from anapart.ensemble import confusion_figure, evaluate_stages
+from anapart.evaluate import binary_calibration_metrics
 from anapart.files import setup_logging, write_text
 
 log = setup_logging(snakemake.log[0])

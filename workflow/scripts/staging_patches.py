@@ -1,21 +1,21 @@
-"""Glue: DICOM + ROI masks -> patch store of one preprocessing arm (logic in anapart.staging)."""
+"""Glue: DICOM + ROI masks -> patch store of one preprocessing arm (logic in anapart.patches)."""
 from anapart.files import setup_logging
-from anapart.staging import make_patches
+from anapart.patches import make_patches
 
 setup_logging(snakemake.log[0])
-stg, paths, pre = snakemake.params.stg, snakemake.params.paths, snakemake.wildcards.pre
-p = stg["patches"]
+prm = snakemake.params
+p = prm.patches
 make_patches(
-    paths["dicom"],
-    paths["labels"],
-    paths["roi"],
+    prm.paths["dicom"],
+    prm.paths["labels"],
+    prm.paths["roi"],
     dict(snakemake.output),
-    classes=stg["classes"],
-    sequences=stg["sequences"],
+    classes=prm.classes,
+    sequences=prm.sequences,
     size=p["size"],
     margin=p["margin"],
     min_side=p["min_side"],
-    salt=stg["cohort"]["pseudonym_salt"],
-    clahe_cfg=stg["clahe"] if pre == "clahe" else None,
-    percentiles=p.get("intensity_percentiles", (0.5, 99.5)),
+    salt=prm.salt,
+    clahe_cfg=prm.clahe,  # None for the raw arm
+    percentiles=p["intensity_percentiles"],
 )

@@ -1,9 +1,9 @@
-"""Glue: radiomics baseline on the ROI patches (logic in anapart.staging)."""
+"""Glue: radiomics baseline on the ROI patches (logic in anapart.radiomics)."""
 import json
 from pathlib import Path
 
 from anapart.files import setup_logging, write_csv, write_text
-from anapart.staging import radiomics_baseline
+from anapart.radiomics import radiomics_baseline
 
 setup_logging(snakemake.log[0])
 patches = Path(snakemake.input.images).parent  # staging.radiomics.preprocessing: raw (default) or clahe

@@ -1,12 +1,12 @@
-"""Glue: patient-level 4:1 split of the staging patches (logic in anapart.staging)."""
+"""Glue: patient-level 4:1 split of the staging patches (logic in anapart.split)."""
 import pandas as pd
 
 from anapart.files import atomic_paths, setup_logging
-from anapart.staging import split
+from anapart.split import split_staging
 
 log = setup_logging(snakemake.log[0])
 s = snakemake.params.split
-lists = split(
+lists = split_staging(
     pd.read_csv(snakemake.input.index),
     classes=snakemake.params.classes,
     test_fraction=s["test_fraction"],

@@ -1,6 +1,6 @@
-"""Glue: generate the staging variant of the embedded synthetic cohort (logic in anapart.synthetic)."""
+"""Glue: generate the staging variant of the embedded synthetic cohort (logic in anapart.synthetic.staging)."""
 from anapart.files import setup_logging
-from anapart.synthetic import StagingSyntheticConfig, generate_staging
+from anapart.synthetic.staging import StagingSyntheticConfig, generate_staging
 
 setup_logging(snakemake.log[0])
 generate_staging(snakemake.output[0], StagingSyntheticConfig.from_dict(snakemake.params.cfg))

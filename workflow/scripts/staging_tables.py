@@ -1,10 +1,9 @@
-"""Glue: the staging study's Tables 3-5, Fig. 6 and the per-patient table (logic in anapart.evaluate)."""
+"""Glue: the staging study's Tables 3-5, Fig. 6 and the per-patient table (logic in anapart.ensemble)."""
 import json
 
 import pandas as pd
 
-from anapart.evaluate import (confusion_grid, patient_table, table_comparison, table_models, table_preprocessing,
-                              tnm_metrics)
+from anapart.ensemble import confusion_grid, patient_table, table_by_stage, table_preprocessing, tnm_metrics
 from anapart.files import setup_logging, write_csv
 
 log = setup_logging(snakemake.log[0])
@@ -18,8 +17,8 @@ write_csv(snakemake.output.table3, table_preprocessing({m: clahe_on[m] for m in 
                                                        clahe_off, stage))
 singles = {n: m for n, m in main.items() if n not in ("ensemble", "radiomics")}
 order = (["basic_cnn"] if "basic_cnn" in singles else []) + [m for m in models if m in singles]
-write_csv(snakemake.output.table4, table_models({**{n: singles[n] for n in order}, "ensemble": main["ensemble"]},
-                                                classes))
+write_csv(snakemake.output.table4, table_by_stage({**{n: singles[n] for n in order}, "ensemble": main["ensemble"]},
+                                                  classes))
 index = pd.read_csv(snakemake.input.index, dtype={"tnm_stage": str}, keep_default_na=False)
 simulated = {"TNM staging"} if snakemake.params.tnm_simulated else set()
 compare = {}
@@ -29,7 +28,7 @@ if tnm is not None:
 if "radiomics" in main:
     compare["radiomics"] = main["radiomics"]
 compare["ensemble"] = main["ensemble"]
-write_csv(snakemake.output.table5, table_comparison(compare, classes, simulated=simulated))
+write_csv(snakemake.output.table5, table_by_stage(compare, classes, simulated=simulated))
 # per patient: every method, the ensemble against each (McNemar), bootstrap CIs
 preds = {n: pd.read_csv(p) for n, p in zip(list(main), snakemake.input.predictions)}
 given = index[index["tnm_stage"].isin(classes)]

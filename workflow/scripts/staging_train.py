@@ -1,9 +1,9 @@
-"""Glue: train one staging model and predict the test patches (logic in anapart.staging)."""
+"""Glue: train one staging model and predict the test patches (logic in anapart.staging_models)."""
 from pathlib import Path
 
 from anapart import training
 from anapart.files import setup_logging, write_csv
-from anapart.staging import predict, train_model
+from anapart.staging_models import predict, train_model
 
 setup_logging(snakemake.log[0])
 cfg = snakemake.params.cfg

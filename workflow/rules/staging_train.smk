@@ -1,0 +1,55 @@
+# Study B, stage one (anapart.staging_models): each single model trained on the training patches,
+# its test-patch probabilities out; the ablation arm reuses the rule on the other preprocessing.
+
+
+rule staging_train:
+    input:
+        unpack(staging_weights),
+        images=f"results/staging/patches/{STG_MAIN}/images.npy",
+        index=f"results/staging/patches/{STG_MAIN}/index.csv",
+        train="results/staging/split/train.csv",
+        test="results/staging/split/test.csv",
+    output:
+        model="results/staging/{model}/model.pt",
+        predictions="results/staging/{model}/predictions.csv",
+    log:
+        "logs/staging/train_{model}.log",
+    benchmark:
+        "logs/bench/staging_train/{model}.tsv"
+    wildcard_constraints:
+        model="|".join(STG_SINGLE) or "none",
+    conda:
+        ENV
+    threads: STG["train"]["threads"]
+    resources:
+        mem_mb=6000,
+        runtime=120,
+    params:
+        cfg=STG_TRAIN_CFG,
+        classes=STG["classes"],
+        device=config.get("device", "auto"),
+        # beside the model: an interrupted job resumes from it
+        checkpoint=lambda w, output: output.model.replace(
+            "model.pt", "checkpoint.partial.pt"
+        ),
+    script:
+        "../scripts/staging_train.py"
+
+
+# Table 3's other arm: the transfer models on the patches with the other preprocessing.
+use rule staging_train as staging_train_ablation with:
+    input:
+        unpack(staging_weights),
+        images=f"results/staging/patches/{STG_OTHER}/images.npy",
+        index=f"results/staging/patches/{STG_OTHER}/index.csv",
+        train="results/staging/split/train.csv",
+        test="results/staging/split/test.csv",
+    output:
+        model="results/staging/ablation/{model}/model.pt",
+        predictions="results/staging/ablation/{model}/predictions.csv",
+    log:
+        "logs/staging/train_ablation_{model}.log",
+    benchmark:
+        "logs/bench/staging_train_ablation/{model}.tsv"
+    wildcard_constraints:
+        model="|".join(STG_MODELS) or "none",
