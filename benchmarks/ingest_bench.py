@@ -27,7 +27,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from anapart.synthetic import SyntheticConfig, generate  # noqa: E402
+from anapart.synthetic.partition import SyntheticConfig, generate  # noqa: E402
 
 CHILD = r"""
 import json, resource, sys

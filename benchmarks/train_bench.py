@@ -31,7 +31,7 @@ sys.path.insert(0, str(REPO / "src"))
 from anapart import CLASSES, dicom_io, training  # noqa: E402
 from anapart.classify import CropData, build_classifier  # noqa: E402
 from anapart.cohort import ingest, intensity_window, normalise, to_field  # noqa: E402
-from anapart.synthetic import SyntheticConfig, generate  # noqa: E402
+from anapart.synthetic.partition import SyntheticConfig, generate  # noqa: E402
 
 
 def demo_cohort(out: Path) -> Path:

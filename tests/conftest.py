@@ -53,7 +53,7 @@ def run_offline(cmd, **kw):
     return subprocess.run(cmd, env=offline_env(kw.pop("env", None)), **kw)
 
 from anapart import CLASSES
-from anapart.synthetic import SyntheticConfig, generate
+from anapart.synthetic.partition import SyntheticConfig, generate
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -13,7 +13,7 @@ import yaml
 
 from anapart import CLASSES
 from anapart.cohort import SeriesRule, ingest
-from anapart.synthetic import SyntheticConfig, generate
+from anapart.synthetic.partition import SyntheticConfig, generate
 from conftest import REPO, run_offline, store_paths
 from dicom_export import pacs_export
 from test_ingest import assert_no_phi, phi_values

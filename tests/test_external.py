@@ -9,7 +9,7 @@ import yaml
 from anapart import CLASSES
 from anapart.cohort import (EXTERNAL_PREFIX, check_cohort, load_store, pseudonym, split_patients)
 from anapart.crop import crop_size, make_crops, prior_center, window
-from anapart.synthetic import SyntheticConfig, generate, plan_cohort
+from anapart.synthetic.partition import SyntheticConfig, generate, plan_cohort
 
 from conftest import REPO, TINY, series_rule, store_paths
 

@@ -129,7 +129,7 @@ def test_staging_networks_run_at_their_native_sizes():
     """B: "five pre-trained models downloaded from keras official website ... we resize them to the fixed
     resolutions": Keras' native inputs, 224 (VGG16, ResNet50, DenseNet121) and 299 (InceptionV3,
     InceptionResNetV2). The demo's {vgg16: 64} must not survive the nested merge."""
-    from anapart.staging import input_size
+    from anapart.staging_models import input_size
 
     cfg = merged()["staging"]
     native = {"vgg16": 224, "inception_v3": 299, "resnet50": 224, "inception_resnet_v2": 299, "densenet121": 224}
@@ -201,7 +201,7 @@ def test_cam_layers_are_each_networks_last_convolutional_stage():
 def test_basic_cnn_trains_with_its_own_schedule():
     """B states 60 epochs for the basic CNN and no schedule: staging.train's exponential decay
     (0.9 per epoch) would end its training at lr x 0.9^60, so paper.yaml gives it its own."""
-    from anapart.staging import BASIC_CNN, train_settings
+    from anapart.staging_models import BASIC_CNN, train_settings
 
     cfg = merged()["staging"]
     t = train_settings(BASIC_CNN, cfg)

@@ -1,17 +1,24 @@
-"""Study B: staging cohort, CLAHE patches, patient split, frozen transfer learning, soft voting, metrics."""
+"""Study B from DICOM to predictions: the synthetic staging cohort, CLAHE and ROI patches
+(anapart.patches), the patient split (anapart.split), and one end-to-end run of training,
+prediction and soft voting with the demo's validated settings."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-import torch
-import torch.nn.functional as F
-from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_score, recall_score
+import yaml
+from snakemake.utils import validate
 
-from anapart import evaluate, staging, synthetic
-from anapart.classify import augment_batch
+from anapart import patches, staging_models
 from anapart.cohort import IngestError
+from anapart.ensemble import evaluate_stages, soft_vote
+from anapart.split import assert_staging_disjoint, split_staging
+from anapart.synthetic import staging as synthetic
+
+REPO = Path(__file__).resolve().parents[1]
+PERCENTILES = (0.5, 99.5)
 
 STAGES = ["III", "IVa"]
 SEQ = {"T1C": r"T1.*(C\+|POST|GD)", "T2": "T2"}
@@ -25,6 +32,13 @@ def stg_cohort(tmp_path_factory):
     return root
 
 
+def validated_staging() -> dict:
+    """The demo's ``staging`` section as the workflow sees it: validated, schema defaults filled in."""
+    cfg = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    validate(cfg, str(REPO / "workflow/schemas/config.schema.yaml"))
+    return cfg["staging"]
+
+
 def patch_out(d):
     d.mkdir(parents=True, exist_ok=True)
     return {k: d / f for k, f in (("images", "images.npy"), ("masks", "masks.npy"), ("index", "index.csv"),
@@ -33,8 +47,9 @@ def patch_out(d):
 
 def build_patches(root, out_dir, clahe_cfg, **kw):
     out = patch_out(out_dir)
-    staging.make_patches(root / "dicom", root / "labels.csv", root / "roi", out, classes=STAGES, sequences=SEQ,
-                         size=32, margin=0.25, min_side=12, salt="s", clahe_cfg=clahe_cfg, **kw)
+    patches.make_patches(root / "dicom", root / "labels.csv", root / "roi", out, classes=STAGES, sequences=SEQ,
+                         size=32, margin=0.25, min_side=12, salt="s", clahe_cfg=clahe_cfg, percentiles=PERCENTILES,
+                         **kw)
     return out
 
 
@@ -80,7 +95,7 @@ def test_clahe_changes_the_cached_patches_and_nothing_else(stg_cohort, tmp_path)
 def test_clahe_raises_local_contrast():
     rng = np.random.default_rng(0)
     img = (0.45 + 0.05 * rng.random((64, 64))).astype(np.float32)
-    eq = staging.clahe(img, 2.0, 8)
+    eq = patches.clahe(img, 2.0, 8)
     assert eq.shape == img.shape and eq.dtype == np.float32
     assert eq.std() > 2 * img.std() and 0 <= eq.min() and eq.max() <= 1
 
@@ -104,7 +119,7 @@ def test_roi_windows_one_tumour_per_slice_one_patch_per_node():
     lab[22:26, 12:16] = 1  # a second tumour part (invasion): same patch
     lab[40:46, 40:46] = 2
     lab[50:54, 5:9] = 2
-    wins = staging.roi_windows(lab, margin=0.5, min_side=8)
+    wins = patches.roi_windows(lab, margin=0.5, min_side=8)
     kinds = [w[0] for w in wins]
     assert kinds.count("tumour") == 1 and kinds.count("node") == 2
     t = [w for w in wins if w[0] == "tumour"][0]
@@ -149,11 +164,11 @@ def test_staging_series_choice_lists_candidates_and_warns_about_unused_series(st
     victim = sorted(survey.iterdir())[0]
     victim.write_bytes(victim.read_bytes()[:-50])
     caplog.set_level(logging.WARNING, logger="anapart")
-    plans = staging.plan_staging(data / "dicom", data / "labels.csv", SEQ, STAGES)
+    plans = patches.plan_staging(data / "dicom", data / "labels.csv", SEQ, STAGES)
     assert len(plans) == len(pids) and f"{victim}: pixel data are truncated" in caplog.text
     shutil.rmtree(data / "dicom" / pids[1] / "T2")
     with pytest.raises(IngestError) as err:
-        staging.plan_staging(data / "dicom", data / "labels.csv", SEQ, STAGES)
+        patches.plan_staging(data / "dicom", data / "labels.csv", SEQ, STAGES)
     msg = str(err.value)
     assert msg.startswith("1 problem:") and f"{pids[1]}/T1C: no series matches the series rule (staging.sequences.T2: " \
         "description ~ /T2/" in msg and f"candidates: '{pids[1]}/T1C' (series" in msg
@@ -162,7 +177,7 @@ def test_staging_series_choice_lists_candidates_and_warns_about_unused_series(st
 def test_a_patients_patches_never_span_train_and_test(stg_cohort, tmp_path):
     out = build_patches(stg_cohort, tmp_path / "p", None)
     idx = pd.read_csv(out["index"])
-    lists = staging.split(idx, classes=STAGES, test_fraction=0.25, seed=0)
+    lists = split_staging(idx, classes=STAGES, test_fraction=0.25, seed=0)
     patient = idx.set_index("slice_id")["patient"]
     tr, te = set(patient[lists["train"]["slice_id"]]), set(patient[lists["test"]["slice_id"]])
     assert tr and te and not tr & te
@@ -170,156 +185,30 @@ def test_a_patients_patches_never_span_train_and_test(stg_cohort, tmp_path):
     # both stages on both sides
     assert set(lists["test"]["label"]) == set(STAGES)
     with pytest.raises(AssertionError, match="both train and test"):
-        staging.assert_patient_disjoint(idx, idx[["slice_id", "label"]], idx[["slice_id", "label"]].head(1))
-
-
-def test_frozen_backbone_stays_unchanged_after_a_training_step():
-    torch.manual_seed(0)
-    model = staging.TransferNet("resnet50", 2, pretrained=False, freeze=True)
-    before = {k: v.clone() for k, v in model.state_dict().items()}
-    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-2)
-    model.train()
-    assert not model.backbone.training  # batch-norm statistics frozen too
-    x, y = torch.randn(4, 1, 40, 40), torch.tensor([0, 1, 0, 1])
-    loss = F.cross_entropy(model(x), y)
-    loss.backward()
-    opt.step()
-    after = model.state_dict()
-    backbone = [k for k in before if k.startswith("backbone.")]
-    head = [k for k in before if k.startswith("head.")]
-    assert backbone and all(torch.equal(before[k], after[k]) for k in backbone)  # incl. BN running stats
-    assert any(not torch.equal(before[k], after[k]) for k in head)
-
-
-def test_unfrozen_backbone_does_train():
-    torch.manual_seed(0)
-    model = staging.TransferNet("resnet50", 2, pretrained=False, freeze=False)
-    w = model.backbone.conv1.weight.clone()
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    F.cross_entropy(model.train()(torch.randn(4, 1, 40, 40)), torch.tensor([0, 1, 0, 1])).backward()
-    opt.step()
-    assert not torch.equal(w, model.backbone.conv1.weight)
-
-
-def test_transfer_net_loads_local_weights_file(tmp_path):
-    import timm
-
-    src = timm.create_model("densenet121", pretrained=False)
-    torch.nn.init.constant_(src.features.conv0.weight, 0.01)
-    path = tmp_path / "densenet121_imagenet.pth"
-    torch.save(src.state_dict(), path)
-    m = staging.TransferNet("densenet121", 2, pretrained=str(path), in_chans=1)
-    # timm sums the RGB filters of the first conv for one input channel
-    assert torch.allclose(m.backbone.features_conv0.weight, torch.full_like(m.backbone.features_conv0.weight, 0.03))
-    with pytest.raises(FileNotFoundError, match="does not exist"):
-        staging.TransferNet("densenet121", 2, pretrained=str(tmp_path / "missing.pth"))
-    # a weights folder: one file per network, this one in safetensors
-    from safetensors.torch import save_file
-
-    (tmp_path / "w").mkdir()
-    save_file({k: v.contiguous() for k, v in src.state_dict().items()}, str(tmp_path / "w" / "densenet121.safetensors"))
-    m = staging.TransferNet("densenet121", 2, pretrained=str(tmp_path / "w"), in_chans=1)
-    assert torch.allclose(m.backbone.features_conv0.weight, torch.full_like(m.backbone.features_conv0.weight, 0.03))
-    with pytest.raises(FileNotFoundError, match=r"w/resnet50\.safetensors or .*w/resnet50\.pth"):
-        staging.TransferNet("resnet50", 2, pretrained=str(tmp_path / "w"))
-
-
-def test_basic_cnn_has_three_conv_pool_blocks_and_two_dense_layers():
-    m = staging.BasicCNN(2)
-    convs = [l for l in m.features if isinstance(l, torch.nn.Conv2d)]
-    pools = [l for l in m.features if isinstance(l, torch.nn.MaxPool2d)]
-    dense = [l for l in m.head if isinstance(l, torch.nn.Linear)]
-    assert len(convs) == 3 and len(pools) == 3 and len(dense) == 2
-    assert m(torch.zeros(2, 1, 48, 48)).shape == (2, 2)
-
-
-def test_soft_voting_against_hand_computed_probabilities():
-    ids = ["a", "b", "c"]
-    labels = ["III", "IVa", "IVa"]
-    m1 = pd.DataFrame({"slice_id": ids, "label": labels, "p_III": [0.9, 0.1, 0.2], "p_IVa": [0.1, 0.9, 0.8]})
-    m2 = pd.DataFrame({"slice_id": ids, "label": labels, "p_III": [0.3, 0.55, 0.6], "p_IVa": [0.7, 0.45, 0.4]})
-    m3 = pd.DataFrame({"slice_id": ids, "label": labels, "p_III": [0.6, 0.55, 0.1], "p_IVa": [0.4, 0.45, 0.9]})
-    out = staging.soft_vote([m1, m2, m3], STAGES)
-    # Eq. (1) by hand: a (0.9+0.3+0.6)/3, b (0.1+0.55+0.55)/3, c (0.2+0.6+0.1)/3
-    assert out["p_III"].tolist() == pytest.approx([0.6, 0.4, 0.3])
-    assert out["p_IVa"].tolist() == pytest.approx([0.4, 0.6, 0.7])
-    # Eq. (2): argmax. For b two of three models say III (a hard vote would), but m1 is confident: IVa
-    assert list(evaluate.predicted(out, STAGES)) == ["III", "IVa", "IVa"]
-    assert list(out.columns) == list(m1.columns)
-    with pytest.raises(ValueError, match="same patches"):
-        staging.soft_vote([m1, m2.iloc[::-1]], STAGES)
-
-
-def test_metrics_match_scikit_learn_on_known_labels():
-    y = np.array(["III"] * 6 + ["IVa"] * 4)
-    p = np.array(["III", "III", "III", "IVa", "IVa", "III", "IVa", "IVa", "III", "IVa"])
-    m = evaluate.stage_metrics(y, p, STAGES)
-    assert m["accuracy"] == pytest.approx(accuracy_score(y, p)) == pytest.approx(0.7)
-    for c in STAGES:
-        assert m["per_class"][c]["precision"] == pytest.approx(precision_score(y, p, pos_label=c))
-        assert m["per_class"][c]["sensitivity"] == pytest.approx(recall_score(y, p, pos_label=c))
-        assert m["per_class"][c]["f1"] == pytest.approx(f1_score(y, p, pos_label=c))
-    assert m["confusion"] == confusion_matrix(y, p, labels=STAGES).tolist() == [[4, 2], [1, 3]]
-    # by hand: III precision 4/5, sensitivity 4/6; IVa precision 3/5, sensitivity 3/4
-    assert m["per_class"]["III"]["precision"] == pytest.approx(0.8)
-    assert m["per_class"]["IVa"]["sensitivity"] == pytest.approx(0.75)
-
-
-def test_tables_have_the_papers_rows():
-    y = ["III", "IVa", "IVa", "III"]
-    m = evaluate.stage_metrics(y, ["III", "IVa", "III", "III"], STAGES)
-    t3 = evaluate.table_preprocessing({"vgg16": m, "resnet50": m}, {"vgg16": m, "resnet50": m}, "IVa")
-    assert list(t3.columns) == ["model", "clahe", "precision", "sensitivity", "f1", "accuracy"]
-    assert t3["clahe"].tolist() == [False, True, False, True]
-    t4 = evaluate.table_models({"basic_cnn": m, "vgg16": m, "ensemble": m}, STAGES)
-    assert len(t4) == 6 and t4["stage"].tolist()[:3] == ["III"] * 3
-    idx = pd.DataFrame({"slice_id": ["a", "b", "c", "d"], "tnm_stage": ["III", "IVa", "", "III"]})
-    test = pd.DataFrame({"slice_id": ["a", "b", "c", "d"], "label": y})
-    tnm = evaluate.tnm_metrics(idx, test, STAGES)
-    assert tnm["n"] == 3 and tnm["accuracy"] == pytest.approx(1.0)
-    assert evaluate.tnm_metrics(idx.assign(tnm_stage=""), test, STAGES) is None
-    t5 = evaluate.table_comparison({"TNM staging": tnm, "radiomics": m, "ensemble": m}, STAGES,
-                                   simulated={"TNM staging"})
-    assert t5.loc[t5["simulated"], "method"].unique().tolist() == ["TNM staging"] and len(t5) == 6
-
-
-def test_augmentation_rotates_shears_zooms_within_the_patch():
-    torch.manual_seed(0)
-    x = torch.zeros(8, 1, 32, 32)
-    x[:, :, 12:20, 4:28] = 1.0
-    y = augment_batch(x, {"rotation": 30, "shear": 10, "zoom": 0.2})
-    assert y.shape == x.shape and not torch.equal(x, y)
-    assert float(y.min()) >= -1e-6 and float(y.max()) <= 1 + 1e-6
-    # the study A settings (flip, shift) are untouched by the new keys
-    torch.manual_seed(1)
-    a = augment_batch(x, {"hflip": 0.5, "shift": 0.1})
-    torch.manual_seed(1)
-    b = augment_batch(x, {"hflip": 0.5, "shift": 0.1, "rotation": 0})
-    assert torch.equal(a, b)
+        assert_staging_disjoint(idx, idx[["slice_id", "label"]], idx[["slice_id", "label"]].head(1))
 
 
 def test_train_predict_and_ensemble_end_to_end(stg_cohort, tmp_path):
     out = build_patches(stg_cohort, tmp_path / "p", {"clip_limit": 2.0, "tile_grid": 8})
     idx = pd.read_csv(out["index"])
-    lists = staging.split(idx, classes=STAGES, test_fraction=0.25, seed=0)
+    lists = split_staging(idx, classes=STAGES, test_fraction=0.25, seed=0)
     lists["train"].to_csv(tmp_path / "train.csv", index=False)
     lists["test"].to_csv(tmp_path / "test.csv", index=False)
-    cfg = {"train": {"pretrained": False, "freeze_backbone": True, "optimizer": "adam", "lr": 1e-3, "batch_size": 8,
-                     "epochs": 2,
-                     "input_size": 32, "seed": 0, "schedule": {"type": "exponential", "gamma": 0.5},
-                     "augment": {"rotation": 10, "hflip": 0.5}},
-           "basic_cnn": {"epochs": 2}}
+    demo = validated_staging()
+    cfg = {"train": {**demo["train"], "lr": 1e-3, "batch_size": 8, "epochs": 2, "input_size": 32, "seed": 0,
+                     "schedule": {"type": "exponential", "gamma": 0.5}, "augment": {"rotation": 10, "hflip": 0.5}},
+           "basic_cnn": {**demo["basic_cnn"], "epochs": 2}}
     preds = []
     for name in ("resnet50", "basic_cnn"):
-        hist = staging.train_model(tmp_path / "p", tmp_path / "train.csv", STAGES, name, cfg, tmp_path / f"{name}.pt")
+        hist = staging_models.train_model(tmp_path / "p", tmp_path / "train.csv", STAGES, name, cfg, tmp_path / f"{name}.pt")
         assert len(hist) == 2 and all(np.isfinite(hist))
-        p = staging.predict(tmp_path / f"{name}.pt", tmp_path / "p", tmp_path / "test.csv", out["index"])
+        p = staging_models.predict(tmp_path / f"{name}.pt", tmp_path / "p", tmp_path / "test.csv", out["index"])
         assert list(p.columns) == ["slice_id", "label", "p_III", "p_IVa", "patient", "sequence", "kind"]
         assert np.allclose(p[["p_III", "p_IVa"]].sum(axis=1), 1, atol=1e-5)
         preds.append(p)
-    ens = staging.soft_vote(preds, STAGES)
+    ens = soft_vote(preds, STAGES)
     assert np.allclose(ens["p_IVa"], (preds[0]["p_IVa"] + preds[1]["p_IVa"]) / 2)
-    m = evaluate.evaluate_stages(ens, STAGES)
+    m = evaluate_stages(ens, STAGES)
     assert m["n"] == len(lists["test"]) and set(m["by_kind"]) <= {"tumour", "node"}
 
 
@@ -345,7 +234,7 @@ def boxes_from_masks(root) -> pd.DataFrame:
                     found = [tuple(st[i, :4]) for i in range(1, n) if st[i, 4] >= 4]
                 for x, y, w, h in found:
                     rows.append((s.patient_id, seq, s.slices[z].instance, kind, x, y, x + w, y + h))
-    return pd.DataFrame(rows, columns=staging.BOX_COLUMNS)
+    return pd.DataFrame(rows, columns=patches.BOX_COLUMNS)
 
 
 def test_roi_boxes_give_the_same_patches_as_the_masks_they_bound(stg_cohort, tmp_path):
@@ -353,8 +242,9 @@ def test_roi_boxes_give_the_same_patches_as_the_masks_they_bound(stg_cohort, tmp
     boxes.sample(frac=1, random_state=0).to_csv(tmp_path / "boxes.csv", index=False)  # any row order
     from_masks = build_patches(stg_cohort, tmp_path / "m", None)
     out = patch_out(tmp_path / "b")
-    staging.make_patches(stg_cohort / "dicom", stg_cohort / "labels.csv", tmp_path / "boxes.csv", out,
-                         classes=STAGES, sequences=SEQ, size=32, margin=0.25, min_side=12, salt="s", clahe_cfg=None)
+    patches.make_patches(stg_cohort / "dicom", stg_cohort / "labels.csv", tmp_path / "boxes.csv", out,
+                         classes=STAGES, sequences=SEQ, size=32, margin=0.25, min_side=12, salt="s", clahe_cfg=None,
+                         percentiles=PERCENTILES)
     a, b = pd.read_csv(from_masks["index"]), pd.read_csv(out["index"])
     key = ["slice_id", "y0", "x0", "side"]
     assert set(map(tuple, a[key].values)) == set(map(tuple, b[key].values))
@@ -378,9 +268,9 @@ def test_bad_roi_boxes_name_the_csv_line(stg_cohort, tmp_path, change, message):
         boxes.loc[3, k] = v
     boxes.to_csv(tmp_path / "boxes.csv", index=False)
     with pytest.raises(IngestError, match=f"boxes.csv line 5: .*{message}"):
-        staging.make_patches(stg_cohort / "dicom", stg_cohort / "labels.csv", tmp_path / "boxes.csv",
+        patches.make_patches(stg_cohort / "dicom", stg_cohort / "labels.csv", tmp_path / "boxes.csv",
                              patch_out(tmp_path / "o"), classes=STAGES, sequences=SEQ, size=32, margin=0.25,
-                             min_side=12, salt="s", clahe_cfg=None)
+                             min_side=12, salt="s", clahe_cfg=None, percentiles=PERCENTILES)
     assert not any((tmp_path / "o").iterdir())
 
 

@@ -3,8 +3,9 @@ import hashlib
 import numpy as np
 import pandas as pd
 import pydicom
+import pytest
 
-from anapart.synthetic import LESION_CLASSES, SyntheticConfig, generate, plan_cohort
+from anapart.synthetic.partition import LESION_CLASSES, SyntheticConfig, generate, plan_cohort
 
 from conftest import TINY
 
@@ -65,3 +66,22 @@ def test_distractors_are_label_independent():
     plans = plan_cohort(cfg)
     rate = {c: np.mean([len(p.distractors) for p in plans if p.cls == c]) for c in ("NPC", "normal")}
     assert abs(rate["NPC"] - rate["normal"]) < 0.35
+
+
+def test_every_lesion_type_has_a_registered_texture():
+    from anapart.synthetic.partition import LESIONS, TEXTURES
+
+    assert set(LESIONS) == set(LESION_CLASSES)
+    assert {spec["texture"] for spec in LESIONS.values()} <= set(TEXTURES)
+
+
+def test_slab_geometry_by_hand():
+    """A 256-pixel matrix over 240 mm, 5 mm slices with 0.5 mm gaps: the masks' reference image
+    starts at the lowest slice, its first pixel's centre half a pixel inside the field of view."""
+    from anapart.synthetic.common import Slab
+
+    s = Slab(256, 240.0, 5.0, 0.5, 10)
+    assert s.spacing == 0.9375 and s.step == 5.5 and s.origin_xy == (-119.53125, -119.53125)
+    ref = s.reference(z_top=12.0)
+    assert ref.GetSize() == (256, 256, 10) and ref.GetSpacing() == (0.9375, 0.9375, 5.5)
+    assert ref.GetOrigin() == pytest.approx((-119.53125, -119.53125, 12.0 - 9 * 5.5))
