@@ -1,8 +1,8 @@
 """Mutation score of the modules whose numbers users publish (mutmut 3); on demand, never in pytest or CI.
 
-    nice -n 10 .venv/bin/python tests/mutation.py [--children 2] [--survivors] [stats evaluate cam training split]
+    nice -n 10 .venv/bin/python tests/mutation.py [--children 2] [--survivors] [stats evaluate ensemble cam training split]
 
-For each module (default: all five, one after the other) ``mutmut run`` mutates the functions listed in
+For each module (default: all of them, one after the other) ``mutmut run`` mutates the functions listed in
 :data:`MODULES` and runs, for each mutant, the fast unit tests that call the mutated function (settings:
 ``[tool.mutmut]`` in pyproject.toml; mutmut works in ``mutants/``, git-ignored). Then it prints a table
 row per module (mutants, killed, survived, judged equivalent, score over the non-equivalent ones) and
@@ -33,9 +33,10 @@ MODULES = {
                                 "auc_pairs"]),
     "evaluate": ("anapart.evaluate", ["auc_per_class", "aauc", "auc_weighted", "aauc_weighted", "patient_weights",
                                       "percentile_ci", "bootstrap_aauc_ci", "paired_delta_aauc",
-                                      "evaluate_predictions", "predicted", "stage_metrics", "evaluate_stages", "_row",
-                                      "table_preprocessing", "table_models", "table_comparison", "tnm_metrics",
-                                      "patient_predictions", "accuracy_ci", "mcnemar_p", "patient_table"]),
+                                      "evaluate_predictions", "predicted"]),
+    "ensemble": ("anapart.ensemble", ["soft_vote", "stage_metrics", "evaluate_stages", "_row", "table_preprocessing",
+                                      "table_by_stage", "tnm_metrics", "patient_predictions", "accuracy_ci",
+                                      "mcnemar_p", "patient_table"]),
     "cam": ("anapart.cam", ["bright_share", "binned", "pointing", "to_slice", "clip_window", "chance_level",
                             "corrected", "window_scores", "resize_maps", "score_maps", "summarize", "_row", "_fracs",
                             "format_ttests", "network_ttests", "mixed_model", "mixed_tests", "holm", "cam_tests",
