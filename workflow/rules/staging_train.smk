@@ -53,3 +53,5 @@ use rule staging_train as staging_train_ablation with:
         "logs/bench/staging_train_ablation/{model}.tsv"
     wildcard_constraints:
         model="|".join(STG_MODELS) or "none",
+    conda:
+        ENV

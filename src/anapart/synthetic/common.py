@@ -6,6 +6,7 @@ to remove) and the slab geometry of a series.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -97,3 +98,11 @@ class Slab:
         return dicom_io.reference_image((self.nz, self.n, self.n), (self.spacing, self.spacing), self.step,
                                         (1, 0, 0, 0, 1, 0),
                                         (self.origin_xy[0], self.origin_xy[1], z_top - (self.nz - 1) * self.step))
+
+
+def new_cohort(root: Path, folders: tuple[str, ...], cfg) -> Slab:
+    """Create a cohort's top folders under ``root``; the slab of its series from ``cfg``'s matrix,
+    field of view, slice thickness and gap, and slices per patient."""
+    for f in folders:
+        (root / f).mkdir(parents=True)
+    return Slab(cfg.matrix, cfg.fov_mm, cfg.slice_thickness_mm, cfg.slice_gap_mm, cfg.slices_per_patient)

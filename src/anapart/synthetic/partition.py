@@ -32,7 +32,7 @@ from pydicom.uid import generate_uid
 
 from .. import dicom_io
 from ..files import atomic_path
-from .common import Painter, Slab, acquire, ellipse, fake_identity, grid, soft, textures
+from .common import Painter, acquire, ellipse, fake_identity, grid, new_cohort, soft, textures
 
 log = logging.getLogger("anapart.synthetic.partition")
 
@@ -288,11 +288,8 @@ def generate(out_dir: str | os.PathLike, cfg: SyntheticConfig) -> pd.DataFrame:
 
 
 def _generate_into(root: Path, cfg: SyntheticConfig) -> pd.DataFrame:
-    (root / "dicom").mkdir(parents=True)
-    (root / "masks").mkdir()
-    n, nz = cfg.matrix, cfg.slices_per_patient
-    slab = Slab(n, cfg.fov_mm, cfg.slice_thickness_mm, cfg.slice_gap_mm, nz)
-    spacing, step, origin_xy = slab.spacing, slab.step, slab.origin_xy
+    slab = new_cohort(root, ("dicom", "masks"), cfg)
+    n, nz, spacing, step, origin_xy = slab.n, slab.nz, slab.spacing, slab.step, slab.origin_xy
     rows = []
     for p in plan_cohort(cfg):
         rng = np.random.default_rng(p.rng_seed)

@@ -18,7 +18,7 @@ from pydicom.uid import generate_uid
 
 from .. import dicom_io
 from ..files import atomic_path
-from .common import Slab, acquire, fake_identity, grid, soft, textures
+from .common import acquire, fake_identity, grid, new_cohort, soft, textures
 from .partition import NORMAL, SyntheticConfig, _draw_patient, _Patient, _render_slice
 
 log = logging.getLogger("anapart.synthetic.staging")
@@ -173,11 +173,8 @@ def generate_staging(out_dir: str | os.PathLike, cfg: StagingSyntheticConfig) ->
 
 
 def _generate_staging_into(root: Path, cfg: StagingSyntheticConfig) -> pd.DataFrame:
-    (root / "dicom").mkdir(parents=True)
-    (root / "roi").mkdir()
-    n, nz = cfg.matrix, cfg.slices_per_patient
-    slab = Slab(n, cfg.fov_mm, cfg.slice_thickness_mm, cfg.slice_gap_mm, nz)
-    spacing, step, origin_xy = slab.spacing, slab.step, slab.origin_xy
+    slab = new_cohort(root, ("dicom", "roi"), cfg)
+    n, nz, spacing, step, origin_xy = slab.n, slab.nz, slab.spacing, slab.step, slab.origin_xy
     bcfg = SyntheticConfig(seed=cfg.seed, matrix=n, noise_sigma=cfg.noise_sigma, bias_strength=cfg.bias_strength,
                            shift=cfg.shift, rotation_deg=cfg.rotation_deg, scale=cfg.scale, distractor_rate=0.3)
     quiet = SyntheticConfig(**{**bcfg.__dict__, "noise_sigma": 0.0, "bias_strength": 0.0})
