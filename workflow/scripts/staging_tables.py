@@ -16,7 +16,7 @@ stage = classes[-1]  # Table 3 reports the advanced stage (IVa)
 write_csv(snakemake.output.table3, table_preprocessing({m: clahe_on[m] for m in models if m in clahe_on},
                                                        clahe_off, stage))
 singles = {n: m for n, m in main.items() if n not in ("ensemble", "radiomics")}
-order = (["basic_cnn"] if "basic_cnn" in singles else []) + [m for m in models if m in singles]
+order = [m for m in snakemake.params.singles if m in singles]
 write_csv(snakemake.output.table4, table_by_stage({**{n: singles[n] for n in order}, "ensemble": main["ensemble"]},
                                                   classes))
 index = pd.read_csv(snakemake.input.index, dtype={"tnm_stage": str}, keep_default_na=False)
