@@ -62,3 +62,28 @@ def test_validation_fills_in_the_defaults_the_code_reads():
     assert s["basic_cnn"] == {"enabled": True, "channels": [32, 64, 128], "hidden": 128, "dropout": 0.5}
     assert s["train"]["schedule"] == {"type": "none"} and s["train"]["augment"] == {} and not s["train"]["pretrained"]
     assert s["patches"]["intensity_percentiles"] == [0.5, 99.5]
+
+
+def test_schema_names_are_the_registries():
+    """The enums the schema checks are the registries' names: a new optimiser, schedule or
+    radiomics classifier is usable from the config once it is registered and listed."""
+    from anapart.radiomics import CLASSIFIERS
+    from anapart.training import OPTIMIZERS, SCHEDULERS
+
+    train = STAGING["properties"]["train"]["properties"]
+    assert set(train["optimizer"]["enum"]) == set(OPTIMIZERS)
+    for section in ("train", "basic_cnn"):
+        assert set(STAGING["properties"][section]["properties"]["schedule"]["properties"]["type"]["enum"]) == set(SCHEDULERS)
+    assert set(STAGING["properties"]["radiomics"]["properties"]["classifier"]["enum"]) == set(CLASSIFIERS)
+
+
+def test_staging_synthetic_fields_are_the_schemas():
+    """Every generator setting can be written in the config and nothing else can."""
+    import dataclasses
+
+    from anapart.synthetic.staging import StagingSyntheticConfig
+
+    fields = {f.name for f in dataclasses.fields(StagingSyntheticConfig)}
+    assert set(STAGING["properties"]["synthetic"]["properties"]) == fields
+    with pytest.raises(ValueError, match=r"staging.synthetic: unknown key\(s\) \['seeds'\]"):
+        StagingSyntheticConfig.from_dict({"seeds": 3})

@@ -58,7 +58,11 @@ class StagingSyntheticConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "StagingSyntheticConfig":
-        cfg = cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+        """From ``staging.synthetic``; a key that is no field is an error (as in the schema)."""
+        extra = sorted(set(d) - set(cls.__dataclass_fields__))
+        if extra:
+            raise ValueError(f"staging.synthetic: unknown key(s) {extra}")
+        cfg = cls(**d)
         unknown = set(cfg.patients) - set(STAGES)
         if unknown:
             raise ValueError(f"staging.synthetic.patients: unknown stages {sorted(unknown)} (known: {STAGES})")
