@@ -138,8 +138,11 @@ def main(argv=None) -> int:
     print("running:", " ".join(cmd), "in", workdir, flush=True)
     t0 = time.perf_counter()
     args.out.mkdir(parents=True, exist_ok=True)
+    # the copy's own package, not the checkout's editable install: edits to the checkout during a
+    # (long) run must not change the code the remaining jobs run
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(workdir / "src"), os.environ.get("PYTHONPATH")]))}
     with open(args.out / "snakemake.log", "w") as log:
-        proc = subprocess.run(cmd, cwd=workdir, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.run(cmd, cwd=workdir, stdout=log, stderr=subprocess.STDOUT, env=env)
     wall = time.perf_counter() - t0
     peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     if proc.returncode != 0:
