@@ -28,9 +28,10 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from anapart import CLASSES, dicom_io, training  # noqa: E402
+from anapart import CLASSES, dicom_io, dicom_scan, training  # noqa: E402
 from anapart.classify import CropData, build_classifier  # noqa: E402
-from anapart.cohort import ingest, intensity_window, normalise, to_field  # noqa: E402
+from anapart.preflight import ingest  # noqa: E402
+from anapart.store import intensity_window, normalise, to_field  # noqa: E402
 from anapart.synthetic import SyntheticConfig, generate  # noqa: E402
 
 
@@ -99,7 +100,7 @@ def bench_data_path(store: Path, cohort: Path, input_size: int, batch: int, repe
     data = CropData(store, man[["slice_id", "label"]], CLASSES, input_size, preload_mb=2048)
     streamed = CropData(store, man[["slice_id", "label"]], CLASSES, input_size)  # store too big to preload
     field = int(np.load(store / "images.npy", mmap_mode="r").shape[-1])
-    series = {s.patient_id: s for s in dicom_io.scan_series(cohort / "dicom").values()}
+    series = {s.patient_id: s for s in dicom_scan.scan_series(cohort / "dicom").values()}
     labels = pd.read_csv(cohort / "labels.csv")
     files = []
     for row in labels.itertuples():

@@ -101,8 +101,8 @@ def store_paths(out: Path) -> dict:
 
 @pytest.fixture
 def run_ingest(tmp_path):
-    """Call anapart.cohort.ingest on a cohort folder with test defaults; returns (report, out dir)."""
-    from anapart.cohort import ingest
+    """Call anapart.preflight.ingest on a cohort folder with test defaults; returns (report, out dir)."""
+    from anapart.preflight import ingest
 
     def _run(cohort_dir: Path, field: int = 32, mask_dir="default", **kw):
         out = tmp_path / "results" / "cohort"

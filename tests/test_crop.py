@@ -3,7 +3,8 @@ import pandas as pd
 import pytest
 
 from anapart import CLASSES
-from anapart.cohort import REGION_BIT, LESION_BIT, load_store, split_patients
+from anapart.split import split_patients
+from anapart.store import LESION_BIT, load_store, REGION_BIT
 from anapart.crop import centroid, crop_size, extract, make_crops, prior_center, to_slice_coords, window
 
 SIZES = {"seg112": 112, "seg224": 224}

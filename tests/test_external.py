@@ -7,7 +7,10 @@ import pytest
 import yaml
 
 from anapart import CLASSES
-from anapart.cohort import (EXTERNAL_PREFIX, check_cohort, load_store, pseudonym, split_patients)
+from anapart.cohort import EXTERNAL_PREFIX, pseudonym
+from anapart.preflight import check_cohort
+from anapart.split import split_patients
+from anapart.store import load_store
 from anapart.crop import crop_size, make_crops, prior_center, window
 from anapart.synthetic import SyntheticConfig, generate, plan_cohort
 
@@ -91,7 +94,7 @@ def test_external_pseudonyms_never_equal_the_main_ones_and_overlap_is_a_problem(
 
 
 def test_external_crops_fall_back_to_the_main_training_prior(cohort, tmp_path):
-    from anapart.cohort import ingest
+    from anapart.preflight import ingest
 
     main_dir, ext_dir = tmp_path / "main", tmp_path / "ext"
     ingest(cohort / "dicom", cohort / "labels.csv", cohort / "masks", store_paths(main_dir), classes=CLASSES,

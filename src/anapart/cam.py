@@ -193,7 +193,7 @@ def cam_scores(model_path, crops_dir, cohort_dir, predictions_csv, *, target_lay
 
     from . import training
     from .classify import CropData, model_from_meta
-    from .cohort import LESION_BIT, load_store
+    from .store import LESION_BIT, load_store
 
     manifest, images, masks = load_store(cohort_dir)
     pred = pd.read_csv(predictions_csv)
@@ -233,7 +233,7 @@ def cam_scores(model_path, crops_dir, cohort_dir, predictions_csv, *, target_lay
 
 def overlay_figure(cohort_dir, scores: pd.DataFrame, maps: dict, title: str, out_png) -> None:
     """One example per class (the best-scored slice): the slice with the lesion outline, and its CAM."""
-    from .cohort import LESION_BIT, load_store
+    from .store import LESION_BIT, load_store
     from .files import pyplot, save_figure
 
     plt = pyplot()

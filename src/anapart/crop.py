@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .cohort import REGION_BIT, NpyStreamWriter, load_store
+from .store import load_store, NpyStreamWriter, REGION_BIT
 from .files import atomic_paths
 
 log = logging.getLogger("anapart.crop")

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from . import training
-from .cohort import REGION_BIT, load_store
+from .store import load_store, REGION_BIT
 from .files import write_text
 
 log = logging.getLogger("anapart.segment")

@@ -23,9 +23,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import cohort, dicom_io, training, weights
+from . import cohort, dicom_io, dicom_scan, store, training, weights
 from .classify import CropData, predict_probabilities
-from .cohort import IngestError, NpyStreamWriter
+from .cohort import IngestError
+from .split import split_patients
+from .store import NpyStreamWriter
 from .evaluate import predicted
 from .crop import extract
 from .files import atomic_paths, pyplot, save_figure, write_csv
@@ -158,7 +160,7 @@ def plan_staging(dicom_dir, labels_csv, sequences: dict, classes) -> list[dict]:
                                           "instance out", r.patient_id)
                  for r in labels[labels["instance"].notna()].itertuples()]
     try:
-        scan = dicom_io.scan(dicom_dir)
+        scan = dicom_scan.scan(dicom_dir)
     except dicom_io.DicomError as e:
         raise IngestError(str(e)) from e
     problems += [cohort.Problem("unreadable_file", p) for p in scan.problems]
@@ -251,9 +253,9 @@ def make_patches(dicom_dir, labels_csv, roi, out: dict, *, classes, sequences: d
                     vol = dicom_io.read_mask(path, s, binary=False) if path is not None else None
                 except dicom_io.DicomError as e:
                     raise IngestError(str(e)) from e
-                lo, hi = cohort.intensity_window(raw, percentiles)
+                lo, hi = store.intensity_window(raw, percentiles)
                 for z, zw in wins.items():
-                    img = cohort.normalise(raw[z].astype(np.float32), lo, hi)
+                    img = store.normalise(raw[z].astype(np.float32), lo, hi)
                     if clahe_cfg:
                         img = clahe(img, clahe_cfg["clip_limit"], clahe_cfg["tile_grid"])
                     for kind, j, y0, x0, side, box in zw:
@@ -284,7 +286,7 @@ def make_patches(dicom_dir, labels_csv, roi, out: dict, *, classes, sequences: d
 
 def split(index: pd.DataFrame, *, classes, test_fraction: float, seed: int) -> dict[str, pd.DataFrame]:
     """Patient-level stratified split (4:1 in the paper); every patch follows its patient."""
-    patients = cohort.split_patients(index, test_fraction, seed, classes)
+    patients = split_patients(index, test_fraction, seed, classes)
     side = index["patient"].map(patients.set_index("patient")["split"])
     lists = {s: index.loc[side == s, ["slice_id", "label"]].reset_index(drop=True) for s in ("train", "test")}
     assert_patient_disjoint(index, lists["train"], lists["test"])

@@ -3,7 +3,7 @@ the same metrics on the external cohort where there is one (logic in anapart.eva
 import pandas as pd
 
 from anapart.evaluate import calibration_metrics, evaluate_predictions, roc_figure, with_labels, write_metrics
-from anapart.cohort import patient_groups
+from anapart.split import patient_groups
 from anapart.files import setup_logging
 
 log = setup_logging(snakemake.log[0])

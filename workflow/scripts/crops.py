@@ -6,7 +6,7 @@ cohort's training prior.
 import json
 from pathlib import Path
 
-from anapart.cohort import load_store
+from anapart.store import load_store
 from anapart.crop import make_crops
 from anapart.files import setup_logging
 from anapart.segment import build_model, predict_regions
