@@ -1,9 +1,10 @@
 """Glue: the calibration table of all classifiers and one reliability diagram per image format
 (panels: training fractions, internal test and external cohort; a curve per network).
-Logic in anapart.evaluate."""
+Logic in anapart.calibration."""
 import pandas as pd
 
-from anapart.evaluate import calibration_table, read_model_metrics, reliability_figure, top_label, with_labels
+from anapart.calibration import calibration_table, reliability_figure, top_label, with_labels
+from anapart.evaluate import read_model_metrics
 from anapart.files import setup_logging, write_csv
 
 setup_logging(snakemake.log[0])

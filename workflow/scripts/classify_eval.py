@@ -1,8 +1,9 @@
 """Glue: AUC and calibration metrics and the ROC figure of one classifier's test predictions, and
-the same metrics on the external cohort where there is one (logic in anapart.evaluate)."""
+the same metrics on the external cohort where there is one (logic in anapart.evaluate and anapart.calibration)."""
 import pandas as pd
 
-from anapart.evaluate import calibration_metrics, evaluate_predictions, roc_figure, with_labels, write_metrics
+from anapart.calibration import calibration_metrics, with_labels
+from anapart.evaluate import evaluate_predictions, roc_figure, write_metrics
 from anapart.split import patient_groups
 from anapart.files import setup_logging
 

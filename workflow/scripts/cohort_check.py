@@ -1,4 +1,4 @@
-"""Glue: the cohort preflight; lists every problem, then fails (logic in anapart.cohort).
+"""Glue: the cohort preflight; lists every problem, then fails (logic in anapart.preflight).
 
 For the external test cohort (params.external) the pseudonyms are E..., and every PatientID of the
 main cohort's plan (input main_plan) is a problem: an external patient must never be a development one.

@@ -1,4 +1,4 @@
-"""Glue: ingest the cohort the preflight planned into results/cohort (logic in anapart.cohort)."""
+"""Glue: ingest the cohort the preflight planned into results/cohort (logic in anapart.preflight)."""
 from anapart.preflight import ingest_plan
 from anapart.files import setup_logging
 

@@ -1,4 +1,4 @@
-"""Glue: patient-level split, validation patients and nested training subsets (logic in anapart.cohort)."""
+"""Glue: patient-level split, validation patients and nested training subsets (logic in anapart.split)."""
 import pandas as pd
 
 from anapart.split import make_split

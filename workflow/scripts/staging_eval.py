@@ -4,7 +4,8 @@ import json
 
 import pandas as pd
 
-from anapart.evaluate import binary_calibration_metrics, confusion_figure, evaluate_stages
+from anapart.calibration import binary_calibration_metrics
+from anapart.evaluate import confusion_figure, evaluate_stages
 from anapart.files import setup_logging, write_text
 
 log = setup_logging(snakemake.log[0])
