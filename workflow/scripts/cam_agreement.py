@@ -1,4 +1,4 @@
-"""Glue: agreement of human CAM scores with each other and with the automatic score (anapart.cam)."""
+"""Glue: agreement of human CAM scores with each other and with the automatic score (anapart.cam_stats)."""
 import pandas as pd
 
 from anapart.cam_stats import agreement, read_reviewer_scores

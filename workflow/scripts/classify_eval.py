@@ -1,5 +1,5 @@
 """Glue: AUC and calibration metrics and the ROC figure of one classifier's test predictions, and
-the same metrics on the external cohort where there is one (logic in anapart.evaluate and anapart.calibration)."""
+the same metrics on the external cohort where there is one (logic in anapart.evaluate, anapart.calibration)."""
 import pandas as pd
 
 from anapart.calibration import calibration_metrics, with_labels
