@@ -13,7 +13,9 @@ import math
 import numpy as np
 import pandas as pd
 
+from .evaluate import argmax_class
 from .files import pyplot, save_figure
+from .stats import per_model_table
 
 
 
@@ -69,7 +71,7 @@ def ece(confidence, outcome, n_bins: int) -> float:
 def top_label(labels, probs: np.ndarray, classes) -> tuple[np.ndarray, np.ndarray]:
     """Confidence of the predicted class (the top probability) and whether it was right."""
     probs = np.asarray(probs, dtype=np.float64)
-    correct = np.asarray(classes)[probs.argmax(axis=1)] == np.asarray(labels)
+    correct = argmax_class(probs, classes) == np.asarray(labels)
     return probs.max(axis=1), correct
 
 
@@ -137,11 +139,9 @@ def with_labels(pred: pd.DataFrame, manifest: pd.DataFrame) -> pd.DataFrame:
 def calibration_table(metrics: dict[tuple[str, str, int], dict], classes) -> pd.DataFrame:
     """One row per classifier: multi-class Brier, top-label ECE, per-class one-vs-rest Brier, and
     the external cohort's Brier and ECE where there is one."""
-    rows = []
-    for (net, fmt, frac), m in metrics.items():
-        row = {"net": net, "fmt": fmt, "frac": int(frac), "brier": m["brier"], "ece": m["ece"]}
-        row.update({f"brier_{c}": m["brier_per_class"].get(c) for c in classes})
-        if "external" in m:
-            row.update(brier_external=m["external"]["brier"], ece_external=m["external"]["ece"])
-        rows.append(row)
-    return pd.DataFrame(rows).sort_values(["frac", "fmt", "net"], ascending=[False, True, True], ignore_index=True)
+    def row(m: dict) -> dict:
+        ext = {"brier_external": m["external"]["brier"], "ece_external": m["external"]["ece"]} if "external" in m else {}
+        return {"brier": m["brier"], "ece": m["ece"], **{f"brier_{c}": m["brier_per_class"].get(c) for c in classes},
+                **ext}
+
+    return per_model_table(metrics, row)

@@ -190,14 +190,14 @@ def cam_scores(model_path, crops_dir, cohort_dir, predictions_csv, *, target_lay
 
     from . import training
     from .classify import CropData, model_from_meta
+    from .evaluate import predicted
     from .store import LESION_BIT, load_store
 
     manifest, images, masks = load_store(cohort_dir)
     pred = pd.read_csv(predictions_csv)
     model, meta = training.load_model(model_path, model_from_meta)
     classes = meta["classes"]
-    probs = pred[[f"p_{c}" for c in classes]].to_numpy()
-    pred["predicted"] = np.array(classes)[probs.argmax(1)]
+    pred["predicted"] = predicted(pred, classes)
     row_of = dict(zip(manifest["slice_id"], manifest.index))
     has_lesion = manifest.set_index("slice_id")["has_lesion_mask"].astype(bool)
     chosen = pred[(pred["predicted"] == pred["label"]) & pred["slice_id"].map(has_lesion)].reset_index(drop=True)

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from .cam import SCORE_COLUMNS, binned
+from .stats import format_pairs, holm_by, per_model_table
 
 TESTED = ("score_binned", "score_continuous", "corrected", "common_corrected")  # what the network-unit and mixed tests compare
 
@@ -21,23 +22,23 @@ def summarize(scores: dict[tuple[str, str, int], pd.DataFrame]) -> pd.DataFrame:
     """Mean ± SD per model (net, fmt, frac) of the raw, chance and chance-corrected CAM scores, in
     each format's own window and in the common window (maps without a bright pixel are left out;
     ``n_common_flat`` counts the maps flat inside the common window, NaN there)."""
-    rows = []
-    for (net, fmt, frac), s in scores.items():
+    def row(s: pd.DataFrame) -> dict:
         s = s.reindex(columns=SCORE_COLUMNS).apply(pd.to_numeric, errors="coerce")
         ok = s["score_continuous"].notna()
-        rows.append({"net": net, "fmt": fmt, "frac": int(frac), "n": int(ok.sum()),
-                     "score_mean": s["score_continuous"].mean(), "score_sd": s["score_continuous"].std(ddof=1),
-                     "binned_mean": s["score_binned"].mean(), "binned_sd": s["score_binned"].std(ddof=1),
-                     "pointing_mean": s["pointing"].mean(),
-                     "chance_mean": s.loc[ok, "chance"].mean(),
-                     "corrected_mean": s["corrected"].mean(), "corrected_sd": s["corrected"].std(ddof=1),
-                     "n_common": int(s["common_score"].notna().sum()),
-                     "n_common_flat": int(s["common_score"].isna().sum()),
-                     "common_score_mean": s["common_score"].mean(),
-                     "common_chance_mean": s.loc[s["common_score"].notna(), "common_chance"].mean(),
-                     "common_corrected_mean": s["common_corrected"].mean(),
-                     "common_corrected_sd": s["common_corrected"].std(ddof=1)})
-    return pd.DataFrame(rows).sort_values(["frac", "fmt", "net"], ascending=[False, True, True], ignore_index=True)
+        return {"n": int(ok.sum()),
+                "score_mean": s["score_continuous"].mean(), "score_sd": s["score_continuous"].std(ddof=1),
+                "binned_mean": s["score_binned"].mean(), "binned_sd": s["score_binned"].std(ddof=1),
+                "pointing_mean": s["pointing"].mean(),
+                "chance_mean": s.loc[ok, "chance"].mean(),
+                "corrected_mean": s["corrected"].mean(), "corrected_sd": s["corrected"].std(ddof=1),
+                "n_common": int(s["common_score"].notna().sum()),
+                "n_common_flat": int(s["common_score"].isna().sum()),
+                "common_score_mean": s["common_score"].mean(),
+                "common_chance_mean": s.loc[s["common_score"].notna(), "common_chance"].mean(),
+                "common_corrected_mean": s["common_corrected"].mean(),
+                "common_corrected_sd": s["common_corrected"].std(ddof=1)}
+
+    return per_model_table(scores, row)
 
 
 TEST_COLUMNS = ["unit", "frac", "score", "contrast", "fmt_a", "fmt_b", "estimate", "statistic", "statistic_kind",
@@ -224,8 +225,6 @@ def mixed_tests(long: pd.DataFrame, pairs, scores=TESTED) -> pd.DataFrame:
 
 def holm(table: pd.DataFrame) -> pd.DataFrame:
     """Holm-adjusted p (statsmodels) within each (unit, frac, score) family of format pairs."""
-    from .stats import holm_by
-
     return holm_by(table, ["unit", "frac", "score"])
 
 
@@ -233,8 +232,6 @@ def cam_tests(scores: dict[tuple[str, str, int], pd.DataFrame], patient_of: pd.S
     """All format comparisons of the CAM scores, each row labelled with its unit: ``network``
     (paired, model means), ``mixed`` (per-(patient, model) means, random network, network x format
     and patient effects), ``paper`` (the paper's pooled independent t-test on binned slice scores)."""
-    from .stats import format_pairs
-
     pairs = format_pairs(formats)
     frames = [s.assign(net=net, fmt=fmt, frac=int(frac)) for (net, fmt, frac), s in scores.items() if len(s)]
     cols = ["net", "fmt", "frac", "slice_id", *SCORE_COLUMNS]

@@ -28,6 +28,21 @@ from .files import pyplot, save_figure, write_text
 log = logging.getLogger("anapart.evaluate")
 
 
+def probabilities(pred: pd.DataFrame, classes) -> np.ndarray:
+    """The (n, k) class probabilities of a predictions table (its ``p_<class>`` columns, in ``classes`` order)."""
+    return pred[[f"p_{c}" for c in classes]].to_numpy()
+
+
+def argmax_class(probs: np.ndarray, classes) -> np.ndarray:
+    """The predicted class of each row: the class of the highest probability (the first on a tie)."""
+    return np.asarray(classes)[np.asarray(probs).argmax(axis=1)]
+
+
+def predicted(pred: pd.DataFrame, classes) -> np.ndarray:
+    """The predicted class of each row of a predictions table."""
+    return argmax_class(probabilities(pred, classes), classes)
+
+
 def auc_per_class(labels, probs: np.ndarray, classes) -> dict[str, float]:
     """One-vs-rest AUC of every class; NaN where the class is absent or is the only one present."""
     labels = np.asarray(labels)
@@ -174,13 +189,12 @@ def paired_delta_aauc(labels, probs_a: np.ndarray, probs_b: np.ndarray, patients
 
 def evaluate_predictions(pred: pd.DataFrame, manifest: pd.DataFrame, classes, *, strata=None, n_boot: int,
                          seed: int, level: float = 0.95) -> dict:
-    probs = pred[[f"p_{c}" for c in classes]].to_numpy()
+    probs = probabilities(pred, classes)
     patients = pred["slice_id"].map(manifest.set_index("slice_id")["patient"]).to_numpy()
     aucs = auc_per_class(pred["label"], probs, classes)
     mean, sd = aauc(aucs)
     lo, hi, used = bootstrap_aauc_ci(pred["label"], probs, patients, classes, strata=strata, n_boot=n_boot, seed=seed,
                                      level=level)
-    predicted = np.array(classes)[probs.argmax(1)]
     return {
         "auc": aucs,
         "aauc": mean,
@@ -190,7 +204,7 @@ def evaluate_predictions(pred: pd.DataFrame, manifest: pd.DataFrame, classes, *,
         "ci_method": "percentile, patient bootstrap stratified by class" if strata is not None else
                      "percentile, patient bootstrap",
         "n_boot": used,
-        "accuracy": float((predicted == pred["label"].to_numpy()).mean()),
+        "accuracy": float((argmax_class(probs, classes) == pred["label"].to_numpy()).mean()),
         "n_test_slices": int(len(pred)),
         "n_test_patients": int(len(np.unique(patients))),
     }
@@ -220,11 +234,6 @@ def roc_figure(pred: pd.DataFrame, classes, title: str, out_png) -> None:
 
 
 # --------------------------------------------------------------------------- study B: staging
-
-def predicted(pred: pd.DataFrame, classes) -> np.ndarray:
-    probs = pred[[f"p_{c}" for c in classes]].to_numpy()
-    return np.asarray(classes)[probs.argmax(axis=1)]
-
 
 def stage_metrics(labels, preds, classes) -> dict:
     """Per class: precision, sensitivity (recall), F1 (scikit-learn); accuracy and the confusion matrix."""

@@ -3,7 +3,7 @@ the same metrics on the external cohort where there is one (logic in anapart.eva
 import pandas as pd
 
 from anapart.calibration import calibration_metrics, with_labels
-from anapart.evaluate import evaluate_predictions, roc_figure, write_metrics
+from anapart.evaluate import evaluate_predictions, probabilities, roc_figure, write_metrics
 from anapart.split import patient_groups
 from anapart.files import setup_logging
 
@@ -12,7 +12,6 @@ ev, classes = snakemake.params.evaluate, snakemake.params.classes
 
 
 def score(pred: pd.DataFrame, manifest: pd.DataFrame, strata: pd.Series) -> dict:
-    probs = pred[[f"p_{c}" for c in classes]].to_numpy()
     m = evaluate_predictions(
         pred,
         manifest,
@@ -22,7 +21,7 @@ def score(pred: pd.DataFrame, manifest: pd.DataFrame, strata: pd.Series) -> dict
         seed=ev["seed"],
         level=ev["ci_level"],
     )
-    m.update(calibration_metrics(pred["label"], probs, classes, n_bins=ev["calibration_bins"]))
+    m.update(calibration_metrics(pred["label"], probabilities(pred, classes), classes, n_bins=ev["calibration_bins"]))
     return m
 
 
