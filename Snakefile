@@ -47,7 +47,7 @@ rule all:
         staging_targets(),
         (
             ["results/tables/cam_agreement.csv"]
-            if config["cam"].get("reviewers_dir")
+            if config["cam"]["reviewers_dir"]
             else []
         ),
 

@@ -87,6 +87,11 @@ def demo_config() -> dict:
     return yaml.safe_load((REPO / "config" / "config.yaml").read_text())
 
 
+def percentiles() -> tuple[float, float]:
+    """The demo configuration's intensity window percentiles (cohort.intensity_percentiles)."""
+    return tuple(demo_config()["cohort"]["intensity_percentiles"])
+
+
 def series_rule():
     """Study A's series rule of the demo configuration (the defaults a user gets)."""
     from anapart.cohort import SeriesRule
@@ -108,6 +113,7 @@ def run_ingest(tmp_path):
         out = tmp_path / "results" / "cohort"
         masks = cohort_dir / "masks" if mask_dir == "default" else mask_dir
         kw.setdefault("series", series_rule())
+        kw.setdefault("percentiles", percentiles())
         report = ingest(cohort_dir / "dicom", cohort_dir / "labels.csv", masks, store_paths(out),
                         classes=CLASSES, field=field, salt="test-salt", **kw)
         return report, out

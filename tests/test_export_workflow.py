@@ -97,7 +97,8 @@ def test_pacs_export_runs_from_snakemake_to_the_report(tiny_cohort, tmp_path):
     ref = tmp_path / "ref"
     ingest(tiny_cohort / "dicom", tiny_cohort / "labels.csv", tiny_cohort / "masks", store_paths(ref),
            classes=CLASSES, field=tiny_config()["cohort"]["field"], salt=SALT,
-           series=SeriesRule.from_config(tiny_config()["cohort"]["series"]))
+           series=SeriesRule.from_config(tiny_config()["cohort"]["series"]),
+           percentiles=tuple(tiny_config()["cohort"]["intensity_percentiles"]))
     for f in ("images.npy", "masks.npy", "manifest.csv"):
         assert (wd / "results/cohort" / f).read_bytes() == (ref / f).read_bytes(), f
     snakemake(wd, "--report", "report.html", extra_config=user)

@@ -22,7 +22,7 @@ from anapart import CLASSES, dicom_header, dicom_io, dicom_scan
 from anapart.cohort import IngestError, problems_message, select_series, SeriesRule
 from anapart.preflight import check_cohort, ingest, ingest_plan, log_check, write_check
 from anapart.dicom_scan import FrameRule
-from conftest import series_rule, store_paths
+from conftest import percentiles, series_rule, store_paths
 from dicom_export import LOSSLESS, copy_series, enhanced_from_classic, non_image, write_8bit
 from test_ingest import assert_no_phi, phi_values
 
@@ -78,7 +78,7 @@ def ingest_dir(dicom: Path, out: Path, *, patients=("PAT-1",), rule=ANY, frames=
     out.parent.mkdir(parents=True, exist_ok=True)
     labels = every_slice_labels(out.parent / f"{out.name}_labels.csv", patients)
     report = ingest(dicom, labels, mask_dir, store_paths(out), classes=CLASSES, field=field, salt="s",
-                           series=rule, frames=frames)
+                    series=rule, frames=frames, percentiles=percentiles())
     return report, np.load(out / "images.npy")
 
 
@@ -492,7 +492,7 @@ def test_the_preflight_decodes_nothing_and_ingest_reads_its_plan(cohort, tmp_pat
     plan = tmp_path / "private" / "plan.json"
     write_check(check, tmp_path / "check.csv", tmp_path / "check.json", plan)
     via_plan = store_paths(tmp_path / "via_plan")
-    report = ingest_plan(plan, via_plan, classes=CLASSES, field=32)
+    report = ingest_plan(plan, via_plan, classes=CLASSES, field=32, percentiles=percentiles())
     assert sum(decoded) == report["n_slices"] == ref["n_slices"]
     for k in ("images", "masks", "manifest"):
         assert via_plan[k].read_bytes() == paths[k].read_bytes(), k

@@ -311,7 +311,7 @@ def read_plan(path) -> tuple[list[IngestPlan], dict]:
 # --------------------------------------------------------------------------- ingest
 
 def ingest(dicom_dir, labels_csv, mask_dir, out: dict, *, classes, field: int, salt: str, series: SeriesRule,
-           frames: dicom_scan.FrameRule | None = None, percentiles=(0.5, 99.5), mask_names=None,
+           percentiles, frames: dicom_scan.FrameRule | None = None, mask_names=None,
            prefix: str = PSEUDONYM_PREFIX) -> dict:
     """Check the cohort (:func:`check_cohort`; every problem raised at once) and build the slice store.
 
@@ -327,7 +327,7 @@ def ingest(dicom_dir, labels_csv, mask_dir, out: dict, *, classes, field: int, s
                        skipped=check.summary["files_skipped"], t_plan=time.perf_counter() - t0)  # the check
 
 
-def ingest_plan(plan_json, out: dict, *, classes, field: int, percentiles=(0.5, 99.5)) -> dict:
+def ingest_plan(plan_json, out: dict, *, classes, field: int, percentiles) -> dict:
     """Build the slice store from the plan the preflight (``cohort_check``) wrote; no header is read again."""
     t0 = time.perf_counter()
     plans, meta = read_plan(plan_json)

@@ -58,7 +58,7 @@ def to_field(arr: np.ndarray, size: int, nearest: bool = False) -> np.ndarray:
     return cv2.resize(arr, (size, size), interpolation=interp)
 
 
-def intensity_window(slices: list[np.ndarray], percentiles=(0.5, 99.5)) -> tuple[float, float]:
+def intensity_window(slices: list[np.ndarray], percentiles) -> tuple[float, float]:
     """A series' robust intensity range (MR units are arbitrary per scan), from a 1-in-16 pixel sample."""
     sample = np.concatenate([a[::4, ::4].ravel() for a in slices])
     lo, hi = (float(v) for v in np.percentile(sample, percentiles))
