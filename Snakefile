@@ -45,11 +45,7 @@ rule all:
         "results/checklist.csv",
         external_targets(),
         staging_targets(),
-        (
-            ["results/tables/cam_agreement.csv"]
-            if config["cam"]["reviewers_dir"]
-            else []
-        ),
+        (["results/tables/cam_agreement.csv"] if config["cam"]["reviewers_dir"] else []),
 
 
 onsuccess:
