@@ -32,6 +32,7 @@ rule classify_train:
         runtime=240,
     params:
         cfg=TRAIN_CFG,
+        preload_mb=config["classify"]["preload_mb"],
         classes=config["classes"],
         device=config["device"],
         checkpoint=lambda w: f"results/classify/{w.net}/{w.fmt}/f{w.frac}/checkpoint.partial.pt",
