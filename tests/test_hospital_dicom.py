@@ -457,7 +457,7 @@ def test_the_preflight_lists_every_problem_in_one_go(troubled, tmp_path):
     out = tmp_path / "results" / "cohort"
     with pytest.raises(IngestError) as err:
         ingest(c / "dicom", c / "labels.csv", c / "masks", store_paths(out), classes=CLASSES, field=32, salt="s",
-               series=series_rule())
+               series=series_rule(), percentiles=percentiles())
     assert str(err.value) == message
     assert not out.exists() or not any(p.is_file() for p in out.rglob("*"))
     # what goes to results/ names no patient and no file
@@ -482,7 +482,7 @@ def test_the_preflight_decodes_nothing_and_ingest_reads_its_plan(cohort, tmp_pat
     rule = series_rule()
     paths = store_paths(tmp_path / "direct")
     ref = ingest(cohort / "dicom", cohort / "labels.csv", cohort / "masks", paths, classes=CLASSES, field=32,
-                 salt="test-salt", series=rule)
+                 salt="test-salt", series=rule, percentiles=percentiles())
     decoded = []
     real = dicom_io.read_slices
     monkeypatch.setattr(dicom_io, "read_slices", lambda s: decoded.append(len(s)) or real(s))
