@@ -263,6 +263,8 @@ def choose_series(cands: list[Series], rules: dict[str, SeriesRule], pid: str, r
     return chosen, problems, warnings
 
 
+# --------------------------------------------------------------------------- logging (file names: logs only, never results/)
+
 MAX_SKIPPED_LOGGED = 3  # example files per kind of skipped file
 
 

@@ -159,7 +159,7 @@ def build_store(plans: list[IngestPlan], out: dict, *, classes, field: int, perc
     :func:`load_store`). Returns the report; on any error nothing is left at the output paths.
 
     ``t_plan``: seconds spent getting the plans (reading the plan file, or the whole check when
-    :func:`ingest` ran it), reported as ``seconds_plan``.
+    :func:`anapart.preflight.ingest` ran it), reported as ``seconds_plan``.
     """
     t0 = time.perf_counter() - t_plan
     n = sum(len(p.indices) for p in plans)
