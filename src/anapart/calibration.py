@@ -140,8 +140,9 @@ def calibration_table(metrics: dict[tuple[str, str, int], dict], classes) -> pd.
     """One row per classifier: multi-class Brier, top-label ECE, per-class one-vs-rest Brier, and
     the external cohort's Brier and ECE where there is one."""
     def row(m: dict) -> dict:
-        ext = {"brier_external": m["external"]["brier"], "ece_external": m["external"]["ece"]} if "external" in m else {}
-        return {"brier": m["brier"], "ece": m["ece"], **{f"brier_{c}": m["brier_per_class"].get(c) for c in classes},
-                **ext}
+        out = {"brier": m["brier"], "ece": m["ece"], **{f"brier_{c}": m["brier_per_class"].get(c) for c in classes}}
+        if "external" in m:
+            out.update(brier_external=m["external"]["brier"], ece_external=m["external"]["ece"])
+        return out
 
     return per_model_table(metrics, row)
