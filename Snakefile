@@ -12,6 +12,9 @@ configfile: "config/config.yaml"
 validate(config, "workflow/schemas/config.schema.yaml")
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/weights.smk"
 include: "workflow/rules/synthetic.smk"
@@ -47,11 +50,7 @@ rule all:
         "results/checklist.csv",
         external_targets(),
         staging_targets(),
-        (
-            ["results/tables/cam_agreement.csv"]
-            if config["cam"].get("reviewers_dir")
-            else []
-        ),
+        (["results/tables/cam_agreement.csv"] if config["cam"]["reviewers_dir"] else []),
 
 
 onsuccess:

@@ -33,14 +33,17 @@ CHILD = r"""
 import json, resource, sys
 from pathlib import Path
 import yaml
-from anapart.cohort import SeriesRule, ingest
+from anapart.cohort import SeriesRule
+from anapart.preflight import ingest
 from anapart import CLASSES
 dicom, labels, out, field, config = sys.argv[1:6]
 rule = SeriesRule.from_config(yaml.safe_load(open(config))["cohort"]["series"])
 out = Path(out)
 paths = {k: out / f for k, f in (("images", "images.npy"), ("masks", "masks.npy"),
                                  ("manifest", "manifest.csv"), ("report", "ingest.json"))}
-report = ingest(dicom, labels, None, paths, classes=CLASSES, field=int(field), salt="bench", series=rule)
+cohort_cfg = yaml.safe_load(open(config))["cohort"]
+report = ingest(dicom, labels, None, paths, classes=CLASSES, field=int(field), salt="bench", series=rule,
+                percentiles=tuple(cohort_cfg["intensity_percentiles"]))
 report["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print(json.dumps(report))
 """

@@ -28,10 +28,15 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from anapart import CLASSES, dicom_io, training  # noqa: E402
+from anapart import CLASSES, dicom_io, dicom_scan, training  # noqa: E402
 from anapart.classify import CropData, build_classifier  # noqa: E402
-from anapart.cohort import ingest, intensity_window, normalise, to_field  # noqa: E402
+from anapart.preflight import ingest  # noqa: E402
+from anapart.store import intensity_window, normalise, to_field  # noqa: E402
 from anapart.synthetic.partition import SyntheticConfig, generate  # noqa: E402
+from anapart.cohort import SeriesRule  # noqa: E402
+
+# the demo's intensity window (cohort.intensity_percentiles), for decoding straight from DICOM
+PERCENTILES = tuple(yaml.safe_load((REPO / "config" / "config.yaml").read_text())["cohort"]["intensity_percentiles"])
 
 
 def demo_cohort(out: Path) -> Path:
@@ -43,7 +48,8 @@ def demo_cohort(out: Path) -> Path:
         paths = {k: store / f for k, f in (("images", "images.npy"), ("masks", "masks.npy"),
                                            ("manifest", "manifest.csv"), ("report", "ingest.json"))}
         ingest(out / "cohort" / "dicom", out / "cohort" / "labels.csv", None, paths, classes=CLASSES,
-               field=cfg["cohort"]["field"], salt="bench")
+               field=cfg["cohort"]["field"], salt="bench", series=SeriesRule.from_config(cfg["cohort"]["series"]),
+               percentiles=tuple(cfg["cohort"]["intensity_percentiles"]))
         man = pd.read_csv(store / "manifest.csv")
         pd.DataFrame({"slice_id": man["slice_id"], "row": man["row"]}).to_csv(store / "index.csv", index=False)
     return store
@@ -99,7 +105,7 @@ def bench_data_path(store: Path, cohort: Path, input_size: int, batch: int, repe
     data = CropData(store, man[["slice_id", "label"]], CLASSES, input_size, preload_mb=2048)
     streamed = CropData(store, man[["slice_id", "label"]], CLASSES, input_size)  # store too big to preload
     field = int(np.load(store / "images.npy", mmap_mode="r").shape[-1])
-    series = {s.patient_id: s for s in dicom_io.scan_series(cohort / "dicom").values()}
+    series = {s.patient_id: s for s in dicom_scan.scan_series(cohort / "dicom").values()}
     labels = pd.read_csv(cohort / "labels.csv")
     files = []
     for row in labels.itertuples():
@@ -116,7 +122,7 @@ def bench_data_path(store: Path, cohort: Path, input_size: int, batch: int, repe
     def from_dicom():
         t0 = time.perf_counter()
         raw = [dicom_io.read_pixels(files[i].path) for i in idx]
-        lo, hi = intensity_window(raw)
+        lo, hi = intensity_window(raw, PERCENTILES)
         x = torch.from_numpy(np.stack([normalise(to_field(a, field), lo, hi) for a in raw]))[:, None]
         x = F.interpolate(x, size=(input_size, input_size), mode="bilinear", antialias=True)
         _ = (x - 0.5) / 0.25

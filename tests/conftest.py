@@ -87,6 +87,11 @@ def demo_config() -> dict:
     return yaml.safe_load((REPO / "config" / "config.yaml").read_text())
 
 
+def percentiles() -> tuple[float, float]:
+    """The demo configuration's intensity window percentiles (cohort.intensity_percentiles)."""
+    return tuple(demo_config()["cohort"]["intensity_percentiles"])
+
+
 def series_rule():
     """Study A's series rule of the demo configuration (the defaults a user gets)."""
     from anapart.cohort import SeriesRule
@@ -101,13 +106,14 @@ def store_paths(out: Path) -> dict:
 
 @pytest.fixture
 def run_ingest(tmp_path):
-    """Call anapart.cohort.ingest on a cohort folder with test defaults; returns (report, out dir)."""
-    from anapart.cohort import ingest
+    """Call anapart.preflight.ingest on a cohort folder with test defaults; returns (report, out dir)."""
+    from anapart.preflight import ingest
 
     def _run(cohort_dir: Path, field: int = 32, mask_dir="default", **kw):
         out = tmp_path / "results" / "cohort"
         masks = cohort_dir / "masks" if mask_dir == "default" else mask_dir
         kw.setdefault("series", series_rule())
+        kw.setdefault("percentiles", percentiles())
         report = ingest(cohort_dir / "dicom", cohort_dir / "labels.csv", masks, store_paths(out),
                         classes=CLASSES, field=field, salt="test-salt", **kw)
         return report, out

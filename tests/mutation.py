@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 # Functions whose mutants count, per module. Left out: figures (roc_figure, bar_chart, confusion_*,
 # overlay_figure), Grad-CAM itself and its model/store glue (gradcam, resolve_layer, cam_scores: checked
-# by the workflow test on real artifacts), and the rest of cohort.py (DICOM ingest, not the split).
+# by the workflow test on real artifacts), and the DICOM modules (cohort, preflight, store: ingest, not the split).
 MODULES = {
     "stats": ("anapart.stats", ["format_pairs", "auc_long", "_pcol", "oneway", "complete_subjects", "repeated",
                                 "_pairwise", "anova_tables", "read_model_tables", "model_table", "auc_groups",
@@ -38,13 +38,14 @@ MODULES = {
                                       "table_by_stage", "tnm_metrics", "patient_predictions", "accuracy_ci",
                                       "mcnemar_p", "patient_table"]),
     "cam": ("anapart.cam", ["bright_share", "binned", "pointing", "to_slice", "clip_window", "chance_level",
-                            "corrected", "window_scores", "resize_maps", "score_maps", "summarize", "_row", "_fracs",
-                            "format_ttests", "network_ttests", "mixed_model", "mixed_tests", "holm", "cam_tests",
-                            "read_reviewer_scores", "agreement"]),
+                            "corrected", "window_scores", "resize_maps", "score_maps"]),
+    "cam_stats": ("anapart.cam_stats", ["summarize", "_row", "_fracs", "format_ttests", "network_ttests",
+                                        "mixed_model", "mixed_tests", "holm", "cam_tests", "read_reviewer_scores",
+                                        "agreement"]),
     "training": ("anapart.training", ["resolve_device", "seed_everything", "set_threads", "build_optimizer",
                                       "build_scheduler", "_save_checkpoint", "fit", "predict", "save_model",
                                       "load_model", "ǁFitConfigǁfrom_config", "ǁFitConfigǁsignature"]),
-    "split": ("anapart.cohort", ["patient_groups", "share_count", "_stratified_pick", "split_patients",
+    "split": ("anapart.split", ["patient_groups", "share_count", "_stratified_pick", "split_patients",
                                  "mark_validation", "training_subsets", "assert_no_leakage", "make_split"]),
 }
 DETECTED = {"killed", "timeout", "segfault"}  # a test failed, hung or crashed: the mutant was caught

@@ -8,8 +8,9 @@ import pytest
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import brier_score_loss
 
-from anapart.evaluate import (binary_calibration_metrics, brier_scores, calibration_metrics, ece, external_table,
-                              reliability_bins, reliability_figure, top_label, with_labels)
+from anapart.calibration import (binary_calibration_metrics, brier_scores, calibration_metrics, ece, reliability_bins,
+                                 reliability_figure, top_label, with_labels)
+from anapart.external import external_table
 
 CL = ["a", "b", "c"]
 

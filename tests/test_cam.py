@@ -122,7 +122,7 @@ def test_gradcam_at_a_pooled_layer_is_degenerate():
 def test_reviewer_agreement(tmp_path):
     import pandas as pd
 
-    from anapart.cam import agreement, read_reviewer_scores
+    from anapart.cam_stats import agreement, read_reviewer_scores
 
     rng = np.random.default_rng(0)
     items = pd.DataFrame({"net": "n", "fmt": "seg112", "frac": 100, "slice_id": [f"S{i}" for i in range(30)]})
@@ -147,7 +147,7 @@ def test_format_ttests_match_pingouin_on_known_data():
     import pandas as pd
     import pingouin as pg
 
-    from anapart.cam import format_ttests, summarize
+    from anapart.cam_stats import format_ttests, summarize
 
     a1, a2 = [1.0, 0.75, 0.75, 1.0], [0.5, 1.0, 0.75]
     b1, b2 = [0.25, 0.0, 0.5], [0.25, 0.25, 0.0, 0.5]
@@ -311,7 +311,7 @@ def test_network_unit_is_a_paired_t_test_of_model_means_with_holm():
     from scipy.stats import ttest_rel
     from statsmodels.stats.multitest import multipletests
 
-    from anapart.cam import network_ttests, summarize
+    from anapart.cam_stats import network_ttests, summarize
 
     scores = _slice_scores()
     pairs = [("seg112", "seg224"), ("seg112", "full"), ("seg224", "full")]
@@ -336,7 +336,7 @@ def test_mixed_model_contrasts_match_statsmodels_and_the_balanced_mean_differenc
     import statsmodels.formula.api as smf
     from scipy.stats import t as t_dist
 
-    from anapart.cam import mixed_model, patient_means
+    from anapart.cam_stats import mixed_model, patient_means
 
     scores = _slice_scores(seed=1)
     long = pd.concat([s.assign(net=n, fmt=f, frac=fr) for (n, f, fr), s in scores.items()], ignore_index=True)
@@ -389,7 +389,7 @@ def test_mixed_model_holds_its_false_positive_rate_when_trained_models_vary():
 
     import statsmodels.formula.api as smf
 
-    from anapart.cam import mixed_model, mixed_tests, patient_means
+    from anapart.cam_stats import mixed_model, mixed_tests, patient_means
 
     pairs = [("seg112", "seg224"), ("seg112", "full"), ("seg224", "full")]
     ours, former = [], []
@@ -416,7 +416,7 @@ def test_mixed_model_holds_its_false_positive_rate_when_trained_models_vary():
 def test_mixed_model_finds_a_real_format_effect():
     import warnings
 
-    from anapart.cam import mixed_tests
+    from anapart.cam_stats import mixed_tests
 
     pairs = [("seg112", "seg224"), ("seg112", "full"), ("seg224", "full")]
     with warnings.catch_warnings():
@@ -433,7 +433,7 @@ def test_mixed_model_with_two_fractions_has_a_component_per_trained_model():
 
     import pandas as pd
 
-    from anapart.cam import mixed_model, patient_means
+    from anapart.cam_stats import mixed_model, patient_means
 
     data = pd.concat([_model_effect_data(7, effect=0.2), _model_effect_data(8, effect=0.2).assign(frac=50)])
     with warnings.catch_warnings():
@@ -451,7 +451,7 @@ def test_holm_families_are_unit_fraction_and_score():
     import pandas as pd
     from statsmodels.stats.multitest import multipletests
 
-    from anapart.cam import TEST_COLUMNS, _row, holm
+    from anapart.cam_stats import TEST_COLUMNS, _row, holm
 
     p = {"score_continuous": [0.01, 0.02, 0.04], "corrected": [0.03, 0.2, 0.011]}
     pairs = [("seg112", "seg224"), ("seg112", "full"), ("seg224", "full")]
@@ -470,7 +470,7 @@ def test_holm_families_are_unit_fraction_and_score():
 def test_cam_tests_label_every_row_with_its_unit():
     import pandas as pd
 
-    from anapart.cam import TEST_COLUMNS, cam_tests
+    from anapart.cam_stats import TEST_COLUMNS, cam_tests
 
     scores = _slice_scores(seed=2)
     ids = pd.concat([s["slice_id"] for s in scores.values()]).unique()
@@ -507,7 +507,7 @@ def test_agreement_is_absolute_icc_and_quadratic_kappa(tmp_path):
     import pandas as pd
     from sklearn.metrics import cohen_kappa_score
 
-    from anapart.cam import agreement
+    from anapart.cam_stats import agreement
 
     rng = np.random.default_rng(7)
     n = 40

@@ -36,7 +36,7 @@ def make_crop_store(root, n_per_class=12, side=24, seed=0):
 # The demo's recipe (config/config.yaml): AdamW, warm-up, cosine decay, clipping, zero-initialised head.
 CFG = dict(seed=0, optimizer="adamw", lr=1e-3, weight_decay=0.05, warmup_epochs=1, grad_clip=2.0,
            schedule={"type": "cosine"}, zero_init_head=True, batch_size=8, epochs=4, input_size=32,
-           augment={"hflip": 0.5}, normalize=[0.5, 0.25])
+           augment={"hflip": 0.5}, normalize=[0.5, 0.25], pretrained=False, drop_rate=0.0)
 
 
 def test_crop_data_maps_slice_ids_to_rows_and_normalises(tmp_path):
@@ -63,7 +63,7 @@ def test_training_lowers_loss_for_every_seed_and_predicts_probabilities(tmp_path
     chance = math.log(len(CLASSES))  # the zero-initialised head's loss before any step
     for seed in (0, 1, 2):
         hist = train_classifier(tmp_path / "fmt", tmp_path / "train.csv", CLASSES, "mobilenetv3_large_100",
-                                dict(CFG, seed=seed, epochs=5), tmp_path / "model.pt", device="cpu")
+                                dict(CFG, seed=seed, epochs=5), tmp_path / "model.pt", preload_mb=64, device="cpu")
         assert len(hist) == 5 and hist[0] < 1.05 * chance
         assert hist[-1] < 0.5 * chance, (seed, hist)
     pred, _, meta = predict_probabilities(tmp_path / "model.pt", tmp_path / "fmt", lst, device="cpu")
@@ -95,7 +95,7 @@ def test_killed_training_resumes_to_the_same_model(tmp_path, monkeypatch, caplog
     def train(name, kill_at=None):
         calls.update(n=0, kill_at=kill_at)
         train_classifier(tmp_path / "fmt", tmp_path / "train.csv", CLASSES, "efficientnet_b0", cfg,
-                         tmp_path / f"{name}.pt", device="cpu", checkpoint=tmp_path / f"{name}.ckpt")
+                         tmp_path / f"{name}.pt", preload_mb=0, device="cpu", checkpoint=tmp_path / f"{name}.ckpt")
 
     train("ref")
     assert calls["n"] == 3 * 3  # 24 slices, batch 8: 3 batches an epoch

@@ -3,7 +3,8 @@ import pandas as pd
 import pytest
 
 from anapart import CLASSES
-from anapart.cohort import REGION_BIT, LESION_BIT, load_store, split_patients
+from anapart.split import split_patients
+from anapart.store import LESION_BIT, load_store, REGION_BIT
 from anapart.crop import centroid, crop_size, extract, make_crops, prior_center, to_slice_coords, window
 
 SIZES = {"seg112": 112, "seg224": 224}
@@ -15,8 +16,19 @@ def test_crop_sizes_scale_with_field():
     assert crop_size("seg112", 128, SIZES) == 28
     assert crop_size("seg224", 128, SIZES) == 56
     assert crop_size("full", 128, SIZES) == 128
-    with pytest.raises(ValueError, match="unknown image format"):
+    with pytest.raises(ValueError, match=r"unknown image format 'seg999' \(known: full, seg112, seg224\)"):
         crop_size("seg999", 128, SIZES)
+
+
+def test_the_format_registry_follows_crop_sizes():
+    """A format added to crop.sizes is a partition format of its own (no code names it); 'full' cuts nothing."""
+    from anapart.crop import format_registry
+
+    reg = format_registry({**SIZES, "seg160": 160})
+    assert list(reg) == ["full", "seg112", "seg224", "seg160"]
+    assert [reg[f].side(256) for f in reg] == [256, 56, 112, 80]  # N/512 of the field
+    assert reg["seg160"].side(32) == 10 and reg["seg112"].side(32) == 8  # at least 8 pixels
+    assert not reg["full"].crops and all(reg[f].crops for f in ("seg112", "seg224", "seg160"))
 
 
 def test_known_centroid_gives_exact_window():

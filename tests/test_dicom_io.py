@@ -2,7 +2,7 @@ import numpy as np
 import pydicom
 import pytest
 
-from anapart import dicom_io
+from anapart import dicom_io, dicom_scan
 from anapart.dicom_io import DicomError
 
 
@@ -43,7 +43,7 @@ def test_slices_sorted_by_position_not_name_or_instance(tmp_path):
     for k, z in enumerate(zs):
         dicom_io.write_slice(tmp_path / f"{k}.dcm", np.full((4, 4), k, np.uint16), _meta(10 - k, z))
     (tmp_path / ".DS_Store").write_bytes(b"ignored hidden file")
-    series = dicom_io.scan_series(tmp_path)
+    series = dicom_scan.scan_series(tmp_path)
     (s,) = series.values()
     assert [h.position for h in s.slices] == sorted(zs)
     assert [dicom_io.read_pixels(h.path)[0, 0] for h in s.slices] == [1 * 2 - 100, 2 * 2 - 100, 3 * 2 - 100, -100]
@@ -59,7 +59,7 @@ def test_oblique_series_sorted_along_normal(tmp_path):
         ipp = list(np.array([0.0, 1.0, 2.0]) + d * normal)
         dicom_io.write_slice(tmp_path / f"{k}.dcm", np.zeros((4, 4), np.uint16),
                              _meta(k + 1, 0.0, ImagePositionPatient=ipp, ImageOrientationPatient=iop))
-    (series,) = dicom_io.scan_series(tmp_path).values()
+    (series,) = dicom_scan.scan_series(tmp_path).values()
     assert [round(h.position - series.slices[0].position, 6) for h in series.slices] == [0.0, 3.0, 6.0]
 
 
@@ -68,7 +68,7 @@ def test_mask_round_trip_is_aligned_with_sorted_slices(tmp_path):
     dcm.mkdir()
     for k, z in enumerate([20.0, 0.0, 10.0]):
         dicom_io.write_slice(dcm / f"{k}.dcm", np.zeros((6, 8), np.uint16), _meta(k + 1, z))
-    (series,) = dicom_io.scan_series(dcm).values()
+    (series,) = dicom_scan.scan_series(dcm).values()
     vol = np.zeros((3, 6, 8), np.uint8)
     for j in range(3):
         vol[j, j, j] = 1  # slice j (ascending z) marks pixel (j, j)
@@ -82,7 +82,7 @@ def test_mask_with_wrong_geometry_is_rejected(tmp_path):
     dcm.mkdir()
     for k in range(2):
         dicom_io.write_slice(dcm / f"{k}.dcm", np.zeros((6, 8), np.uint16), _meta(k + 1, 5.0 * k))
-    (series,) = dicom_io.scan_series(dcm).values()
+    (series,) = dicom_scan.scan_series(dcm).values()
     bad = dicom_io.reference_image((2, 6, 9), (0.5, 0.5), 5.0, (1, 0, 0, 0, 1, 0), series.origin)
     dicom_io.write_mask(tmp_path / "bad.nii.gz", np.zeros((2, 6, 9), np.uint8), bad)
     with pytest.raises(DicomError, match=r"bad\.nii\.gz.*does not match"):
@@ -97,4 +97,4 @@ def test_duplicate_position_is_an_error(tmp_path):
     for k in range(2):
         dicom_io.write_slice(tmp_path / f"{k}.dcm", np.zeros((4, 4), np.uint16), _meta(k + 1, 0.0))
     with pytest.raises(DicomError, match="duplicate slice"):
-        dicom_io.scan_series(tmp_path)
+        dicom_scan.scan_series(tmp_path)

@@ -262,3 +262,24 @@ def test_paired_delta_uses_the_strata_and_is_symmetric():
 def test_missing_stratum_names_the_patient():
     with pytest.raises(KeyError, match=r"no stratum for 1 patient\(s\), e\.g\. p2"):
         patient_weights(["p0", "p1", "p2"], {"p0": "a", "p1": "b"}, 5, seed=0)
+
+
+def test_predicted_class_is_the_argmax_of_the_p_columns_in_class_order():
+    from anapart.evaluate import argmax_class, predicted, probabilities
+
+    pred = pd.DataFrame({"slice_id": ["a", "b", "c"], "p_y": [0.2, 0.5, 0.1], "p_x": [0.7, 0.5, 0.2],
+                         "p_z": [0.1, 0.0, 0.7]})
+    classes = ["x", "y", "z"]  # column order in the file does not matter; classes fix it
+    assert probabilities(pred, classes).tolist() == [[0.7, 0.2, 0.1], [0.5, 0.5, 0.0], [0.2, 0.1, 0.7]]
+    assert predicted(pred, classes).tolist() == ["x", "x", "z"]  # a tie goes to the first class
+    assert argmax_class(np.array([[0.1, 0.9]]), ["a", "b"]).tolist() == ["b"]
+
+
+def test_per_model_table_orders_rows_by_fraction_format_and_network():
+    from anapart.stats import per_model_table
+
+    items = {("n2", "seg112", 25): 1, ("n1", "seg112", 100): 2, ("n1", "full", 100): 3, ("n2", "full", 100): 4}
+    t = per_model_table(items, lambda v: {"value": v * 10})
+    assert list(t.columns) == ["net", "fmt", "frac", "value"]
+    assert list(zip(t["net"], t["fmt"], t["frac"], t["value"])) == [
+        ("n1", "full", 100, 30), ("n2", "full", 100, 40), ("n1", "seg112", 100, 20), ("n2", "seg112", 25, 10)]

@@ -12,7 +12,8 @@ import torch
 import yaml
 
 from anapart import CLASSES
-from anapart.cohort import SeriesRule, ingest
+from anapart.cohort import SeriesRule
+from anapart.preflight import ingest
 from anapart.synthetic.partition import SyntheticConfig, generate
 from conftest import REPO, run_offline, store_paths
 from dicom_export import pacs_export
@@ -96,7 +97,8 @@ def test_pacs_export_runs_from_snakemake_to_the_report(tiny_cohort, tmp_path):
     ref = tmp_path / "ref"
     ingest(tiny_cohort / "dicom", tiny_cohort / "labels.csv", tiny_cohort / "masks", store_paths(ref),
            classes=CLASSES, field=tiny_config()["cohort"]["field"], salt=SALT,
-           series=SeriesRule.from_config(tiny_config()["cohort"]["series"]))
+           series=SeriesRule.from_config(tiny_config()["cohort"]["series"]),
+           percentiles=tuple(tiny_config()["cohort"]["intensity_percentiles"]))
     for f in ("images.npy", "masks.npy", "manifest.csv"):
         assert (wd / "results/cohort" / f).read_bytes() == (ref / f).read_bytes(), f
     snakemake(wd, "--report", "report.html", extra_config=user)
@@ -159,7 +161,7 @@ def test_weights_folder_in_the_dag(tmp_path):
     other = tmp_path / "other.yaml"
     other.write_text(yaml.safe_dump({"classify": {"pretrained": str(folder)},
                                      "staging": {"train": {"pretrained": str(tmp_path / "elsewhere")}}}))
-    proc = subprocess.run(snakemake_cmd("-n", extra_config=other), cwd=wd, capture_output=True, text=True, timeout=300)
+    proc = run_offline(snakemake_cmd("-n", extra_config=other), cwd=wd, capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0 and "name different weights folders" in proc.stdout + proc.stderr
     user = tmp_path / "w.yaml"
     user.write_text(yaml.safe_dump({"classify": {"pretrained": str(folder)},

@@ -7,11 +7,14 @@ import pytest
 import yaml
 
 from anapart import CLASSES
-from anapart.cohort import (EXTERNAL_PREFIX, check_cohort, load_store, pseudonym, split_patients)
+from anapart.cohort import EXTERNAL_PREFIX, pseudonym
+from anapart.preflight import check_cohort
+from anapart.split import split_patients
+from anapart.store import load_store
 from anapart.crop import crop_size, make_crops, prior_center, window
 from anapart.synthetic.partition import SyntheticConfig, generate, plan_cohort
 
-from conftest import REPO, TINY, series_rule, store_paths
+from conftest import REPO, TINY, percentiles, series_rule, store_paths
 
 SIZES = {"seg112": 112, "seg224": 224}
 
@@ -91,15 +94,15 @@ def test_external_pseudonyms_never_equal_the_main_ones_and_overlap_is_a_problem(
 
 
 def test_external_crops_fall_back_to_the_main_training_prior(cohort, tmp_path):
-    from anapart.cohort import ingest
+    from anapart.preflight import ingest
 
     main_dir, ext_dir = tmp_path / "main", tmp_path / "ext"
     ingest(cohort / "dicom", cohort / "labels.csv", cohort / "masks", store_paths(main_dir), classes=CLASSES,
-           field=32, salt="s", series=series_rule())
+           field=32, salt="s", series=series_rule(), percentiles=percentiles())
     ext_data = tmp_path / "extdata"
     generate(ext_data, _site(seed=12, id_prefix="EXT", matrix=40))
     ingest(ext_data / "dicom", ext_data / "labels.csv", ext_data / "masks", store_paths(ext_dir), classes=CLASSES,
-           field=32, salt="s", series=series_rule(), prefix=EXTERNAL_PREFIX)
+           field=32, salt="s", series=series_rule(), prefix=EXTERNAL_PREFIX, percentiles=percentiles())
     manifest, _, masks = load_store(main_dir)
     patients = split_patients(manifest, 0.25, seed=0, classes=CLASSES)
     patients.to_csv(tmp_path / "patients.csv", index=False)

@@ -18,11 +18,11 @@ from pydicom.data import get_testdata_file
 from pydicom.encaps import encapsulate
 from pydicom.uid import JPEG2000Lossless, generate_uid
 
-from anapart import CLASSES, dicom_io
-from anapart.cohort import (IngestError, SeriesRule, check_cohort, ingest, ingest_plan, log_check, problems_message,
-                             select_series, write_check)
-from anapart.dicom_io import FrameRule
-from conftest import series_rule, store_paths
+from anapart import CLASSES, dicom_header, dicom_io, dicom_scan
+from anapart.cohort import IngestError, problems_message, select_series, SeriesRule
+from anapart.preflight import check_cohort, ingest, ingest_plan, log_check, write_check
+from anapart.dicom_scan import FrameRule
+from conftest import percentiles, series_rule, store_paths
 from dicom_export import LOSSLESS, copy_series, enhanced_from_classic, non_image, write_8bit
 from test_ingest import assert_no_phi, phi_values
 
@@ -78,7 +78,7 @@ def ingest_dir(dicom: Path, out: Path, *, patients=("PAT-1",), rule=ANY, frames=
     out.parent.mkdir(parents=True, exist_ok=True)
     labels = every_slice_labels(out.parent / f"{out.name}_labels.csv", patients)
     report = ingest(dicom, labels, mask_dir, store_paths(out), classes=CLASSES, field=field, salt="s",
-                           series=rule, frames=frames)
+                    series=rule, frames=frames, percentiles=percentiles())
     return report, np.load(out / "images.npy")
 
 
@@ -167,7 +167,7 @@ def test_enhanced_mr_frames_are_slices_with_their_own_position_and_rescale(twin,
         d = tmp_path / f"enh{compress is not None}" / "dicom"
         d.mkdir(parents=True)
         enhanced_from_classic([{"path": files[i]} for i in order], d / "enhanced.dcm", compress=compress)
-        (s,) = dicom_io.scan_series(d).values()
+        (s,) = dicom_scan.scan_series(d).values()
         assert s.enhanced and s.orientation_label == "axial" and len(s.slices) == 5
         assert [h.instance for h in s.slices] == [order.index(i) + 1 for i in range(5)]  # frame numbers
         assert sorted(h.rescale[0] for h in s.slices) == [0.5, 1.0, 1.5, 2.0, 3.0]  # each frame its own slope
@@ -237,7 +237,7 @@ def test_classic_and_enhanced_copies_of_one_series_are_not_mixed(twin, tmp_path)
     shutil.copytree(files[0].parent, d / "classic")
     (d / "enh").mkdir()
     enhanced_from_classic([{"path": f} for f in files], d / "enh" / "enhanced.dcm")
-    scan = dicom_io.scan(d)
+    scan = dicom_scan.scan(d)
     (s,) = scan.series.values()
     assert s.enhanced and s.n_files == 1 and len(s.slices) == 5
     assert scan.skipped_counts() == {"classic_copy": 5}
@@ -376,7 +376,7 @@ def test_orientation_selects_a_sagittal_series(tmp_path):
     write_series(d / "ax", desc="T2")
     write_series(d / "sag", desc="T2", iop=(0, 1, 0, 0, 0, -1), offset=5)
     write_series(d / "scout", n=3, desc="T2 scout", offset=2)  # a single-plane axial scout: too few slices
-    series = {(s.orientation_label, len(s.slices)): s for s in dicom_io.scan_series(d).values()}
+    series = {(s.orientation_label, len(s.slices)): s for s in dicom_scan.scan_series(d).values()}
     assert set(series) == {("axial", 5), ("sagittal", 5), ("axial", 3)}
     assert select_series(list(series.values()), SeriesRule("t2", "sagittal", 5)) == [series["sagittal", 5]]
     assert select_series(list(series.values()), series_rule()) == [series["axial", 5]]  # the demo default
@@ -457,7 +457,7 @@ def test_the_preflight_lists_every_problem_in_one_go(troubled, tmp_path):
     out = tmp_path / "results" / "cohort"
     with pytest.raises(IngestError) as err:
         ingest(c / "dicom", c / "labels.csv", c / "masks", store_paths(out), classes=CLASSES, field=32, salt="s",
-               series=series_rule())
+               series=series_rule(), percentiles=percentiles())
     assert str(err.value) == message
     assert not out.exists() or not any(p.is_file() for p in out.rglob("*"))
     # what goes to results/ names no patient and no file
@@ -482,7 +482,7 @@ def test_the_preflight_decodes_nothing_and_ingest_reads_its_plan(cohort, tmp_pat
     rule = series_rule()
     paths = store_paths(tmp_path / "direct")
     ref = ingest(cohort / "dicom", cohort / "labels.csv", cohort / "masks", paths, classes=CLASSES, field=32,
-                 salt="test-salt", series=rule)
+                 salt="test-salt", series=rule, percentiles=percentiles())
     decoded = []
     real = dicom_io.read_slices
     monkeypatch.setattr(dicom_io, "read_slices", lambda s: decoded.append(len(s)) or real(s))
@@ -492,7 +492,7 @@ def test_the_preflight_decodes_nothing_and_ingest_reads_its_plan(cohort, tmp_pat
     plan = tmp_path / "private" / "plan.json"
     write_check(check, tmp_path / "check.csv", tmp_path / "check.json", plan)
     via_plan = store_paths(tmp_path / "via_plan")
-    report = ingest_plan(plan, via_plan, classes=CLASSES, field=32)
+    report = ingest_plan(plan, via_plan, classes=CLASSES, field=32, percentiles=percentiles())
     assert sum(decoded) == report["n_slices"] == ref["n_slices"]
     for k in ("images", "masks", "manifest"):
         assert via_plan[k].read_bytes() == paths[k].read_bytes(), k
@@ -533,7 +533,7 @@ def test_jpeg_extended_and_jpeg_ls_near_lossless_decode_to_the_reference(name, u
     """JPEG extended (12-bit, 4.51) and JPEG-LS near-lossless (4.81): no encoder here, so pydicom's
     bundled files, read by our scan and decode path and compared with pydicom's reference values."""
     f = placed(name, tmp_path / "dicom" / "s" / "1.dcm")
-    (s,) = dicom_io.scan_series(tmp_path / "dicom").values()
+    (s,) = dicom_scan.scan_series(tmp_path / "dicom").values()
     assert pydicom.dcmread(f, stop_before_pixels=True).file_meta.TransferSyntaxUID == uid
     (arr,) = dicom_io.read_slices(s.slices)
     assert {rc: arr[rc] for rc in reference} == reference  # no rescale in these files: modality = stored
@@ -570,7 +570,7 @@ def test_files_without_preamble_are_read_like_their_twin(twin, tmp_path):
                 pydicom.dcmwrite(out, ds, implicit_vr=True, little_endian=True, enforce_file_format=False)
             assert out.read_bytes()[128:132] != b"DICM"
         (d / "IM0099").write_text("operator notes\n")
-        scan = dicom_io.scan(d.parent)
+        scan = dicom_scan.scan(d.parent)
         assert scan.skipped_counts() == {"not_dicom": 1} and scan.problems == []
         report, store = ingest_dir(d.parent, tmp_path / f"{kind}_store")
         np.testing.assert_array_equal(store, ref)
@@ -624,8 +624,8 @@ def test_an_unforeseen_header_error_is_still_a_problem_naming_the_file(twin, tmp
     def boom(path, *args):
         raise KeyError("something new")
 
-    monkeypatch.setattr(dicom_io, "_classify", boom)
-    scan = dicom_io.scan(files[0].parent)
+    monkeypatch.setattr(dicom_header, "_classify", boom)
+    scan = dicom_scan.scan(files[0].parent)
     assert sorted(scan.problems) == sorted(f"{f}: unusable header (KeyError: 'something new')" for f in files)
 
 
@@ -639,8 +639,8 @@ def test_enhanced_frames_are_in_modality_units_with_their_own_intercept(tmp_path
                          meta_of=lambda k: {"RescaleIntercept": intercepts[k]})
     (tmp_path / "enh").mkdir()
     enhanced_from_classic([{"path": f} for f in files[::-1]], tmp_path / "enh" / "e.dcm")
-    (classic,) = dicom_io.scan_series(tmp_path / "classic").values()
-    (enh,) = dicom_io.scan_series(tmp_path / "enh").values()
+    (classic,) = dicom_scan.scan_series(tmp_path / "classic").values()
+    (enh,) = dicom_scan.scan_series(tmp_path / "enh").values()
     got, want = dicom_io.read_slices(enh.slices), dicom_io.read_slices(classic.slices)
     for k, (a, b) in enumerate(zip(got, want)):
         by_hand = smooth_slice(k).astype(np.float64) * slopes[k] + intercepts[k]
@@ -694,7 +694,7 @@ def test_b_value_picks_diffusion_frames(tmp_path):
 
 def test_a_slice_with_another_pixel_spacing_is_a_problem_naming_it(tmp_path):
     files = write_series(tmp_path / "dicom" / "s", meta_of=lambda k: {"PixelSpacing": [0.9, 0.9]} if k == 3 else {})
-    scan = dicom_io.scan(tmp_path / "dicom")
+    scan = dicom_scan.scan(tmp_path / "dicom")
     (s,) = scan.series.values()
     first = sorted(files)[0]  # the first slice the scan read
     assert s.problems == [f"{files[3]}: PixelSpacing [0.9, 0.9] differs from [0.8, 0.8] of {first} in the same series"]
@@ -721,11 +721,11 @@ def test_duplicate_positions_are_found_through_rounding_and_thin_slices_are_not(
     d = tmp_path / "dicom" / "s"
     write_series(d, uid=uid, prefix="a", echo=12.0)
     write_series(d, uid=uid, prefix="b", echo=80.0, z0=2e-4, meta_of=lambda k: {"SOPInstanceUID": f"{uid}.{k + 50}"})
-    (s,) = dicom_io.scan(tmp_path / "dicom").series.values()
+    (s,) = dicom_scan.scan(tmp_path / "dicom").series.values()
     assert len(s.problems) == 1 and "same slice position" in s.problems[0] and "5 in all" in s.problems[0]
     thin = tmp_path / "thin" / "s"
     write_series(thin, n=8, step=0.5)
-    (s,) = dicom_io.scan(thin.parent).series.values()
+    (s,) = dicom_scan.scan(thin.parent).series.values()
     assert s.problems == [] and s.warnings == [] and s.slice_spacing() == pytest.approx(0.5)
 
 
@@ -760,7 +760,7 @@ def test_a_series_marked_localizer_never_matches(tmp_path):
     d = tmp_path / "dicom"
     write_series(d / "loc", desc="AX T2 scout", meta_of=lambda k: {"ImageType": ["ORIGINAL", "PRIMARY", "LOCALIZER"]})
     write_series(d / "t2", desc="AX T2")
-    series = {s.folder.name: s for s in dicom_io.scan_series(d).values()}
+    series = {s.folder.name: s for s in dicom_scan.scan_series(d).values()}
     assert series["loc"].localizer and not series["t2"].localizer
     assert select_series(list(series.values()), SeriesRule("T2", "axial", 5)) == [series["t2"]]
     with pytest.raises(IngestError, match=r"no series matches .*'loc' \(series \? of 20200101, 'AX T2 scout', "
@@ -798,7 +798,7 @@ def test_the_header_scan_skips_large_elements_without_reading_them(twin, tmp_pat
     raw.add_new(0x00191001, "OB", bytes(48 * 2**20))
     raw.save_as(d / "s" / "RAW0001", enforce_file_format=True)
     tracemalloc.start()
-    scan = dicom_io.scan(d)
+    scan = dicom_scan.scan(d)
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert scan.skipped_counts() == {"raw_data": 1} and len(scan.series) == 1

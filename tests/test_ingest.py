@@ -9,7 +9,8 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
 
 from anapart import cohort, dicom_io
-from anapart.cohort import IngestError, LESION_BIT, REGION_BIT, load_store
+from anapart.cohort import IngestError
+from anapart.store import LESION_BIT, load_store, REGION_BIT
 
 
 def _first_series_folder(c):

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from anapart import CLASSES, training
-from anapart.cohort import load_store, split_patients
+from anapart.split import split_patients
+from anapart.store import load_store
 from anapart.segment import build_model, dice, select, train_segmenter
 
 

@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from anapart import CLASSES
-from anapart.cohort import assert_no_leakage, make_split, mark_validation, split_patients, training_subsets
+from anapart.split import assert_no_leakage, make_split, mark_validation, split_patients, training_subsets
 
 
 def fake_manifest(per_class_patients=(12, 5, 4, 3, 2, 9), slices=5, seed=0) -> pd.DataFrame:
@@ -151,7 +151,7 @@ def test_make_split_writes_consistent_files(tmp_path):
 def test_split_log_states_the_counts(tmp_path, caplog):
     import logging
 
-    caplog.set_level(logging.INFO, logger="anapart.cohort")
+    caplog.set_level(logging.INFO, logger="anapart.split")
     man = fake_manifest()
     make_split(man, _paths(tmp_path), classes=CLASSES, test_fraction=0.25, fractions=[100, 25], seed=5,
                validation_fraction=0.2)
@@ -213,12 +213,12 @@ def test_subsets_must_be_nested():
 
 
 def test_failed_split_leaves_nothing(tmp_path, monkeypatch):
-    import anapart.cohort as cohort
+    import anapart.split as split_module
 
     def boom(*a, **k):
         raise AssertionError("forced")
 
-    monkeypatch.setattr(cohort, "assert_no_leakage", boom)
+    monkeypatch.setattr(split_module, "assert_no_leakage", boom)
     with pytest.raises(AssertionError):
         make_split(fake_manifest(), _paths(tmp_path), classes=CLASSES, test_fraction=0.25,
                    fractions=[100, 50, 25], seed=5)

@@ -54,9 +54,9 @@ def build_patches(root, out_dir, clahe_cfg, **kw):
 
 
 def test_synthetic_staging_cohort_is_dicom_with_two_sequences_and_deterministic(stg_cohort, tmp_path):
-    from anapart import dicom_io
+    from anapart import dicom_scan
 
-    series = dicom_io.scan_series(stg_cohort / "dicom")
+    series = dicom_scan.scan_series(stg_cohort / "dicom")
     assert len(series) == 16  # 8 patients x (T1C, T2)
     assert {s.description for s in series.values()} == set(synthetic.STAGING_SEQUENCES.values())
     labels = pd.read_csv(stg_cohort / "labels.csv")
@@ -216,10 +216,10 @@ def boxes_from_masks(root) -> pd.DataFrame:
     """What a clinician drawing rectangles would give for the synthetic cohort: the ROI bounding boxes."""
     import cv2
 
-    from anapart import dicom_io
+    from anapart import dicom_io, dicom_scan
 
     rows = []
-    for s in dicom_io.scan_series(root / "dicom").values():
+    for s in dicom_scan.scan_series(root / "dicom").values():
         seq = "T1C" if "T1" in s.description else "T2"
         vol = dicom_io.read_mask(root / "roi" / s.patient_id / f"{seq}.nii.gz", s, binary=False)
         for z, lab in enumerate(vol):

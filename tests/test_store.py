@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from anapart.cohort import LESION_BIT, REGION_BIT, MaskStore, NpyStreamWriter, intensity_window, normalise, pack_masks, to_field
+from anapart.store import intensity_window, LESION_BIT, MaskStore, normalise, NpyStreamWriter, pack_masks, REGION_BIT, to_field
 from anapart.files import atomic_path, atomic_paths
 
 

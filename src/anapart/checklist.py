@@ -145,11 +145,11 @@ def build(paths: dict, config: dict):
     where["splits"] = [paths["patients"], paths["test"], *paths["train"].values()]
 
     n_models = len(auc)
-    pre = cls_cfg.get("pretrained", False)
+    pre = cls_cfg["pretrained"]
     a["model"] = (f"Segmentation: {', '.join(config['segment']['archs'])} ({config['segment']['encoder']} encoder), "
                   f"selected: {selected['reason']}. Classifiers: {n_models} timm networks "
                   f"({', '.join(cls_cfg['nets'])}) x {len(cls_cfg['formats'])} formats x {len(split['fractions'])} "
-                  f"fractions; {cls_cfg.get('optimizer', 'sgd')}, lr {cls_cfg['lr']}, {cls_cfg['epochs']} epoch(s), "
+                  f"fractions; {cls_cfg['optimizer']}, lr {cls_cfg['lr']}, {cls_cfg['epochs']} epoch(s), "
                   f"batch {cls_cfg['batch_size']}, weights: "
                   f"{'random initialisation' if pre is False else 'ImageNet (pretrained)'}; seed {cls_cfg['seed']}; "
                   "no hyperparameter was tuned on the test or external data.")
@@ -159,11 +159,11 @@ def build(paths: dict, config: dict):
         a["model"] += (f" Study B: {', '.join(stg['models'])} (frozen backbones, new top) and a basic CNN; soft "
                        "voting of the transfer models.")
 
-    ci = int(round(100 * config.get("evaluate", {}).get("ci_level", 0.95)))
+    ci = int(round(100 * config["evaluate"]["ci_level"]))
     perf = "; ".join(f"{fmt} {_mean(auc, 'aauc', fmt=fmt, frac=top):.3f} (Brier {_mean(cal, 'brier', fmt=fmt, frac=top):.3f}, "
                      f"ECE {_mean(cal, 'ece', fmt=fmt, frac=top):.3f})" for fmt in cls_cfg["formats"])
     a["performance"] = (f"Discrimination: per-class one-vs-rest ROC AUC and their mean (aAUC) with a {ci}% patient "
-                        f"bootstrap CI ({config.get('evaluate', {}).get('n_boot', 1000)} resamples); calibration: "
+                        f"bootstrap CI ({config['evaluate']['n_boot']} resamples); calibration: "
                         f"multi-class and per-class Brier score, top-label expected calibration error "
                         f"({config['evaluate']['calibration_bins']} bins), reliability diagrams; no "
                         f"recalibration. Mean over networks at {top}% on the internal test set: {perf}.")

@@ -139,20 +139,22 @@ def _affine(x: torch.Tensor, rotation_deg: float, shear_deg: float, zoom: float)
 
 # --------------------------------------------------------------------------- train / predict
 
-def train_classifier(crops_dir, train_csv, classes, net: str, cfg: dict, out_model, *, device="auto",
-                     checkpoint=None) -> list[float]:
-    """Train one (net, format, fraction) model; returns the per-epoch training loss."""
+def train_classifier(crops_dir, train_csv, classes, net: str, cfg: dict, out_model, *, preload_mb: float,
+                     device="auto", checkpoint=None) -> list[float]:
+    """Train one (net, format, fraction) model; returns the per-epoch training loss.
+
+    ``preload_mb`` (classify.preload_mb) is apart from ``cfg``, the settings the weights depend on:
+    keeping the inputs in memory changes the speed, not the model."""
     train = pd.read_csv(train_csv)
-    data = CropData(crops_dir, train, classes, cfg.get("input_size"), cfg.get("normalize", (0.5, 0.25)),
-                    preload_mb=float(cfg.get("preload_mb", 0)))
+    data = CropData(crops_dir, train, classes, cfg["input_size"], cfg["normalize"], preload_mb=float(preload_mb))
     training.seed_everything(int(cfg["seed"]))
-    model = build_classifier(net, len(classes), cfg.get("pretrained", False), drop_rate=float(cfg.get("drop_rate", 0)))
-    if cfg.get("zero_init_head", False):
+    model = build_classifier(net, len(classes), cfg["pretrained"], drop_rate=float(cfg["drop_rate"]))
+    if cfg["zero_init_head"]:
         zero_head(model)
     optimizer = training.build_optimizer(model.parameters(), cfg, "classify.optimizer")
     fit_cfg = training.FitConfig.from_config(cfg, device, label=f"{net} on {Path(crops_dir).name}")
-    scheduler = training.build_scheduler(optimizer, cfg.get("schedule"), fit_cfg.epochs, "classify.schedule")
-    augment = cfg.get("augment") or None
+    scheduler = training.build_scheduler(optimizer, cfg["schedule"], fit_cfg.epochs, "classify.schedule")
+    augment = cfg["augment"] or None
     log.info("%s on %s: %d training slices %s, input %dx%d", net, Path(crops_dir).name, len(data),
              train["label"].value_counts().to_dict(), data.size, data.size)
     history = training.fit(model, optimizer, F.cross_entropy, lambda idx: data.batch(idx, augment), len(data),

@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .cohort import REGION_BIT, NpyStreamWriter, load_store
+from .store import load_store, NpyStreamWriter, REGION_BIT
 from .files import atomic_paths
 
 log = logging.getLogger("anapart.crop")
@@ -30,13 +31,61 @@ log = logging.getLogger("anapart.crop")
 REFERENCE_FIELD = 512
 
 
-def crop_size(fmt: str, field: int, sizes: dict, reference_field: int = REFERENCE_FIELD) -> int:
-    """Side of format ``fmt`` at ``field``: 'full' is the slice, seg<N> is N/512 of it (at least 8 px)."""
-    if fmt == "full":
+@dataclass(frozen=True)
+class FullSlice:
+    """The 'full' format: the whole slice, no cropping; its store is the cohort store itself."""
+
+    crops = False  # nothing is cut, so the QC table has no padding column for it
+
+    def side(self, field: int) -> int:
         return field
-    if fmt not in sizes:
-        raise ValueError(f"unknown image format '{fmt}' (known: full, {', '.join(sizes)})")
-    return max(8, int(round(sizes[fmt] * field / reference_field)))
+
+    def write(self, cohort_dir, images, centers, size: int, pad_value: float, images_path: Path) -> dict:
+        """Hard-link the cohort's images.npy; every window is the slice (nothing padded)."""
+        _link_or_copy(Path(cohort_dir) / "images.npy", images_path)
+        return {"y0": 0, "x0": 0, "padded_px": 0}
+
+
+@dataclass(frozen=True)
+class Partition:
+    """A seg<N> format: an N/512 square (at least 8 px) around the predicted region's centre."""
+
+    side_512: int  # side on the reference 512 field (config crop.sizes)
+    crops = True
+
+    def side(self, field: int) -> int:
+        return max(8, int(round(self.side_512 * field / REFERENCE_FIELD)))
+
+    def write(self, cohort_dir, images, centers, size: int, pad_value: float, images_path: Path) -> dict:
+        """Cut and stream one crop per slice; the windows and zero-padded pixels per slice."""
+        writer = NpyStreamWriter(images_path, (len(centers), size, size), np.float16)
+        wins, padded = [], []
+        for r, center in enumerate(centers):
+            y0, x0 = window(center, size)
+            crop, npad = extract(np.asarray(images[r]), y0, x0, size, pad_value)
+            writer.append(crop[None])
+            wins.append((y0, x0))
+            padded.append(npad)
+        writer.close()
+        return {"y0": [w[0] for w in wins], "x0": [w[1] for w in wins], "padded_px": padded}
+
+
+def format_registry(sizes: dict) -> dict:
+    """The registry of image formats: 'full', and one :class:`Partition` per entry of ``crop.sizes``."""
+    return {"full": FullSlice(), **{name: Partition(int(side)) for name, side in sizes.items()}}
+
+
+def image_format(fmt: str, sizes: dict):
+    """Format ``fmt`` of the registry; an unknown name is an error that lists the known ones."""
+    known = format_registry(sizes)
+    if fmt not in known:
+        raise ValueError(f"unknown image format '{fmt}' (known: {', '.join(known)})")
+    return known[fmt]
+
+
+def crop_size(fmt: str, field: int, sizes: dict) -> int:
+    """Side of format ``fmt`` at ``field``: 'full' is the slice, seg<N> is N/512 of it (at least 8 px)."""
+    return image_format(fmt, sizes).side(field)
 
 
 def centroid(mask: np.ndarray) -> tuple[float, float] | None:
@@ -127,23 +176,13 @@ def make_crops(cohort_dir, patients_csv, predicted: list, out: dict, qc_path, *,
     with atomic_paths(*(out[f][k] for f, k in keys), qc_path) as tmps:
         tmp = dict(zip(keys, tmps[:-1]))
         for fmt in formats:
-            size = crop_size(fmt, field, sizes)
-            index = pd.DataFrame({"slice_id": manifest["slice_id"], "row": np.arange(n)})
-            if fmt == "full":
-                _link_or_copy(Path(cohort_dir) / "images.npy", tmp[(fmt, "images")])
-                index = index.assign(y0=0, x0=0, size=field, padded_px=0)
-            else:
-                writer = NpyStreamWriter(tmp[(fmt, "images")], (n, size, size), np.float16)
-                wins, padded = [], []
-                for r in range(n):
-                    y0, x0 = window(centers[r], size)
-                    crop, npad = extract(np.asarray(images[r]), y0, x0, size, pad_value)
-                    writer.append(crop[None])
-                    wins.append((y0, x0))
-                    padded.append(npad)
-                writer.close()
-                index = index.assign(y0=[w[0] for w in wins], x0=[w[1] for w in wins], size=size, padded_px=padded)
-                for q, npad in zip(qc_rows, padded):
+            kind = image_format(fmt, sizes)
+            size = kind.side(field)
+            cols = kind.write(cohort_dir, images, centers, size, pad_value, tmp[(fmt, "images")])
+            index = pd.DataFrame({"slice_id": manifest["slice_id"], "row": np.arange(n)}).assign(
+                y0=cols["y0"], x0=cols["x0"], size=size, padded_px=cols["padded_px"])
+            if kind.crops:  # the QC table counts the zero-padded pixels of every cut format
+                for q, npad in zip(qc_rows, cols["padded_px"]):
                     q[f"{fmt}_padded_px"] = npad
             index.to_csv(tmp[(fmt, "index")], index=False, lineterminator="\n")
             log.info("%s: %d crops of %dx%d", fmt, n, size, size)

@@ -19,8 +19,9 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from . import cohort, dicom_io
-from .cohort import IngestError, NpyStreamWriter
+from . import cohort, dicom_io, dicom_scan, store
+from .cohort import IngestError
+from .store import NpyStreamWriter
 from .crop import extract
 from .files import atomic_paths
 
@@ -147,7 +148,7 @@ def plan_staging(dicom_dir, labels_csv, sequences: dict, classes) -> list[dict]:
                                           "instance out", r.patient_id)
                  for r in labels[labels["instance"].notna()].itertuples()]
     try:
-        scan = dicom_io.scan(dicom_dir)
+        scan = dicom_scan.scan(dicom_dir)
     except dicom_io.DicomError as e:
         raise IngestError(str(e)) from e
     problems += [cohort.Problem("unreadable_file", p) for p in scan.problems]
@@ -241,9 +242,9 @@ def make_patches(dicom_dir, labels_csv, roi, out: dict, *, classes, sequences: d
                     vol = dicom_io.read_mask(path, s, binary=False) if path is not None else None
                 except dicom_io.DicomError as e:
                     raise IngestError(str(e)) from e
-                lo, hi = cohort.intensity_window(raw, percentiles)
+                lo, hi = store.intensity_window(raw, percentiles)
                 for z, zw in wins.items():
-                    img = cohort.normalise(raw[z].astype(np.float32), lo, hi)
+                    img = store.normalise(raw[z].astype(np.float32), lo, hi)
                     if clahe_cfg:
                         img = clahe(img, clahe_cfg["clip_limit"], clahe_cfg["tile_grid"])
                     for kind, j, y0, x0, side, box in zw:

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from . import training
-from .cohort import REGION_BIT, load_store
+from .store import load_store, REGION_BIT
 from .files import write_text
 
 log = logging.getLogger("anapart.segment")
@@ -178,7 +178,7 @@ def train_segmenter(cohort_dir, patients_csv, arch: str, cfg: dict, out_model, o
     model = build_model(meta)
     x_train = to_input(images, rows["train"], size)
     y_train = to_target(masks, rows["train"], size)
-    hflip = bool(cfg.get("hflip", False))
+    hflip = bool(cfg["hflip"])
 
     def fetch(idx):
         x, y = x_train[idx], y_train[idx]
@@ -196,7 +196,7 @@ def train_segmenter(cohort_dir, patients_csv, arch: str, cfg: dict, out_model, o
                            signature_extra={"arch": arch, **{k: str(v) for k, v in cfg.items()}})
     meta["encoder_weights"] = None  # the saved state holds the weights; never reload from a hub
     training.save_model(out_model, model, meta)
-    threshold = float(cfg.get("threshold", 0.5))
+    threshold = float(cfg["threshold"])
     held = {s: dice_summary(model, images, masks, rows[s], size, int(cfg["batch_size"]), device, threshold)
             for s in ("validation", "test")}
     metrics = {

@@ -205,15 +205,18 @@ def read_model_tables(paths) -> dict[tuple[str, str, int], pd.DataFrame]:
     return out
 
 
+def per_model_table(items: dict[tuple[str, str, int], object], row) -> pd.DataFrame:
+    """One row per model, keyed (net, fmt, frac), in every study-A table's order: largest training
+    fraction first, then format and network. ``row(item)`` gives the columns after net, fmt, frac."""
+    rows = [{"net": net, "fmt": fmt, "frac": int(frac), **row(item)} for (net, fmt, frac), item in items.items()]
+    return pd.DataFrame(rows).sort_values(["frac", "fmt", "net"], ascending=[False, True, True], ignore_index=True)
+
+
 def model_table(metrics: dict[tuple[str, str, int], dict], classes) -> pd.DataFrame:
     """One row per model from its metrics.json: net, fmt, frac, aauc, sd, CI, accuracy, per-class AUC."""
-    rows = []
-    for (net, fmt, frac), m in metrics.items():
-        row = {"net": net, "fmt": fmt, "frac": int(frac), "aauc": m["aauc"], "aauc_sd": m["aauc_sd"],
-               "ci_low": m["aauc_ci"][0], "ci_high": m["aauc_ci"][1], "accuracy": m.get("accuracy")}
-        row.update({f"auc_{c}": m["auc"].get(c) for c in classes})
-        rows.append(row)
-    return pd.DataFrame(rows).sort_values(["frac", "fmt", "net"], ascending=[False, True, True], ignore_index=True)
+    return per_model_table(metrics, lambda m: {
+        "aauc": m["aauc"], "aauc_sd": m["aauc_sd"], "ci_low": m["aauc_ci"][0], "ci_high": m["aauc_ci"][1],
+        "accuracy": m.get("accuracy"), **{f"auc_{c}": m["auc"].get(c) for c in classes}})
 
 
 def auc_groups(table: pd.DataFrame, classes) -> pd.DataFrame:
@@ -236,9 +239,8 @@ def auc_pairs(preds: dict[tuple[str, str, int], pd.DataFrame], patient_of: pd.Se
     """Per network and fraction, ΔaAUC between two formats on the same test slices with a paired,
     class-stratified patient bootstrap CI and p (:func:`anapart.evaluate.paired_delta_aauc`);
     ``p_holm``: Holm over each fraction's family (every network x format pair)."""
-    from .evaluate import paired_delta_aauc
+    from .evaluate import paired_delta_aauc, probabilities
 
-    cols = [f"p_{c}" for c in classes]
     rows = []
     nets = sorted({k[0] for k in preds})
     fracs = sorted({k[2] for k in preds}, reverse=True)
@@ -251,7 +253,7 @@ def auc_pairs(preds: dict[tuple[str, str, int], pd.DataFrame], patient_of: pd.Se
             if len(both) != len(pa) or len(both) != len(pb):
                 raise ValueError(f"{net} f{frac}: {a} and {b} were not scored on the same test slices")
             pb = pb.set_index("slice_id").loc[pa["slice_id"]].reset_index()
-            r = paired_delta_aauc(pa["label"], pa[cols].to_numpy(), pb[cols].to_numpy(),
+            r = paired_delta_aauc(pa["label"], probabilities(pa, classes), probabilities(pb, classes),
                                   pa["slice_id"].map(patient_of).to_numpy(), classes, strata=strata, n_boot=n_boot,
                                   seed=seed, level=level)
             rows.append({"net": net, "frac": int(frac), "fmt_a": a, "fmt_b": b, **r,

@@ -34,7 +34,7 @@ rule cam:
     params:
         layer=lambda w: config["cam"]["target_layers"][w.net],
         threshold=config["cam"]["threshold"],
-        batch_size=config["cam"].get("batch_size", 32),
+        batch_size=config["cam"]["batch_size"],
     script:
         "../scripts/cam.py"
 
@@ -74,7 +74,7 @@ rule cam_stats:
         "../scripts/cam_stats.py"
 
 
-if config["cam"].get("reviewers_dir"):
+if config["cam"]["reviewers_dir"]:
 
     rule cam_agreement:
         input:

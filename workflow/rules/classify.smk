@@ -26,14 +26,15 @@ rule classify_train:
     priority: PRIORITY["train"]
     conda:
         ENV
-    threads: config["classify"].get("threads", 1)
+    threads: config["classify"]["threads"]
     resources:
         mem_mb=6000,
         runtime=240,
     params:
         cfg=TRAIN_CFG,
+        preload_mb=config["classify"]["preload_mb"],
         classes=config["classes"],
-        device=config.get("device", "auto"),
+        device=config["device"],
         checkpoint=lambda w: f"results/classify/{w.net}/{w.fmt}/f{w.frac}/checkpoint.partial.pt",
     script:
         "../scripts/classify_train.py"
@@ -67,7 +68,7 @@ rule classify_eval:
         mem_mb=2000,
         runtime=30,
     params:
-        evaluate=config.get("evaluate", {}),
+        evaluate=config["evaluate"],
         classes=config["classes"],
     script:
         "../scripts/classify_eval.py"

@@ -68,7 +68,7 @@ def cohort_inputs(wildcards):
 # split or anything a model is chosen by. The classifiers' training jobs predict its crops after
 # the model is saved (prediction only; tests/test_workflow.py changes its labels and gets
 # byte-identical models).
-_EXT = config["cohort"].get("external") or None
+_EXT = config["cohort"]["external"]
 # The demo's synthetic external site goes with the synthetic main cohort only: a user's own
 # cohort gets an external cohort only from their own DICOM folder (source: dicom).
 EXTERNAL_ON = _EXT is not None and (
@@ -86,7 +86,7 @@ EXTERNAL = {
     },
     **(_EXT or {}),
 }
-EXTERNAL_SYNTHETIC_CFG = {**config["synthetic"], **config.get("synthetic_external", {})}
+EXTERNAL_SYNTHETIC_CFG = {**config["synthetic"], **config["synthetic_external"]}
 
 
 def external_paths():
@@ -226,7 +226,7 @@ from anapart import weights as W  # no torch import: only paths
 # spelled alike or not: folders are compared as resolved paths; the first spelling names the files).
 _WEIGHT_FOLDERS = {}
 for _f in (
-    W.folder_of(config["classify"].get("pretrained", False)),
+    W.folder_of(config["classify"]["pretrained"]),
     W.folder_of(STG["train"]["pretrained"]) if STAGING_ON else None,
 ):
     if _f is not None:
@@ -249,7 +249,7 @@ def weights_input(pretrained, net):
 
 
 def classify_weights(wildcards):
-    return weights_input(config["classify"].get("pretrained", False), wildcards.net)
+    return weights_input(config["classify"]["pretrained"], wildcards.net)
 
 
 def staging_weights(wildcards):

@@ -32,8 +32,8 @@ rule crops:
     params:
         formats=FORMATS,
         crop=config["crop"],
-        threshold=config["segment"].get("threshold", 0.5),
-        device=config.get("device", "auto"),
+        threshold=config["segment"]["threshold"],
+        device=config["device"],
     script:
         "../scripts/crops.py"
 

@@ -23,7 +23,7 @@ rule seg_train:
         runtime=120,
     params:
         seg=config["segment"],
-        device=config.get("device", "auto"),
+        device=config["device"],
         checkpoint=lambda w: f"results/seg/{w.arch}/checkpoint.partial.pt",
     script:
         "../scripts/seg_train.py"
@@ -68,7 +68,7 @@ rule seg_figure:
         ENV
     params:
         archs=SEG_ARCHS,
-        device=config.get("device", "auto"),
-        threshold=config["segment"].get("threshold", 0.5),
+        device=config["device"],
+        threshold=config["segment"]["threshold"],
     script:
         "../scripts/seg_figure.py"

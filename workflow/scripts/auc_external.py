@@ -1,6 +1,7 @@
 """Glue: every classifier on the external cohort vs its internal test set, and the figure
-(logic in anapart.evaluate)."""
-from anapart.evaluate import external_figure, external_table, read_model_metrics
+(logic in anapart.external)."""
+from anapart.evaluate import read_model_metrics
+from anapart.external import external_figure, external_table
 from anapart.files import setup_logging, write_csv
 
 log = setup_logging(snakemake.log[0])

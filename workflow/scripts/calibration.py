@@ -1,9 +1,10 @@
 """Glue: the calibration table of all classifiers and one reliability diagram per image format
 (panels: training fractions, internal test and external cohort; a curve per network).
-Logic in anapart.evaluate."""
+Logic in anapart.calibration."""
 import pandas as pd
 
-from anapart.evaluate import calibration_table, read_model_metrics, reliability_figure, top_label, with_labels
+from anapart.calibration import calibration_table, reliability_figure, top_label, with_labels
+from anapart.evaluate import probabilities, read_model_metrics
 from anapart.files import setup_logging, write_csv
 
 setup_logging(snakemake.log[0])
@@ -11,11 +12,10 @@ classes, n_bins = snakemake.params.classes, snakemake.params.bins
 write_csv(snakemake.output.table, calibration_table(read_model_metrics(snakemake.input.metrics), classes),
           float_format="%.4f")
 ext_manifest = pd.read_csv(snakemake.input.external_manifest) if "external_manifest" in snakemake.input.keys() else None
-cols = [f"p_{c}" for c in classes]
 
 
 def curve(pred: pd.DataFrame):
-    return top_label(pred["label"], pred[cols].to_numpy(), classes)
+    return top_label(pred["label"], probabilities(pred, classes), classes)
 
 
 models = [tuple(k) for k in snakemake.params.models]  # (net, fmt, frac), in the order of the inputs

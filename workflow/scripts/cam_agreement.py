@@ -1,7 +1,7 @@
-"""Glue: agreement of human CAM scores with each other and with the automatic score (anapart.cam)."""
+"""Glue: agreement of human CAM scores with each other and with the automatic score (anapart.cam_stats)."""
 import pandas as pd
 
-from anapart.cam import agreement, read_reviewer_scores
+from anapart.cam_stats import agreement, read_reviewer_scores
 from anapart.stats import read_model_tables
 from anapart.files import setup_logging, write_csv
 

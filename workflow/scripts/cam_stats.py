@@ -1,7 +1,7 @@
-"""Glue: CAM score summary per model and the format tests, each labelled with its unit (logic in anapart.cam)."""
+"""Glue: CAM score summary per model and the format tests, each labelled with its unit (logic in anapart.cam_stats)."""
 import pandas as pd
 
-from anapart.cam import cam_tests, summarize
+from anapart.cam_stats import cam_tests, summarize
 from anapart.files import setup_logging, write_csv
 from anapart.stats import read_model_tables
 

@@ -1,9 +1,10 @@
 """Glue: AUC and calibration metrics and the ROC figure of one classifier's test predictions, and
-the same metrics on the external cohort where there is one (logic in anapart.evaluate)."""
+the same metrics on the external cohort where there is one (logic in anapart.evaluate, anapart.calibration)."""
 import pandas as pd
 
-from anapart.evaluate import calibration_metrics, evaluate_predictions, roc_figure, with_labels, write_metrics
-from anapart.cohort import patient_groups
+from anapart.calibration import calibration_metrics, with_labels
+from anapart.evaluate import evaluate_predictions, probabilities, roc_figure, write_metrics
+from anapart.split import patient_groups
 from anapart.files import setup_logging
 
 log = setup_logging(snakemake.log[0])
@@ -11,7 +12,6 @@ ev, classes = snakemake.params.evaluate, snakemake.params.classes
 
 
 def score(pred: pd.DataFrame, manifest: pd.DataFrame, strata: pd.Series) -> dict:
-    probs = pred[[f"p_{c}" for c in classes]].to_numpy()
     m = evaluate_predictions(
         pred,
         manifest,
@@ -21,7 +21,7 @@ def score(pred: pd.DataFrame, manifest: pd.DataFrame, strata: pd.Series) -> dict
         seed=ev["seed"],
         level=ev["ci_level"],
     )
-    m.update(calibration_metrics(pred["label"], probs, classes, n_bins=ev["calibration_bins"]))
+    m.update(calibration_metrics(pred["label"], probabilities(pred, classes), classes, n_bins=ev["calibration_bins"]))
     return m
 
 

@@ -21,6 +21,7 @@ train_classifier(
     snakemake.wildcards.net,
     snakemake.params.cfg,
     snakemake.output.model,
+    preload_mb=snakemake.params.preload_mb,
     device=snakemake.params.device,
     checkpoint=snakemake.params.checkpoint,
 )

@@ -1,13 +1,13 @@
-"""Glue: the cohort preflight; lists every problem, then fails (logic in anapart.cohort).
+"""Glue: the cohort preflight; lists every problem, then fails (logic in anapart.preflight).
 
 For the external test cohort (params.external) the pseudonyms are E..., and every PatientID of the
 main cohort's plan (input main_plan) is a problem: an external patient must never be a development one.
 """
 from pathlib import Path
 
-from anapart.cohort import (EXTERNAL_PREFIX, PSEUDONYM_PREFIX, IngestError, SeriesRule, check_cohort, log_check,
-                            problems_message, read_plan, write_check)
-from anapart.dicom_io import FrameRule
+from anapart.cohort import EXTERNAL_PREFIX, IngestError, problems_message, PSEUDONYM_PREFIX, SeriesRule
+from anapart.preflight import check_cohort, log_check, read_plan, write_check
+from anapart.dicom_scan import FrameRule
 from anapart.files import setup_logging, write_csv
 
 setup_logging(snakemake.log[0])

@@ -6,7 +6,7 @@ cohort's training prior.
 import json
 from pathlib import Path
 
-from anapart.cohort import load_store
+from anapart.store import load_store
 from anapart.crop import make_crops
 from anapart.files import setup_logging
 from anapart.segment import build_model, predict_regions
@@ -38,7 +38,7 @@ make_crops(
     snakemake.output.qc,
     formats=snakemake.params.formats,
     sizes=snakemake.params.crop["sizes"],
-    pad_value=snakemake.params.crop.get("pad_value", 0.0),
+    pad_value=snakemake.params.crop["pad_value"],
     training_cohort=(
         Path(snakemake.input.training_manifest).parent if "training_manifest" in snakemake.input.keys() else None
     ),

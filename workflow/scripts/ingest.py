@@ -1,5 +1,5 @@
-"""Glue: ingest the cohort the preflight planned into results/cohort (logic in anapart.cohort)."""
-from anapart.cohort import ingest_plan
+"""Glue: ingest the cohort the preflight planned into results/cohort (logic in anapart.preflight)."""
+from anapart.preflight import ingest_plan
 from anapart.files import setup_logging
 
 setup_logging(snakemake.log[0])

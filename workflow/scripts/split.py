@@ -1,7 +1,7 @@
-"""Glue: patient-level split, validation patients and nested training subsets (logic in anapart.cohort)."""
+"""Glue: patient-level split, validation patients and nested training subsets (logic in anapart.split)."""
 import pandas as pd
 
-from anapart.cohort import make_split
+from anapart.split import make_split
 from anapart.files import setup_logging
 
 setup_logging(snakemake.log[0])

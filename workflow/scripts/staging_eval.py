@@ -4,8 +4,8 @@ import json
 
 import pandas as pd
 
+from anapart.calibration import binary_calibration_metrics
 from anapart.ensemble import confusion_figure, evaluate_stages
-from anapart.evaluate import binary_calibration_metrics
 from anapart.files import setup_logging, write_text
 
 log = setup_logging(snakemake.log[0])

@@ -2,7 +2,7 @@
 predicted probability of the advanced stage vs its observed share (logic in anapart.evaluate)."""
 import pandas as pd
 
-from anapart.evaluate import positive_class, reliability_figure
+from anapart.calibration import positive_class, reliability_figure
 from anapart.files import setup_logging
 
 setup_logging(snakemake.log[0])
