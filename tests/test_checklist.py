@@ -45,7 +45,9 @@ def _run(tmp_path, *, external=True, n_patients=37, aauc=(0.81, 0.79)) -> tuple[
         write(paths["train"][f], pd.DataFrame({"slice_id": [f"s{i}" for i in range(n)], "label": ["NPC"] * n}))
     put("crops_qc", pd.DataFrame({"slice_id": ["a", "b", "c"], "fallback": [True, False, False]}))
     put("selected", {"selected": "unet", "reason": "highest mean Dice: unet 0.812 vs deeplabv3 0.700"})
-    rows = [{"net": n, "fmt": f, "frac": r, "aauc": a, "ci_low": a - 0.1, "ci_high": a + 0.05}
+    # the smaller fraction 0.2 lower: the items quote the largest fraction's numbers
+    rows = [{"net": n, "fmt": f, "frac": r, "aauc": a - 0.2 * (r == 50), "ci_low": a - 0.1 - 0.2 * (r == 50),
+             "ci_high": a + 0.05 - 0.2 * (r == 50)}
             for n, a in zip(("n1", "n2"), aauc) for f in ("full", "seg112") for r in (100, 50)]
     put("auc", pd.DataFrame(rows))
     put("calibration", pd.DataFrame([{**{k: r[k] for k in ("net", "fmt", "frac")}, "brier": 0.4, "ece": 0.12,
@@ -80,6 +82,7 @@ def test_every_item_is_answered_from_the_files(tmp_path):
     assert "12 patients (70 slices)" in ext and "full 0.800 -> 0.600 (ECE external 0.200)" in ext and "-0.200" in ext
     assert paths["auc_external"] in t.loc["External validation", "where"]
     assert "synthetic" in t.loc["Limitations", "answer"]
+    assert "at 100% spans 0.70-0.85" in t.loc["Limitations", "answer"]  # CI means at the largest fraction only
 
 
 def test_answers_follow_the_files_not_fixed_numbers(tmp_path):
@@ -87,6 +90,18 @@ def test_answers_follow_the_files_not_fixed_numbers(tmp_path):
     b = checklist.build(*_run(tmp_path / "b", n_patients=52, aauc=(0.6, 0.7))).set_index("item")
     assert "52 patients" in b.loc["Sample size", "answer"] and "37 patients" in a.loc["Sample size", "answer"]
     assert "full 0.650" in b.loc["Performance, incl. calibration", "answer"]
+
+
+def test_model_item_and_limitations_follow_the_training_config(tmp_path):
+    paths, cfg = _run(tmp_path)
+    cfg["classify"]["pretrained"] = "false"  # the string form a user may write; still from scratch
+    t = checklist.build(paths, cfg).set_index("item")
+    assert "random initialisation" in t.loc["Model and training", "answer"]
+    assert "trained from scratch" in t.loc["Limitations", "answer"]
+    cfg["classify"]["pretrained"] = "resources/weights"
+    t = checklist.build(paths, cfg).set_index("item")
+    assert "ImageNet (pretrained)" in t.loc["Model and training", "answer"]
+    assert "trained from scratch" not in t.loc["Limitations", "answer"]
 
 
 def test_without_external_cohort_the_item_says_so(tmp_path):

@@ -13,6 +13,8 @@ import json
 import re
 from pathlib import Path
 
+from . import weights
+
 # No pandas at import time: the Snakefile imports this module for input_paths.
 
 # key, item, TRIPOD+AI, CLAIM
@@ -145,19 +147,21 @@ def build(paths: dict, config: dict):
     where["splits"] = [paths["patients"], paths["test"], *paths["train"].values()]
 
     n_models = len(auc)
-    pre = cls_cfg["pretrained"]
+    from_scratch = weights.parse(cls_cfg["pretrained"]) is False
     a["model"] = (f"Segmentation: {', '.join(config['segment']['archs'])} ({config['segment']['encoder']} encoder), "
                   f"selected: {selected['reason']}. Classifiers: {n_models} timm networks "
                   f"({', '.join(cls_cfg['nets'])}) x {len(cls_cfg['formats'])} formats x {len(split['fractions'])} "
                   f"fractions; {cls_cfg['optimizer']}, lr {cls_cfg['lr']}, {cls_cfg['epochs']} epoch(s), "
                   f"batch {cls_cfg['batch_size']}, weights: "
-                  f"{'random initialisation' if pre is False else 'ImageNet (pretrained)'}; seed {cls_cfg['seed']}; "
+                  f"{'random initialisation' if from_scratch else 'ImageNet (pretrained)'}; seed {cls_cfg['seed']}; "
                   "no hyperparameter was tuned on the test or external data.")
     where["model"] = [paths["selected"], "results/classify/{net}/{fmt}/f{frac}/model.pt"]
     if staging:
         stg = config["staging"]
-        a["model"] += (f" Study B: {', '.join(stg['models'])} (frozen backbones, new top) and a basic CNN; soft "
-                       "voting of the transfer models.")
+        backbone = "frozen backbones, new top" if stg["train"]["freeze_backbone"] else "fine-tuned end to end"
+        basic = " and a basic CNN" if stg["basic_cnn"]["enabled"] else ""
+        a["model"] += (f" Study B: {', '.join(stg['models'])} ({backbone}){basic}; soft voting of the transfer "
+                       "models.")
 
     ci = int(round(100 * config["evaluate"]["ci_level"]))
     perf = "; ".join(f"{fmt} {_mean(auc, 'aauc', fmt=fmt, frac=top):.3f} (Brier {_mean(cal, 'brier', fmt=fmt, frac=top):.3f}, "
@@ -192,7 +196,7 @@ def build(paths: dict, config: dict):
     lim = []
     if synthetic:
         lim.append("the cohort is synthetic: the numbers describe the workflow, not clinical performance")
-    if pre is False:
+    if from_scratch:
         lim.append(f"networks trained from scratch for {cls_cfg['epochs']} epoch(s) (no ImageNet weights)")
     lo, hi = auc.loc[auc["frac"] == top, ["ci_low", "ci_high"]].mean()
     lim.append(f"{side.get('test', 0)} test patients: the mean {ci}% CI of the aAUC at {top}% spans "

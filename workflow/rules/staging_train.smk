@@ -27,7 +27,7 @@ rule staging_train:
     params:
         cfg=STG_TRAIN_CFG,
         classes=STG["classes"],
-        device=config.get("device", "auto"),
+        device=config["device"],
         # beside the model: an interrupted job resumes from it
         checkpoint=lambda w, output: output.model.replace(
             "model.pt", "checkpoint.partial.pt"

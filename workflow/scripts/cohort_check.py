@@ -12,7 +12,7 @@ from anapart.files import setup_logging, write_csv
 
 setup_logging(snakemake.log[0])
 p, c = snakemake.params.paths, snakemake.params.cohort
-external = bool(snakemake.params.get("external", False))
+external = bool(snakemake.params.external)
 exclude = None
 if external:
     main_plan = snakemake.input.main_plan

@@ -1,5 +1,5 @@
 """Glue: per-stage metrics, calibration (Brier, ECE of P(advanced stage)) and confusion matrix of one
-staging method (logic in anapart.ensemble; calibration in anapart.evaluate)."""
+staging method (logic in anapart.ensemble; calibration in anapart.calibration)."""
 import json
 
 import pandas as pd

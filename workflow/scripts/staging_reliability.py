@@ -1,5 +1,5 @@
 """Glue: reliability diagram of study B's models, the ensemble and radiomics on the test patches:
-predicted probability of the advanced stage vs its observed share (logic in anapart.evaluate)."""
+predicted probability of the advanced stage vs its observed share (logic in anapart.calibration)."""
 import pandas as pd
 
 from anapart.calibration import positive_class, reliability_figure
