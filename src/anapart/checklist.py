@@ -183,11 +183,11 @@ def build(paths: dict, config: dict):
         per_fmt = "; ".join(f"{fmt} {_mean(auc_ext, 'aauc_internal', fmt=fmt, frac=top):.3f} -> "
                             f"{_mean(auc_ext, 'aauc_external', fmt=fmt, frac=top):.3f} (ECE external "
                             f"{_mean(cal, 'ece_external', fmt=fmt, frac=top):.3f})" for fmt in cls_cfg["formats"])
-        a["external"] = (f"{ext_ingest['n_patients']} patients ({ext_ingest['n_slices']} slices) from another site or "
-                         f"scanner, ingested with the same preprocessing and cropped by the selected segmentation "
-                         f"model; every classifier predicts it. Mean aAUC over networks at {top}%, internal -> "
-                         f"external: {per_fmt}; mean difference over all {len(auc_ext)} models "
-                         f"{auc_ext['delta'].mean():+.3f}.")
+        a["external"] = " ".join([
+            f"{ext_ingest['n_patients']} patients ({ext_ingest['n_slices']} slices) from another site or scanner,",
+            "ingested with the same preprocessing and cropped by the selected segmentation model;",
+            f"every classifier predicts it. Mean aAUC over networks at {top}%, internal -> external: {per_fmt};",
+            f"mean difference over all {len(auc_ext)} models {auc_ext['delta'].mean():+.3f}."])
         where["external"] = [paths["auc_external"], "results/figures/external_vs_internal.png", paths["ext_ingest"]]
     else:
         a["external"] = "No external cohort was given (cohort.external): internal validation only."
