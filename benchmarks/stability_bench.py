@@ -46,7 +46,8 @@ classes = cfg["classes"]
 c = dict(cfg["classify"], seed=int(seed))
 crops = Path(wd) / "results/crops" / fmt
 t0 = time.perf_counter()
-hist = train_classifier(crops, Path(wd) / f"results/split/train_f{frac}.csv", classes, net, c, out, device="cpu")
+hist = train_classifier(crops, Path(wd) / f"results/split/train_f{frac}.csv", classes, net, c, out, device="cpu",
+                        preload_mb=c["preload_mb"])
 seconds = time.perf_counter() - t0
 pred, _, _ = predict_probabilities(out, crops, pd.read_csv(Path(wd) / "results/split/test.csv"), device="cpu")
 m, _ = aauc(auc_per_class(pred["label"], pred[[f"p_{k}" for k in classes]].to_numpy(), classes))
