@@ -84,14 +84,17 @@ def summary(name: str, pats: list[str], status: dict[str, str], equiv: dict[str,
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("modules", nargs="*", default=list(MODULES), choices=list(MODULES))
+    ap.add_argument("modules", nargs="*", metavar="MODULE", help=f"any of {', '.join(MODULES)} (default: all)")
     ap.add_argument("--children", type=int, default=2, help="mutants tested side by side (default 2)")
     ap.add_argument("--report-only", action="store_true", help="summarise the last run, run nothing")
     ap.add_argument("--survivors", action="store_true",
                     help="rerun only the mutants the last run did not catch (after adding tests)")
     args = ap.parse_args()
+    unknown = sorted(set(args.modules) - set(MODULES))
+    if unknown:  # checked here: argparse rejects an empty nargs="*" list against choices
+        ap.error(f"unknown module(s) {unknown}; choose from {list(MODULES)}")
     rows, open_survivors = [], []
-    for name in args.modules:
+    for name in args.modules or list(MODULES):
         module, functions = MODULES[name]
         pats = patterns(module, functions)
         if not args.report_only:
