@@ -28,8 +28,8 @@ REPO = Path(__file__).resolve().parents[1]
 # overlay_figure), Grad-CAM itself and its model/store glue (gradcam, resolve_layer, cam_scores: checked
 # by the workflow test on real artifacts), and the rest of cohort.py (DICOM ingest, not the split).
 MODULES = {
-    "stats": ("anapart.stats", ["format_pairs", "auc_long", "_pcol", "oneway", "complete_subjects", "repeated",
-                                "_pairwise", "anova_tables", "read_model_tables", "model_table", "auc_groups",
+    "stats": ("anapart.stats", ["format_pairs", "holm_by", "auc_long", "_pcol", "oneway", "subject_means",
+                                "complete_subjects", "repeated", "_anova_rm_without_sphericity", "_pairwise", "anova_tables", "read_model_tables", "model_table", "auc_groups",
                                 "auc_pairs"]),
     "evaluate": ("anapart.evaluate", ["auc_per_class", "aauc", "auc_weighted", "aauc_weighted", "patient_weights",
                                       "percentile_ci", "bootstrap_aauc_ci", "paired_delta_aauc",
@@ -37,8 +37,8 @@ MODULES = {
                                       "table_preprocessing", "table_models", "table_comparison", "tnm_metrics",
                                       "patient_predictions", "accuracy_ci", "mcnemar_p", "patient_table"]),
     "cam": ("anapart.cam", ["bright_share", "binned", "pointing", "to_slice", "clip_window", "chance_level",
-                            "corrected", "window_scores", "resize_maps", "score_maps", "summarize", "_row", "_fracs",
-                            "format_ttests", "network_ttests", "mixed_model", "mixed_tests", "holm", "cam_tests",
+                            "corrected", "common_share", "window_scores", "resize_maps", "score_maps", "summarize", "_row", "_fracs",
+                            "format_ttests", "network_ttests", "patient_means", "containment_df", "mixed_model", "mixed_tests", "holm", "cam_tests",
                             "read_reviewer_scores", "agreement"]),
     "training": ("anapart.training", ["resolve_device", "seed_everything", "set_threads", "build_optimizer",
                                       "build_scheduler", "_save_checkpoint", "fit", "predict", "save_model",

@@ -159,7 +159,7 @@ def test_weights_folder_in_the_dag(tmp_path):
     other = tmp_path / "other.yaml"
     other.write_text(yaml.safe_dump({"classify": {"pretrained": str(folder)},
                                      "staging": {"train": {"pretrained": str(tmp_path / "elsewhere")}}}))
-    proc = subprocess.run(snakemake_cmd("-n", extra_config=other), cwd=wd, capture_output=True, text=True, timeout=300)
+    proc = run_offline(snakemake_cmd("-n", extra_config=other), cwd=wd, capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0 and "name different weights folders" in proc.stdout + proc.stderr
     user = tmp_path / "w.yaml"
     user.write_text(yaml.safe_dump({"classify": {"pretrained": str(folder)},
