@@ -1,13 +1,18 @@
 """Mutation score of the modules whose numbers users publish (mutmut 3); on demand, never in pytest or CI.
 
-    nice -n 10 .venv/bin/python tests/mutation.py [--children 2] [--survivors] [stats evaluate cam training split]
+    nice -n 10 .venv/bin/python tests/mutation.py [--children 2] [--survivors] [--sample N] [stats evaluate cam training split]
 
 For each module (default: all five, one after the other) ``mutmut run`` mutates the functions listed in
 :data:`MODULES` and runs, for each mutant, the fast unit tests that call the mutated function (settings:
 ``[tool.mutmut]`` in pyproject.toml; mutmut works in ``mutants/``, git-ignored). Then it prints a table
-row per module (mutants, killed, survived, judged equivalent, score over the non-equivalent ones) and
+row per module (mutants, not run, killed, survived, judged equivalent, score over the non-equivalent ones
+with its 95% interval) and
 the surviving mutants that are not listed as equivalent in ``tests/mutation_equivalent.txt`` (inspect
 one with ``mutmut show NAME``). tests/MUTATION.md records the last run.
+
+Where a full run does not fit the time at hand (each mutant costs a fresh pytest process: about 1-2 s on
+an idle core, far more on a shared one), ``--sample N`` runs and scores a seeded random sample of N
+mutants per module; the interval then says how far the module's score can be from the sample's.
 
 Mutant numbers follow the source: after a change to a function, its mutants are renumbered, so the
 equivalents list must be checked again (``mutmut show`` each listed name).
@@ -17,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
+import random
 import re
 import subprocess
 import sys
@@ -71,14 +77,33 @@ def results() -> dict[str, str]:
     return dict(m.groups() for m in re.finditer(r"^\s+(\S+__mutmut_\d+): (.+)$", text, flags=re.M))
 
 
-def summary(name: str, pats: list[str], status: dict[str, str], equiv: dict[str, str]) -> tuple[str, list[str]]:
-    mine = {k: v for k, v in status.items() if any(fnmatch.fnmatchcase(k, p) for p in pats)}
+def sample_of(name: str, pats: list[str], status: dict[str, str], size: int | None, seed: int) -> list[str]:
+    """The module's mutants, or a seeded random sample of ``size`` of them (the same names for the same
+    source, size and seed, so a rerun after adding tests scores the same sample)."""
+    mine = sorted(k for k in status if any(fnmatch.fnmatchcase(k, p) for p in pats))
+    if size is None or size >= len(mine):
+        return mine
+    return sorted(random.Random(f"{seed}:{name}").sample(mine, size))
+
+
+def summary(name: str, names: list[str], total: int, status: dict[str, str],
+            equiv: dict[str, str]) -> tuple[str, list[str]]:
+    """One table row; the score counts the mutants that were run, less the equivalent survivors, with a
+    95% Wilson interval (the sampling error when ``names`` is a sample of the module's mutants)."""
+    from statsmodels.stats.proportion import proportion_confint
+
+    mine = {k: status[k] for k in names}
+    not_run = sum(v == "not checked" for v in mine.values())
     killed = sum(v in DETECTED for v in mine.values())
-    missed = sorted(k for k, v in mine.items() if v not in DETECTED)
+    missed = sorted(k for k, v in mine.items() if v not in DETECTED and v != "not checked")
     eq = [k for k in missed if k in equiv]
-    counted = len(mine) - len(eq)
+    counted = killed + len(missed) - len(eq)
     score = 100.0 * killed / counted if counted else float("nan")
-    row = f"| {name} | {len(mine)} | {killed} | {len(missed)} | {len(eq)} | {score:.1f}% |"
+    low, high = (100.0 * b for b in proportion_confint(killed, counted, alpha=0.05, method="wilson")) \
+        if counted else (float("nan"), float("nan"))
+    size = f"{len(mine)}" if len(mine) == total else f"{len(mine)} of {total}"
+    row = (f"| {name} | {size} | {not_run} | {killed} | {len(missed)} | {len(eq)} | {score:.1f}% "
+           f"({low:.0f}-{high:.0f}%) |")
     return row, [f"{k}: {mine[k]}" for k in missed if k not in equiv]
 
 
@@ -89,6 +114,9 @@ def main() -> int:
     ap.add_argument("--report-only", action="store_true", help="summarise the last run, run nothing")
     ap.add_argument("--survivors", action="store_true",
                     help="rerun only the mutants the last run did not catch (after adding tests)")
+    ap.add_argument("--sample", type=int, metavar="N",
+                    help="run and score a seeded random sample of N mutants per module (for slow machines)")
+    ap.add_argument("--seed", type=int, default=0, help="seed of --sample (default 0)")
     args = ap.parse_args()
     unknown = sorted(set(args.modules) - set(MODULES))
     if unknown:  # checked here: argparse rejects an empty nargs="*" list against choices
@@ -97,20 +125,24 @@ def main() -> int:
     for name in args.modules or list(MODULES):
         module, functions = MODULES[name]
         pats = patterns(module, functions)
+        status = results()
+        names = sample_of(name, pats, status, args.sample, args.seed)
         if not args.report_only:
-            targets = pats
-            if args.survivors:
-                targets = [k for k, v in results().items()
-                           if v not in DETECTED and any(fnmatch.fnmatchcase(k, p) for p in pats)]
+            targets = names if args.sample else pats
+            if args.survivors or args.sample:
+                targets = [k for k in names if status[k] not in DETECTED]
             print(f"== mutmut run: {name} ({module}, {len(functions)} functions, {len(targets)} names)", flush=True)
             if targets:
                 subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", str(args.children),
                                 *targets], cwd=REPO, check=True)
-        row, left = summary(name, pats, results(), equivalents())
+            status = results()
+        total = len(sample_of(name, pats, status, None, args.seed))
+        row, left = summary(name, names, total, status, equivalents())
         rows.append(row)
         open_survivors += left
-    print("\n| module | mutants | killed | survived | equivalent (of survived) | score (non-equivalent) |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    print("\n| module | mutants | not run | killed | survived | equivalent (of survived) "
+          "| score of the non-equivalent (95% CI) |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     print("\n".join(rows))
     if open_survivors:
         print("\nSurvivors not judged equivalent (mutmut show NAME):")
