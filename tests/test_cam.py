@@ -645,8 +645,10 @@ def test_mixed_tests_without_data_say_so_and_with_two_fractions_state_the_model(
     data = pd.concat([_model_effect_data(7, effect=0.2), _model_effect_data(8, effect=0.2).assign(frac=50)])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        note = mixed_tests(data, [("seg112", "seg224"), ("seg112", "full"), ("seg224", "full")],
-                           scores=("score_continuous",))["note"].iloc[0]
+        t = mixed_tests(data, [("seg112", "seg224"), ("seg112", "full"), ("seg224", "full")],
+                        scores=("score_continuous",))
+    assert set(t["frac"]) == {"100+50"}  # the fractions pooled, largest first
+    note = t["note"].iloc[0]
     assert ("score ~ format + fraction + (1|network) + (1|network:format) + (1|network:format:fraction) "
             "+ (1|patient), REML") in note
     assert re.search(r"; var (\S+ [-+.e\d]+, ){4}residual [-+.e\d]+; converged", note), note
