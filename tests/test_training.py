@@ -149,13 +149,13 @@ def _regression(seed=0):
     return x, (x[:, :1] * 2 - x[:, 1:2]).clone()
 
 
-def _resumable_fit(ckpt, kill_at=None, lr=0.02, epochs=6):
+def _resumable_fit(ckpt, kill_at=None, lr=0.02, epochs=6, schedule=None):
     """A run with every kind of state a resume must restore: momentum, a per-epoch schedule, a warm-up
     that spans epochs 1-2 and dropout (torch RNG). Returns (model, history, fetched index batches)."""
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.Dropout(0.2), torch.nn.Linear(8, 1))
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.5)
-    sched = build_scheduler(opt, {"type": "exponential", "gamma": 0.8}, epochs)
+    sched = build_scheduler(opt, schedule or {"type": "exponential", "gamma": 0.8}, epochs)
     x, y = _regression()
     fetched = []
 
@@ -359,3 +359,39 @@ def test_saved_model_is_the_same_bytes_whatever_the_file_name(tmp_path):
         torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2)))
     assert meta == {"net": "toy"}
     assert all(torch.equal(p, q) for p, q in zip(loaded.state_dict().values(), model.state_dict().values()))
+
+
+# --------------------------------------------------------------------------- gaps the mutation run found (tests/MUTATION.md)
+
+def test_a_resumed_step_schedule_keeps_counting_its_epochs(tmp_path):
+    """A step schedule decays by its own epoch count, which lives in the scheduler's state, not the
+    optimiser's: a resume that did not restore it would decay at the wrong epochs."""
+    step = {"type": "step", "step_size": 2, "gamma": 0.5}
+    ref_model, ref_hist, _ = _resumable_fit(tmp_path / "ref" / "ckpt.pt", schedule=step)
+    run = tmp_path / "run" / "ckpt.pt"
+    with pytest.raises(_Killed):
+        _resumable_fit(run, kill_at=5 * 3 + 2, schedule=step)
+    model, hist, fetched = _resumable_fit(run, schedule=step)
+    assert len(fetched) == 3 * 5 and hist == pytest.approx(ref_hist, rel=1e-12)
+    for a, b in zip(model.state_dict().values(), ref_model.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_fit_config_reads_amp_channels_last_and_the_device():
+    cfg = FitConfig.from_config({"epochs": 1, "batch_size": 2, "seed": 0, "amp": False, "channels_last": False},
+                                device="cpu")
+    assert (cfg.amp, cfg.channels_last, cfg.device) == (False, False, "cpu")
+
+
+def test_signature_ignores_the_order_of_the_extra_settings():
+    """The extra settings come from config dicts, whose key order follows the YAML file: reordering
+    a file must not orphan a checkpoint, while changing a value must."""
+    cfg = FitConfig(epochs=2, batch_size=4)
+    assert cfg.signature({"arch": "unet", "lr": "0.1"}) == cfg.signature({"lr": "0.1", "arch": "unet"})
+    assert cfg.signature({"arch": "unet", "lr": "0.1"}) != cfg.signature({"arch": "unet", "lr": "0.2"})
+
+
+def test_an_unknown_schedule_lists_the_known_ones():
+    opt = build_optimizer([torch.nn.Parameter(torch.zeros(2))], {"optimizer": "sgd", "lr": 0.1})
+    with pytest.raises(ValueError, match=r"\(known: none, exponential, step, cosine\)"):
+        build_scheduler(opt, {"type": "linear"}, 3)
