@@ -363,7 +363,7 @@ def test_saved_model_is_the_same_bytes_whatever_the_file_name(tmp_path):
 
 # --------------------------------------------------------------------------- gaps the mutation run found (tests/MUTATION.md)
 
-def test_a_resumed_step_schedule_keeps_counting_its_epochs(tmp_path):
+def test_a_resumed_step_schedule_keeps_counting_its_epochs(tmp_path, caplog):
     """A step schedule decays by its own epoch count, which lives in the scheduler's state, not the
     optimiser's: a resume that did not restore it would decay at the wrong epochs."""
     step = {"type": "step", "step_size": 2, "gamma": 0.5}
@@ -371,7 +371,9 @@ def test_a_resumed_step_schedule_keeps_counting_its_epochs(tmp_path):
     run = tmp_path / "run" / "ckpt.pt"
     with pytest.raises(_Killed):
         _resumable_fit(run, kill_at=5 * 3 + 2, schedule=step)
+    caplog.set_level(logging.INFO, logger="anapart.training")
     model, hist, fetched = _resumable_fit(run, schedule=step)
+    assert "resuming from ckpt.pt after epoch 3" in caplog.messages  # the whole record, as users read it
     assert len(fetched) == 3 * 5 and hist == pytest.approx(ref_hist, rel=1e-12)
     for a, b in zip(model.state_dict().values(), ref_model.state_dict().values()):
         assert torch.equal(a, b)
@@ -395,3 +397,51 @@ def test_an_unknown_schedule_lists_the_known_ones():
     opt = build_optimizer([torch.nn.Parameter(torch.zeros(2))], {"optimizer": "sgd", "lr": 0.1})
     with pytest.raises(ValueError, match=r"\(known: none, exponential, step, cosine\)"):
         build_scheduler(opt, {"type": "linear"}, 3)
+
+
+def test_warmup_with_one_batch_an_epoch_counts_epochs_as_steps():
+    x, y = linear_problem(n=4)
+    model = torch.nn.Linear(4, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.3)
+    seen = []
+
+    def loss_fn(out, target):
+        seen.append(opt.param_groups[0]["lr"])
+        return torch.nn.functional.cross_entropy(out, target)
+
+    # 4 samples, batch 8: one step an epoch; warm-up over 2 epochs = 2 steps at 1/3 and 2/3 of the rate
+    fit(model, opt, loss_fn, lambda idx: (x[idx], y[idx]), 4,
+        FitConfig(epochs=4, batch_size=8, warmup_epochs=2, channels_last=False))
+    np.testing.assert_allclose(seen, [0.1, 0.2, 0.3, 0.3], rtol=1e-12)
+
+
+def test_a_late_explosion_after_a_resume_is_judged_against_the_untrained_loss(tmp_path):
+    """Epoch 1 losses 10 (the untrained model's), then 1; the resumed last epoch ends with one batch
+    at 30: a mean of 6.8, within 5 x 10 but over 5 times that epoch's own first and median loss (1),
+    so only the restored untrained loss lets the run finish."""
+    x, y = _regression()
+    calls = {"n": 0}
+
+    def loss_fn(out, target):
+        calls["n"] += 1
+        loss = torch.nn.functional.mse_loss(out, target)
+        epoch, batch = divmod(calls["n"] - 1, 5)
+        value = 10.0 if epoch == 0 else (30.0 if (epoch == 3 and batch == 4) else 1.0)
+        return loss * (value / loss.detach())
+
+    def go(kill_at=None):
+        torch.manual_seed(0)
+        model = torch.nn.Linear(6, 1)
+
+        def fetch(idx):
+            if kill_at is not None and calls["n"] + 1 == kill_at:
+                raise _Killed
+            return x[idx], y[idx]
+
+        return fit(model, torch.optim.SGD(model.parameters(), lr=1e-4), loss_fn, fetch, len(x),
+                   FitConfig(epochs=4, batch_size=8, seed=0, device="cpu", max_loss_ratio=5.0), tmp_path / "c.pt")
+
+    with pytest.raises(_Killed):
+        go(kill_at=5 * 3 + 1)
+    calls["n"] = 15
+    assert go() == pytest.approx([10.0, 1.0, 1.0, 6.8])
