@@ -445,3 +445,49 @@ def test_a_late_explosion_after_a_resume_is_judged_against_the_untrained_loss(tm
         go(kill_at=5 * 3 + 1)
     calls["n"] = 15
     assert go() == pytest.approx([10.0, 1.0, 1.0, 6.8])
+
+
+def test_a_late_explosion_in_the_first_epoch_reports_its_mean_and_the_remedies(caplog):
+    """Batch losses 1, 1, 1, 30: the untrained scale is 1 (first and median batch), the mean 8.25."""
+    x, y = linear_problem(n=32)
+    model = torch.nn.Linear(4, 2)
+    calls = {"n": 0}
+
+    def loss_fn(out, target):
+        calls["n"] += 1
+        loss = torch.nn.functional.cross_entropy(out, target)
+        return loss * ((30.0 if calls["n"] == 4 else 1.0) / loss.detach())
+
+    caplog.set_level(logging.INFO, logger="anapart.training")
+    with pytest.raises(TrainingDiverged) as e:
+        fit(model, torch.optim.SGD(model.parameters(), lr=0.0), loss_fn, lambda idx: (x[idx], y[idx]), 32,
+            FitConfig(epochs=3, batch_size=8, channels_last=False))
+    assert str(e.value) == ("mean loss 8.25 in epoch 1 is over 5 times the untrained model's 1: training diverged; "
+                            "lower the learning rate, lengthen warmup_epochs or set grad_clip")
+    assert any(m.startswith("epoch 1/3 loss 8.2500 (") for m in caplog.messages), caplog.messages
+
+
+def test_gradient_clipping_bounds_the_step():
+    """Plain SGD with rate 1 moves the weights by the gradient: clipped to a global norm of 0.01, the
+    step's norm is 0.01 (the unclipped gradient here is far larger)."""
+    x, y = linear_problem(n=8)
+    model = torch.nn.Linear(4, 2)
+    before = torch.cat([p.detach().flatten().clone() for p in model.parameters()])
+    big = lambda out, target: 1000 * torch.nn.functional.cross_entropy(out, target)  # noqa: E731
+    fit(model, torch.optim.SGD(model.parameters(), lr=1.0), big, lambda idx: (x[idx], y[idx]), 8,
+        FitConfig(epochs=1, batch_size=8, channels_last=False, grad_clip=0.01, max_loss_ratio=1e9))
+    step = torch.cat([p.detach().flatten() for p in model.parameters()]) - before
+    assert float(step.norm()) == pytest.approx(0.01, rel=1e-4)
+
+
+def test_device_resolution_with_and_without_cuda(monkeypatch):
+    """Checked on any machine by telling torch whether CUDA is there: ``auto`` follows it, and asking
+    for ``cuda`` without it is an error, never a silent fallback."""
+    from anapart.training import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == torch.device("cpu") and resolve_device("cpu") == torch.device("cpu")
+    with pytest.raises(RuntimeError, match="config device is 'cuda' but torch sees no CUDA device"):
+        resolve_device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device("auto") == torch.device("cuda") and resolve_device("cuda") == torch.device("cuda")
