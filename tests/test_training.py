@@ -18,37 +18,33 @@ def linear_problem(n=32, seed=0):
     return x, y
 
 
-def test_warmup_raises_the_rate_linearly_then_holds_it():
-    x, y = linear_problem(n=32)
+def _rates_seen(n: int, lr: float, cfg: FitConfig, schedule: dict | None = None):
+    """The learning rate of every batch of a ``fit`` of a toy model on ``n`` samples, and the optimiser."""
+    x, y = linear_problem(n=n)
     model = torch.nn.Linear(4, 2)
-    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
     seen = []
 
     def loss_fn(out, target):
         seen.append(opt.param_groups[0]["lr"])
         return torch.nn.functional.cross_entropy(out, target)
 
+    fit(model, opt, loss_fn, lambda idx: (x[idx], y[idx]), n, cfg,
+        scheduler=build_scheduler(opt, schedule, cfg.epochs) if schedule else None)
+    return seen, opt
+
+
+def test_warmup_raises_the_rate_linearly_then_holds_it():
     # 32 samples, batch 8: 4 steps an epoch; warm-up over 1.5 epochs = 6 steps at 1/7 ... 6/7 of the rate
-    cfg = FitConfig(epochs=3, batch_size=8, warmup_epochs=1.5, channels_last=False)
-    fit(model, opt, loss_fn, lambda idx: (x[idx], y[idx]), 32, cfg)
+    seen, opt = _rates_seen(32, 0.1, FitConfig(epochs=3, batch_size=8, warmup_epochs=1.5, channels_last=False))
     expected = [0.1 * k / 7 for k in range(1, 7)] + [0.1] * 6
     np.testing.assert_allclose(seen, expected, rtol=1e-12)
     assert opt.param_groups[0]["lr"] == 0.1  # the epoch's rate is restored for schedules and checkpoints
 
 
 def test_warmup_composes_with_a_per_epoch_schedule():
-    x, y = linear_problem(n=16)
-    model = torch.nn.Linear(4, 2)
-    opt = torch.optim.SGD(model.parameters(), lr=1.0)
-    sched = build_scheduler(opt, {"type": "exponential", "gamma": 0.5}, 3)
-    seen = []
-
-    def loss_fn(out, target):
-        seen.append(opt.param_groups[0]["lr"])
-        return torch.nn.functional.cross_entropy(out, target)
-
     cfg = FitConfig(epochs=3, batch_size=8, warmup_epochs=1, channels_last=False)  # 2 steps an epoch
-    fit(model, opt, loss_fn, lambda idx: (x[idx], y[idx]), 16, cfg, scheduler=sched)
+    seen, _ = _rates_seen(16, 1.0, cfg, {"type": "exponential", "gamma": 0.5})
     np.testing.assert_allclose(seen, [1 / 3, 2 / 3, 0.5, 0.5, 0.25, 0.25])
 
 
@@ -224,15 +220,21 @@ def test_a_checkpoint_of_other_settings_is_ignored(tmp_path, caplog, change):
 def test_divergence_is_judged_against_the_untrained_loss_after_a_resume_too(tmp_path):
     """Epoch 1 losses 10 (the untrained model's), then about 1; after the kill the resumed epoch's first
     batch is 0.5 and the rest 4: a mean of about 3.3, far below 5 x 10, but above 5 x 0.5."""
+    hist = _killed_at_epoch_4_then_resumed(
+        tmp_path, lambda epoch, batch: 10.0 if epoch == 0 else (1.0 if epoch < 3 else (0.5 if batch == 0 else 4.0)))
+    assert hist[:3] == pytest.approx([10.0, 1.0, 1.0]) and hist[3] == pytest.approx((0.5 + 4 * 4.0) / 5)
+
+
+def _killed_at_epoch_4_then_resumed(tmp_path, value_of) -> list[float]:
+    """Four epochs of 5 batches whose losses are ``value_of(epoch, batch)`` (with the real loss's
+    gradient direction); killed at the start of epoch 4, then resumed: the resumed run's history."""
     x, y = _regression()
     calls = {"n": 0}
 
     def loss_fn(out, target):
         calls["n"] += 1
         loss = torch.nn.functional.mse_loss(out, target)
-        epoch, batch = divmod(calls["n"] - 1, 5)
-        value = 10.0 if epoch == 0 else (1.0 if epoch < 3 else (0.5 if batch == 0 else 4.0))
-        return loss * (value / loss.detach())  # the given value, with the loss's gradient direction
+        return loss * (value_of(*divmod(calls["n"] - 1, 5)) / loss.detach())
 
     def go(kill_at=None):
         torch.manual_seed(0)
@@ -249,8 +251,7 @@ def test_divergence_is_judged_against_the_untrained_loss_after_a_resume_too(tmp_
     with pytest.raises(_Killed):
         go(kill_at=5 * 3 + 1)  # killed at the start of epoch 4
     calls["n"] = 15  # the resumed run continues the loss schedule at epoch 4
-    hist = go()
-    assert hist[:3] == pytest.approx([10.0, 1.0, 1.0]) and hist[3] == pytest.approx((0.5 + 4 * 4.0) / 5)
+    return go()
 
 
 # --------------------------------------------------------------------------- predict, save, load
@@ -400,18 +401,8 @@ def test_an_unknown_schedule_lists_the_known_ones():
 
 
 def test_warmup_with_one_batch_an_epoch_counts_epochs_as_steps():
-    x, y = linear_problem(n=4)
-    model = torch.nn.Linear(4, 2)
-    opt = torch.optim.SGD(model.parameters(), lr=0.3)
-    seen = []
-
-    def loss_fn(out, target):
-        seen.append(opt.param_groups[0]["lr"])
-        return torch.nn.functional.cross_entropy(out, target)
-
     # 4 samples, batch 8: one step an epoch; warm-up over 2 epochs = 2 steps at 1/3 and 2/3 of the rate
-    fit(model, opt, loss_fn, lambda idx: (x[idx], y[idx]), 4,
-        FitConfig(epochs=4, batch_size=8, warmup_epochs=2, channels_last=False))
+    seen, _ = _rates_seen(4, 0.3, FitConfig(epochs=4, batch_size=8, warmup_epochs=2, channels_last=False))
     np.testing.assert_allclose(seen, [0.1, 0.2, 0.3, 0.3], rtol=1e-12)
 
 
@@ -419,32 +410,9 @@ def test_a_late_explosion_after_a_resume_is_judged_against_the_untrained_loss(tm
     """Epoch 1 losses 10 (the untrained model's), then 1; the resumed last epoch ends with one batch
     at 30: a mean of 6.8, within 5 x 10 but over 5 times that epoch's own first and median loss (1),
     so only the restored untrained loss lets the run finish."""
-    x, y = _regression()
-    calls = {"n": 0}
-
-    def loss_fn(out, target):
-        calls["n"] += 1
-        loss = torch.nn.functional.mse_loss(out, target)
-        epoch, batch = divmod(calls["n"] - 1, 5)
-        value = 10.0 if epoch == 0 else (30.0 if (epoch == 3 and batch == 4) else 1.0)
-        return loss * (value / loss.detach())
-
-    def go(kill_at=None):
-        torch.manual_seed(0)
-        model = torch.nn.Linear(6, 1)
-
-        def fetch(idx):
-            if kill_at is not None and calls["n"] + 1 == kill_at:
-                raise _Killed
-            return x[idx], y[idx]
-
-        return fit(model, torch.optim.SGD(model.parameters(), lr=1e-4), loss_fn, fetch, len(x),
-                   FitConfig(epochs=4, batch_size=8, seed=0, device="cpu", max_loss_ratio=5.0), tmp_path / "c.pt")
-
-    with pytest.raises(_Killed):
-        go(kill_at=5 * 3 + 1)
-    calls["n"] = 15
-    assert go() == pytest.approx([10.0, 1.0, 1.0, 6.8])
+    hist = _killed_at_epoch_4_then_resumed(
+        tmp_path, lambda epoch, batch: 10.0 if epoch == 0 else (30.0 if (epoch, batch) == (3, 4) else 1.0))
+    assert hist == pytest.approx([10.0, 1.0, 1.0, 6.8])
 
 
 def test_a_late_explosion_in_the_first_epoch_reports_its_mean_and_the_remedies(caplog):
