@@ -79,7 +79,9 @@ def test_non_finite_loss_stops_at_once():
         return loss * float("nan") if calls["n"] == 3 else loss
 
     cfg = FitConfig(epochs=5, batch_size=8, channels_last=False)
-    with pytest.raises(TrainingDiverged, match=r"loss is nan at epoch 2, batch 1"):
+    with pytest.raises(TrainingDiverged, match=r"^loss is nan at epoch 2, batch 1 \(learning rate 0.1\): training "
+                                               r"diverged; lower the learning rate, lengthen warmup_epochs or set "
+                                               r"grad_clip$"):
         fit(model, opt, loss_fn, lambda idx: (x[idx], y[idx]), 16, cfg)
     assert calls["n"] == 3
 
