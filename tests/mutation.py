@@ -1,6 +1,7 @@
 """Mutation score of the modules whose numbers users publish (mutmut 3); on demand, never in pytest or CI.
 
-    nice -n 10 .venv/bin/python tests/mutation.py [--children 2] [--survivors] [--sample N] [stats evaluate cam training split]
+    nice -n 10 .venv/bin/python tests/mutation.py [--children 2] [--survivors] [--sample N] [--remap] \
+        [stats evaluate cam training split]
 
 For each module (default: all five, one after the other) ``mutmut run`` mutates the functions listed in
 :data:`MODULES` and runs, for each mutant, the fast unit tests that call the mutated function (settings:
@@ -35,17 +36,17 @@ REPO = Path(__file__).resolve().parents[1]
 # by the workflow test on real artifacts), and the rest of cohort.py (DICOM ingest, not the split).
 MODULES = {
     "stats": ("anapart.stats", ["format_pairs", "holm_by", "auc_long", "_pcol", "oneway", "subject_means",
-                                "complete_subjects", "repeated", "_anova_rm_without_sphericity", "_pairwise", "anova_tables", "read_model_tables", "model_table", "auc_groups",
-                                "auc_pairs"]),
+                                "complete_subjects", "repeated", "_anova_rm_without_sphericity", "_pairwise",
+                                "anova_tables", "read_model_tables", "model_table", "auc_groups", "auc_pairs"]),
     "evaluate": ("anapart.evaluate", ["auc_per_class", "aauc", "auc_weighted", "aauc_weighted", "patient_weights",
                                       "percentile_ci", "bootstrap_aauc_ci", "paired_delta_aauc",
                                       "evaluate_predictions", "predicted", "stage_metrics", "evaluate_stages", "_row",
                                       "table_preprocessing", "table_models", "table_comparison", "tnm_metrics",
                                       "patient_predictions", "accuracy_ci", "mcnemar_p", "patient_table"]),
     "cam": ("anapart.cam", ["bright_share", "binned", "pointing", "to_slice", "clip_window", "chance_level",
-                            "corrected", "common_share", "window_scores", "resize_maps", "score_maps", "summarize", "_row", "_fracs",
-                            "format_ttests", "network_ttests", "patient_means", "containment_df", "mixed_model", "mixed_tests", "holm", "cam_tests",
-                            "read_reviewer_scores", "agreement"]),
+                            "corrected", "common_share", "window_scores", "resize_maps", "score_maps", "summarize",
+                            "_row", "_fracs", "format_ttests", "network_ttests", "patient_means", "containment_df",
+                            "mixed_model", "mixed_tests", "holm", "cam_tests", "read_reviewer_scores", "agreement"]),
     "training": ("anapart.training", ["resolve_device", "seed_everything", "set_threads", "build_optimizer",
                                       "build_scheduler", "_save_checkpoint", "fit", "predict", "save_model",
                                       "load_model", "ǁFitConfigǁfrom_config", "ǁFitConfigǁsignature"]),
@@ -117,7 +118,11 @@ def main() -> int:
     ap.add_argument("--sample", type=int, metavar="N",
                     help="run and score a seeded random sample of N mutants per module (for slow machines)")
     ap.add_argument("--seed", type=int, default=0, help="seed of --sample (default 0)")
+    ap.add_argument("--remap", action="store_true",
+                    help="trace again which tests call each function (after large changes; verdicts are kept)")
     args = ap.parse_args()
+    if args.remap:  # mutmut 3 traces only new tests otherwise, so a function's test list goes stale
+        (REPO / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)
     unknown = sorted(set(args.modules) - set(MODULES))
     if unknown:  # checked here: argparse rejects an empty nargs="*" list against choices
         ap.error(f"unknown module(s) {unknown}; choose from {list(MODULES)}")
@@ -128,9 +133,8 @@ def main() -> int:
         status = results()
         names = sample_of(name, pats, status, args.sample, args.seed)
         if not args.report_only:
-            targets = names if args.sample else pats
-            if args.survivors or args.sample:
-                targets = [k for k in names if status[k] not in DETECTED]
+            # a sample runs only what no earlier run caught (a killed mutant stays killed: tests only grow)
+            targets = [k for k in names if status[k] not in DETECTED] if args.survivors or args.sample else pats
             print(f"== mutmut run: {name} ({module}, {len(functions)} functions, {len(targets)} names)", flush=True)
             if targets:
                 subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", str(args.children),
