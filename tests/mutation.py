@@ -1,6 +1,6 @@
 """Mutation score of the modules whose numbers users publish (mutmut 3); on demand, never in pytest or CI.
 
-    nice -n 10 .venv/bin/python tests/mutation.py [--children 2] [--survivors] [--sample N] [--remap] \
+    nice -n 10 .venv/bin/python tests/mutation.py [--children 2] [--survivors] [--sample N] [--remap]
         [stats evaluate cam training split]
 
 For each module (default: all five, one after the other) ``mutmut run`` mutates the functions listed in
