@@ -566,7 +566,7 @@ def test_agreement_over_fewer_than_three_maps_has_no_icc_but_a_kappa():
     items = pd.DataFrame({"net": "n", "fmt": "seg112", "frac": 100, "slice_id": ["S0", "S1"]})
     row = agreement(items.assign(score=[0.5, 1.0], reviewer="alice"),
                     items.assign(score_binned=[0.25, 1.0])).set_index("comparison").loc["alice vs automatic"]
-    assert np.isnan(row["icc2"]) and row["n_items"] == 2
+    assert np.isnan(row["icc2"]) and row["n_items"] == 2 and row["raters"] == "alice, automatic"
     assert row["kappa_quadratic"] == pytest.approx(cohen_kappa_score([2, 4], [1, 4], labels=[0, 1, 2, 3, 4],
                                                                      weights="quadratic"))
 
@@ -612,6 +612,7 @@ def test_network_ttests_say_t_and_when_there_are_too_few_model_pairs():
     ok, few = t.loc["seg112 - full"], t.loc["seg112 - seg224"]
     assert ok["statistic"] == pytest.approx(ttest_rel(a, b).statistic) and ok["n"] == 3
     assert few["n"] == 1 and few["estimate"] == pytest.approx(0.9 - 0.3) and np.isnan(few["p"])
+    assert set(t["frac"]) == {"100"}
     assert few["note"] == "fewer than 2 (network, fraction) pairs with scores in both formats"
 
 
@@ -640,7 +641,7 @@ def test_mixed_tests_without_data_say_so_and_with_two_fractions_state_the_model(
 
     empty = pd.DataFrame(columns=["net", "fmt", "frac", "patient", "slice_id", "score_continuous"])
     t = mixed_tests(empty, [("seg112", "full")], scores=("score_continuous",))
-    assert len(t) == 1 and np.isnan(t["p"].iloc[0]) and t["n"].iloc[0] == 0
+    assert len(t) == 1 and np.isnan(t["p"].iloc[0]) and np.isnan(t["df"].iloc[0]) and t["n"].iloc[0] == 0
     assert t["note"].iloc[0] == "needs scores of at least 2 formats, 2 networks and 2 patients"
     data = pd.concat([_model_effect_data(7, effect=0.2), _model_effect_data(8, effect=0.2).assign(frac=50)])
     with warnings.catch_warnings():
@@ -652,3 +653,58 @@ def test_mixed_tests_without_data_say_so_and_with_two_fractions_state_the_model(
     assert ("score ~ format + fraction + (1|network) + (1|network:format) + (1|network:format:fraction) "
             "+ (1|patient), REML") in note
     assert re.search(r"; var (\S+ [-+.e\d]+, ){4}residual [-+.e\d]+; converged", note), note
+
+
+def test_common_share_rescales_the_map_from_its_minimum_in_the_window():
+    """A map of 0.6 off the lesion and 1.0 on it spans [0, 1] once rescaled in the window: all of
+    its bright area is on the lesion."""
+    from anapart.cam import common_share
+
+    les = _disc()
+    assert common_share(0.6 + 0.4 * les.astype(float), les, (48, 48, 32), 0.5) == 1.0
+
+
+def test_two_scored_slices_per_format_are_enough_for_the_paper_t_test():
+    from scipy.stats import ttest_ind
+
+    from anapart.cam import format_ttests
+
+    tt = format_ttests({("n1", "seg112", 100): _frame([1.0, 0.5]), ("n1", "full", 100): _frame([0.0, 0.25])},
+                       [("seg112", "full")])
+    assert tt["p"].iloc[0] == pytest.approx(ttest_ind([1.0, 0.5], [0.0, 0.25]).pvalue)
+
+
+def test_mixed_tests_need_two_networks_and_name_only_the_fractions_present():
+    import warnings
+
+    from anapart.cam import mixed_tests
+
+    pairs = [("seg112", "seg224"), ("seg112", "full"), ("seg224", "full")]
+    one_net = _model_effect_data(7, effect=0.2, nets=1)
+    assert set(mixed_tests(one_net, pairs, scores=("score_continuous",))["note"]) == {
+        "needs scores of at least 2 formats, 2 networks and 2 patients"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        note = mixed_tests(_model_effect_data(7, effect=0.2), pairs, scores=("score_continuous",))["note"].iloc[0]
+    assert "; score ~ format + (1|network) + (1|network:format) + (1|patient), REML" in note
+
+
+def test_reviewer_tables_name_missing_columns_and_read_fractions_as_integers(tmp_path):
+    import pandas as pd
+
+    from anapart.cam import read_reviewer_scores
+
+    items = pd.DataFrame({"net": "n", "fmt": "seg112", "frac": [100.0, 50.0], "slice_id": ["S0", "S1"]})
+    items.assign(score=[0.5, 1.0]).to_csv(tmp_path / "alice.csv", index=False)  # fractions written as 100.0
+    r = read_reviewer_scores(tmp_path)
+    assert r["frac"].tolist() == [100, 50] and pd.api.types.is_integer_dtype(r["frac"])
+    items.to_csv(tmp_path / "bob.csv", index=False)
+    with pytest.raises(ValueError, match=r"bob\.csv: reviewer table lacks column\(s\) \['score'\]"):
+        read_reviewer_scores(tmp_path)
+
+
+def test_no_maps_give_an_empty_score_table_with_every_column():
+    from anapart.cam import SCORE_COLUMNS
+
+    t = score_maps(np.zeros((0, 8, 8)), np.zeros((0, 8, 8), bool), 0.5)
+    assert t.empty and list(t.columns) == SCORE_COLUMNS

@@ -476,3 +476,14 @@ def test_holm_families_include_rows_whose_key_is_missing():
     out = holm_by(t, ["frac"])
     assert out["p_holm"].to_numpy()[:4] == pytest.approx([0.04, 0.02, 0.02, 0.02], abs=1e-12)
     assert np.isnan(out["p_holm"].iloc[4]) and out["p"].equals(t["p"])
+
+
+def test_auc_pairs_of_a_single_format_is_an_empty_table_with_every_column():
+    labels = np.array(["a", "b"] * 5)
+    patients = pd.Series([f"P{i // 2}" for i in range(10)], index=[f"s{i}" for i in range(10)])
+    pred = pd.DataFrame({"slice_id": patients.index, "label": labels, "p_a": np.linspace(0, 1, 10),
+                         "p_b": np.linspace(1, 0, 10)})
+    t = auc_pairs({("net", "full", 100): pred}, patients, {p: "a" for p in patients.unique()}, ["a", "b"],
+                  ["full", "seg112"], n_boot=20, seed=0, level=0.8)
+    assert t.empty and list(t.columns) == ["net", "frac", "fmt_a", "fmt_b", "delta_aauc", "ci_low", "ci_high", "p",
+                                           "p_holm", "aauc_a", "aauc_b", "n_boot", "n_slices", "n_patients"]
