@@ -532,3 +532,179 @@ def test_agreement_is_absolute_icc_and_quadratic_kappa(tmp_path):
     partial = reviews[(reviews["reviewer"] == "dan") & (reviews["slice_id"].isin([f"S{i}" for i in range(10)]))]
     row = agreement(partial, items.assign(score_binned=auto)).set_index("comparison").loc["dan vs automatic"]
     assert row["n_items"] == 10 and row["icc2"] == pytest.approx(_icc_a1(np.c_[noisy[:10], auto[:10]]), rel=1e-9)
+
+
+# --------------------------------------------------------------------------- gaps the mutation run found (tests/MUTATION.md)
+
+def _frame(values, **cols):
+    import pandas as pd
+
+    return pd.DataFrame({"slice_id": [f"s{i}" for i in range(len(values))], "label": "NPC", "score_binned": values,
+                         "score_continuous": values, "pointing": values, **cols})
+
+
+def test_a_pixel_exactly_at_the_threshold_is_bright():
+    cam = np.array([[0.5, 0.5], [0.2, 0.0]])
+    lesion = np.array([[True, False], [False, False]])
+    assert bright_share(cam, lesion, 0.5) == 0.5  # two bright pixels (>= 0.5), one of them on the lesion
+
+
+def test_a_common_window_outside_the_slice_scores_nan():
+    from anapart.cam import common_share
+
+    m = np.random.default_rng(0).random((FIELD, FIELD))
+    assert np.isfinite(common_share(m, _disc(), (56, 56, 16), 0.5))
+    assert np.isnan(common_share(m, _disc(), (FIELD + 4, FIELD + 4, 16), 0.5))
+
+
+def test_agreement_over_fewer_than_three_maps_has_no_icc_but_a_kappa():
+    import pandas as pd
+    from sklearn.metrics import cohen_kappa_score
+
+    from anapart.cam_stats import agreement
+
+    items = pd.DataFrame({"net": "n", "fmt": "seg112", "frac": 100, "slice_id": ["S0", "S1"]})
+    row = agreement(items.assign(score=[0.5, 1.0], reviewer="alice"),
+                    items.assign(score_binned=[0.25, 1.0])).set_index("comparison").loc["alice vs automatic"]
+    assert np.isnan(row["icc2"]) and row["n_items"] == 2 and row["raters"] == "alice, automatic"
+    assert row["kappa_quadratic"] == pytest.approx(cohen_kappa_score([2, 4], [1, 4], labels=[0, 1, 2, 3, 4],
+                                                                     weights="quadratic"))
+
+
+def test_format_ttests_rows_without_enough_slices_and_in_fraction_order():
+    """A format with no scores or a single scored slice gives a row without a test (NaN, a note,
+    its counts); rows run from the largest fraction, labelled with it; the tested pair matches
+    scipy's Student t-test (equal group sizes: pingouin's default is Student there)."""
+    from scipy.stats import ttest_ind
+
+    from anapart.cam_stats import format_ttests
+
+    a100, a50, f50 = [1.0, 0.75, 0.5], [0.75, 0.5, 1.0], [0.25, 0.0, 0.5]
+    scores = {("n1", "seg112", 100): _frame(a100), ("n1", "full", 100): _frame([0.25]),
+              ("n1", "seg112", 50): _frame(a50), ("n1", "full", 50): _frame(f50)}
+    tt = format_ttests(scores, [("seg224", "seg112"), ("seg112", "full")])  # no seg224 scores at all
+    assert list(zip(tt["frac"], tt["fmt_a"], tt["fmt_b"])) == [("100", "seg224", "seg112"), ("100", "seg112", "full"),
+                                                              ("50", "seg224", "seg112"), ("50", "seg112", "full")]
+    assert (tt["statistic_kind"] == "T").all() and (tt["unit"] == "paper").all() and tt["p_holm"].isna().all()
+    untested = tt.iloc[:3]
+    assert all(np.isnan(float(v)) for v in untested[["statistic", "df", "p"]].to_numpy().ravel())
+    assert untested["note"].str.startswith("fewer than 2 scored slices").all()
+    assert list(untested["n"]) == [3, 4, 3]
+    assert untested["estimate"].iloc[1] == pytest.approx(np.mean(a100) - 0.25) and np.isnan(untested["estimate"].iloc[0])
+    ref = ttest_ind(a50, f50, equal_var=True)
+    row = tt.iloc[3]
+    assert row["statistic"] == pytest.approx(ref.statistic) and row["p"] == pytest.approx(ref.pvalue)
+    assert row["df"] == 4 and row["n"] == 6
+
+
+def test_network_ttests_say_t_and_when_there_are_too_few_model_pairs():
+    from scipy.stats import ttest_rel
+
+    from anapart.cam_stats import network_ttests, summarize
+
+    a, b = [0.9, 0.7, 0.6], [0.5, 0.45, 0.1]
+    scores = {**{(f"n{i}", "seg112", 100): _frame([v, v]) for i, v in enumerate(a)},
+              **{(f"n{i}", "full", 100): _frame([v, v]) for i, v in enumerate(b)},
+              ("n0", "seg224", 100): _frame([0.3, 0.3])}
+    t = network_ttests(summarize(scores), [("seg112", "full"), ("seg112", "seg224")],
+                       scores=("score_continuous",)).set_index("contrast")
+    assert (t["statistic_kind"] == "T").all()
+    ok, few = t.loc["seg112 - full"], t.loc["seg112 - seg224"]
+    assert ok["statistic"] == pytest.approx(ttest_rel(a, b).statistic) and ok["n"] == 3
+    assert few["n"] == 1 and few["estimate"] == pytest.approx(0.9 - 0.3) and np.isnan(few["p"])
+    assert set(t["frac"]) == {"100"}
+    assert few["note"] == "fewer than 2 (network, fraction) pairs with scores in both formats"
+
+
+def test_summarize_matches_hand_means_and_sds_in_both_windows():
+    """Raw, chance and corrected scores in the own and the common window; the chance means count
+    only the maps that have the score (a map without a bright pixel has none)."""
+    from anapart.cam_stats import summarize
+
+    s = _frame([0.25, 0.75, np.nan], chance=[0.1, 0.3, 0.9], corrected=[0.2, 0.6, np.nan],
+               common_score=[0.5, np.nan, 0.7], common_chance=[0.2, 0.4, 0.6], common_corrected=[0.3, np.nan, 0.1])
+    row = summarize({("n1", "seg112", 100): s}).iloc[0]
+    expected = {"n": 2, "score_mean": 0.5, "score_sd": np.std([0.25, 0.75], ddof=1), "chance_mean": 0.2,
+                "corrected_mean": 0.4, "corrected_sd": np.std([0.2, 0.6], ddof=1), "n_common": 2, "n_common_flat": 1,
+                "common_score_mean": 0.6, "common_chance_mean": 0.4, "common_corrected_mean": 0.2,
+                "common_corrected_sd": np.std([0.3, 0.1], ddof=1)}
+    assert {k: row[k] for k in expected} == pytest.approx(expected)
+
+
+def test_mixed_tests_without_data_say_so_and_with_two_fractions_state_the_model():
+    import re
+    import warnings
+
+    import pandas as pd
+
+    from anapart.cam_stats import mixed_tests
+
+    empty = pd.DataFrame(columns=["net", "fmt", "frac", "patient", "slice_id", "score_continuous"])
+    t = mixed_tests(empty, [("seg112", "full")], scores=("score_continuous",))
+    assert len(t) == 1 and np.isnan(t["p"].iloc[0]) and np.isnan(t["df"].iloc[0]) and t["n"].iloc[0] == 0
+    assert t["note"].iloc[0] == "needs scores of at least 2 formats, 2 networks and 2 patients"
+    data = pd.concat([_model_effect_data(7, effect=0.2), _model_effect_data(8, effect=0.2).assign(frac=50)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        t = mixed_tests(data, [("seg112", "seg224"), ("seg112", "full"), ("seg224", "full")],
+                        scores=("score_continuous",))
+    assert set(t["frac"]) == {"100+50"}  # the fractions pooled, largest first
+    note = t["note"].iloc[0]
+    assert ("score ~ format + fraction + (1|network) + (1|network:format) + (1|network:format:fraction) "
+            "+ (1|patient), REML") in note
+    assert re.search(r"; var (\S+ [-+.e\d]+, ){4}residual [-+.e\d]+; converged", note), note
+
+
+def test_common_share_rescales_the_map_from_its_minimum_in_the_window():
+    """A map of 0.6 off the lesion and 1.0 on it spans [0, 1] once rescaled in the window: all of
+    its bright area is on the lesion."""
+    from anapart.cam import common_share
+
+    les = _disc()
+    assert common_share(0.6 + 0.4 * les.astype(float), les, (48, 48, 32), 0.5) == 1.0
+
+
+def test_two_scored_slices_per_format_are_enough_for_the_paper_t_test():
+    from scipy.stats import ttest_ind
+
+    from anapart.cam_stats import format_ttests
+
+    tt = format_ttests({("n1", "seg112", 100): _frame([1.0, 0.5]), ("n1", "full", 100): _frame([0.0, 0.25])},
+                       [("seg112", "full")])
+    assert tt["p"].iloc[0] == pytest.approx(ttest_ind([1.0, 0.5], [0.0, 0.25]).pvalue)
+
+
+def test_mixed_tests_need_two_networks_and_name_only_the_fractions_present():
+    import warnings
+
+    from anapart.cam_stats import mixed_tests
+
+    pairs = [("seg112", "seg224"), ("seg112", "full"), ("seg224", "full")]
+    one_net = _model_effect_data(7, effect=0.2, nets=1)
+    assert set(mixed_tests(one_net, pairs, scores=("score_continuous",))["note"]) == {
+        "needs scores of at least 2 formats, 2 networks and 2 patients"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        note = mixed_tests(_model_effect_data(7, effect=0.2), pairs, scores=("score_continuous",))["note"].iloc[0]
+    assert "; score ~ format + (1|network) + (1|network:format) + (1|patient), REML" in note
+
+
+def test_reviewer_tables_name_missing_columns_and_read_fractions_as_integers(tmp_path):
+    import pandas as pd
+
+    from anapart.cam_stats import read_reviewer_scores
+
+    items = pd.DataFrame({"net": "n", "fmt": "seg112", "frac": [100.0, 50.0], "slice_id": ["S0", "S1"]})
+    items.assign(score=[0.5, 1.0]).to_csv(tmp_path / "alice.csv", index=False)  # fractions written as 100.0
+    r = read_reviewer_scores(tmp_path)
+    assert r["frac"].tolist() == [100, 50] and pd.api.types.is_integer_dtype(r["frac"])
+    items.to_csv(tmp_path / "bob.csv", index=False)
+    with pytest.raises(ValueError, match=r"bob\.csv: reviewer table lacks column\(s\) \['score'\]"):
+        read_reviewer_scores(tmp_path)
+
+
+def test_no_maps_give_an_empty_score_table_with_every_column():
+    from anapart.cam import SCORE_COLUMNS
+
+    t = score_maps(np.zeros((0, 8, 8)), np.zeros((0, 8, 8), bool), 0.5)
+    assert t.empty and list(t.columns) == SCORE_COLUMNS

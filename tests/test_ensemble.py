@@ -210,3 +210,13 @@ def test_patient_table_wiring_and_columns():
         accuracy_ci(correct, np.array(patients), strata, n_boot=300, seed=4, level=0.8))
     with pytest.raises(KeyError, match="reference method 'vote' has no predictions"):
         patient_table({"ensemble": ens}, ["III", "IVa"], reference="vote", n_boot=10, seed=0)
+
+
+def test_patient_ci_resamples_within_each_stage():
+    """Stratified by stage, every resample keeps 5 IVa and 5 III patients: a method right on every
+    IVa patient and wrong on every III one scores exactly 0.5 in each, so its interval is a point."""
+    patients = [f"P{i}" for i in range(10)]
+    labels = ["IVa"] * 5 + ["III"] * 5
+    row = patient_table({"ensemble": _stage_pred([0.9] * 10, labels, patients)}, ["III", "IVa"], n_boot=200,
+                        seed=1).iloc[0]
+    assert (row["accuracy"], row["ci_low"], row["ci_high"]) == (0.5, 0.5, 0.5)

@@ -1,6 +1,7 @@
 """The network guard reaches subprocesses: what a Snakemake run of the tests starts cannot fetch a URL."""
 
 import http.server
+import re
 import sys
 import threading
 
@@ -70,3 +71,19 @@ def test_model_hubs_are_offline_in_subprocesses():
             "print(c.HF_HUB_OFFLINE, os.environ['TRANSFORMERS_OFFLINE'])")
     proc = run_offline([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.stdout.split() == ["True", "1"], proc.stdout + proc.stderr
+
+
+# Files that start processes without the guard on purpose: the guard itself, the SLURM installer
+# (apt-get must reach Debian's mirror) and the on-demand mutation runner (not a test).
+UNGUARDED = {"conftest.py", "slurm_cluster.py", "mutation.py"}
+STARTS_A_PROCESS = re.compile(r"\bsubprocess\.(run|Popen|call|check_call|check_output)\(|\bos\.(system|popen)\(")
+
+
+def test_every_process_a_test_starts_goes_through_the_guard():
+    """The guard above only holds for processes started with ``run_offline``: a test that starts
+    Snakemake with a bare ``subprocess.run`` would let the whole DAG reach the network."""
+    from conftest import REPO
+
+    bare = [f"{p.name}:{n}" for p in sorted((REPO / "tests").glob("*.py")) if p.name not in UNGUARDED
+            for n, line in enumerate(p.read_text().splitlines(), 1) if STARTS_A_PROCESS.search(line)]
+    assert not bare, f"start these through conftest.run_offline: {bare}"

@@ -3,8 +3,8 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from anapart.stats import (anova_tables, auc_groups, auc_long, auc_pairs, format_pairs, model_table, oneway,
-                           repeated)
+from anapart.stats import (ANOVA_COLUMNS, anova_tables, auc_groups, auc_long, auc_pairs, format_pairs, holm_by,
+                           model_table, oneway, repeated)
 
 
 def test_oneway_matches_hand_computation():
@@ -455,3 +455,35 @@ def test_two_networks_still_give_the_repeated_measures_f_test():
     rows = repeated(two, ["fmt", "frac"], "format_x_fraction", "all").set_index("source")
     ref = AnovaRM(two, "auc", "net", within=["fmt", "frac"], aggregate_func="mean").fit().anova_table
     assert rows.loc["fmt x frac", "F"] == pytest.approx(ref.loc["fmt:frac", "F Value"], rel=1e-9)
+
+
+def test_two_network_rows_carry_their_labels_and_every_anova_column():
+    """The statsmodels fallback (two networks) writes the same table as pingouin's path: its rows are
+    labelled with their analysis and subset, and n counts the 2 x 3 cell means tested."""
+    t = repeated(_rm_data(seed=2, n_nets=2), "fmt", "format_within_fraction", "frac=100")
+    assert list(t.columns) == ANOVA_COLUMNS and len(t) == 1
+    row = t.iloc[0]
+    assert (row.design, row.analysis, row.subset, row.source, row.n) == \
+        ("repeated_measures", "format_within_fraction", "frac=100", "fmt", 6)
+    assert row.unit.startswith("network") and row.effect_size_kind == "ng2"
+    assert np.isnan(row.effect_size) and np.isnan(row.eps) and np.isnan(row.p_gg)
+
+
+def test_holm_families_include_rows_whose_key_is_missing():
+    """A row whose family key is missing is still a family member (Holm by hand: sorted p times the
+    number of p left, running maximum); a missing p stays missing and is not counted."""
+    t = pd.DataFrame({"frac": [100, 100, np.nan, np.nan, np.nan], "p": [0.04, 0.01, 0.02, 0.01, np.nan]})
+    out = holm_by(t, ["frac"])
+    assert out["p_holm"].to_numpy()[:4] == pytest.approx([0.04, 0.02, 0.02, 0.02], abs=1e-12)
+    assert np.isnan(out["p_holm"].iloc[4]) and out["p"].equals(t["p"])
+
+
+def test_auc_pairs_of_a_single_format_is_an_empty_table_with_every_column():
+    labels = np.array(["a", "b"] * 5)
+    patients = pd.Series([f"P{i // 2}" for i in range(10)], index=[f"s{i}" for i in range(10)])
+    pred = pd.DataFrame({"slice_id": patients.index, "label": labels, "p_a": np.linspace(0, 1, 10),
+                         "p_b": np.linspace(1, 0, 10)})
+    t = auc_pairs({("net", "full", 100): pred}, patients, {p: "a" for p in patients.unique()}, ["a", "b"],
+                  ["full", "seg112"], n_boot=20, seed=0, level=0.8)
+    assert t.empty and list(t.columns) == ["net", "frac", "fmt_a", "fmt_b", "delta_aauc", "ci_low", "ci_high", "p",
+                                           "p_holm", "aauc_a", "aauc_b", "n_boot", "n_slices", "n_patients"]

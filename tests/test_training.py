@@ -18,37 +18,33 @@ def linear_problem(n=32, seed=0):
     return x, y
 
 
-def test_warmup_raises_the_rate_linearly_then_holds_it():
-    x, y = linear_problem(n=32)
+def _rates_seen(n: int, lr: float, cfg: FitConfig, schedule: dict | None = None):
+    """The learning rate of every batch of a ``fit`` of a toy model on ``n`` samples, and the optimiser."""
+    x, y = linear_problem(n=n)
     model = torch.nn.Linear(4, 2)
-    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
     seen = []
 
     def loss_fn(out, target):
         seen.append(opt.param_groups[0]["lr"])
         return torch.nn.functional.cross_entropy(out, target)
 
+    fit(model, opt, loss_fn, lambda idx: (x[idx], y[idx]), n, cfg,
+        scheduler=build_scheduler(opt, schedule, cfg.epochs) if schedule else None)
+    return seen, opt
+
+
+def test_warmup_raises_the_rate_linearly_then_holds_it():
     # 32 samples, batch 8: 4 steps an epoch; warm-up over 1.5 epochs = 6 steps at 1/7 ... 6/7 of the rate
-    cfg = FitConfig(epochs=3, batch_size=8, warmup_epochs=1.5, channels_last=False)
-    fit(model, opt, loss_fn, lambda idx: (x[idx], y[idx]), 32, cfg)
+    seen, opt = _rates_seen(32, 0.1, FitConfig(epochs=3, batch_size=8, warmup_epochs=1.5, channels_last=False))
     expected = [0.1 * k / 7 for k in range(1, 7)] + [0.1] * 6
     np.testing.assert_allclose(seen, expected, rtol=1e-12)
     assert opt.param_groups[0]["lr"] == 0.1  # the epoch's rate is restored for schedules and checkpoints
 
 
 def test_warmup_composes_with_a_per_epoch_schedule():
-    x, y = linear_problem(n=16)
-    model = torch.nn.Linear(4, 2)
-    opt = torch.optim.SGD(model.parameters(), lr=1.0)
-    sched = build_scheduler(opt, {"type": "exponential", "gamma": 0.5}, 3)
-    seen = []
-
-    def loss_fn(out, target):
-        seen.append(opt.param_groups[0]["lr"])
-        return torch.nn.functional.cross_entropy(out, target)
-
     cfg = FitConfig(epochs=3, batch_size=8, warmup_epochs=1, channels_last=False)  # 2 steps an epoch
-    fit(model, opt, loss_fn, lambda idx: (x[idx], y[idx]), 16, cfg, scheduler=sched)
+    seen, _ = _rates_seen(16, 1.0, cfg, {"type": "exponential", "gamma": 0.5})
     np.testing.assert_allclose(seen, [1 / 3, 2 / 3, 0.5, 0.5, 0.25, 0.25])
 
 
@@ -83,7 +79,9 @@ def test_non_finite_loss_stops_at_once():
         return loss * float("nan") if calls["n"] == 3 else loss
 
     cfg = FitConfig(epochs=5, batch_size=8, channels_last=False)
-    with pytest.raises(TrainingDiverged, match=r"loss is nan at epoch 2, batch 1"):
+    with pytest.raises(TrainingDiverged, match=r"^loss is nan at epoch 2, batch 1 \(learning rate 0.1\): training "
+                                               r"diverged; lower the learning rate, lengthen warmup_epochs or set "
+                                               r"grad_clip$"):
         fit(model, opt, loss_fn, lambda idx: (x[idx], y[idx]), 16, cfg)
     assert calls["n"] == 3
 
@@ -149,13 +147,13 @@ def _regression(seed=0):
     return x, (x[:, :1] * 2 - x[:, 1:2]).clone()
 
 
-def _resumable_fit(ckpt, kill_at=None, lr=0.02, epochs=6):
+def _resumable_fit(ckpt, kill_at=None, lr=0.02, epochs=6, schedule=None):
     """A run with every kind of state a resume must restore: momentum, a per-epoch schedule, a warm-up
     that spans epochs 1-2 and dropout (torch RNG). Returns (model, history, fetched index batches)."""
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.Dropout(0.2), torch.nn.Linear(8, 1))
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.5)
-    sched = build_scheduler(opt, {"type": "exponential", "gamma": 0.8}, epochs)
+    sched = build_scheduler(opt, schedule or {"type": "exponential", "gamma": 0.8}, epochs)
     x, y = _regression()
     fetched = []
 
@@ -224,15 +222,21 @@ def test_a_checkpoint_of_other_settings_is_ignored(tmp_path, caplog, change):
 def test_divergence_is_judged_against_the_untrained_loss_after_a_resume_too(tmp_path):
     """Epoch 1 losses 10 (the untrained model's), then about 1; after the kill the resumed epoch's first
     batch is 0.5 and the rest 4: a mean of about 3.3, far below 5 x 10, but above 5 x 0.5."""
+    hist = _killed_at_epoch_4_then_resumed(
+        tmp_path, lambda epoch, batch: 10.0 if epoch == 0 else (1.0 if epoch < 3 else (0.5 if batch == 0 else 4.0)))
+    assert hist[:3] == pytest.approx([10.0, 1.0, 1.0]) and hist[3] == pytest.approx((0.5 + 4 * 4.0) / 5)
+
+
+def _killed_at_epoch_4_then_resumed(tmp_path, value_of) -> list[float]:
+    """Four epochs of 5 batches whose losses are ``value_of(epoch, batch)`` (with the real loss's
+    gradient direction); killed at the start of epoch 4, then resumed: the resumed run's history."""
     x, y = _regression()
     calls = {"n": 0}
 
     def loss_fn(out, target):
         calls["n"] += 1
         loss = torch.nn.functional.mse_loss(out, target)
-        epoch, batch = divmod(calls["n"] - 1, 5)
-        value = 10.0 if epoch == 0 else (1.0 if epoch < 3 else (0.5 if batch == 0 else 4.0))
-        return loss * (value / loss.detach())  # the given value, with the loss's gradient direction
+        return loss * (value_of(*divmod(calls["n"] - 1, 5)) / loss.detach())
 
     def go(kill_at=None):
         torch.manual_seed(0)
@@ -249,8 +253,7 @@ def test_divergence_is_judged_against_the_untrained_loss_after_a_resume_too(tmp_
     with pytest.raises(_Killed):
         go(kill_at=5 * 3 + 1)  # killed at the start of epoch 4
     calls["n"] = 15  # the resumed run continues the loss schedule at epoch 4
-    hist = go()
-    assert hist[:3] == pytest.approx([10.0, 1.0, 1.0]) and hist[3] == pytest.approx((0.5 + 4 * 4.0) / 5)
+    return go()
 
 
 # --------------------------------------------------------------------------- predict, save, load
@@ -359,3 +362,126 @@ def test_saved_model_is_the_same_bytes_whatever_the_file_name(tmp_path):
         torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2)))
     assert meta == {"net": "toy"}
     assert all(torch.equal(p, q) for p, q in zip(loaded.state_dict().values(), model.state_dict().values()))
+
+
+# --------------------------------------------------------------------------- gaps the mutation run found (tests/MUTATION.md)
+
+def test_a_resumed_step_schedule_keeps_counting_its_epochs(tmp_path, caplog):
+    """A step schedule decays by its own epoch count, which lives in the scheduler's state, not the
+    optimiser's: a resume that did not restore it would decay at the wrong epochs."""
+    step = {"type": "step", "step_size": 2, "gamma": 0.5}
+    ref_model, ref_hist, _ = _resumable_fit(tmp_path / "ref" / "ckpt.pt", schedule=step)
+    run = tmp_path / "run" / "ckpt.pt"
+    with pytest.raises(_Killed):
+        _resumable_fit(run, kill_at=5 * 3 + 2, schedule=step)
+    caplog.set_level(logging.INFO, logger="anapart.training")
+    model, hist, fetched = _resumable_fit(run, schedule=step)
+    assert "resuming from ckpt.pt after epoch 3" in caplog.messages  # the whole record, as users read it
+    assert len(fetched) == 3 * 5 and hist == pytest.approx(ref_hist, rel=1e-12)
+    for a, b in zip(model.state_dict().values(), ref_model.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_fit_config_reads_amp_channels_last_the_loss_ratio_and_the_device():
+    cfg = FitConfig.from_config({"epochs": 1, "batch_size": 2, "seed": 0, "amp": False, "channels_last": False,
+                                 "max_loss_ratio": 3.0}, device="cpu")
+    assert (cfg.amp, cfg.channels_last, cfg.device, cfg.max_loss_ratio) == (False, False, "cpu", 3.0)
+
+
+def test_signature_ignores_the_order_of_the_extra_settings():
+    """The extra settings come from config dicts, whose key order follows the YAML file: reordering
+    a file must not orphan a checkpoint, while changing a value must."""
+    cfg = FitConfig(epochs=2, batch_size=4)
+    assert cfg.signature({"arch": "unet", "lr": "0.1"}) == cfg.signature({"lr": "0.1", "arch": "unet"})
+    assert cfg.signature({"arch": "unet", "lr": "0.1"}) != cfg.signature({"arch": "unet", "lr": "0.2"})
+
+
+def test_an_unknown_schedule_lists_the_known_ones():
+    opt = build_optimizer([torch.nn.Parameter(torch.zeros(2))], {"optimizer": "sgd", "lr": 0.1})
+    with pytest.raises(ValueError, match=r"\(known: none, exponential, step, cosine\)"):
+        build_scheduler(opt, {"type": "linear"}, 3)
+
+
+def test_warmup_with_one_batch_an_epoch_counts_epochs_as_steps():
+    # 4 samples, batch 8: one step an epoch; warm-up over 2 epochs = 2 steps at 1/3 and 2/3 of the rate
+    seen, _ = _rates_seen(4, 0.3, FitConfig(epochs=4, batch_size=8, warmup_epochs=2, channels_last=False))
+    np.testing.assert_allclose(seen, [0.1, 0.2, 0.3, 0.3], rtol=1e-12)
+
+
+def test_a_late_explosion_after_a_resume_is_judged_against_the_untrained_loss(tmp_path):
+    """Epoch 1 losses 10 (the untrained model's), then 1; the resumed last epoch ends with one batch
+    at 30: a mean of 6.8, within 5 x 10 but over 5 times that epoch's own first and median loss (1),
+    so only the restored untrained loss lets the run finish."""
+    hist = _killed_at_epoch_4_then_resumed(
+        tmp_path, lambda epoch, batch: 10.0 if epoch == 0 else (30.0 if (epoch, batch) == (3, 4) else 1.0))
+    assert hist == pytest.approx([10.0, 1.0, 1.0, 6.8])
+
+
+def test_a_late_explosion_in_the_first_epoch_reports_its_mean_and_the_remedies(caplog):
+    """Batch losses 1, 1, 1, 30: the untrained scale is 1 (first and median batch), the mean 8.25."""
+    x, y = linear_problem(n=32)
+    model = torch.nn.Linear(4, 2)
+    calls = {"n": 0}
+
+    def loss_fn(out, target):
+        calls["n"] += 1
+        loss = torch.nn.functional.cross_entropy(out, target)
+        return loss * ((30.0 if calls["n"] == 4 else 1.0) / loss.detach())
+
+    caplog.set_level(logging.INFO, logger="anapart.training")
+    with pytest.raises(TrainingDiverged) as e:
+        fit(model, torch.optim.SGD(model.parameters(), lr=0.0), loss_fn, lambda idx: (x[idx], y[idx]), 32,
+            FitConfig(epochs=3, batch_size=8, channels_last=False))
+    assert str(e.value) == ("mean loss 8.25 in epoch 1 is over 5 times the untrained model's 1: training diverged; "
+                            "lower the learning rate, lengthen warmup_epochs or set grad_clip")
+    assert any(m.startswith("epoch 1/3 loss 8.2500 (") for m in caplog.messages), caplog.messages
+
+
+def test_gradient_clipping_bounds_the_step():
+    """Plain SGD with rate 1 moves the weights by the gradient: clipped to a global norm of 0.01, the
+    step's norm is 0.01 (the unclipped gradient here is far larger)."""
+    x, y = linear_problem(n=8)
+    model = torch.nn.Linear(4, 2)
+    before = torch.cat([p.detach().flatten().clone() for p in model.parameters()])
+    big = lambda out, target: 1000 * torch.nn.functional.cross_entropy(out, target)  # noqa: E731
+    fit(model, torch.optim.SGD(model.parameters(), lr=1.0), big, lambda idx: (x[idx], y[idx]), 8,
+        FitConfig(epochs=1, batch_size=8, channels_last=False, grad_clip=0.01, max_loss_ratio=1e9))
+    step = torch.cat([p.detach().flatten() for p in model.parameters()]) - before
+    assert float(step.norm()) == pytest.approx(0.01, rel=1e-4)
+
+
+def test_device_resolution_with_and_without_cuda(monkeypatch):
+    """Checked on any machine by telling torch whether CUDA is there: ``auto`` follows it, and asking
+    for ``cuda`` without it is an error, never a silent fallback."""
+    from anapart.training import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == torch.device("cpu") and resolve_device("cpu") == torch.device("cpu")
+    with pytest.raises(RuntimeError, match="config device is 'cuda' but torch sees no CUDA device"):
+        resolve_device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device("auto") == torch.device("cuda") and resolve_device("cuda") == torch.device("cuda")
+
+
+def test_seeds_give_their_own_numpy_streams():
+    """numpy's legacy seed is the seed modulo 2**32 (numpy refuses larger ones): seeds 1 and 3 differ,
+    seeds 1 and 2**32 + 1 are the same stream."""
+    draws = {}
+    for seed in (1, 3, 2**32 + 1):
+        training.seed_everything(seed)
+        draws[seed] = np.random.rand(3).tolist()
+    assert draws[1] != draws[3] and draws[1] == draws[2**32 + 1]
+
+
+def test_image_batches_train_in_channels_last_as_in_the_default_layout():
+    """4-D inputs are switched to channels_last with the model: the same losses as without (a layout,
+    not a different computation)."""
+    x = torch.randn(8, 1, 6, 6, generator=torch.Generator().manual_seed(0))
+    y = (x.mean((1, 2, 3)) > 0).long()
+    hist = {}
+    for layout in (True, False):
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Conv2d(1, 3, 3), torch.nn.Flatten(), torch.nn.Linear(48, 2))
+        hist[layout] = fit(model, torch.optim.SGD(model.parameters(), lr=0.1), torch.nn.functional.cross_entropy,
+                           lambda idx: (x[idx], y[idx]), 8, FitConfig(epochs=3, batch_size=4, channels_last=layout))
+    assert hist[True] == pytest.approx(hist[False], rel=1e-5)

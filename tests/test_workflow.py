@@ -569,8 +569,8 @@ def test_external_patient_who_is_in_the_main_cohort_is_refused(built, tmp_path):
         **yaml.safe_load(user_cohort_config(tmp_path / "user.yaml", data).read_text())["cohort"],
         "external": {"source": "dicom", "dicom_dir": str(data / "dicom"), "labels": str(data / "labels.csv")}}}))
     wd = workflow_copy(tmp_path / "wf")
-    proc = subprocess.run(snakemake_cmd("results/external/cohort/check.json", extra_config=cfg), cwd=wd,
-                          capture_output=True, text=True, timeout=300)
+    proc = run_offline(snakemake_cmd("results/external/cohort/check.json", extra_config=cfg), cwd=wd,
+                       capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0
     log = (wd / "logs/external/cohort_check.log").read_text()
     for pid in pd.read_csv(data / "labels.csv")["patient_id"].unique():  # every patient, by its folder
