@@ -37,10 +37,11 @@ REPO = Path(__file__).resolve().parents[1]
 MODULES = {
     "stats": ("anapart.stats", ["format_pairs", "holm_by", "auc_long", "_pcol", "oneway", "subject_means",
                                 "complete_subjects", "repeated", "_anova_rm_without_sphericity", "_pairwise",
-                                "anova_tables", "read_model_tables", "model_table", "auc_groups", "auc_pairs"]),
+                                "anova_tables", "read_model_tables", "per_model_table", "model_table", "auc_groups",
+                                "auc_pairs"]),
     "evaluate": ("anapart.evaluate", ["auc_per_class", "aauc", "auc_weighted", "aauc_weighted", "patient_weights",
                                       "percentile_ci", "bootstrap_aauc_ci", "paired_delta_aauc",
-                                      "evaluate_predictions", "predicted"]),
+                                      "evaluate_predictions", "probabilities", "argmax_class", "predicted"]),
     "ensemble": ("anapart.ensemble", ["soft_vote", "stage_metrics", "evaluate_stages", "_row", "table_preprocessing",
                                       "table_by_stage", "tnm_metrics", "patient_predictions", "accuracy_ci",
                                       "mcnemar_p", "patient_table"]),
@@ -53,7 +54,7 @@ MODULES = {
                                       "build_scheduler", "_save_checkpoint", "fit", "predict", "save_model",
                                       "load_model", "ǁFitConfigǁfrom_config", "ǁFitConfigǁsignature"]),
     "split": ("anapart.split", ["patient_groups", "share_count", "_stratified_pick", "split_patients",
-                                 "mark_validation", "training_subsets", "assert_no_leakage", "make_split"]),
+                                 "mark_validation", "training_subsets", "assert_no_leakage", "make_split", "split_staging", "assert_staging_disjoint"]),
 }
 DETECTED = {"killed", "timeout", "segfault"}  # a test failed, hung or crashed: the mutant was caught
 
