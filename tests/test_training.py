@@ -48,22 +48,26 @@ def test_warmup_composes_with_a_per_epoch_schedule():
     np.testing.assert_allclose(seen, [1 / 3, 2 / 3, 0.5, 0.5, 0.25, 0.25])
 
 
-def test_exploding_loss_stops_with_a_clear_message():
-    """Finite but exploding losses (epoch 2 at 100x the untrained loss) stop training after that epoch."""
+def _fit_scaled(scale, cfg: FitConfig, calls: dict):
+    """32 rows of a linear problem at learning rate 0 (the loss never changes by itself): the n-th
+    batch loss is multiplied by ``scale(n)``, so only the divergence guard can act."""
     x, y = linear_problem(n=32)
     model = torch.nn.Linear(4, 2)
-    opt = torch.optim.SGD(model.parameters(), lr=0.0)
-    calls = {"n": 0}
 
     def loss_fn(out, target):
         calls["n"] += 1
-        loss = torch.nn.functional.cross_entropy(out, target)
-        return loss * 100 if calls["n"] > 4 else loss  # 4 batches an epoch: epoch 2 explodes
+        return torch.nn.functional.cross_entropy(out, target) * scale(calls["n"])
 
+    return fit(model, torch.optim.SGD(model.parameters(), lr=0.0), loss_fn, lambda idx: (x[idx], y[idx]), 32, cfg)
+
+
+def test_exploding_loss_stops_with_a_clear_message():
+    """Finite but exploding losses (epoch 2 at 100x the untrained loss) stop training after that epoch."""
+    calls = {"n": 0}
     cfg = FitConfig(epochs=5, batch_size=8, channels_last=False, label="toy net")
     with pytest.raises(TrainingDiverged, match=r"toy net: mean loss .* in epoch 2 is over 5 times .*diverged; "
                                                r"lower the learning rate"):
-        fit(model, opt, loss_fn, lambda idx: (x[idx], y[idx]), 32, cfg)
+        _fit_scaled(lambda n: 100.0 if n > 4 else 1.0, cfg, calls)  # 4 batches an epoch: epoch 2 explodes
     assert calls["n"] == 8
 
 
@@ -319,19 +323,10 @@ def test_threads_follow_the_config():
 
 def test_an_unusually_low_first_batch_does_not_trigger_the_guard():
     """The reference is not the first batch alone: a lucky first batch must not make a normal run 'diverge'."""
-    x, y = linear_problem(n=32)
-    model = torch.nn.Linear(4, 2)
-    opt = torch.optim.SGD(model.parameters(), lr=0.0)
     calls = {"n": 0}
-
-    def loss_fn(out, target):
-        calls["n"] += 1
-        loss = torch.nn.functional.cross_entropy(out, target)
-        return loss * 0.01 if calls["n"] == 1 else loss  # first batch 100x lower than the rest
-
-    hist = fit(model, opt, loss_fn, lambda idx: (x[idx], y[idx]), 32, FitConfig(epochs=3, batch_size=8,
-                                                                                channels_last=False))
-    assert len(hist) == 3
+    hist = _fit_scaled(lambda n: 0.01 if n == 1 else 1.0, FitConfig(epochs=3, batch_size=8, channels_last=False),
+                       calls)  # first batch 100x lower than the rest
+    assert len(hist) == 3 and calls["n"] == 12
 
 
 def test_a_fractional_warmup_is_at_least_one_step():
