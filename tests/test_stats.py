@@ -162,12 +162,17 @@ def test_format_pairs_go_from_the_smallest_window():
                                                            ("seg224", "full")]
 
 
+def _two_class_slices(n: int) -> tuple[np.ndarray, pd.Series]:
+    """n slices alternating classes a/b, two per patient: labels, and slice_id -> patient."""
+    labels = np.array(["a", "b"] * (n // 2))
+    return labels, pd.Series([f"P{i // 2}" for i in range(n)], index=[f"s{i}" for i in range(n)])
+
+
 def test_auc_pairs_table():
     rng = np.random.default_rng(0)
     classes = ["a", "b"]
     n = 24
-    labels = np.array(["a", "b"] * (n // 2))
-    patients = pd.Series([f"P{i // 2}" for i in range(n)], index=[f"s{i}" for i in range(n)])
+    labels, patients = _two_class_slices(n)
     strata = {p: "a" if int(p[1:]) % 2 else "b" for p in patients.unique()}
 
     def pred(p_a):
@@ -414,8 +419,7 @@ def test_auc_pairs_rows_are_the_paired_bootstrap_of_each_available_pair():
     rng = np.random.default_rng(3)
     classes = ["a", "b"]
     n = 20
-    labels = np.array(["a", "b"] * (n // 2))
-    patients = pd.Series([f"P{i // 2}" for i in range(n)], index=[f"s{i}" for i in range(n)])
+    labels, patients = _two_class_slices(n)
     strata = {p: "a" if int(p[1:]) < 5 else "b" for p in patients.unique()}
 
     def pred(shift):
