@@ -53,5 +53,14 @@ rule all:
         (["results/tables/cam_agreement.csv"] if config["cam"]["reviewers_dir"] else []),
 
 
+onstart:
+    start_worker()
+
+
 onsuccess:
+    stop_worker()
     print(done_message(workflow.overwrite_configfiles))
+
+
+onerror:
+    stop_worker()

@@ -289,3 +289,28 @@ def done_message(configfiles=()):
         "",
     ]
     return "\n".join(lines)
+
+
+# --------------------------------------------------------------- warm worker (local runs)
+from anapart import worker as _worker  # standard library only
+
+_WORKER = []
+
+
+def start_worker():
+    """onstart: one process imports torch, timm, pandas ... once and forks each local job from it
+    (anapart.worker); not for cluster jobs, dry runs or --touch."""
+    if (
+        config["warm_worker"]
+        and workflow.is_main_process
+        and workflow.local_exec
+        and not workflow.touch
+    ):
+        handle = _worker.start("logs/worker")
+        if handle is not None:
+            _WORKER.append(handle)
+
+
+def stop_worker():
+    while _WORKER:
+        _WORKER.pop().stop()

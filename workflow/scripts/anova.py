@@ -1,4 +1,8 @@
 """Glue: ANOVA and post-hoc tests of per-class AUCs (logic in anapart.stats)."""
+from anapart.worker import delegate
+
+delegate()  # a local run continues in the warm worker (libraries imported once: anapart.worker)
+
 import pandas as pd
 
 from anapart.files import setup_logging, write_csv

@@ -1,5 +1,9 @@
 """Glue: every classifier on the external cohort vs its internal test set, and the figure
 (logic in anapart.external)."""
+from anapart.worker import delegate
+
+delegate()  # a local run continues in the warm worker (libraries imported once: anapart.worker)
+
 from anapart.evaluate import read_model_metrics
 from anapart.external import external_figure, external_table
 from anapart.files import setup_logging, write_csv

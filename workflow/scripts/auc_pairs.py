@@ -1,4 +1,8 @@
 """Glue: paired ΔaAUC between formats per network and fraction (logic in anapart.stats/evaluate)."""
+from anapart.worker import delegate
+
+delegate()  # a local run continues in the warm worker (libraries imported once: anapart.worker)
+
 import pandas as pd
 
 from anapart.files import setup_logging, write_csv

@@ -1,4 +1,8 @@
 """Glue: the table of all classifiers, the paper's group numbers and the bar chart (logic in anapart.stats)."""
+from anapart.worker import delegate
+
+delegate()  # a local run continues in the warm worker (libraries imported once: anapart.worker)
+
 from anapart.evaluate import read_model_metrics
 from anapart.files import setup_logging, write_csv
 from anapart.stats import auc_groups, bar_chart, model_table

@@ -1,6 +1,10 @@
 """Glue: the calibration table of all classifiers and one reliability diagram per image format
 (panels: training fractions, internal test and external cohort; a curve per network).
 Logic in anapart.calibration."""
+from anapart.worker import delegate
+
+delegate()  # a local run continues in the warm worker (libraries imported once: anapart.worker)
+
 import pandas as pd
 
 from anapart.calibration import calibration_table, reliability_figure, top_label, with_labels

@@ -1,4 +1,8 @@
 """Glue: Grad-CAM maps and scores of one model (logic in anapart.cam)."""
+from anapart.worker import delegate
+
+delegate()  # a local run continues in the warm worker (libraries imported once: anapart.worker)
+
 from pathlib import Path
 
 from anapart.cam import cam_scores, overlay_figure

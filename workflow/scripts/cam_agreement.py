@@ -1,4 +1,8 @@
 """Glue: agreement of human CAM scores with each other and with the automatic score (anapart.cam_stats)."""
+from anapart.worker import delegate
+
+delegate()  # a local run continues in the warm worker (libraries imported once: anapart.worker)
+
 import pandas as pd
 
 from anapart.cam_stats import agreement, read_reviewer_scores

@@ -1,4 +1,8 @@
 """Glue: CAM score summary per model and the format tests, each labelled with its unit (logic in anapart.cam_stats)."""
+from anapart.worker import delegate
+
+delegate()  # a local run continues in the warm worker (libraries imported once: anapart.worker)
+
 import pandas as pd
 
 from anapart.cam_stats import cam_tests, summarize

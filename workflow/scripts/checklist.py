@@ -1,4 +1,8 @@
 """Glue: the reporting checklist from the run's files (logic in anapart.checklist)."""
+from anapart.worker import delegate
+
+delegate()  # a local run continues in the warm worker (libraries imported once: anapart.worker)
+
 from anapart.checklist import build, unflat
 from anapart.files import setup_logging, write_csv
 

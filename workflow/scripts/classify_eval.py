@@ -1,5 +1,9 @@
 """Glue: AUC and calibration metrics and the ROC figure of one classifier's test predictions, and
 the same metrics on the external cohort where there is one (logic in anapart.evaluate, anapart.calibration)."""
+from anapart.worker import delegate
+
+delegate()  # a local run continues in the warm worker (libraries imported once: anapart.worker)
+
 import pandas as pd
 
 from anapart.calibration import calibration_metrics, with_labels

@@ -3,6 +3,10 @@
 With an external cohort, its crops are predicted after the model is saved (prediction only, no
 labels: scoring joins them from the external manifest).
 """
+from anapart.worker import delegate
+
+delegate()  # a local run continues in the warm worker (libraries imported once: anapart.worker)
+
 from pathlib import Path
 
 import pandas as pd

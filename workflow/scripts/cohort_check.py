@@ -3,6 +3,10 @@
 For the external test cohort (params.external) the pseudonyms are E..., and every PatientID of the
 main cohort's plan (input main_plan) is a problem: an external patient must never be a development one.
 """
+from anapart.worker import delegate
+
+delegate()  # a local run continues in the warm worker (libraries imported once: anapart.worker)
+
 from pathlib import Path
 
 from anapart.cohort import EXTERNAL_PREFIX, IngestError, problems_message, PSEUDONYM_PREFIX, SeriesRule

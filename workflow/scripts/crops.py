@@ -3,6 +3,10 @@
 For the external cohort (input training_manifest: the main store) the fallback centre is the main
 cohort's training prior.
 """
+from anapart.worker import delegate
+
+delegate()  # a local run continues in the warm worker (libraries imported once: anapart.worker)
+
 import json
 from pathlib import Path
 

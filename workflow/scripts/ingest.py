@@ -1,4 +1,8 @@
 """Glue: ingest the cohort the preflight planned into results/cohort (logic in anapart.preflight)."""
+from anapart.worker import delegate
+
+delegate()  # a local run continues in the warm worker (libraries imported once: anapart.worker)
+
 from anapart.preflight import ingest_plan
 from anapart.files import setup_logging
 

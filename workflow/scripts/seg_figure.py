@@ -1,4 +1,8 @@
 """Glue: the segmentation QC figure (logic in anapart.segment.qc_figure)."""
+from anapart.worker import delegate
+
+delegate()  # a local run continues in the warm worker (libraries imported once: anapart.worker)
+
 from pathlib import Path
 
 from anapart.files import setup_logging

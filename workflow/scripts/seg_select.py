@@ -1,4 +1,8 @@
 """Glue: pick the segmentation model with the better held-out Dice (logic in anapart.segment)."""
+from anapart.worker import delegate
+
+delegate()  # a local run continues in the warm worker (libraries imported once: anapart.worker)
+
 import json
 from pathlib import Path
 

@@ -1,4 +1,8 @@
 """Glue: train one segmentation model and score it on held-out slices (logic in anapart.segment)."""
+from anapart.worker import delegate
+
+delegate()  # a local run continues in the warm worker (libraries imported once: anapart.worker)
+
 from pathlib import Path
 
 from anapart.files import setup_logging

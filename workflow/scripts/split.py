@@ -1,4 +1,8 @@
 """Glue: patient-level split, validation patients and nested training subsets (logic in anapart.split)."""
+from anapart.worker import delegate
+
+delegate()  # a local run continues in the warm worker (libraries imported once: anapart.worker)
+
 import pandas as pd
 
 from anapart.split import make_split

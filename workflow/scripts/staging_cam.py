@@ -1,4 +1,8 @@
 """Glue: Grad-CAM heatmaps of one staging model on its test patches (logic in anapart.cam)."""
+from anapart.worker import delegate
+
+delegate()  # a local run continues in the warm worker (libraries imported once: anapart.worker)
+
 from pathlib import Path
 
 import pandas as pd

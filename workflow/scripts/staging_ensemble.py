@@ -1,4 +1,8 @@
 """Glue: stage two, soft voting of the single models' probabilities (logic in anapart.ensemble)."""
+from anapart.worker import delegate
+
+delegate()  # a local run continues in the warm worker (libraries imported once: anapart.worker)
+
 import pandas as pd
 
 from anapart.ensemble import soft_vote

@@ -1,5 +1,9 @@
 """Glue: per-stage metrics, calibration (Brier, ECE of P(advanced stage)) and confusion matrix of one
 staging method (logic in anapart.ensemble; calibration in anapart.calibration)."""
+from anapart.worker import delegate
+
+delegate()  # a local run continues in the warm worker (libraries imported once: anapart.worker)
+
 import json
 
 import pandas as pd

@@ -1,4 +1,8 @@
 """Glue: DICOM + ROI masks -> patch store of one preprocessing arm (logic in anapart.patches)."""
+from anapart.worker import delegate
+
+delegate()  # a local run continues in the warm worker (libraries imported once: anapart.worker)
+
 from anapart.files import setup_logging
 from anapart.patches import make_patches
 

@@ -1,4 +1,8 @@
 """Glue: radiomics baseline on the ROI patches (logic in anapart.radiomics)."""
+from anapart.worker import delegate
+
+delegate()  # a local run continues in the warm worker (libraries imported once: anapart.worker)
+
 import json
 from pathlib import Path
 

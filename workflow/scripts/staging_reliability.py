@@ -1,5 +1,9 @@
 """Glue: reliability diagram of study B's models, the ensemble and radiomics on the test patches:
 predicted probability of the advanced stage vs its observed share (logic in anapart.calibration)."""
+from anapart.worker import delegate
+
+delegate()  # a local run continues in the warm worker (libraries imported once: anapart.worker)
+
 import pandas as pd
 
 from anapart.calibration import positive_class, reliability_figure

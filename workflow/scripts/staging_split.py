@@ -1,4 +1,8 @@
 """Glue: patient-level 4:1 split of the staging patches (logic in anapart.split)."""
+from anapart.worker import delegate
+
+delegate()  # a local run continues in the warm worker (libraries imported once: anapart.worker)
+
 import pandas as pd
 
 from anapart.files import atomic_paths, setup_logging

@@ -1,4 +1,8 @@
 """Glue: the staging study's Tables 3-5, Fig. 6 and the per-patient table (logic in anapart.ensemble)."""
+from anapart.worker import delegate
+
+delegate()  # a local run continues in the warm worker (libraries imported once: anapart.worker)
+
 import json
 
 import pandas as pd

@@ -1,4 +1,8 @@
 """Glue: train one staging model and predict the test patches (logic in anapart.staging_models)."""
+from anapart.worker import delegate
+
+delegate()  # a local run continues in the warm worker (libraries imported once: anapart.worker)
+
 from pathlib import Path
 
 from anapart import training

@@ -1,4 +1,8 @@
 """Glue: generate the embedded synthetic cohort (logic in anapart.synthetic.partition)."""
+from anapart.worker import delegate
+
+delegate()  # a local run continues in the warm worker (libraries imported once: anapart.worker)
+
 from anapart.files import setup_logging
 from anapart.synthetic.partition import SyntheticConfig, generate
 
