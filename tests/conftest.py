@@ -52,6 +52,13 @@ def run_offline(cmd, **kw):
 
     return subprocess.run(cmd, env=offline_env(kw.pop("env", None)), **kw)
 
+
+def popen_offline(cmd, **kw):
+    """``subprocess.Popen`` with :func:`offline_env`, for processes a test must signal or watch."""
+    import subprocess
+
+    return subprocess.Popen(cmd, env=offline_env(kw.pop("env", None)), **kw)
+
 from anapart import CLASSES
 from anapart.synthetic.partition import SyntheticConfig, generate
 

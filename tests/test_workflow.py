@@ -1,5 +1,6 @@
 """Runs the real Snakemake DAG (synthetic cohort -> ingest -> split -> segmentation -> crops) on the tiny config."""
 
+import csv
 import os
 import re
 import shutil
@@ -267,11 +268,23 @@ def test_classifier_contracts_and_tables(built):
     assert one["delta_aauc"] == pytest.approx(a["seg112"] - a["full"], abs=1e-3)
 
 
+def worker_jobs(wd: Path) -> list[str]:
+    """``rule wildcards`` of every job the warm worker ran in this folder (all runs), each exit 0."""
+    with open(wd / "logs/worker/jobs.tsv") as fh:
+        rows = list(csv.DictReader(fh, delimiter="\t"))
+    assert all(r["exit"] == "0" for r in rows), rows
+    return [f"{r['job']} {r['wildcards']}" for r in rows]
+
+
 def test_rerunning_one_model_rebuilds_only_it_and_its_tables(built):
     """Snakemake 9 compares checksums of small inputs, so a touched-but-identical file triggers nothing;
     a *changed* one reruns exactly its dependants."""
     target = "results/tables/anova.csv"
-    model_dir = built / "results/classify/efficientnet_b0/seg112/f50"
+    # a model the warm worker trained (jobs that start before it has loaded run in their own process)
+    in_worker = [dict(kv.split("=") for kv in j.split(" ", 1)[1].split(","))
+                 for j in worker_jobs(built) if j.startswith("classify_train ")]
+    assert in_worker, "no classifier was trained in the warm worker"
+    model_dir = built / "results/classify/{net}/{fmt}/f{frac}".format(**in_worker[-1])
     rel = model_dir.relative_to(built).as_posix()
     assert _planned_jobs(built, target) == {}
     # one model deleted and its target asked for: only that model is retrained and rescored
@@ -279,13 +292,17 @@ def test_rerunning_one_model_rebuilds_only_it_and_its_tables(built):
     old_metrics = (model_dir / "metrics.json").read_bytes()
     shutil.rmtree(model_dir)
     assert _planned_jobs(built, f"{rel}/metrics.json") == {"classify_train": 1, "classify_eval": 1}
-    proc = snakemake(built, f"{rel}/metrics.json")
+    # the first model came from the warm worker; this one trains in fresh processes (warm_worker off)
+    trained_in_worker = worker_jobs(built)
+    proc = snakemake(built, f"{rel}/metrics.json", "--config", "warm_worker=False")
+    assert worker_jobs(built) == trained_in_worker  # nothing forked by a worker this time
     assert "2 of 2 steps (100%) done" in proc.stdout + proc.stderr
     changed = {p for p in (built / "results").rglob("*") if p.is_file() and before.get(p) != p.stat().st_mtime_ns}
     assert {p.relative_to(model_dir).as_posix() for p in changed} == {"model.pt", "predictions.csv",
                                                                        "external_predictions.csv", "metrics.json",
                                                                        "roc.png"}
-    # training is deterministic on the CPU: the rebuilt model scores byte-identically, tables stand
+    # training is deterministic on the CPU, in the worker or not: the rebuilt model scores
+    # byte-identically, tables stand
     assert (model_dir / "metrics.json").read_bytes() == old_metrics
     assert _planned_jobs(built, target) == {}
     # a model whose predictions really changed: it is rescored and the tables are redone, nothing else

@@ -353,7 +353,7 @@ class Handle:
         os.environ.pop(ENV_VAR, None)
 
 
-def start(log_dir: str | os.PathLike) -> Handle | None:
+def start(log_dir: str | os.PathLike, preload=PRELOAD) -> Handle | None:
     """Start the server for this Snakemake process (call from ``onstart``); None where it must not run.
 
     Returns at once: the server preloads in the background and jobs started before it listens run
@@ -369,7 +369,8 @@ def start(log_dir: str | os.PathLike) -> Handle | None:
     env.pop(ENV_VAR, None)
     with open(log_dir / "server.log", "a") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "anapart.worker", path, str(os.getpid()), str(log_dir / "jobs.tsv")],
+            [sys.executable, "-m", "anapart.worker", path, str(os.getpid()), str(log_dir / "jobs.tsv"),
+             ",".join(preload)],
             stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, start_new_session=True,
         )
     os.environ[ENV_VAR] = path
