@@ -135,6 +135,8 @@ def test_profile_runs_a_classifier_on_real_slurm(cluster, tmp_path):
     # the job logs of SLURM were kept and show the rule ran
     logs = list((wd / ".snakemake/slurm_logs").rglob("*.log"))
     assert any("classify_train" in str(p) for p in logs)
+    # cluster jobs run in their own processes: no warm worker, neither here nor inside a job
+    assert not (wd / "logs/worker").exists()
 
 
 def test_profile_found_by_bare_name_once_installed(cluster, tmp_path):
