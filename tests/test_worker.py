@@ -1,11 +1,13 @@
 """The warm worker runs a job as the job's own process would: its streams, working directory,
-environment, argv, thread count and exit status; signals reach it, a killed script process takes
-its job with it, and without a reachable server the script simply runs in its own process."""
+environment, argv, sys.path, TMPDIR, thread count, random state, exit handling and exit status;
+signals reach it, a killed script process or server takes its job with it, one client's trouble
+costs no other job, and without a usable server the script simply runs in its own process."""
 
 import csv
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -14,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from anapart import worker
-from conftest import popen_offline, run_offline
+from conftest import REPO, popen_offline, run_offline
 
 # A stand-in for a Snakemake glue script: the preamble sets __real_file__ and the snakemake object.
 JOB = '''
@@ -25,12 +27,15 @@ class snakemake:
 import sys
 from anapart.worker import delegate
 delegate()
-import json, os, time
+import atexit, json, os, random, tempfile, threading, time
 mode = sys.argv[1]
 if mode == "report":
     torch = sys.modules.get("torch")
     print(json.dumps({"pid": os.getpid(), "ppid": os.getppid(), "cwd": os.getcwd(), "argv": sys.argv[1:],
-                      "x": os.environ.get("X"), "stdin": sys.stdin.readline().strip(),
+                      "x": os.environ.get("X"), "server_only": os.environ.get("SERVER_ONLY"),
+                      "stdin": sys.stdin.readline().strip(), "path0": sys.path[0],
+                      "tmp": tempfile.gettempdir(), "random": random.random(),
+                      "torch_random": float(torch.rand(1)) if torch else None,
                       "torch_threads": torch.get_num_threads() if torch else None,
                       "preloaded": "torch" in sys.modules and "anapart.classify" not in sys.modules}))
     print("to stderr", file=sys.stderr)
@@ -40,6 +45,10 @@ if mode == "raise":
 if mode == "sleep":
     open(sys.argv[2], "w").write(str(os.getpid()))
     time.sleep(60)
+if mode == "exit_handling":  # what a fresh interpreter does at exit
+    out = sys.argv[2]
+    atexit.register(lambda: open(out + ".atexit", "w").write("ran"))
+    threading.Thread(target=lambda: (time.sleep(0.5), open(out + ".thread", "w").write("done"))).start()
 '''
 
 
@@ -64,19 +73,29 @@ def alive(pid: int) -> bool:
         return False
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """A server started the way ``worker.start`` starts it (one thread before the fork), preloading torch."""
-    folder = tmp_path_factory.mktemp("worker")
+def start_server(folder: Path, preload: str = "json"):
+    """A server started the way ``worker.start`` starts it (one thread before the fork), plus a
+    variable only it has."""
     sock, stats = folder / "socket", folder / "jobs.tsv"
-    env = dict(os.environ, **{v: "1" for v in worker.THREAD_VARS})
+    env = dict(os.environ, SERVER_ONLY="leaked", **{v: "1" for v in worker.THREAD_VARS})
     with open(folder / "server.log", "w") as log:
         proc = popen_offline([sys.executable, "-m", "anapart.worker", str(sock), str(os.getpid()), str(stats),
-                                 "json,torch"], env=env, stdout=log, stderr=log)
-    assert wait_for(sock.exists), "server did not listen"
-    yield {"proc": proc, "socket": sock, "stats": stats}
-    proc.terminate()
-    proc.wait(timeout=10)
+                              preload], env=env, stdout=log, stderr=log)
+    assert wait_for(sock.exists, timeout=120), "server did not listen"
+    return {"proc": proc, "socket": sock, "stats": stats}
+
+
+def stop_server(server) -> None:
+    server["proc"].terminate()
+    server["proc"].wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    # timm caches tempfile's folder at import: the job must still get its own TMPDIR
+    s = start_server(tmp_path_factory.mktemp("worker"), preload="json,torch,timm")
+    yield s
+    stop_server(s)
 
 
 @pytest.fixture
@@ -90,17 +109,24 @@ def client_env(server, **extra):
     return dict(os.environ, **{worker.ENV_VAR: str(server["socket"])}, **extra)
 
 
-def test_job_runs_in_the_worker_as_its_own_process_would(server, job, tmp_path):
-    work = tmp_path / "cwd"
-    work.mkdir()
-    proc = run_offline([sys.executable, str(job), "report", "extra"], input="from stdin\n", cwd=work,
-                          env=client_env(server, X="value", OMP_NUM_THREADS="2"), capture_output=True,
-                          text=True, timeout=60)
+def report(job, env, cwd=None):
+    proc = run_offline([sys.executable, str(job), "report", "extra"], input="from stdin\n", cwd=cwd, env=env,
+                       capture_output=True, text=True, timeout=120)
     assert proc.returncode == 3, proc.stderr
-    out = json.loads(proc.stdout)
+    return json.loads(proc.stdout), proc
+
+
+def test_job_runs_in_the_worker_as_its_own_process_would(server, job, tmp_path):
+    work, tmp = tmp_path / "cwd", tmp_path / "tmpdir"
+    work.mkdir()
+    tmp.mkdir()
+    out, proc = report(job, client_env(server, X="value", OMP_NUM_THREADS="2", TMPDIR=str(tmp)), cwd=work)
     assert out["ppid"] == server["proc"].pid  # forked by the server
     assert out["preloaded"]  # torch came with the fork, anapart's own modules did not
     assert (out["cwd"], out["argv"], out["x"], out["stdin"]) == (str(work), ["report", "extra"], "value", "from stdin")
+    assert out["server_only"] is None  # the job's environment, not the server's
+    assert out["path0"] == str(job.parent)  # as `python job.py` puts it
+    assert out["tmp"] == str(tmp)  # Snakemake's tmpdir resource reaches the job
     assert out["torch_threads"] == 2  # the job's OMP_NUM_THREADS, not the server's 1
     assert "to stderr" in proc.stderr
     assert wait_for(lambda: server["stats"].exists() and str(out["pid"]) in server["stats"].read_text())
@@ -110,35 +136,102 @@ def test_job_runs_in_the_worker_as_its_own_process_would(server, job, tmp_path):
     assert float(row["max_rss_mb"]) > 50 and float(row["wall_s"]) >= 0
 
 
+def test_each_job_gets_its_own_random_state(server, job):
+    """The server's states would be every job's (Python, numpy and torch, as a fresh process)."""
+    a, _ = report(job, client_env(server))
+    b, _ = report(job, client_env(server))
+    assert a["ppid"] == b["ppid"] == server["proc"].pid
+    assert a["random"] != b["random"] and a["torch_random"] != b["torch_random"]
+
+
 def test_an_exception_fails_the_job_with_its_traceback(server, job):
     proc = run_offline([sys.executable, str(job), "raise"], env=client_env(server), capture_output=True,
-                          text=True, timeout=60)
+                       text=True, timeout=60)
     assert proc.returncode == 1
     assert "ValueError: boom from the job" in proc.stderr and "Traceback" in proc.stderr
 
 
-@pytest.mark.parametrize("how", ["terminate", "kill"])
-def test_stopping_the_script_process_stops_its_job(server, job, tmp_path, how):
-    """SIGTERM is forwarded (exit 128 + 15, as a shell reports it); SIGKILL, which cannot be
-    forwarded, is seen by the server as a closed connection and the job is killed."""
+def test_exit_waits_for_threads_and_runs_atexit(server, job, tmp_path):
+    out = tmp_path / "out"
+    proc = run_offline([sys.executable, str(job), "exit_handling", str(out)], env=client_env(server), timeout=60)
+    assert proc.returncode == 0
+    assert Path(f"{out}.thread").read_text() == "done" and Path(f"{out}.atexit").read_text() == "ran"
+
+
+def sleeping_job(server, job, tmp_path):
     pidfile = tmp_path / "pid"
-    client = popen_offline([sys.executable, str(job), "sleep", str(pidfile)], env=client_env(server))
+    client = popen_offline([sys.executable, str(job), "sleep", str(pidfile)], env=client_env(server),
+                           stderr=subprocess.PIPE, text=True)
     assert wait_for(lambda: pidfile.exists() and pidfile.read_text())
     pid = int(pidfile.read_text())
     assert pid != client.pid and alive(pid)
-    getattr(client, how)()
+    return client, pid
+
+
+@pytest.mark.parametrize("how", ["terminate", "kill", "interrupt"])
+def test_stopping_the_script_process_stops_its_job(server, job, tmp_path, how):
+    """SIGTERM and SIGINT (Ctrl-C) are forwarded, exit as a shell reports them; SIGKILL, which
+    cannot be forwarded, is seen by the server as a closed connection and the job is killed."""
+    client, pid = sleeping_job(server, job, tmp_path)
+    {"terminate": client.terminate, "kill": client.kill, "interrupt": lambda: client.send_signal(signal.SIGINT)}[how]()
     code = client.wait(timeout=20)
-    assert code == (128 + signal.SIGTERM if how == "terminate" else -signal.SIGKILL)
+    assert code == {"terminate": 128 + signal.SIGTERM, "kill": -signal.SIGKILL, "interrupt": 128 + signal.SIGINT}[how]
+    if how == "interrupt":
+        assert "KeyboardInterrupt" in client.stderr.read()
     assert wait_for(lambda: not alive(pid), timeout=10), "the job outlived its script process"
 
 
-@pytest.mark.parametrize("case", ["no server", "slurm job", "no variable"])
-def test_without_a_reachable_server_the_script_runs_in_its_own_process(server, job, tmp_path, case):
-    env = {"no server": client_env(server) | {worker.ENV_VAR: str(tmp_path / "absent")},
-           "slurm job": client_env(server, SLURM_JOB_ID="42"),
-           "no variable": {k: v for k, v in os.environ.items() if k != worker.ENV_VAR}}[case]
-    proc = popen_offline([sys.executable, str(job), "report"], env=env, stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True)
+@pytest.mark.parametrize("client_too", [False, True])
+def test_a_job_dies_with_the_server(job, tmp_path, client_too):
+    """No orphan writing outputs after Snakemake marked its job failed: the job is killed with its
+    server (parent-death signal) even when its script process is gone too."""
+    own = start_server(tmp_path)
+    client, pid = sleeping_job(own, job, tmp_path)
+    if client_too:
+        client.kill()
+    own["proc"].kill()
+    if not client_too:
+        assert client.wait(timeout=20) == 1
+        assert "lost the job process" in client.stderr.read()
+    assert wait_for(lambda: not alive(pid), timeout=10), "the job outlived the server"
+    client.wait(timeout=20)
+
+
+def test_a_bad_or_vanished_client_costs_no_other_job(server, job, tmp_path):
+    client, pid = sleeping_job(server, job, tmp_path)
+    for _ in range(3):  # request, then leave at once: the reply with the pid finds nobody
+        request = {"script": str(job), "argv": [str(job), "sleep", str(tmp_path / "x")], "cwd": str(tmp_path),
+                   "env": dict(os.environ), "interpreter": worker.interpreter()}
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        s.connect(str(server["socket"]))
+        socket.send_fds(s, [json.dumps(request).encode()], [0, 1, 2])
+        s.close()
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)  # and a request that is not JSON
+    s.connect(str(server["socket"]))
+    socket.send_fds(s, [b"{not json"], [0, 1, 2])
+    assert s.recv(100) == b""  # refused: the client would run its script itself
+    s.close()
+    time.sleep(1)
+    assert server["proc"].poll() is None and alive(pid)
+    report(job, client_env(server))  # and the server still serves
+    client.terminate()
+    client.wait(timeout=20)
+
+
+@pytest.mark.parametrize("case", ["no server", "no variable", "another interpreter"])
+def test_without_a_usable_server_the_script_runs_in_its_own_process(server, job, tmp_path, case):
+    python = sys.executable
+    env = client_env(server)
+    if case == "no server":
+        env[worker.ENV_VAR] = str(tmp_path / "absent")
+    elif case == "no variable":
+        env.pop(worker.ENV_VAR)
+    else:  # a conda env or container: a Python with another prefix, never served by ours
+        run_offline([sys.executable, "-m", "venv", "--without-pip", str(tmp_path / "venv")], check=True, timeout=120)
+        python = str(tmp_path / "venv/bin/python")
+        env["PYTHONPATH"] = str(REPO / "src")
+    proc = popen_offline([python, str(job), "report"], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         text=True)
     out, _ = proc.communicate("x\n", timeout=120)
     assert proc.returncode == 3
     assert json.loads(out)["pid"] == proc.pid
@@ -152,8 +245,12 @@ def test_the_server_ends_with_the_snakemake_process_that_started_it(tmp_path):
          f"[time.sleep(0.05) for _ in range(400) if not os.path.exists({str(sock)!r})]; print(p.pid)"],
         capture_output=True, text=True, timeout=60)
     pid = int(launcher.stdout)
-    assert wait_for(lambda: not alive(pid), timeout=10), "server outlived its parent"
-    assert not sock.exists()
+    try:
+        assert wait_for(lambda: not alive(pid), timeout=10), "server outlived its parent"
+        assert not sock.exists()
+    finally:
+        if alive(pid):
+            os.kill(pid, signal.SIGKILL)
 
 
 def test_start_and_stop_from_the_snakefile_hooks(tmp_path, monkeypatch, job):
@@ -163,12 +260,15 @@ def test_start_and_stop_from_the_snakefile_hooks(tmp_path, monkeypatch, job):
     try:
         sock = Path(os.environ[worker.ENV_VAR])
         assert oct(sock.parent.stat().st_mode & 0o777) == "0o700"  # no other user can connect
-        assert wait_for(sock.exists)
-        proc = run_offline([sys.executable, str(job), "report"], input="\n", capture_output=True, text=True,
-                              timeout=60)
-        assert proc.returncode == 3 and json.loads(proc.stdout)["ppid"] == handle.proc.pid
+        assert wait_for(sock.exists, timeout=120)
+        out, _ = report(job, dict(os.environ))
+        assert out["ppid"] == handle.proc.pid
+        # stopping the server (onsuccess/onerror) ends a job still running
+        client, pid = sleeping_job({"socket": sock}, job, tmp_path)
     finally:
         handle.stop()
+    assert client.wait(timeout=20) != 0
+    assert wait_for(lambda: not alive(pid), timeout=10)
     assert handle.proc.returncode is not None and not sock.parent.exists()
     assert worker.ENV_VAR not in os.environ
     assert "preloaded 1 modules" in (tmp_path / "logs/server.log").read_text()

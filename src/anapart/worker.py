@@ -1,21 +1,24 @@
 """Warm worker: local jobs start in a process that has already imported torch, timm, pandas, ...
 
 Why: Snakemake runs every ``script:`` job in a fresh Python, and on the demo's 2 cores the ~140
-jobs spend a fifth of their time importing the same libraries (torch + timm 3.4 s, grad-cam
+jobs spent a third of their time importing the same libraries (torch + timm 3.4 s, grad-cam
 4.9 s, pandas + scikit-learn 1 s per job). With ``warm_worker: true`` and local execution, the
 Snakefile's ``onstart`` starts one server (``python -m anapart.worker``) that imports them once.
 Each glue script's first statement, ``delegate()``, hands the script to the server, which forks a
-child that runs the script from the top, with the job's working directory, environment, argv and
-standard streams, and the thread counts Snakemake gave the job. The script process waits,
-forwards signals, and exits with the child's status; the server logs each job's wall time, CPU
-time and peak memory (``logs/worker/jobs.tsv``, since Snakemake's ``benchmark:`` sees only the
-waiting process).
+child that runs the script from the top, with the job's working directory, environment, argv,
+standard streams and thread counts. The script process waits, forwards signals, and exits with
+the child's status; the server logs each job's wall time, CPU time and peak memory
+(``logs/worker/jobs.tsv``), since Snakemake's ``benchmark:`` sees only the waiting process.
 
-Safe by construction: nothing of anapart but this module is imported before the fork, so code
-edits take effect as before; a script that cannot reach the server runs in its own process, as
-before; cluster jobs (SLURM) and machines with NVIDIA devices (CUDA must not be initialised
-before a fork) never use it; the socket is private to the user (0700 folder, peer uid checked);
-the server and its jobs end with the Snakemake process that started it.
+Safe by construction: of anapart, only this module (and the package's constants) is imported
+before the fork, so code edits take effect as before; a script that cannot reach the server, or
+runs under another interpreter (conda, containers), runs in its own process, as before; cluster
+jobs, software-deployment runs and machines with NVIDIA devices (CUDA must not be initialised
+before a fork) never start it; the socket is private to the user (0700 folder, peer uid
+checked); a job ends with its script process and with the server, and the server ends with the
+Snakemake process that started it. What a job cannot get from the fork: environment variables
+that a library reads once at import (e.g. ``MPLBACKEND``, ``HF_HUB_OFFLINE``) keep the values
+Snakemake started with, and the string hash seed is the server's.
 This module imports only the standard library: it runs in every job before anything else.
 """
 
@@ -25,7 +28,7 @@ import glob
 import importlib
 import json
 import os
-import select
+import selectors
 import shutil
 import signal
 import socket
@@ -48,36 +51,46 @@ PRELOAD = (
 
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "GOTO_NUM_THREADS",
                "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
-SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
+SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2")
+                if hasattr(signal, n))
 MAX_MESSAGE = 1 << 20
 POLL_S = 1.0
 STATS_COLUMNS = ("job", "wildcards", "pid", "wall_s", "cpu_s", "max_rss_mb", "exit")
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 _in_worker = False
+
+
+def interpreter() -> dict:
+    """Which Python a job runs under: the server serves only its own (not a conda env's)."""
+    return {"prefix": os.path.realpath(sys.prefix), "version": sys.version}
 
 
 def delegate() -> None:
     """Run the calling glue script in the warm worker and exit with its status.
 
     Returns (and the script runs here, in its own process) when there is no worker: no
-    ``ANAPART_WORKER`` in the environment, a SLURM job, the server not (yet) listening, or the
-    call made inside the worker's child itself.
+    ``ANAPART_WORKER`` in the environment, the server not (yet) listening or refusing (another
+    interpreter), or the call made inside the worker's child itself.
     """
     if _in_worker:
         return
     path = os.environ.get(ENV_VAR)
     main = sys.modules.get("__main__")
     script = getattr(main, "__real_file__", None)  # the Snakemake script with its preamble
-    if not path or script is None or "SLURM_JOB_ID" in os.environ:
+    if not path or script is None:
         return
     smk = getattr(main, "snakemake", None)
     wildcards = getattr(smk, "wildcards", None)
     request = {
         "script": script, "argv": sys.argv, "cwd": os.getcwd(), "env": dict(os.environ),
-        "job": getattr(smk, "rule", ""),
+        "interpreter": interpreter(), "job": getattr(smk, "rule", ""),
         "wildcards": ",".join(f"{k}={v}" for k, v in wildcards.items()) if wildcards is not None else "",
     }
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    try:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    except (OSError, AttributeError):  # no such sockets on this platform
+        return
     try:
         sock.connect(path)
         socket.send_fds(sock, [json.dumps(request).encode()], [0, 1, 2])
@@ -97,10 +110,14 @@ def delegate() -> None:
 
     for s in SIGNALS:
         signal.signal(s, forward)
-    status = sock.recv(MAX_MESSAGE)
+    try:
+        status = sock.recv(MAX_MESSAGE)
+    except OSError:
+        status = b""
     if status:
         code = json.loads(status)["exit"]
-    else:
+    else:  # the server is gone: so is the job (parent-death signal); this covers a failed prctl
+        forward(signal.SIGKILL, None)
         print(f"anapart worker: lost the job process {pid} (the worker ended)", file=sys.stderr)
         code = 1
     sys.stdout.flush()
@@ -120,7 +137,11 @@ def gpu_present() -> bool:
 
 
 class Server:
-    """Accept jobs on a Unix socket; fork one child per job from the preloaded process."""
+    """Accept jobs on a Unix socket; fork one child per job from the preloaded process.
+
+    A failure while serving one job (a client gone before its reply, a failed fork, a full disk
+    for the stats) costs that job at most, never the server and the jobs it is running.
+    """
 
     def __init__(self, path: str, parent: int, stats: str | None = None, log=None):
         self.path, self.parent, self.stats, self.log = path, parent, stats, log or sys.stderr
@@ -150,28 +171,27 @@ class Server:
         signal.signal(signal.SIGCHLD, lambda *_: None)
         signal.signal(signal.SIGTERM, self._stop)
         signal.signal(signal.SIGINT, self._stop)
-        self.say(f"listening on {self.path} for Snakemake pid {self.parent}")
+        self.sel = selectors.DefaultSelector()
+        self.sel.register(srv, selectors.EVENT_READ, "accept")
+        self.sel.register(wake_r, selectors.EVENT_READ, "wake")
         self.fds = (srv, wake_r, wake_w)
+        self.say(f"listening on {self.path} for Snakemake pid {self.parent}")
         try:
             while not self.stopping and os.getppid() == self.parent:
-                conns = [j["conn"] for j in self.jobs.values()]
-                ready, _, _ = select.select([srv, wake_r, *conns], [], [], POLL_S)
-                if wake_r in ready:
-                    while True:
-                        try:
-                            if not os.read(wake_r, 512):
-                                break
-                        except BlockingIOError:
-                            break
+                for key, _ in self.sel.select(POLL_S):
+                    try:
+                        if key.data == "wake":
+                            _drain(wake_r)
+                        elif key.data == "accept":
+                            self._accept(srv)
+                        else:
+                            self._client_gone(key.fileobj)
+                    except Exception as e:  # one job's trouble, not the server's
+                        self.say(f"error serving a job: {e!r}")
                 self._reap()
-                if srv in ready:
-                    self._accept(srv)
-                for conn in ready:
-                    if conn in conns:
-                        self._client_gone(conn)
         finally:
             for pid in list(self.jobs):
-                os.kill(pid, signal.SIGTERM)
+                _kill(pid, signal.SIGTERM)
             srv.close()
             os.unlink(self.path)
             try:
@@ -185,33 +205,42 @@ class Server:
 
     def _accept(self, srv) -> None:
         conn, _ = srv.accept()
+        with_job = False
+        try:
+            with_job = self._start_job(conn)
+        finally:
+            if not with_job:
+                conn.close()  # the client runs the script itself
+
+    def _start_job(self, conn) -> bool:
         uid = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
         if int.from_bytes(uid[4:8], sys.byteorder) != os.getuid():
-            conn.close()  # another user: never run their code
-            return
+            return False  # another user: never run their code
+        msg, fds, _, _ = socket.recv_fds(conn, MAX_MESSAGE, 3)
         try:
-            msg, fds, _, _ = socket.recv_fds(conn, MAX_MESSAGE, 3)
             request = json.loads(msg)
-        except (OSError, ValueError) as e:
-            self.say(f"bad request: {e!r}")
-            conn.close()
-            return
-        if len(fds) != 3:
+            if len(fds) != 3 or request.get("interpreter") != interpreter():
+                return False  # another Python (a conda env, a container): not ours to run
+            sys.stdout.flush()
+            sys.stderr.flush()
+            server = os.getpid()
+            pid = os.fork()
+            if pid == 0:
+                code = 1
+                try:
+                    code = self._child(conn, request, fds, server)
+                finally:
+                    os._exit(code)
+        finally:
             for fd in fds:
                 os.close(fd)
-            conn.close()
-            return
-        pid = os.fork()
-        if pid == 0:
-            code = 1
-            try:
-                code = self._child(conn, request, fds)
-            finally:
-                os._exit(code)
-        for fd in fds:
-            os.close(fd)
         self.jobs[pid] = {"conn": conn, "request": request, "start": time.perf_counter()}
-        conn.send(json.dumps({"pid": pid}).encode())
+        self.sel.register(conn, selectors.EVENT_READ, "client")
+        try:
+            conn.send(json.dumps({"pid": pid}).encode())
+        except OSError:  # the client left before its reply: its job goes too (reaped as usual)
+            _kill(pid, signal.SIGKILL)
+        return True
 
     def _reap(self) -> None:
         while self.jobs:
@@ -225,12 +254,16 @@ class Server:
             if job is None:
                 continue
             code = exit_code(status)
+            _unregister(self.sel, job["conn"])
             try:
                 job["conn"].send(json.dumps({"exit": code}).encode())
             except OSError:
                 pass
             job["conn"].close()
-            self._record(pid, job, code, usage)
+            try:
+                self._record(pid, job, code, usage)
+            except OSError as e:
+                self.say(f"could not record job {pid}: {e!r}")
 
     def _client_gone(self, conn) -> None:
         """The waiting script process ended (killed by Snakemake): its job ends too."""
@@ -240,9 +273,10 @@ class Server:
             data = b""
         if data:
             return
+        _unregister(self.sel, conn)  # the connection is closed when the child is reaped
         for pid, job in self.jobs.items():
             if job["conn"] is conn:
-                os.kill(pid, signal.SIGKILL)
+                _kill(pid, signal.SIGKILL)
 
     def _record(self, pid: int, job: dict, code: int, usage) -> None:
         r = job["request"]
@@ -257,14 +291,16 @@ class Server:
                     fh.write("\t".join(STATS_COLUMNS) + "\n")
                 fh.write("\t".join(map(str, row)) + "\n")
 
-    def _child(self, conn, request: dict, fds: list[int]) -> int:
+    def _child(self, conn, request: dict, fds: list[int], server: int) -> int:
         """In the forked child: become the job's process, then run its script from the top."""
         global _in_worker
         _in_worker = True
+        _die_with(server)
         signal.set_wakeup_fd(-1)
-        for s in (signal.SIGCHLD, signal.SIGTERM, *SIGNALS):
+        for s in (signal.SIGCHLD, *SIGNALS):
             signal.signal(s, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
+        self.sel.close()
         for j in self.jobs.values():
             j["conn"].close()
         conn.close()
@@ -274,23 +310,57 @@ class Server:
         os.close(wake_w)
         for target, fd in enumerate(fds):
             os.dup2(fd, target)
-            os.close(fd)
+        for fd in fds:
+            if fd > 2:
+                os.close(fd)
         os.chdir(request["cwd"])
         os.environ.clear()
         os.environ.update(request["env"])
+        tempfile.tempdir = None  # the job's TMPDIR (Snakemake's tmpdir resource), not the server's
         sys.argv = list(request["argv"])
         script = request["script"]
         sys.path[0] = os.path.dirname(os.path.abspath(script))
         sys.stdin = open(0, closefd=False)
         sys.stdout = open(1, "w", buffering=1 if os.isatty(1) else -1, closefd=False)
-        sys.stderr = open(2, "w", buffering=1, closefd=False)
+        sys.stderr = open(2, "w", buffering=1, errors="backslashreplace", closefd=False)
         _match_threads(request["env"])
-        import random
-
-        random.seed()  # as a fresh process: not the server's state (anapart seeds what it uses)
-        if "numpy" in sys.modules:
-            sys.modules["numpy"].random.seed()
+        _reseed()
         return _run_script(script)
+
+
+def _die_with(server: int) -> None:
+    """The job dies with the server (no orphan writing outputs after Snakemake marked it failed)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != server:  # the server died between fork and prctl
+        os._exit(1)
+
+
+def _unregister(sel, conn) -> None:
+    try:
+        sel.unregister(conn)
+    except (KeyError, ValueError):
+        pass
+
+
+def _drain(fd: int) -> None:
+    while True:
+        try:
+            if not os.read(fd, 512):
+                return
+        except BlockingIOError:
+            return
+
+
+def _kill(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
 
 
 def _match_threads(env: dict) -> None:
@@ -308,9 +378,24 @@ def _match_threads(env: dict) -> None:
         pass
 
 
+def _reseed() -> None:
+    """Fresh random states, as a fresh process has (the server's would be shared by every job;
+    anapart seeds explicitly what its results depend on)."""
+    import random
+
+    random.seed()
+    if "numpy" in sys.modules:
+        sys.modules["numpy"].random.seed()
+    if "torch" in sys.modules:
+        sys.modules["torch"].seed()
+
+
 def _run_script(script: str) -> int:
+    """Run the script as ``python script`` would, exit handling included (threads, atexit)."""
+    import atexit
     import logging
     import runpy
+    import threading
 
     code = 0
     try:
@@ -323,10 +408,17 @@ def _run_script(script: str) -> int:
         else:
             print(e.code, file=sys.stderr)
             code = 1
+    except KeyboardInterrupt:
+        sys.excepthook(*sys.exc_info())
+        code = 128 + signal.SIGINT
     except BaseException:
         sys.excepthook(*sys.exc_info())  # the script's own hook (setup_logging: log + console)
         code = 1
     finally:
+        for t in threading.enumerate():
+            if t is not threading.current_thread() and not t.daemon:
+                t.join()
+        atexit._run_exitfuncs()
         logging.shutdown()
         for stream in (sys.stdout, sys.stderr, sys.__stderr__, sys.__stdout__):
             try:
@@ -349,6 +441,7 @@ class Handle:
                 self.proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
+                self.proc.wait()
         shutil.rmtree(self.folder, ignore_errors=True)
         os.environ.pop(ENV_VAR, None)
 
@@ -359,7 +452,7 @@ def start(log_dir: str | os.PathLike, preload=PRELOAD) -> Handle | None:
     Returns at once: the server preloads in the background and jobs started before it listens run
     in their own processes.
     """
-    if gpu_present():
+    if sys.platform != "linux" or gpu_present():
         return None
     log_dir = Path(log_dir)
     log_dir.mkdir(parents=True, exist_ok=True)
