@@ -6,6 +6,7 @@ costs no other job, and without a usable server the script simply runs in its ow
 import csv
 import json
 import os
+import selectors
 import signal
 import socket
 import subprocess
@@ -35,6 +36,7 @@ if mode == "report":
                       "x": os.environ.get("X"), "server_only": os.environ.get("SERVER_ONLY"),
                       "stdin": sys.stdin.readline().strip(), "path0": sys.path[0],
                       "tmp": tempfile.gettempdir(), "random": random.random(),
+                      "numpy_random": float(sys.modules["numpy"].random.random()) if "numpy" in sys.modules else None,
                       "torch_random": float(torch.rand(1)) if torch else None,
                       "torch_threads": torch.get_num_threads() if torch else None,
                       "preloaded": "torch" in sys.modules and "anapart.classify" not in sys.modules}))
@@ -45,6 +47,14 @@ if mode == "raise":
 if mode == "sleep":
     open(sys.argv[2], "w").write(str(os.getpid()))
     time.sleep(60)
+if mode == "executor":  # left running: the interpreter stops its workers at exit
+    from concurrent.futures import ThreadPoolExecutor
+    sys.test_pool = ThreadPoolExecutor(2)  # still referenced when the script ends
+    sys.test_pool.submit(time.sleep, 0.1)
+if mode == "undecodable":  # a Latin-1 folder name as os.listdir gives it under a UTF-8 locale
+    name = os.fsdecode(b"patient_M\\xfcller")
+    print(name)
+    print(name, file=sys.stderr)
 if mode == "exit_handling":  # what a fresh interpreter does at exit
     out = sys.argv[2]
     atexit.register(lambda: open(out + ".atexit", "w").write("ran"))
@@ -73,13 +83,13 @@ def alive(pid: int) -> bool:
         return False
 
 
-def start_server(folder: Path, preload: str = "json"):
+def start_server(folder: Path, preload: str = "json", stats: Path | None = None):
     """A server started the way ``worker.start`` starts it (one thread before the fork), plus a
     variable only it has."""
-    sock, stats = folder / "socket", folder / "jobs.tsv"
+    sock, stats = folder / "socket", stats or folder / "jobs.tsv"
     env = dict(os.environ, SERVER_ONLY="leaked", **{v: "1" for v in worker.THREAD_VARS})
     with open(folder / "server.log", "w") as log:
-        proc = popen_offline([sys.executable, "-m", "anapart.worker", str(sock), str(os.getpid()), str(stats),
+        proc = popen_offline([sys.executable, "-P", "-m", "anapart.worker", str(sock), str(os.getpid()), str(stats),
                               preload], env=env, stdout=log, stderr=log)
     assert wait_for(sock.exists, timeout=120), "server did not listen"
     return {"proc": proc, "socket": sock, "stats": stats}
@@ -93,7 +103,7 @@ def stop_server(server) -> None:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     # timm caches tempfile's folder at import: the job must still get its own TMPDIR
-    s = start_server(tmp_path_factory.mktemp("worker"), preload="json,torch,timm")
+    s = start_server(tmp_path_factory.mktemp("worker"), preload="json,numpy,torch,timm")
     yield s
     stop_server(s)
 
@@ -142,6 +152,7 @@ def test_each_job_gets_its_own_random_state(server, job):
     b, _ = report(job, client_env(server))
     assert a["ppid"] == b["ppid"] == server["proc"].pid
     assert a["random"] != b["random"] and a["torch_random"] != b["torch_random"]
+    assert a["numpy_random"] != b["numpy_random"]
 
 
 def test_an_exception_fails_the_job_with_its_traceback(server, job):
@@ -156,6 +167,19 @@ def test_exit_waits_for_threads_and_runs_atexit(server, job, tmp_path):
     proc = run_offline([sys.executable, str(job), "exit_handling", str(out)], env=client_env(server), timeout=60)
     assert proc.returncode == 0
     assert Path(f"{out}.thread").read_text() == "done" and Path(f"{out}.atexit").read_text() == "ran"
+
+
+def test_an_executor_left_running_does_not_hang_the_job(server, job):
+    proc = run_offline([sys.executable, str(job), "executor"], env=client_env(server), timeout=60)
+    assert proc.returncode == 0
+
+
+def test_undecodable_names_print_as_in_a_fresh_process(server, job):
+    runs = [run_offline([sys.executable, str(job), "undecodable"], env=env, capture_output=True, timeout=120)
+            for env in (client_env(server), {k: v for k, v in os.environ.items() if k != worker.ENV_VAR})]
+    assert [(r.returncode, r.stdout, r.stderr) for r in runs][0] == [(r.returncode, r.stdout, r.stderr)
+                                                                    for r in runs][1]
+    assert runs[0].returncode == 0 and runs[0].stdout.startswith(b"patient_M")
 
 
 def sleeping_job(server, job, tmp_path):
@@ -216,6 +240,47 @@ def test_a_bad_or_vanished_client_costs_no_other_job(server, job, tmp_path):
     report(job, client_env(server))  # and the server still serves
     client.terminate()
     client.wait(timeout=20)
+
+
+def test_a_failed_fork_refuses_the_client(monkeypatch, tmp_path):
+    """The client then runs its script itself; the server keeps nothing of it."""
+    server = worker.Server(str(tmp_path / "socket"), os.getpid())
+    server.sel = selectors.DefaultSelector()
+    client, conn = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    request = {"script": "job.py", "argv": [], "cwd": str(tmp_path), "env": {}, "interpreter": worker.interpreter()}
+    socket.send_fds(client, [json.dumps(request).encode()], [0, 1, 2])
+
+    def no_fork():
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(worker.os, "fork", no_fork)
+    with pytest.raises(BlockingIOError):  # logged by the server's loop, which goes on
+        server.serve(conn)
+    assert client.recv(100) == b""  # closed: the client runs its script itself
+    assert not server.jobs and not server.sel.get_map()
+
+
+def test_a_stats_file_that_cannot_be_written_costs_no_job(job, tmp_path):
+    stats = tmp_path / "stats_is_a_folder"
+    stats.mkdir()
+    own = start_server(tmp_path, stats=stats)
+    try:
+        for _ in range(2):
+            out, _ = report(job, client_env(own))
+            assert out["ppid"] == own["proc"].pid
+        assert wait_for(lambda: "could not record job" in (tmp_path / "server.log").read_text())
+    finally:
+        stop_server(own)
+
+
+def test_a_process_outside_the_run_is_not_served(server, job, tmp_path):
+    """Only jobs of the Snakemake run that started the server (its descendants): never a process
+    that inherited the socket's path some other way (e.g. an enclosing run with --no-hooks)."""
+    out = tmp_path / "out.json"
+    run_offline(["bash", "-c", f"(sleep 1; exec {sys.executable} {job} report < /dev/null > {out}) &"],
+                env=client_env(server), timeout=60)  # orphaned at once: no longer our descendant
+    assert wait_for(lambda: out.exists() and out.read_text().strip(), timeout=60)
+    assert json.loads(out.read_text())["ppid"] != server["proc"].pid
 
 
 @pytest.mark.parametrize("case", ["no server", "no variable", "another interpreter"])

@@ -15,7 +15,7 @@ before the fork, so code edits take effect as before; a script that cannot reach
 runs under another interpreter (conda, containers), runs in its own process, as before; cluster
 jobs, software-deployment runs and machines with NVIDIA devices (CUDA must not be initialised
 before a fork) never start it; the socket is private to the user (0700 folder, peer uid
-checked); a job ends with its script process and with the server, and the server ends with the
+checked) and serves only descendants of the Snakemake process that started it; a job ends with its script process and with the server, and the server ends with the
 Snakemake process that started it. What a job cannot get from the fork: environment variables
 that a library reads once at import (e.g. ``MPLBACKEND``, ``HF_HUB_OFFLINE``) keep the values
 Snakemake started with, and the string hash seed is the server's.
@@ -54,6 +54,7 @@ THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "GO
 SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2")
                 if hasattr(signal, n))
 MAX_MESSAGE = 1 << 20
+ACCEPT_TIMEOUT_S = 5.0
 POLL_S = 1.0
 STATS_COLUMNS = ("job", "wildcards", "pid", "wall_s", "cpu_s", "max_rss_mb", "exit")
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
@@ -188,6 +189,7 @@ class Server:
                             self._client_gone(key.fileobj)
                     except Exception as e:  # one job's trouble, not the server's
                         self.say(f"error serving a job: {e!r}")
+                        time.sleep(0.1)  # no busy loop on a lasting error (out of fds, say)
                 self._reap()
         finally:
             for pid in list(self.jobs):
@@ -205,26 +207,40 @@ class Server:
 
     def _accept(self, srv) -> None:
         conn, _ = srv.accept()
+        self.serve(conn)
+
+    def serve(self, conn) -> None:
+        """Start the job a client asks for, or close the connection (the client then runs its
+        script itself): for another user, a process outside this run, another interpreter, a bad
+        request, or a failure before the fork."""
         with_job = False
         try:
             with_job = self._start_job(conn)
         finally:
             if not with_job:
-                conn.close()  # the client runs the script itself
+                conn.close()
 
     def _start_job(self, conn) -> bool:
-        uid = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
-        if int.from_bytes(uid[4:8], sys.byteorder) != os.getuid():
-            return False  # another user: never run their code
+        cred = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
+        client, uid = (int.from_bytes(cred[i:i + 4], sys.byteorder) for i in (0, 4))
+        if uid != os.getuid() or not descends_from(client, self.parent):
+            return False  # another user, or not a job of the Snakemake run that started us
+        conn.settimeout(ACCEPT_TIMEOUT_S)  # a client that connects and sends nothing
         msg, fds, _, _ = socket.recv_fds(conn, MAX_MESSAGE, 3)
+        conn.settimeout(None)
         try:
             request = json.loads(msg)
             if len(fds) != 3 or request.get("interpreter") != interpreter():
                 return False  # another Python (a conda env, a container): not ours to run
-            sys.stdout.flush()
+            self.sel.register(conn, selectors.EVENT_READ, "client")  # before the fork: nothing can
+            sys.stdout.flush()  # fail between the fork and the job's registration
             sys.stderr.flush()
             server = os.getpid()
-            pid = os.fork()
+            try:
+                pid = os.fork()
+            except OSError:
+                _unregister(self.sel, conn)
+                raise
             if pid == 0:
                 code = 1
                 try:
@@ -235,7 +251,6 @@ class Server:
             for fd in fds:
                 os.close(fd)
         self.jobs[pid] = {"conn": conn, "request": request, "start": time.perf_counter()}
-        self.sel.register(conn, selectors.EVENT_READ, "client")
         try:
             conn.send(json.dumps({"pid": pid}).encode())
         except OSError:  # the client left before its reply: its job goes too (reaped as usual)
@@ -320,9 +335,12 @@ class Server:
         sys.argv = list(request["argv"])
         script = request["script"]
         sys.path[0] = os.path.dirname(os.path.abspath(script))
-        sys.stdin = open(0, closefd=False)
-        sys.stdout = open(1, "w", buffering=1 if os.isatty(1) else -1, closefd=False)
-        sys.stderr = open(2, "w", buffering=1, errors="backslashreplace", closefd=False)
+        # the streams as a fresh Python opens them (the server is one, same locale)
+        sys.stdin = open(0, encoding=sys.__stdin__.encoding, errors=sys.__stdin__.errors, closefd=False)
+        sys.stdout = open(1, "w", buffering=1 if os.isatty(1) else -1, encoding=sys.__stdout__.encoding,
+                          errors=sys.__stdout__.errors, closefd=False)
+        sys.stderr = open(2, "w", buffering=1, encoding=sys.__stderr__.encoding, errors=sys.__stderr__.errors,
+                          closefd=False)
         _match_threads(request["env"])
         _reseed()
         return _run_script(script)
@@ -338,6 +356,19 @@ def _die_with(server: int) -> None:
         pass
     if os.getppid() != server:  # the server died between fork and prctl
         os._exit(1)
+
+
+def descends_from(pid: int, ancestor: int) -> bool:
+    """``pid`` is ``ancestor`` or one of its descendants (a job of that Snakemake run)."""
+    while pid > 1:
+        if pid == ancestor:
+            return True
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            return False
+        pid = int(stat.rsplit(")", 1)[1].split()[1])  # the field after the state: the parent
+    return False
 
 
 def _unregister(sel, conn) -> None:
@@ -415,9 +446,7 @@ def _run_script(script: str) -> int:
         sys.excepthook(*sys.exc_info())  # the script's own hook (setup_logging: log + console)
         code = 1
     finally:
-        for t in threading.enumerate():
-            if t is not threading.current_thread() and not t.daemon:
-                t.join()
+        threading._shutdown()  # what the interpreter does at exit: executors stopped, threads joined
         atexit._run_exitfuncs()
         logging.shutdown()
         for stream in (sys.stdout, sys.stderr, sys.__stderr__, sys.__stdout__):
@@ -462,7 +491,7 @@ def start(log_dir: str | os.PathLike, preload=PRELOAD) -> Handle | None:
     env.pop(ENV_VAR, None)
     with open(log_dir / "server.log", "a") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "anapart.worker", path, str(os.getpid()), str(log_dir / "jobs.tsv"),
+            [sys.executable, "-P", "-m", "anapart.worker", path, str(os.getpid()), str(log_dir / "jobs.tsv"),
              ",".join(preload)],
             stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, start_new_session=True,
         )
