@@ -87,7 +87,7 @@ def start_server(folder: Path, preload: str = "json", stats: Path | None = None)
     """A server started the way ``worker.start`` starts it (one thread before the fork), plus a
     variable only it has."""
     sock, stats = folder / "socket", stats or folder / "jobs.tsv"
-    env = dict(os.environ, SERVER_ONLY="leaked", **{v: "1" for v in worker.THREAD_VARS})
+    env = worker.server_env(SERVER_ONLY="leaked")
     with open(folder / "server.log", "w") as log:
         proc = popen_offline([sys.executable, "-P", "-m", "anapart.worker", str(sock), str(os.getpid()), str(stats),
                               preload], env=env, stdout=log, stderr=log)

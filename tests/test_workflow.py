@@ -49,10 +49,9 @@ def user_cohort_config(path: Path, data: Path, masks: bool = True, salt: str = "
     return path
 
 
-def snakemake(cwd: Path, *args: str, extra_config: Path | None = None, env: dict | None = None
-              ) -> subprocess.CompletedProcess:
+def snakemake(cwd: Path, *args: str, extra_config: Path | None = None) -> subprocess.CompletedProcess:
     proc = run_offline(snakemake_cmd(*args, extra_config=extra_config), cwd=cwd, capture_output=True, text=True,
-                       timeout=600, env=env)
+                       timeout=600)
     if proc.returncode != 0:
         logs = "\n".join(f"--- {p}\n{p.read_text()}" for p in sorted((cwd / "logs").glob("*.log")))
         pytest.fail(f"snakemake {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}\n{logs}")
@@ -271,14 +270,14 @@ def test_classifier_contracts_and_tables(built):
     assert one["delta_aauc"] == pytest.approx(a["seg112"] - a["full"], abs=1e-3)
 
 
-def worker_jobs(wd: Path) -> list[str]:
-    """``rule wildcards`` of every job the warm worker ran in this folder (all runs), each exit 0."""
+def worker_jobs(wd: Path) -> list[dict]:
+    """The rows of every job the warm worker ran in this folder (all runs), each exit 0."""
     if not (wd / "logs/worker/jobs.tsv").exists():
         return []
     with open(wd / "logs/worker/jobs.tsv") as fh:
         rows = list(csv.DictReader(fh, delimiter="\t"))
     assert all(r["exit"] == "0" for r in rows), rows
-    return [f"{r['job']} {r['wildcards']}" for r in rows]
+    return rows
 
 
 def test_rerunning_one_model_rebuilds_only_it_and_its_tables(built):
@@ -287,8 +286,8 @@ def test_rerunning_one_model_rebuilds_only_it_and_its_tables(built):
     target = "results/tables/anova.csv"
     # a model the warm worker trained, to be retrained without it (jobs that start before it has
     # loaded run in their own process; machines with NVIDIA devices start no worker)
-    in_worker = [dict(kv.split("=") for kv in j.split(" ", 1)[1].split(","))
-                 for j in worker_jobs(built) if j.startswith("classify_train ")]
+    in_worker = [dict(kv.split("=") for kv in r["wildcards"].split(","))
+                 for r in worker_jobs(built) if r["job"] == "classify_train"]
     assert worker_jobs(built) or worker.gpu_present(), "the warm worker ran no job of the built runs"
     # a 50% model: nothing but the tables reads it (the CAM test reads the 100% models' predictions,
     # which this test alters), so the planned and changed sets below hold for any of them

@@ -457,6 +457,11 @@ def _run_script(script: str) -> int:
     return code
 
 
+def server_env(**extra: str) -> dict:
+    """The server's environment: one thread per library, so no thread pool exists before a fork."""
+    return dict(os.environ, **{v: "1" for v in THREAD_VARS}, **extra)
+
+
 class Handle:
     """The Snakefile's view of a started server."""
 
@@ -487,7 +492,7 @@ def start(log_dir: str | os.PathLike, preload=PRELOAD) -> Handle | None:
     log_dir.mkdir(parents=True, exist_ok=True)
     folder = tempfile.mkdtemp(prefix="anapart-worker-")  # 0700: private to this user
     path = os.path.join(folder, "socket")
-    env = dict(os.environ, **{v: "1" for v in THREAD_VARS})  # no thread pools before the fork
+    env = server_env()
     env.pop(ENV_VAR, None)
     with open(log_dir / "server.log", "a") as log:
         proc = subprocess.Popen(
