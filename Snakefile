@@ -16,6 +16,7 @@ report: "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/worker.smk"
 include: "workflow/rules/weights.smk"
 include: "workflow/rules/synthetic.smk"
 include: "workflow/rules/cohort.smk"
@@ -24,11 +25,11 @@ include: "workflow/rules/crop.smk"
 include: "workflow/rules/classify.smk"
 include: "workflow/rules/stats.smk"
 include: "workflow/rules/cam.smk"
-include: "workflow/rules/patches.smk"
+include: "workflow/rules/staging_patches.smk"
 include: "workflow/rules/staging_split.smk"
 include: "workflow/rules/staging_train.smk"
-include: "workflow/rules/radiomics.smk"
-include: "workflow/rules/ensemble.smk"
+include: "workflow/rules/staging_radiomics.smk"
+include: "workflow/rules/staging_ensemble.smk"
 include: "workflow/rules/staging_cam.smk"
 include: "workflow/rules/checklist.smk"
 
@@ -50,7 +51,7 @@ rule all:
         "results/checklist.csv",
         external_targets(),
         staging_targets(),
-        (["results/tables/cam_agreement.csv"] if config["cam"]["reviewers_dir"] else []),
+        (["results/tables/cam_agreement.csv"] if on("cam.reviewers") else []),
 
 
 onstart:

@@ -1,4 +1,4 @@
-"""Benchmark: time and peak memory of the CAM mixed model (anapart.cam_stats.mixed_tests) at paper scale.
+"""Benchmark: time and peak memory of the CAM mixed model (anapart.metrics.cam_stats.mixed_tests) at paper scale.
 
 Study A scored 31,728 Grad-CAM maps: 4 networks x 3 formats at 100%, about 600 test patients.
 This simulates per-slice scores of that shape (every model scores about 2,640 slices, ~4.4 per
@@ -20,8 +20,8 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from anapart.cam_stats import TESTED, mixed_tests
-from anapart.stats import format_pairs
+from anapart.metrics.cam_stats import TESTED, mixed_tests
+from anapart.metrics.stats import format_pairs
 
 
 def simulate(patients: int, slices: int, nets: int, seed: int = 0) -> pd.DataFrame:

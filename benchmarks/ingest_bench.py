@@ -34,7 +34,7 @@ import json, resource, sys
 from pathlib import Path
 import yaml
 from anapart.cohort import SeriesRule
-from anapart.preflight import ingest
+from anapart.cohort.preflight import ingest
 from anapart import CLASSES
 dicom, labels, out, field, config = sys.argv[1:6]
 rule = SeriesRule.from_config(yaml.safe_load(open(config))["cohort"]["series"])

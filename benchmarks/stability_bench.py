@@ -34,8 +34,8 @@ WORKER = r"""
 import json, sys, time
 import pandas as pd, torch, yaml
 from pathlib import Path
-from anapart.classify import train_classifier, predict_probabilities
-from anapart.evaluate import auc_per_class, aauc
+from anapart.partition.classify import train_classifier, predict_probabilities
+from anapart.metrics.evaluate import auc_per_class, aauc
 wd, net, fmt, frac, seed, threads, out = sys.argv[1:8]
 torch.set_num_threads(int(threads))
 from snakemake.utils import update_config

@@ -1,6 +1,6 @@
 """Classifier training: our loop vs a bare PyTorch loop, and our data path vs decoding DICOM.
 
-1. Training step: ``anapart.training.fit`` fed by ``CropData`` (memory-mapped store, resize,
+1. Training step: ``anapart.learn.training.fit`` fed by ``CropData`` (memory-mapped store, resize,
    normalisation) against a bare ``for x, y in batches: zero_grad/forward/backward/step`` loop over
    the same model architecture and the same tensors already in memory. Target: <= 1.10x the bare
    loop's time per image.
@@ -28,12 +28,15 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from anapart import CLASSES, dicom_io, dicom_scan, training  # noqa: E402
-from anapart.classify import CropData, build_classifier  # noqa: E402
-from anapart.preflight import ingest  # noqa: E402
-from anapart.store import intensity_window, normalise, to_field  # noqa: E402
+from anapart import CLASSES
+from anapart.io import dicom as dicom_io, dicom_scan
+from anapart.learn import training
+from anapart.learn.data import CropData
+from anapart.partition.classify import build_classifier
+from anapart.cohort.preflight import ingest  # noqa: E402
+from anapart.io.store import intensity_window, normalise, to_field  # noqa: E402
 from anapart.synthetic.partition import SyntheticConfig, generate  # noqa: E402
-from anapart.cohort import SeriesRule  # noqa: E402
+from anapart.cohort.series import SeriesRule  # noqa: E402
 
 # the demo's intensity window (cohort.intensity_percentiles), for decoding straight from DICOM
 PERCENTILES = tuple(yaml.safe_load((REPO / "config" / "config.yaml").read_text())["cohort"]["intensity_percentiles"])

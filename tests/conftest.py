@@ -32,45 +32,9 @@ socket.socket.connect = _loopback_only
 # environment that keeps them off the network instead (:func:`offline_env`): hubs told to stay
 # offline, and every HTTP(S) client pointed at a proxy on a local port that is bound but never
 # listens, so a request is refused at once. No host is exempt (NO_PROXY empty), loopback included.
-_NO_PROXY_HERE = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-_NO_PROXY_HERE.bind(("127.0.0.1", 0))  # held for the session: the port stays ours and closed
-BLOCKED_PROXY = f"http://127.0.0.1:{_NO_PROXY_HERE.getsockname()[1]}"
-OFFLINE = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
-           **{k: BLOCKED_PROXY for k in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy",
-                                         "all_proxy")},
-           "NO_PROXY": "", "no_proxy": ""}
-
-
-def offline_env(extra: dict | None = None) -> dict:
-    """This process's environment with :data:`OFFLINE` over it (and ``extra`` over that)."""
-    return {**os.environ, **OFFLINE, **(extra or {})}
-
-
-def run_offline(cmd, **kw):
-    """``subprocess.run`` with :func:`offline_env` (``env=`` adds to it): every Snakemake run of the tests."""
-    import subprocess
-
-    return subprocess.run(cmd, env=offline_env(kw.pop("env", None)), **kw)
-
-
-def popen_offline(cmd, **kw):
-    """``subprocess.Popen`` with :func:`offline_env`, for processes a test must signal or watch."""
-    import subprocess
-
-    return subprocess.Popen(cmd, env=offline_env(kw.pop("env", None)), **kw)
-
-from anapart import CLASSES
-from anapart.synthetic.partition import SyntheticConfig, generate
-
-REPO = Path(__file__).resolve().parents[1]
-
-TINY = dict(
-    seed=11,
-    patients={"NPC": 2, "LH": 1, "lymphoma": 1, "chordoma": 1, "craniopharyngioma": 1, "normal": 2},
-    slices_per_patient=6,
-    matrix=48,
-    region_annotated_fraction=1.0,
-)
+from anapart import CLASSES  # noqa: E402
+from anapart.synthetic.partition import SyntheticConfig, generate  # noqa: E402
+from support.common import TINY, percentiles, series_rule, store_paths  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -88,33 +52,10 @@ def cohort(tiny_cohort_master, tmp_path) -> Path:
     return dst
 
 
-def demo_config() -> dict:
-    import yaml
-
-    return yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-
-
-def percentiles() -> tuple[float, float]:
-    """The demo configuration's intensity window percentiles (cohort.intensity_percentiles)."""
-    return tuple(demo_config()["cohort"]["intensity_percentiles"])
-
-
-def series_rule():
-    """Study A's series rule of the demo configuration (the defaults a user gets)."""
-    from anapart.cohort import SeriesRule
-
-    return SeriesRule.from_config(demo_config()["cohort"]["series"])
-
-
-def store_paths(out: Path) -> dict:
-    return {k: out / f for k, f in
-            (("images", "images.npy"), ("masks", "masks.npy"), ("manifest", "manifest.csv"), ("report", "ingest.json"))}
-
-
 @pytest.fixture
 def run_ingest(tmp_path):
-    """Call anapart.preflight.ingest on a cohort folder with test defaults; returns (report, out dir)."""
-    from anapart.preflight import ingest
+    """Call anapart.cohort.preflight.ingest on a cohort folder with test defaults; returns (report, out dir)."""
+    from anapart.cohort.preflight import ingest
 
     def _run(cohort_dir: Path, field: int = 32, mask_dir="default", **kw):
         out = tmp_path / "results" / "cohort"

@@ -74,7 +74,7 @@ rule cam_stats:
         "../scripts/cam_stats.py"
 
 
-if config["cam"]["reviewers_dir"]:
+if on("cam.reviewers"):
 
     rule cam_agreement:
         input:

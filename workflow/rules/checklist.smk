@@ -1,8 +1,8 @@
 # The reporting checklist (TRIPOD+AI / CLAIM): each item answered from this run's files.
-from anapart import checklist as CL
+from anapart.report import checklist as CL
 
 CHECKLIST_INPUTS = CL.flat(
-    CL.input_paths(fractions=FRACTIONS, external=EXTERNAL_ON, staging=STAGING_ON)
+    CL.input_paths(fractions=FRACTIONS, external=on("external"), staging=on("staging"))
 )
 
 

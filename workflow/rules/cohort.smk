@@ -90,7 +90,7 @@ rule split:
 # The external test cohort: the same preflight and ingest (same code, field and intensity
 # scaling) into its own store, with "E" pseudonyms. Its preflight reads the main cohort's plan
 # and refuses a patient (PatientID) who is in both cohorts.
-if EXTERNAL_ON:
+if on("external"):
 
     use rule cohort_check as cohort_check_external with:
         input:

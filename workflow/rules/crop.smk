@@ -40,7 +40,7 @@ rule crops:
 
 # The external cohort is cropped by the same selected segmentation model; an empty prediction
 # falls back to the main cohort's training prior (as for any slice), never to external masks.
-if EXTERNAL_ON:
+if on("external"):
 
     use rule crops as crops_external with:
         input:

@@ -1,4 +1,4 @@
-# Study B's Grad-CAM examples (anapart.cam.staging_cam_examples, the paper's Fig. 7).
+# Study B's Grad-CAM examples (anapart.staging.cam.staging_cam_examples, the paper's Fig. 7).
 
 
 rule staging_cam:

@@ -1,4 +1,4 @@
-# Study B's patient-level 4:1 split of the patches (anapart.split.split_staging).
+# Study B's patient-level 4:1 split of the patches (anapart.cohort.split.split_staging).
 
 
 rule staging_split:

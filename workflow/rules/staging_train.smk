@@ -1,4 +1,4 @@
-# Study B, stage one (anapart.staging_models): each single model trained on the training patches,
+# Study B, stage one (anapart.staging.models): each single model trained on the training patches,
 # its test-patch probabilities out; the ablation arm reuses the rule on the other preprocessing.
 
 

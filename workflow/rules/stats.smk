@@ -141,7 +141,7 @@ rule calibration:
         "../scripts/calibration.py"
 
 
-if EXTERNAL_ON:
+if on("external"):
 
     rule auc_external:
         input:

@@ -21,7 +21,7 @@ rule synthetic_cohort:
 
 
 # The demo's external site: a second, smaller synthetic cohort "from another scanner".
-if EXTERNAL_ON and EXTERNAL["source"] == "synthetic":
+if on("external") and EXTERNAL["source"] == "synthetic":
 
     use rule synthetic_cohort as synthetic_external with:
         output:

@@ -1,12 +1,12 @@
-"""Glue: ANOVA and post-hoc tests of per-class AUCs (logic in anapart.stats)."""
-from anapart.worker import delegate
+"""Glue: ANOVA and post-hoc tests of per-class AUCs (logic in anapart.metrics.stats)."""
+from anapart.runtime.worker import delegate
 
-delegate()  # a local run continues in the warm worker (libraries imported once: anapart.worker)
+delegate()  # a local run continues in the warm worker (libraries imported once: anapart.runtime.worker)
 
 import pandas as pd
 
-from anapart.files import setup_logging, write_csv
-from anapart.stats import anova_tables, auc_long
+from anapart.io.files import setup_logging, write_csv
+from anapart.metrics.stats import anova_tables, auc_long
 
 log = setup_logging(snakemake.log[0])
 long = auc_long(pd.read_csv(snakemake.input[0]), snakemake.params.classes)

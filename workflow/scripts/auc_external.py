@@ -1,12 +1,12 @@
 """Glue: every classifier on the external cohort vs its internal test set, and the figure
-(logic in anapart.external)."""
-from anapart.worker import delegate
+(logic in anapart.partition.external)."""
+from anapart.runtime.worker import delegate
 
-delegate()  # a local run continues in the warm worker (libraries imported once: anapart.worker)
+delegate()  # a local run continues in the warm worker (libraries imported once: anapart.runtime.worker)
 
-from anapart.evaluate import read_model_metrics
-from anapart.external import external_figure, external_table
-from anapart.files import setup_logging, write_csv
+from anapart.metrics.evaluate import read_model_metrics
+from anapart.partition.external import external_figure, external_table
+from anapart.io.files import setup_logging, write_csv
 
 log = setup_logging(snakemake.log[0])
 table = external_table(read_model_metrics(snakemake.input), snakemake.params.classes)

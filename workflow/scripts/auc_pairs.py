@@ -1,12 +1,12 @@
-"""Glue: paired ΔaAUC between formats per network and fraction (logic in anapart.stats/evaluate)."""
-from anapart.worker import delegate
+"""Glue: paired ΔaAUC between formats per network and fraction (logic in anapart.metrics.stats/evaluate)."""
+from anapart.runtime.worker import delegate
 
-delegate()  # a local run continues in the warm worker (libraries imported once: anapart.worker)
+delegate()  # a local run continues in the warm worker (libraries imported once: anapart.runtime.worker)
 
 import pandas as pd
 
-from anapart.files import setup_logging, write_csv
-from anapart.stats import auc_pairs, read_model_tables
+from anapart.io.files import setup_logging, write_csv
+from anapart.metrics.stats import auc_pairs, read_model_tables
 
 log = setup_logging(snakemake.log[0])
 ev = snakemake.params.evaluate

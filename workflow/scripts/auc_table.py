@@ -1,11 +1,11 @@
-"""Glue: the table of all classifiers, the paper's group numbers and the bar chart (logic in anapart.stats)."""
-from anapart.worker import delegate
+"""Glue: the table of all classifiers, the paper's group numbers and the bar chart (logic in anapart.metrics.stats)."""
+from anapart.runtime.worker import delegate
 
-delegate()  # a local run continues in the warm worker (libraries imported once: anapart.worker)
+delegate()  # a local run continues in the warm worker (libraries imported once: anapart.runtime.worker)
 
-from anapart.evaluate import read_model_metrics
-from anapart.files import setup_logging, write_csv
-from anapart.stats import auc_groups, bar_chart, model_table
+from anapart.metrics.evaluate import read_model_metrics
+from anapart.io.files import setup_logging, write_csv
+from anapart.metrics.stats import auc_groups, bar_chart, model_table
 
 log = setup_logging(snakemake.log[0])
 table = model_table(read_model_metrics(snakemake.input), snakemake.params.classes)

@@ -1,15 +1,15 @@
 """Glue: the calibration table of all classifiers and one reliability diagram per image format
 (panels: training fractions, internal test and external cohort; a curve per network).
-Logic in anapart.calibration."""
-from anapart.worker import delegate
+Logic in anapart.metrics.calibration."""
+from anapart.runtime.worker import delegate
 
-delegate()  # a local run continues in the warm worker (libraries imported once: anapart.worker)
+delegate()  # a local run continues in the warm worker (libraries imported once: anapart.runtime.worker)
 
 import pandas as pd
 
-from anapart.calibration import calibration_table, reliability_figure, top_label, with_labels
-from anapart.evaluate import probabilities, read_model_metrics
-from anapart.files import setup_logging, write_csv
+from anapart.metrics.calibration import calibration_table, reliability_figure, top_label, with_labels
+from anapart.metrics.evaluate import probabilities, read_model_metrics
+from anapart.io.files import setup_logging, write_csv
 
 setup_logging(snakemake.log[0])
 classes, n_bins = snakemake.params.classes, snakemake.params.bins

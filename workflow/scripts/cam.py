@@ -1,13 +1,13 @@
-"""Glue: Grad-CAM maps and scores of one model (logic in anapart.cam)."""
-from anapart.worker import delegate
+"""Glue: Grad-CAM maps and scores of one model (logic in anapart.partition.cam)."""
+from anapart.runtime.worker import delegate
 
-delegate()  # a local run continues in the warm worker (libraries imported once: anapart.worker)
+delegate()  # a local run continues in the warm worker (libraries imported once: anapart.runtime.worker)
 
 from pathlib import Path
 
-from anapart.cam import cam_scores, overlay_figure
-from anapart.files import setup_logging, write_csv
-from anapart.training import set_threads
+from anapart.partition.cam import cam_scores, overlay_figure
+from anapart.io.files import setup_logging, write_csv
+from anapart.learn.training import set_threads
 
 log = setup_logging(snakemake.log[0])
 set_threads(snakemake.threads)

@@ -1,13 +1,13 @@
-"""Glue: agreement of human CAM scores with each other and with the automatic score (anapart.cam_stats)."""
-from anapart.worker import delegate
+"""Glue: agreement of human CAM scores with each other and with the automatic score (anapart.metrics.cam_stats)."""
+from anapart.runtime.worker import delegate
 
-delegate()  # a local run continues in the warm worker (libraries imported once: anapart.worker)
+delegate()  # a local run continues in the warm worker (libraries imported once: anapart.runtime.worker)
 
 import pandas as pd
 
-from anapart.cam_stats import agreement, read_reviewer_scores
-from anapart.stats import read_model_tables
-from anapart.files import setup_logging, write_csv
+from anapart.metrics.cam_stats import agreement, read_reviewer_scores
+from anapart.metrics.stats import read_model_tables
+from anapart.io.files import setup_logging, write_csv
 
 log = setup_logging(snakemake.log[0])
 frames = [

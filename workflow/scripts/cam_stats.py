@@ -1,13 +1,13 @@
-"""Glue: CAM score summary per model and the format tests, each labelled with its unit (logic in anapart.cam_stats)."""
-from anapart.worker import delegate
+"""Glue: CAM score summary per model and the format tests, each labelled with its unit (logic in anapart.metrics.cam_stats)."""
+from anapart.runtime.worker import delegate
 
-delegate()  # a local run continues in the warm worker (libraries imported once: anapart.worker)
+delegate()  # a local run continues in the warm worker (libraries imported once: anapart.runtime.worker)
 
 import pandas as pd
 
-from anapart.cam_stats import cam_tests, summarize
-from anapart.files import setup_logging, write_csv
-from anapart.stats import read_model_tables
+from anapart.metrics.cam_stats import cam_tests, summarize
+from anapart.io.files import setup_logging, write_csv
+from anapart.metrics.stats import read_model_tables
 
 log = setup_logging(snakemake.log[0])
 scores = read_model_tables(snakemake.input.scores)

@@ -1,10 +1,10 @@
-"""Glue: the reporting checklist from the run's files (logic in anapart.checklist)."""
-from anapart.worker import delegate
+"""Glue: the reporting checklist from the run's files (logic in anapart.report.checklist)."""
+from anapart.runtime.worker import delegate
 
-delegate()  # a local run continues in the warm worker (libraries imported once: anapart.worker)
+delegate()  # a local run continues in the warm worker (libraries imported once: anapart.runtime.worker)
 
-from anapart.checklist import build, unflat
-from anapart.files import setup_logging, write_csv
+from anapart.report.checklist import build, unflat
+from anapart.io.files import setup_logging, write_csv
 
 log = setup_logging(snakemake.log[0])
 table = build(unflat(dict(snakemake.input.items())), snakemake.params.config)

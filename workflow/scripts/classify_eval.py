@@ -1,15 +1,15 @@
 """Glue: AUC and calibration metrics and the ROC figure of one classifier's test predictions, and
-the same metrics on the external cohort where there is one (logic in anapart.evaluate, anapart.calibration)."""
-from anapart.worker import delegate
+the same metrics on the external cohort where there is one (logic in anapart.metrics.evaluate, anapart.metrics.calibration)."""
+from anapart.runtime.worker import delegate
 
-delegate()  # a local run continues in the warm worker (libraries imported once: anapart.worker)
+delegate()  # a local run continues in the warm worker (libraries imported once: anapart.runtime.worker)
 
 import pandas as pd
 
-from anapart.calibration import calibration_metrics, with_labels
-from anapart.evaluate import evaluate_predictions, probabilities, roc_figure, write_metrics
-from anapart.split import patient_groups
-from anapart.files import setup_logging
+from anapart.metrics.calibration import calibration_metrics, with_labels
+from anapart.metrics.evaluate import evaluate_predictions, probabilities, roc_figure, write_metrics
+from anapart.cohort.split import patient_groups
+from anapart.io.files import setup_logging
 
 log = setup_logging(snakemake.log[0])
 ev, classes = snakemake.params.evaluate, snakemake.params.classes

@@ -1,19 +1,19 @@
-"""Glue: train one classifier and predict the test cohort (logic in anapart.classify).
+"""Glue: train one classifier and predict the test cohort (logic in anapart.partition.classify).
 
 With an external cohort, its crops are predicted after the model is saved (prediction only, no
 labels: scoring joins them from the external manifest).
 """
-from anapart.worker import delegate
+from anapart.runtime.worker import delegate
 
-delegate()  # a local run continues in the warm worker (libraries imported once: anapart.worker)
+delegate()  # a local run continues in the warm worker (libraries imported once: anapart.runtime.worker)
 
 from pathlib import Path
 
 import pandas as pd
 
-from anapart.classify import predict_probabilities, train_classifier
-from anapart.files import setup_logging, write_csv
-from anapart.training import set_threads
+from anapart.partition.classify import predict_probabilities, train_classifier
+from anapart.io.files import setup_logging, write_csv
+from anapart.learn.training import set_threads
 
 log = setup_logging(snakemake.log[0])
 set_threads(snakemake.threads)

@@ -1,18 +1,21 @@
-"""Glue: the cohort preflight; lists every problem, then fails (logic in anapart.preflight).
+"""Glue: the cohort preflight; lists every problem, then fails (logic in anapart.cohort.preflight).
 
 For the external test cohort (params.external) the pseudonyms are E..., and every PatientID of the
 main cohort's plan (input main_plan) is a problem: an external patient must never be a development one.
 """
-from anapart.worker import delegate
+from anapart.runtime.worker import delegate
 
-delegate()  # a local run continues in the warm worker (libraries imported once: anapart.worker)
+delegate()  # a local run continues in the warm worker (libraries imported once: anapart.runtime.worker)
 
 from pathlib import Path
 
-from anapart.cohort import EXTERNAL_PREFIX, IngestError, problems_message, PSEUDONYM_PREFIX, SeriesRule
-from anapart.preflight import check_cohort, log_check, read_plan, write_check
-from anapart.dicom_scan import FrameRule
-from anapart.files import setup_logging, write_csv
+from anapart.cohort.pseudonyms import EXTERNAL_PREFIX, PSEUDONYM_PREFIX
+from anapart.io.errors import IngestError
+from anapart.cohort.problems import problems_message
+from anapart.cohort.series import SeriesRule
+from anapart.cohort.preflight import check_cohort, log_check, read_plan, write_check
+from anapart.io.dicom_scan import FrameRule
+from anapart.io.files import setup_logging, write_csv
 
 setup_logging(snakemake.log[0])
 p, c = snakemake.params.paths, snakemake.params.cohort

@@ -3,18 +3,18 @@
 For the external cohort (input training_manifest: the main store) the fallback centre is the main
 cohort's training prior.
 """
-from anapart.worker import delegate
+from anapart.runtime.worker import delegate
 
-delegate()  # a local run continues in the warm worker (libraries imported once: anapart.worker)
+delegate()  # a local run continues in the warm worker (libraries imported once: anapart.runtime.worker)
 
 import json
 from pathlib import Path
 
-from anapart.store import load_store
-from anapart.crop import make_crops
-from anapart.files import setup_logging
-from anapart.segment import build_model, predict_regions
-from anapart.training import load_model, set_threads
+from anapart.io.store import load_store
+from anapart.partition.crop import make_crops
+from anapart.io.files import setup_logging
+from anapart.partition.segment import build_model, predict_regions
+from anapart.learn.training import load_model, set_threads
 
 log = setup_logging(snakemake.log[0])
 set_threads(snakemake.threads)

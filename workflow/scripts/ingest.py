@@ -1,10 +1,10 @@
-"""Glue: ingest the cohort the preflight planned into results/cohort (logic in anapart.preflight)."""
-from anapart.worker import delegate
+"""Glue: ingest the cohort the preflight planned into results/cohort (logic in anapart.cohort.preflight)."""
+from anapart.runtime.worker import delegate
 
-delegate()  # a local run continues in the warm worker (libraries imported once: anapart.worker)
+delegate()  # a local run continues in the warm worker (libraries imported once: anapart.runtime.worker)
 
-from anapart.preflight import ingest_plan
-from anapart.files import setup_logging
+from anapart.cohort.preflight import ingest_plan
+from anapart.io.files import setup_logging
 
 setup_logging(snakemake.log[0])
 c = snakemake.params.cohort

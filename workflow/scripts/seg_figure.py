@@ -1,12 +1,12 @@
-"""Glue: the segmentation QC figure (logic in anapart.segment.qc_figure)."""
-from anapart.worker import delegate
+"""Glue: the segmentation QC figure (logic in anapart.partition.segment.qc_figure)."""
+from anapart.runtime.worker import delegate
 
-delegate()  # a local run continues in the warm worker (libraries imported once: anapart.worker)
+delegate()  # a local run continues in the warm worker (libraries imported once: anapart.runtime.worker)
 
 from pathlib import Path
 
-from anapart.files import setup_logging
-from anapart.segment import qc_figure
+from anapart.io.files import setup_logging
+from anapart.partition.segment import qc_figure
 
 setup_logging(snakemake.log[0])
 qc_figure(

@@ -1,13 +1,13 @@
-"""Glue: pick the segmentation model with the better held-out Dice (logic in anapart.segment)."""
-from anapart.worker import delegate
+"""Glue: pick the segmentation model with the better held-out Dice (logic in anapart.partition.segment)."""
+from anapart.runtime.worker import delegate
 
-delegate()  # a local run continues in the warm worker (libraries imported once: anapart.worker)
+delegate()  # a local run continues in the warm worker (libraries imported once: anapart.runtime.worker)
 
 import json
 from pathlib import Path
 
-from anapart.files import setup_logging, write_text
-from anapart.segment import select
+from anapart.io.files import setup_logging, write_text
+from anapart.partition.segment import select
 
 log = setup_logging(snakemake.log[0])
 metrics = {Path(p).parent.name: json.loads(Path(p).read_text()) for p in snakemake.input}

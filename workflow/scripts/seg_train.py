@@ -1,13 +1,13 @@
-"""Glue: train one segmentation model and score it on held-out slices (logic in anapart.segment)."""
-from anapart.worker import delegate
+"""Glue: train one segmentation model and score it on held-out slices (logic in anapart.partition.segment)."""
+from anapart.runtime.worker import delegate
 
-delegate()  # a local run continues in the warm worker (libraries imported once: anapart.worker)
+delegate()  # a local run continues in the warm worker (libraries imported once: anapart.runtime.worker)
 
 from pathlib import Path
 
-from anapart.files import setup_logging
-from anapart.segment import train_segmenter
-from anapart.training import set_threads
+from anapart.io.files import setup_logging
+from anapart.partition.segment import train_segmenter
+from anapart.learn.training import set_threads
 
 setup_logging(snakemake.log[0])
 set_threads(snakemake.threads)

@@ -1,12 +1,12 @@
-"""Glue: patient-level split, validation patients and nested training subsets (logic in anapart.split)."""
-from anapart.worker import delegate
+"""Glue: patient-level split, validation patients and nested training subsets (logic in anapart.cohort.split)."""
+from anapart.runtime.worker import delegate
 
-delegate()  # a local run continues in the warm worker (libraries imported once: anapart.worker)
+delegate()  # a local run continues in the warm worker (libraries imported once: anapart.runtime.worker)
 
 import pandas as pd
 
-from anapart.split import make_split
-from anapart.files import setup_logging
+from anapart.cohort.split import make_split
+from anapart.io.files import setup_logging
 
 setup_logging(snakemake.log[0])
 s = snakemake.params.split

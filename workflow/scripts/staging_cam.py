@@ -1,14 +1,14 @@
-"""Glue: Grad-CAM heatmaps of one staging model on its test patches (logic in anapart.cam)."""
-from anapart.worker import delegate
+"""Glue: Grad-CAM heatmaps of one staging model on its test patches (logic in anapart.partition.cam)."""
+from anapart.runtime.worker import delegate
 
-delegate()  # a local run continues in the warm worker (libraries imported once: anapart.worker)
+delegate()  # a local run continues in the warm worker (libraries imported once: anapart.runtime.worker)
 
 from pathlib import Path
 
 import pandas as pd
 
-from anapart.cam import staging_cam_examples
-from anapart.files import setup_logging
+from anapart.staging.cam import staging_cam_examples
+from anapart.io.files import setup_logging
 
 log = setup_logging(snakemake.log[0])
 scores = staging_cam_examples(

@@ -1,12 +1,12 @@
-"""Glue: stage two, soft voting of the single models' probabilities (logic in anapart.ensemble)."""
-from anapart.worker import delegate
+"""Glue: stage two, soft voting of the single models' probabilities (logic in anapart.staging.ensemble)."""
+from anapart.runtime.worker import delegate
 
-delegate()  # a local run continues in the warm worker (libraries imported once: anapart.worker)
+delegate()  # a local run continues in the warm worker (libraries imported once: anapart.runtime.worker)
 
 import pandas as pd
 
-from anapart.ensemble import soft_vote
-from anapart.files import setup_logging, write_csv
+from anapart.staging.ensemble import soft_vote
+from anapart.io.files import setup_logging, write_csv
 
 log = setup_logging(snakemake.log[0])
 frames = [pd.read_csv(p) for p in snakemake.input]

@@ -1,16 +1,16 @@
 """Glue: per-stage metrics, calibration (Brier, ECE of P(advanced stage)) and confusion matrix of one
-staging method (logic in anapart.ensemble; calibration in anapart.calibration)."""
-from anapart.worker import delegate
+staging method (logic in anapart.staging.ensemble; calibration in anapart.metrics.calibration)."""
+from anapart.runtime.worker import delegate
 
-delegate()  # a local run continues in the warm worker (libraries imported once: anapart.worker)
+delegate()  # a local run continues in the warm worker (libraries imported once: anapart.runtime.worker)
 
 import json
 
 import pandas as pd
 
-from anapart.calibration import binary_calibration_metrics
-from anapart.ensemble import confusion_figure, evaluate_stages
-from anapart.files import setup_logging, write_text
+from anapart.metrics.calibration import binary_calibration_metrics
+from anapart.staging.ensemble import confusion_figure, evaluate_stages
+from anapart.io.files import setup_logging, write_text
 
 log = setup_logging(snakemake.log[0])
 name, classes = snakemake.wildcards.name, snakemake.params.classes

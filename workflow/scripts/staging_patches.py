@@ -1,10 +1,10 @@
-"""Glue: DICOM + ROI masks -> patch store of one preprocessing arm (logic in anapart.patches)."""
-from anapart.worker import delegate
+"""Glue: DICOM + ROI masks -> patch store of one preprocessing arm (logic in anapart.staging.patches)."""
+from anapart.runtime.worker import delegate
 
-delegate()  # a local run continues in the warm worker (libraries imported once: anapart.worker)
+delegate()  # a local run continues in the warm worker (libraries imported once: anapart.runtime.worker)
 
-from anapart.files import setup_logging
-from anapart.patches import make_patches
+from anapart.io.files import setup_logging
+from anapart.staging.patches import make_patches
 
 setup_logging(snakemake.log[0])
 prm = snakemake.params

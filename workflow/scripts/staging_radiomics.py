@@ -1,13 +1,13 @@
-"""Glue: radiomics baseline on the ROI patches (logic in anapart.radiomics)."""
-from anapart.worker import delegate
+"""Glue: radiomics baseline on the ROI patches (logic in anapart.staging.radiomics)."""
+from anapart.runtime.worker import delegate
 
-delegate()  # a local run continues in the warm worker (libraries imported once: anapart.worker)
+delegate()  # a local run continues in the warm worker (libraries imported once: anapart.runtime.worker)
 
 import json
 from pathlib import Path
 
-from anapart.files import setup_logging, write_csv, write_text
-from anapart.radiomics import radiomics_baseline
+from anapart.io.files import setup_logging, write_csv, write_text
+from anapart.staging.radiomics import radiomics_baseline
 
 setup_logging(snakemake.log[0])
 patches = Path(snakemake.input.images).parent  # staging.radiomics.preprocessing: raw (default) or clahe

@@ -1,13 +1,13 @@
 """Glue: reliability diagram of study B's models, the ensemble and radiomics on the test patches:
-predicted probability of the advanced stage vs its observed share (logic in anapart.calibration)."""
-from anapart.worker import delegate
+predicted probability of the advanced stage vs its observed share (logic in anapart.metrics.calibration)."""
+from anapart.runtime.worker import delegate
 
-delegate()  # a local run continues in the warm worker (libraries imported once: anapart.worker)
+delegate()  # a local run continues in the warm worker (libraries imported once: anapart.runtime.worker)
 
 import pandas as pd
 
-from anapart.calibration import positive_class, reliability_figure
-from anapart.files import setup_logging
+from anapart.metrics.calibration import positive_class, reliability_figure
+from anapart.io.files import setup_logging
 
 setup_logging(snakemake.log[0])
 classes, names = snakemake.params.classes, snakemake.params.names

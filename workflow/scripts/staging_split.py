@@ -1,12 +1,12 @@
-"""Glue: patient-level 4:1 split of the staging patches (logic in anapart.split)."""
-from anapart.worker import delegate
+"""Glue: patient-level 4:1 split of the staging patches (logic in anapart.cohort.split)."""
+from anapart.runtime.worker import delegate
 
-delegate()  # a local run continues in the warm worker (libraries imported once: anapart.worker)
+delegate()  # a local run continues in the warm worker (libraries imported once: anapart.runtime.worker)
 
 import pandas as pd
 
-from anapart.files import atomic_paths, setup_logging
-from anapart.split import split_staging
+from anapart.io.files import atomic_paths, setup_logging
+from anapart.cohort.split import split_staging
 
 log = setup_logging(snakemake.log[0])
 s = snakemake.params.split

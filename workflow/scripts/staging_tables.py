@@ -1,14 +1,14 @@
-"""Glue: the staging study's Tables 3-5, Fig. 6 and the per-patient table (logic in anapart.ensemble)."""
-from anapart.worker import delegate
+"""Glue: the staging study's Tables 3-5, Fig. 6 and the per-patient table (logic in anapart.staging.ensemble)."""
+from anapart.runtime.worker import delegate
 
-delegate()  # a local run continues in the warm worker (libraries imported once: anapart.worker)
+delegate()  # a local run continues in the warm worker (libraries imported once: anapart.runtime.worker)
 
 import json
 
 import pandas as pd
 
-from anapart.ensemble import confusion_grid, patient_table, table_by_stage, table_preprocessing, tnm_metrics
-from anapart.files import setup_logging, write_csv
+from anapart.staging.ensemble import confusion_grid, patient_table, table_by_stage, table_preprocessing, tnm_metrics
+from anapart.io.files import setup_logging, write_csv
 
 log = setup_logging(snakemake.log[0])
 classes, names, models = snakemake.params.classes, snakemake.params.names, snakemake.params.models

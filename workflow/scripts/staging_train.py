@@ -1,13 +1,13 @@
-"""Glue: train one staging model and predict the test patches (logic in anapart.staging_models)."""
-from anapart.worker import delegate
+"""Glue: train one staging model and predict the test patches (logic in anapart.staging.models)."""
+from anapart.runtime.worker import delegate
 
-delegate()  # a local run continues in the warm worker (libraries imported once: anapart.worker)
+delegate()  # a local run continues in the warm worker (libraries imported once: anapart.runtime.worker)
 
 from pathlib import Path
 
-from anapart import training
-from anapart.files import setup_logging, write_csv
-from anapart.staging_models import predict, train_model
+from anapart.learn import training
+from anapart.io.files import setup_logging, write_csv
+from anapart.staging.models import predict, train_model
 
 setup_logging(snakemake.log[0])
 cfg = snakemake.params.cfg

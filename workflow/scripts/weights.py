@@ -1,10 +1,10 @@
-"""Glue: download one network's pretrained weights from timm's hub (logic in anapart.weights)."""
-from anapart.worker import delegate
+"""Glue: download one network's pretrained weights from timm's hub (logic in anapart.learn.weights)."""
+from anapart.runtime.worker import delegate
 
-delegate()  # a local run continues in the warm worker (libraries imported once: anapart.worker)
+delegate()  # a local run continues in the warm worker (libraries imported once: anapart.runtime.worker)
 
-from anapart.files import setup_logging
-from anapart.weights import download
+from anapart.io.files import setup_logging
+from anapart.learn.weights import download
 
 setup_logging(snakemake.log[0])
 download(snakemake.wildcards.net, snakemake.output[0])

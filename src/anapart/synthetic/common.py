@@ -11,7 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .. import dicom_io
+from anapart.io import dicom
 
 FAKE_SURNAMES = ("Moreau", "Okafor", "Lindqvist", "Haddad", "Kowalczyk", "Tanaka", "Ferreira", "Novak")
 FAKE_GIVEN = ("Ada", "Bram", "Chiara", "Dmitri", "Elif", "Farid", "Greta", "Hugo")
@@ -95,7 +95,7 @@ class Slab:
 
     def reference(self, z_top: float):
         """The SimpleITK image whose geometry the NIfTI masks of a series starting at ``z_top`` take."""
-        return dicom_io.reference_image((self.nz, self.n, self.n), (self.spacing, self.spacing), self.step,
+        return dicom.reference_image((self.nz, self.n, self.n), (self.spacing, self.spacing), self.step,
                                         (1, 0, 0, 0, 1, 0),
                                         (self.origin_xy[0], self.origin_xy[1], z_top - (self.nz - 1) * self.step))
 

@@ -30,9 +30,9 @@ import numpy as np
 import pandas as pd
 from pydicom.uid import generate_uid
 
-from .. import dicom_io
-from ..files import atomic_path
-from .common import Painter, acquire, ellipse, fake_identity, grid, new_cohort, soft, textures
+from anapart.io import dicom
+from anapart.io.files import atomic_path
+from anapart.synthetic.common import Painter, acquire, ellipse, fake_identity, grid, new_cohort, soft, textures
 
 log = logging.getLogger("anapart.synthetic.partition")
 
@@ -105,7 +105,7 @@ class SyntheticConfig:
 
 
 @dataclass
-class _Patient:
+class Patient:
     pid: str
     cls: str
     rng_seed: int
@@ -120,7 +120,7 @@ class _Patient:
     distractors: list
 
 
-def _draw_patient(rng: np.random.Generator, pid: str, cls: str, cfg: SyntheticConfig) -> _Patient:
+def draw_patient(rng: np.random.Generator, pid: str, cls: str, cfg: SyntheticConfig) -> Patient:
     lesion = None
     if cls != NORMAL:
         spec = LESIONS[cls]
@@ -151,7 +151,7 @@ def _draw_patient(rng: np.random.Generator, pid: str, cls: str, cfg: SyntheticCo
             distractors.append(dict(kind=kind, side=rng.choice([-1, 1]), r=rng.uniform(0.03, 0.07),
                                     value=rng.uniform(0.7, 0.98), dx=rng.uniform(-0.04, 0.04),
                                     dy=rng.uniform(-0.04, 0.04)))
-    return _Patient(
+    return Patient(
         pid=pid,
         cls=cls,
         rng_seed=int(rng.integers(2**31)),
@@ -173,7 +173,7 @@ def lesion_scale_at(lesion: dict, t: float) -> float:
     return float(math.sqrt(max(0.0, 1.0 - dz * dz)))
 
 
-def _render_slice(p: _Patient, t: float, cfg: SyntheticConfig, x: np.ndarray, y: np.ndarray,
+def render_slice(p: Patient, t: float, cfg: SyntheticConfig, x: np.ndarray, y: np.ndarray,
                   rng: np.random.Generator, tex: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Return (intensity in ~[0, 1.1], region mask, lesion mask) for relative height ``t``."""
     n = cfg.matrix
@@ -257,14 +257,14 @@ TEXTURES = {
 }
 
 
-def plan_cohort(cfg: SyntheticConfig) -> list[_Patient]:
+def plan_cohort(cfg: SyntheticConfig) -> list[Patient]:
     rng = np.random.default_rng(cfg.seed)
     patients = []
     i = 0
     for cls in (*LESION_CLASSES, NORMAL):
         for _ in range(int(cfg.patients.get(cls, 0))):
             i += 1
-            patients.append(_draw_patient(rng, f"{cfg.id_prefix}{cfg.seed:03d}-{i:04d}", cls, cfg))
+            patients.append(draw_patient(rng, f"{cfg.id_prefix}{cfg.seed:03d}-{i:04d}", cls, cfg))
     return patients
 
 
@@ -307,7 +307,7 @@ def _generate_into(root: Path, cfg: SyntheticConfig) -> pd.DataFrame:
         annotate = rng.random(nz) < cfg.region_annotated_fraction
         for k in range(nz):  # k = 0 is the top slice
             t = 1.0 - k / max(nz - 1, 1) + p.level_offset
-            img, region, lesion = _render_slice(p, t, cfg, x, y, rng, tex)
+            img, region, lesion = render_slice(p, t, cfg, x, y, rng, tex)
             value = img * p.signal
             stored = np.clip(np.round((value - p.intercept) / p.slope), 0, 65535).astype(np.uint16)
             z = z_top - k * step
@@ -323,7 +323,7 @@ def _generate_into(root: Path, cfg: SyntheticConfig) -> pd.DataFrame:
                 MagneticFieldStrength=float(cfg.scanner["field_strength"]), RepetitionTime=3500, EchoTime=90,
             )
             fname = f"{rng.integers(16**8):08x}.dcm"
-            dicom_io.write_slice(folder / fname, stored, meta)
+            dicom.write_slice(folder / fname, stored, meta)
             j = nz - 1 - k
             if annotate[k] and region.any():
                 region_vol[j] = region
@@ -342,8 +342,8 @@ def _generate_into(root: Path, cfg: SyntheticConfig) -> pd.DataFrame:
                 rows.append((p.pid, k + 1, label))
         ref = slab.reference(z_top)
         (root / "masks" / p.pid).mkdir()
-        dicom_io.write_mask(root / "masks" / p.pid / "region.nii.gz", region_vol, ref)
-        dicom_io.write_mask(root / "masks" / p.pid / "lesion.nii.gz", lesion_vol, ref)
+        dicom.write_mask(root / "masks" / p.pid / "region.nii.gz", region_vol, ref)
+        dicom.write_mask(root / "masks" / p.pid / "lesion.nii.gz", lesion_vol, ref)
         log.info("patient %d-slice series written (%s)", nz, p.cls)
     labels = pd.DataFrame(rows, columns=["patient_id", "instance", "label"])
     labels.to_csv(root / "labels.csv", index=False, lineterminator="\n")

@@ -16,10 +16,10 @@ import numpy as np
 import pandas as pd
 from pydicom.uid import generate_uid
 
-from .. import dicom_io
-from ..files import atomic_path
-from .common import acquire, fake_identity, grid, new_cohort, soft, textures
-from .partition import NORMAL, SyntheticConfig, _draw_patient, _Patient, _render_slice
+from anapart.io import dicom
+from anapart.io.files import atomic_path
+from anapart.synthetic.common import acquire, fake_identity, grid, new_cohort, soft, textures
+from anapart.synthetic.partition import NORMAL, Patient, SyntheticConfig, draw_patient, render_slice
 
 log = logging.getLogger("anapart.synthetic.staging")
 
@@ -119,14 +119,14 @@ def _draw_staging_patient(rng: np.random.Generator, pid: str, stage: str, cfg: S
                 zc=rng.uniform(-0.3, 0.3))
 
 
-def _staging_slice(pat: dict, base: _Patient, zrel: float, quiet: SyntheticConfig, scanner: SyntheticConfig,
+def _staging_slice(pat: dict, base: Patient, zrel: float, quiet: SyntheticConfig, scanner: SyntheticConfig,
                    x, y, rng, tex):
     """T2 and T1C intensities plus the ROI label slice at relative height ``zrel`` in [-1, 1].
 
     The anatomy is rendered noise-free (``quiet``), lesions are painted in, then each sequence
     gets the bias field and Rician noise of ``scanner``.
     """
-    t2, _, _ = _render_slice(base, 0.35, quiet, x, y, rng, tex)
+    t2, _, _ = render_slice(base, 0.35, quiet, x, y, rng, tex)
     t1 = _t1c_contrast(t2)
     edge = 1.2 / quiet.matrix
     roi = np.zeros(x.shape, np.uint8)
@@ -185,7 +185,7 @@ def _generate_staging_into(root: Path, cfg: StagingSyntheticConfig) -> pd.DataFr
     rows = []
     for pat in plan_staging_cohort(cfg):
         rng = np.random.default_rng([cfg.seed, int(pat["pid"][-4:])])
-        base = _draw_patient(rng, pat["pid"], NORMAL, bcfg)
+        base = draw_patient(rng, pat["pid"], NORMAL, bcfg)
         x, y = grid(base, n)
         tex = textures(rng, n)
         z_top = float(rng.uniform(-20, 20))
@@ -216,10 +216,10 @@ def _generate_staging_into(root: Path, cfg: StagingSyntheticConfig) -> pd.DataFr
                     RescaleSlope=1.0, RescaleIntercept=0.0, RescaleType="US", MagneticFieldStrength=3.0,
                     RepetitionTime=600 if seq == "T1C" else 3500, EchoTime=10 if seq == "T1C" else 90,
                 )
-                dicom_io.write_slice(folder / f"{rng.integers(16**8):08x}.dcm", stored, meta)
+                dicom.write_slice(folder / f"{rng.integers(16**8):08x}.dcm", stored, meta)
             ref = slab.reference(z_top)
             (root / "roi" / pat["pid"]).mkdir(exist_ok=True)
-            dicom_io.write_mask(root / "roi" / pat["pid"] / f"{seq}.nii.gz", np.stack(rois[::-1]), ref)
+            dicom.write_mask(root / "roi" / pat["pid"] / f"{seq}.nii.gz", np.stack(rois[::-1]), ref)
         rows.append((pat["pid"], pat["stage"], pat["tnm"]))
         log.info("staging patient %s: stage %s (T4-like %s, N3-like %s)", pat["pid"], pat["stage"], pat["t4"],
                  pat["n3"])

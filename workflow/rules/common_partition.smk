@@ -1,0 +1,137 @@
+# Study A (anatomical partition): its settings, wildcards, cohort paths, the external test cohort.
+FRACTIONS = [int(f) for f in config["split"]["fractions"]]
+NETS = list(config["classify"]["nets"])
+FORMATS = list(config["classify"]["formats"])
+SEG_ARCHS = list(config["segment"]["archs"])
+# Every classifier (net, format, fraction), in one fixed order for rules that read them all.
+MODELS = [(n, f, r) for n in NETS for f in FORMATS for r in FRACTIONS]
+CAM_FRACTIONS = [int(f) for f in config["cam"]["fractions"]]
+# Every format's CAM is also scored inside the smallest format's window (seg112): one window, one
+# chance level for all formats.
+CAM_COMMON_FMT = min(
+    FORMATS,
+    key=lambda f: float("inf") if f == "full" else config["crop"]["sizes"][f],
+)
+# What a classifier's weights depend on (so adding a network or format retrains nothing else).
+TRAIN_CFG = {
+    k: v
+    for k, v in config["classify"].items()
+    if k not in ("nets", "formats", "threads", "preload_mb")
+}
+
+
+wildcard_constraints:
+    net="|".join(NETS),
+    fmt="|".join(FORMATS),
+    frac="|".join(str(f) for f in FRACTIONS),
+    arch="|".join(SEG_ARCHS),
+
+
+SYNTHETIC_DIR = "data/synthetic"
+COHORT_PLAN = f"{PRIVATE_DIR}/cohort/plan.json"
+
+
+def cohort_paths(c=None, synthetic_dir=SYNTHETIC_DIR, where="cohort"):
+    """Where a cohort is read from: the generated synthetic folder or the user's paths."""
+    c = config["cohort"] if c is None else c
+    if c["source"] == "synthetic":
+        return {
+            "dicom": f"{synthetic_dir}/dicom",
+            "labels": f"{synthetic_dir}/labels.csv",
+            "masks": f"{synthetic_dir}/masks",
+        }
+    missing = [k for k in ("dicom_dir", "labels") if not c.get(k)]
+    if missing:
+        raise ValueError(
+            f"config {where}.source is 'dicom' but {where}.{missing[0]} is not set"
+        )
+    return {"dicom": c["dicom_dir"], "labels": c["labels"], "masks": c.get("mask_dir")}
+
+
+def cohort_inputs(wildcards):
+    if config["cohort"]["source"] == "synthetic":
+        return {"synthetic": SYNTHETIC_DIR}
+    p = cohort_paths()
+    return {k: v for k, v in p.items() if v}
+
+
+# ---------------------------------------------------------- external test cohort
+# Ingested like the main cohort into its own store; never an input of seg_train, seg_select,
+# split or anything a model is chosen by. The classifiers' training jobs predict its crops after
+# the model is saved (prediction only; tests/test_workflow.py changes its labels and gets
+# byte-identical models).
+SYNTHETIC_EXTERNAL_DIR = "data/synthetic_external"
+EXTERNAL_DIR = "results/external"
+EXTERNAL_PLAN = f"{PRIVATE_DIR}/external/plan.json"
+# Settings an external cohort does not give are the main cohort's (never field or intensity
+# percentiles: the preprocessing is the main cohort's by construction).
+EXTERNAL = {
+    **{
+        k: config["cohort"][k]
+        for k in ("pseudonym_salt", "series", "frames", "mask_names")
+    },
+    **(_EXT or {}),
+}
+EXTERNAL_SYNTHETIC_CFG = {**config["synthetic"], **config["synthetic_external"]}
+
+
+def external_paths():
+    return cohort_paths(EXTERNAL, SYNTHETIC_EXTERNAL_DIR, "cohort.external")
+
+
+def external_inputs(wildcards):
+    if EXTERNAL["source"] == "synthetic":
+        return {"synthetic": SYNTHETIC_EXTERNAL_DIR}
+    return {k: v for k, v in external_paths().items() if v}
+
+
+def classify_external(wildcards):
+    """The external crops a training job predicts (after saving its model), if there is a cohort."""
+    if not on("external"):
+        return {}
+    d = f"{EXTERNAL_DIR}/crops/{wildcards.fmt}"
+    return {"external_images": f"{d}/images.npy", "external_index": f"{d}/index.csv"}
+
+
+def classify_external_output():
+    p = "results/classify/{net}/{fmt}/f{frac}/external_predictions.csv"
+    return {"external_predictions": p} if on("external") else {}
+
+
+def external_eval_inputs(wildcards):
+    if not on("external"):
+        return {}
+    w = wildcards
+    return {
+        "external_predictions": f"results/classify/{w.net}/{w.fmt}/f{w.frac}/external_predictions.csv",
+        "external_manifest": f"{EXTERNAL_DIR}/cohort/manifest.csv",
+    }
+
+
+def calibration_external_inputs(wildcards):
+    if not on("external"):
+        return {}
+    return {
+        "external_manifest": f"{EXTERNAL_DIR}/cohort/manifest.csv",
+        "external_predictions": [
+            f"results/classify/{n}/{f}/f{r}/external_predictions.csv"
+            for n, f, r in MODELS
+        ],
+    }
+
+
+def external_targets():
+    if not on("external"):
+        return []
+    return [
+        "results/tables/auc_external.csv",
+        "results/figures/external_vs_internal.png",
+        f"{EXTERNAL_DIR}/crops/qc.csv",
+    ]
+
+
+SPLIT_OUTPUTS = {
+    "patients": "results/split/patients.csv",
+    "test": "results/split/test.csv",
+    **{f"train_f{f}": f"results/split/train_f{f}.csv" for f in FRACTIONS},
+}
