@@ -89,7 +89,45 @@ def test_env_salt(monkeypatch):
         cohort.resolve_salt("env:MY_SALT")
 
 
+def test_file_salt_and_where_each_cohort_reads_its_salt(tmp_path):
+    (tmp_path / "salt").write_text("from-a-file\nsecond line ignored\n")
+    assert cohort.resolve_salt(f"file:{tmp_path / 'salt'}") == "from-a-file"
+    (tmp_path / "empty").write_text("\n")
+    with pytest.raises(IngestError, match="empty"):
+        cohort.resolve_salt(f"file:{tmp_path / 'empty'}")
+    with pytest.raises(IngestError, match="cannot read"):
+        cohort.resolve_salt(f"file:{tmp_path / 'absent'}")
+    cfg = {"cohort": {"pseudonym_salt": "main", "external": {"source": "dicom"}},
+           "staging": {"cohort": {"pseudonym_salt": "env:B"}}}
+    assert cohort.salt_of(cfg, "cohort") == "main"
+    assert cohort.salt_of(cfg, "cohort.external") == "main"  # defaults to the main cohort's
+    cfg["cohort"]["external"]["pseudonym_salt"] = "ext"
+    assert cohort.salt_of(cfg, "cohort.external") == "ext"
+    assert cohort.salt_of(cfg, "staging.cohort") == "env:B"
+
+
+def test_the_salt_fingerprint_changes_with_the_salt_and_does_not_contain_it(monkeypatch):
+    a, b = cohort.salt_fingerprint("a-long-salt"), cohort.salt_fingerprint("another-salt")
+    assert a != b and "a-long-salt" not in a and a == cohort.salt_fingerprint("a-long-salt")
+    # the fingerprint is a pseudonym under the salt (published pseudonyms are values of the same kind)
+    assert a == cohort.pseudonym("anapart salt fingerprint", "a-long-salt", prefix="S")
+    monkeypatch.delenv("UNSET_SALT", raising=False)
+    assert cohort.salt_fingerprint("env:UNSET_SALT") == "unresolved (env)"
+
+
 # ---------------------------------------------------------------- bad input: clear error, nothing left
+
+def test_a_semicolon_labels_file_is_one_problem_that_names_the_separator(cohort, run_ingest, tmp_path):
+    """A European-locale spreadsheet saves ';'-separated values: one message, not one per patient."""
+    labels = pd.read_csv(cohort / "labels.csv")
+    labels.to_csv(cohort / "labels.csv", index=False, sep=";")
+    with pytest.raises(IngestError) as e:
+        run_ingest(cohort)
+    msg = str(e.value)
+    assert msg.startswith("1 problem:") and "separated by ';', not commas" in msg, msg
+    assert "no label" not in msg
+    _assert_nothing_written(tmp_path / "results" / "cohort")
+
 
 def test_unreadable_dicom(cohort, run_ingest, tmp_path):
     bad = _first_series_folder(cohort) / "broken.dcm"

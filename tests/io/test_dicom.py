@@ -94,6 +94,31 @@ def test_mask_with_wrong_geometry_is_rejected(tmp_path):
         dicom_io.read_mask(tmp_path / "shifted.nii.gz", series)
 
 
+def test_a_flipped_mask_names_the_direction_and_only_what_differs(tmp_path):
+    """A mask written with one axis flipped (same origin, same spacing): the message says direction,
+    gives both, and does not list the fields that agree."""
+    import SimpleITK as sitk
+
+    dcm = tmp_path / "dcm"
+    dcm.mkdir()
+    for k in range(2):
+        dicom_io.write_slice(dcm / f"{k}.dcm", np.zeros((6, 8), np.uint16), _meta(k + 1, 5.0 * k))
+    (series,) = dicom_scan.scan_series(dcm).values()
+    ref = series.reference_image()
+    flipped = sitk.Image(ref)
+    d = list(ref.GetDirection())
+    d[0] = -d[0]  # the x axis reversed
+    flipped.SetDirection(d)
+    dicom_io.write_mask(tmp_path / "flipped.nii.gz", np.zeros((2, 6, 8), np.uint8), flipped)
+    msg = dicom_io.check_mask(tmp_path / "flipped.nii.gz", series)
+    assert msg is not None and "flipped.nii.gz" in msg
+    assert "direction (-1, 0, 0, 0, 1, 0, 0, 0, 1) vs the series' (1, 0, 0, 0, 1, 0, 0, 0, 1)" in msg, msg
+    assert "origin" not in msg and "spacing" not in msg
+    assert "flipped or permuted axis" in msg
+    with pytest.raises(DicomError, match="direction"):
+        dicom_io.read_mask(tmp_path / "flipped.nii.gz", series)
+
+
 def test_duplicate_position_is_an_error(tmp_path):
     for k in range(2):
         dicom_io.write_slice(tmp_path / f"{k}.dcm", np.zeros((4, 4), np.uint16), _meta(k + 1, 0.0))

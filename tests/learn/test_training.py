@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from anapart.learn import training
-from anapart.learn.training import FitConfig, TrainingDiverged, build_optimizer, build_scheduler, fit
+from anapart.learn.training import FitConfig, TrainingDiverged, build_optimizer, build_scheduler, content_hash, fit
 
 
 def linear_problem(n=32, seed=0):
@@ -219,8 +219,87 @@ def test_a_checkpoint_of_other_settings_is_ignored(tmp_path, caplog, change):
     caplog.set_level(logging.INFO, logger="anapart.training")
     fetched = go(**change)
     per_epoch = -(-40 // change.get("batch_size", 8))
-    assert len(fetched) == 4 * per_epoch and "ignoring checkpoint c.pt written with other settings" in caplog.text
+    assert len(fetched) == 4 * per_epoch
+    assert "discarding checkpoint c.pt after epoch 2: it was written for other settings" in caplog.text
     assert "resuming" not in caplog.text
+
+
+def test_a_checkpoint_of_other_inputs_is_discarded_and_names_them(tmp_path, caplog):
+    """Same settings, another training list (other patients): the checkpoint is not resumed, the log
+    names the input that changed, and the weights equal a clean run's on the new list."""
+    x, y = _regression()
+    lst = tmp_path / "train.csv"
+
+    def go(rows, kill_at=None, ckpt=tmp_path / "c.pt"):
+        lst.write_text("row\n" + "\n".join(map(str, rows)) + "\n")
+        torch.manual_seed(0)
+        model = torch.nn.Linear(6, 1)
+        fetched = []
+        sub = np.asarray(rows)
+
+        def fetch(idx):
+            if kill_at is not None and len(fetched) + 1 == kill_at:
+                raise _Killed
+            fetched.append(idx)
+            return x[sub[idx]], y[sub[idx]]
+
+        fit(model, torch.optim.SGD(model.parameters(), lr=0.02), torch.nn.functional.mse_loss, fetch, len(sub),
+            FitConfig(epochs=3, batch_size=8, seed=3, device="cpu"), ckpt, signature_extra={"lr": "0.02"},
+            inputs={"training list": lst})
+        return model, fetched
+
+    with pytest.raises(_Killed):
+        go(range(0, 32), kill_at=4 * 2 + 1)  # killed in epoch 3: the checkpoint holds epochs 1-2
+    assert (tmp_path / "c.pt").exists()
+    caplog.set_level(logging.INFO, logger="anapart.training")
+    new_rows = range(8, 40)  # a changed split: a quarter of the rows are new
+    resumed, fetched = go(new_rows)
+    assert "discarding checkpoint c.pt after epoch 2: it was written for other input 'training list'" in caplog.text
+    assert "resuming" not in caplog.text and len(fetched) == 3 * 4
+    clean, _ = go(new_rows, ckpt=tmp_path / "clean.pt")
+    assert torch.equal(resumed.weight, clean.weight) and torch.equal(resumed.bias, clean.bias)
+
+
+def test_a_checkpoint_of_the_same_inputs_resumes(tmp_path, caplog):
+    """The guard costs nothing when nothing changed: same list, same settings -> resume."""
+    x, y = _regression()
+    lst = tmp_path / "train.csv"
+    lst.write_text("row\n1\n")
+
+    def go(kill_at=None):
+        torch.manual_seed(0)
+        model = torch.nn.Linear(6, 1)
+        fetched = []
+
+        def fetch(idx):
+            if kill_at is not None and len(fetched) + 1 == kill_at:
+                raise _Killed
+            fetched.append(idx)
+            return x[idx], y[idx]
+
+        fit(model, torch.optim.SGD(model.parameters(), lr=0.02), torch.nn.functional.mse_loss, fetch, len(x),
+            FitConfig(epochs=3, batch_size=8, seed=3, device="cpu"), tmp_path / "c.pt", inputs={"list": lst})
+        return fetched
+
+    with pytest.raises(_Killed):
+        go(kill_at=5 + 1)
+    caplog.set_level(logging.INFO, logger="anapart.training")
+    assert len(go()) == 2 * 5 and "resuming from c.pt after epoch 1" in caplog.text
+
+
+def test_content_hash_reads_contents_not_paths(tmp_path):
+    a, b = tmp_path / "a.csv", tmp_path / "b.csv"
+    a.write_text("x\n1\n")
+    b.write_text("x\n1\n")
+    assert content_hash(a) == content_hash(b)
+    b.write_text("x\n2\n")
+    assert content_hash(a) != content_hash(b)
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "f").write_bytes(b"1")
+    h = content_hash(d)
+    (d / "g").write_bytes(b"")
+    assert content_hash(d) != h  # a new file in a folder changes its hash
 
 
 def test_divergence_is_judged_against_the_untrained_loss_after_a_resume_too(tmp_path):

@@ -113,6 +113,63 @@ def test_killed_training_resumes_to_the_same_model(tmp_path, monkeypatch, caplog
         assert torch.equal(run["state_dict"][k], v), k
 
 
+KILLED_TRAINING = """
+import sys, time
+from anapart.learn import training
+from anapart.partition.classify import train_classifier
+from test_classify_support import CFG, CLASSES
+save = training._save_checkpoint
+
+def save_then_hang(path, state):  # the job is killed while it trains epoch 2
+    save(path, state)
+    time.sleep(600)
+
+training._save_checkpoint = save_then_hang
+root = sys.argv[1]
+train_classifier(root + "/fmt", root + "/train.csv", CLASSES, "efficientnet_b0", dict(CFG, epochs=3), root + "/run.pt",
+                 preload_mb=0, device="cpu", checkpoint=root + "/run.ckpt")
+"""
+
+
+def test_a_killed_job_never_resumes_on_a_changed_split(tmp_path, caplog):
+    """The issue's probe: a training process is killed (SIGKILL) after its checkpoint is written, the
+    split then changes (a third of the training slices are other patients'); the rerun discards the
+    checkpoint, says which input changed, and ends with a clean run's weights on the new list."""
+    import logging
+    import signal
+    import sys
+    import time
+
+    from support.common import popen_offline, wait_for
+
+    lst = make_crop_store(tmp_path / "fmt", n_per_class=12)
+    old, new = lst.iloc[:24], lst.iloc[12:]  # a changed split: 12 slices out, 12 others in
+    old.to_csv(tmp_path / "train.csv", index=False)
+    (tmp_path / "test_classify_support.py").write_text(f"CFG = {CFG!r}\nCLASSES = {CLASSES!r}\n")
+    proc = popen_offline([sys.executable, "-c", KILLED_TRAINING, str(tmp_path)], cwd=tmp_path)
+    try:
+        assert wait_for(lambda: (tmp_path / "run.ckpt").exists() or proc.poll() is not None, timeout=240)
+        time.sleep(0.5)  # well inside the hang that follows the save
+        assert proc.poll() is None, "training ended before it could be killed"
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(timeout=60)
+    assert (tmp_path / "run.ckpt").exists() and not (tmp_path / "run.pt").exists()
+    new.to_csv(tmp_path / "train.csv", index=False)
+    caplog.set_level(logging.INFO, logger="anapart.training")
+    cfg = dict(CFG, epochs=3)
+    train_classifier(tmp_path / "fmt", tmp_path / "train.csv", CLASSES, "efficientnet_b0", cfg, tmp_path / "run.pt",
+                     preload_mb=0, device="cpu", checkpoint=tmp_path / "run.ckpt")
+    assert "it was written for other input 'training list'; training starts over" in caplog.text
+    assert "resuming" not in caplog.text
+    new.to_csv(tmp_path / "clean.csv", index=False)
+    train_classifier(tmp_path / "fmt", tmp_path / "clean.csv", CLASSES, "efficientnet_b0", cfg, tmp_path / "clean.pt",
+                     preload_mb=0, device="cpu")
+    run = torch.load(tmp_path / "run.pt", weights_only=False)["state_dict"]
+    clean = torch.load(tmp_path / "clean.pt", weights_only=False)["state_dict"]
+    assert run.keys() == clean.keys() and all(torch.equal(run[k], clean[k]) for k in run)
+
+
 def test_pretrained_weights_from_a_local_file(tmp_path):
     net = "mobilenetv3_large_100"
     torch.manual_seed(123)

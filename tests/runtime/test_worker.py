@@ -296,6 +296,23 @@ def test_without_a_usable_server_the_script_runs_in_its_own_process(server, job,
     assert json.loads(out)["pid"] == proc.pid
 
 
+def test_a_worker_that_died_is_named_as_a_warning_and_the_job_still_runs(job, tmp_path):
+    """A killed server leaves its socket: the next job says so on stderr (the run would otherwise
+    finish several times slower with no word why) and runs in its own process; a server that is not
+    listening yet is no warning."""
+    dead = start_server(tmp_path)
+    dead["proc"].kill()
+    dead["proc"].wait(timeout=20)
+    assert dead["socket"].exists()
+    env = client_env(dead)
+    out, proc = report(job, env)
+    assert out["argv"] == ["report", "extra"] and "the warm worker" in proc.stderr  # it ran, here
+    assert "is gone; this job runs in its own process" in proc.stderr
+    env[worker.ENV_VAR] = str(tmp_path / "not-yet")
+    _, quiet = report(job, env)
+    assert "warm worker" not in quiet.stderr
+
+
 def test_the_server_ends_with_the_snakemake_process_that_started_it(tmp_path):
     sock = tmp_path / "socket"
     launcher = run_offline(

@@ -13,7 +13,7 @@ from support.common import REPO, run_offline
 def workflow_copy(dst: Path) -> Path:
     """A checkout-like copy of the workflow (no results, no data), as a user would run it."""
     dst.mkdir(parents=True)
-    for name in ("Snakefile", "workflow", "config", "envs", "src"):
+    for name in ("Snakefile", "workflow", "config", "envs", "profiles", "src"):
         src = REPO / name
         if src.is_dir():
             shutil.copytree(src, dst / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))

@@ -656,3 +656,40 @@ def test_report_renders_in_headless_chromium(built, tmp_path):
     run_offline([browser, *flags, "--window-size=1280,900", f"--screenshot={shot}",
                  (built / "rendered.html").as_uri()], capture_output=True, timeout=120)
     assert shot.exists() and shot.stat().st_size > 10_000  # a real page, not a blank one
+
+
+# ---------------------------------------------------------------- crash, fix, rerun (issue 23)
+
+def test_a_killed_jobs_leftovers_are_gone_after_the_rerun(built):
+    """What SIGKILL during a write leaves (hidden temporaries beside the outputs and the checkpoint,
+    tests/io/test_files.py kills a real writer) is removed when the job runs again; nothing of
+    another job is touched and the rebuilt model is byte-identical."""
+    model_dir = built / "results/classify/mobilenetv3_large_100/full/f25"
+    rel = model_dir.relative_to(built).as_posix()
+    left = [model_dir / ".model.pt.0e86b605.tmp", model_dir / ".checkpoint.partial.pt.1a2b3c4d.tmp",
+            model_dir / ".predictions.csv.deadbeef.tmp"]
+    for f in left:
+        f.write_bytes(b"half a file")
+    other = built / "results/classify/efficientnet_b0/full/f25/.model.pt.0badf00d.tmp"  # not this job's
+    other.write_bytes(b"another job's")
+    old = (model_dir / "model.pt").read_bytes()
+    snakemake(built, f"{rel}/metrics.json", "--forcerun", "classify_train")
+    assert not any(f.exists() for f in left) and other.exists()
+    log = built / "logs/classify/mobilenetv3_large_100_full_f25.log"
+    assert "left by a killed earlier run of this job" in log.read_text()
+    assert (model_dir / "model.pt").read_bytes() == old
+    other.unlink()
+    assert not [p for p in (built / "results").rglob("*.tmp")]
+
+
+def test_report_holds_no_salt_and_no_absolute_input_path(built, tmp_path):
+    """Rule params are printed in the report: a user's cohort (absolute folders, a literal salt)
+    leaves neither there."""
+    salt = "a-secret-salt-of-this-site"
+    user = user_cohort_config(tmp_path / "user.yaml", built / "data/synthetic", salt=salt)
+    snakemake(built, "--report", "private.html", extra_config=user)
+    html = (built / "private.html").read_text(errors="replace")
+    assert len(html) > 100_000  # the report itself, with its results
+    assert salt not in html
+    assert str(built) not in html and str(tmp_path) not in html
+    assert "anapart-demo-salt" not in html  # the demo's own salt neither

@@ -25,6 +25,6 @@ rule checklist:
         mem_mb=1000,
         runtime=10,
     params:
-        config=config,
+        config=public_config(config),
     script:
         "../scripts/checklist.py"

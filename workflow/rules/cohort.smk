@@ -25,12 +25,11 @@ rule cohort_check:
         mem_mb=2000,
         runtime=60,
     params:
-        paths=cohort_paths(),
+        # a user's folders come from the job's inputs (params appear in the report)
+        paths=cohort_paths() if config["cohort"]["source"] == "synthetic" else {},
         classes=config["classes"],
-        cohort={
-            k: config["cohort"][k]
-            for k in ("pseudonym_salt", "series", "frames", "mask_names")
-        },
+        cohort={k: config["cohort"][k] for k in ("series", "frames", "mask_names")},
+        salt=salt_params("cohort"),
         external=False,  # pseudonyms P... (external: E...)
     script:
         "../scripts/cohort_check.py"
@@ -111,12 +110,10 @@ if on("external"):
         conda:
             ENV
         params:
-            paths=external_paths(),
+            paths=external_paths() if EXTERNAL["source"] == "synthetic" else {},
             classes=config["classes"],
-            cohort={
-                k: EXTERNAL[k]
-                for k in ("pseudonym_salt", "series", "frames", "mask_names")
-            },
+            cohort={k: EXTERNAL[k] for k in ("series", "frames", "mask_names")},
+            salt=salt_params("cohort.external"),
             external=True,
 
     use rule ingest as ingest_external with:

@@ -37,12 +37,67 @@ def on(name):
     return SWITCHES[name]
 
 
+# --------------------------------------------------------------- what rule params may show
+# Snakemake's report prints every rule's params: no pseudonym salt and no absolute input path may be
+# among them. Scripts read the salt from the config (anapart.cohort.pseudonyms.salt_of) and a user
+# cohort's folders from their inputs; params carry only a fingerprint (the rerun trigger).
+from anapart.cohort.pseudonyms import salt_fingerprint, salt_of
+from anapart.learn import (
+    weights as W,
+)  # no torch import: only paths (and timm when a name is new)
+
+
+def salt_params(cohort):
+    """``salt=`` of a job that pseudonymises ``cohort`` (a key of anapart.cohort.pseudonyms.SALT_KEYS)."""
+    return {"of": cohort, "fingerprint": salt_fingerprint(salt_of(config, cohort))}
+
+
+def public_config(cfg):
+    """``cfg`` without its salts, and with absolute paths replaced (for params that need it whole)."""
+    if isinstance(cfg, dict):
+        return {
+            k: ("<secret>" if k == "pseudonym_salt" and v else public_config(v))
+            for k, v in cfg.items()
+        }
+    if isinstance(cfg, list):
+        return [public_config(v) for v in cfg]
+    if isinstance(cfg, str) and os.path.isabs(cfg):
+        return "<absolute path>"
+    return cfg
+
+
 include: "common_partition.smk"
 include: "common_staging.smk"
 
 
+# --------------------------------------------------------------- fail at start-up on what the config can tell
+def config_problems():
+    """Problems a job would meet hours later: network names timm does not have, a classifier without
+    a Grad-CAM layer. One line each, naming the key and the value."""
+    nets = {
+        "classify.nets": NETS,
+        **({"staging.models": STG_MODELS} if on("staging") else {}),
+    }
+    problems = W.network_problems(nets, cache=".snakemake/anapart/networks.json")
+    layers = config["cam"]["target_layers"]
+    problems += [
+        f"cam.target_layers: no entry for '{n}' (in classify.nets); name the layer Grad-CAM maps, "
+        f"e.g. {n}: blocks.4 (config/config.yaml lists the demo's)"
+        for n in NETS
+        if n not in layers
+    ]
+    return problems
+
+
+if (
+    workflow.is_main_process
+):  # cluster jobs re-read the Snakefile: checked once, at the start
+    _problems = config_problems()
+    if _problems:
+        raise ValueError("config:\n  " + "\n  ".join(_problems))
+
+
 # --------------------------------------------------------------- pretrained weights (both studies)
-from anapart.learn import weights as W  # no torch import: only paths
 
 # One weights folder per run (classify.pretrained and staging.train.pretrained may both name it,
 # spelled alike or not: folders are compared as resolved paths; the first spelling names the files).

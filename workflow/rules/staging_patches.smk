@@ -28,11 +28,11 @@ rule staging_patches:
         mem_mb=4000,
         runtime=60,
     params:
-        paths=staging_paths(),
+        paths=staging_paths() if STG["cohort"]["source"] == "synthetic" else {},
         classes=STG["classes"],
         sequences=STG["sequences"],
         patches=STG["patches"],
-        salt=STG["cohort"]["pseudonym_salt"],
+        salt=salt_params("staging.cohort"),
         clahe=lambda w: STG["clahe"] if w.pre == "clahe" else None,
     script:
         "../scripts/staging_patches.py"

@@ -1,5 +1,6 @@
 # The warm worker (anapart.runtime): local jobs fork from one process that imported the libraries
 # once. Started by the Snakefile's onstart, stopped by onsuccess/onerror.
+import sys
 from anapart.runtime import worker as _worker  # standard library only
 
 _WORKER = []
@@ -25,4 +26,13 @@ def start_worker():
 
 def stop_worker():
     while _WORKER:
-        _WORKER.pop().stop()
+        handle = _WORKER.pop()
+        code = handle.ended_early()
+        if code is not None:
+            print(
+                f"anapart: warning: the warm worker ended during the run (exit status {code}; "
+                "logs/worker/server.log); the jobs after that ran in their own processes, slower "
+                "to start, with the same results",
+                file=sys.stderr,
+            )
+        handle.stop()

@@ -5,10 +5,10 @@ delegate()  # a local run continues in the warm worker (libraries imported once:
 
 import pandas as pd
 
-from anapart.io.files import setup_logging, write_csv
+from anapart.io.files import start_job, write_csv
 from anapart.metrics.stats import anova_tables, auc_long
 
-log = setup_logging(snakemake.log[0])
+log = start_job(snakemake)
 long = auc_long(pd.read_csv(snakemake.input[0]), snakemake.params.classes)
 anova, posthoc = anova_tables(long)
 write_csv(snakemake.output.anova, anova)

@@ -6,9 +6,9 @@ delegate()  # a local run continues in the warm worker (libraries imported once:
 
 from anapart.metrics.evaluate import read_model_metrics
 from anapart.partition.external import external_figure, external_table
-from anapart.io.files import setup_logging, write_csv
+from anapart.io.files import start_job, write_csv
 
-log = setup_logging(snakemake.log[0])
+log = start_job(snakemake)
 table = external_table(read_model_metrics(snakemake.input), snakemake.params.classes)
 write_csv(snakemake.output.table, table, float_format="%.4f")
 external_figure(table, snakemake.params.formats, snakemake.params.fractions, snakemake.output.figure)

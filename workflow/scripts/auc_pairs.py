@@ -5,10 +5,10 @@ delegate()  # a local run continues in the warm worker (libraries imported once:
 
 import pandas as pd
 
-from anapart.io.files import setup_logging, write_csv
+from anapart.io.files import start_job, write_csv
 from anapart.metrics.stats import auc_pairs, read_model_tables
 
-log = setup_logging(snakemake.log[0])
+log = start_job(snakemake)
 ev = snakemake.params.evaluate
 table = auc_pairs(
     read_model_tables(snakemake.input.predictions),

@@ -9,9 +9,9 @@ import pandas as pd
 
 from anapart.metrics.calibration import calibration_table, reliability_figure, top_label, with_labels
 from anapart.metrics.evaluate import probabilities, read_model_metrics
-from anapart.io.files import setup_logging, write_csv
+from anapart.io.files import start_job, write_csv
 
-setup_logging(snakemake.log[0])
+start_job(snakemake)
 classes, n_bins = snakemake.params.classes, snakemake.params.bins
 write_csv(snakemake.output.table, calibration_table(read_model_metrics(snakemake.input.metrics), classes),
           float_format="%.4f")

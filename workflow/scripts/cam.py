@@ -6,10 +6,10 @@ delegate()  # a local run continues in the warm worker (libraries imported once:
 from pathlib import Path
 
 from anapart.partition.cam import cam_scores, overlay_figure
-from anapart.io.files import setup_logging, write_csv
+from anapart.io.files import start_job, write_csv
 from anapart.learn.training import set_threads
 
-log = setup_logging(snakemake.log[0])
+log = start_job(snakemake)
 set_threads(snakemake.threads)
 w = snakemake.wildcards
 scores, maps = cam_scores(

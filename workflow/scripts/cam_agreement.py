@@ -7,9 +7,9 @@ import pandas as pd
 
 from anapart.metrics.cam_stats import agreement, read_reviewer_scores
 from anapart.metrics.stats import read_model_tables
-from anapart.io.files import setup_logging, write_csv
+from anapart.io.files import start_job, write_csv
 
-log = setup_logging(snakemake.log[0])
+log = start_job(snakemake)
 frames = [
     s.assign(net=net, fmt=fmt, frac=frac)
     for (net, fmt, frac), s in read_model_tables(snakemake.input.scores).items()

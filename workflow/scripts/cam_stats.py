@@ -6,10 +6,10 @@ delegate()  # a local run continues in the warm worker (libraries imported once:
 import pandas as pd
 
 from anapart.metrics.cam_stats import cam_tests, summarize
-from anapart.io.files import setup_logging, write_csv
+from anapart.io.files import start_job, write_csv
 from anapart.metrics.stats import read_model_tables
 
-log = setup_logging(snakemake.log[0])
+log = start_job(snakemake)
 scores = read_model_tables(snakemake.input.scores)
 write_csv(snakemake.output.scores, summarize(scores))
 tests = cam_tests(

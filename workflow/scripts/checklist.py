@@ -4,9 +4,9 @@ from anapart.runtime.worker import delegate
 delegate()  # a local run continues in the warm worker (libraries imported once: anapart.runtime.worker)
 
 from anapart.report.checklist import build, unflat
-from anapart.io.files import setup_logging, write_csv
+from anapart.io.files import start_job, write_csv
 
-log = setup_logging(snakemake.log[0])
+log = start_job(snakemake)
 table = build(unflat(dict(snakemake.input.items())), snakemake.params.config)
 write_csv(snakemake.output[0], table)
 log.info("checklist: %d items", len(table))

@@ -9,9 +9,9 @@ import pandas as pd
 from anapart.metrics.calibration import calibration_metrics, with_labels
 from anapart.metrics.evaluate import evaluate_predictions, probabilities, roc_figure, write_metrics
 from anapart.cohort.split import patient_groups
-from anapart.io.files import setup_logging
+from anapart.io.files import start_job
 
-log = setup_logging(snakemake.log[0])
+log = start_job(snakemake)
 ev, classes = snakemake.params.evaluate, snakemake.params.classes
 
 

@@ -12,10 +12,10 @@ from pathlib import Path
 import pandas as pd
 
 from anapart.partition.classify import predict_probabilities, train_classifier
-from anapart.io.files import setup_logging, write_csv
+from anapart.io.files import start_job, write_csv
 from anapart.learn.training import set_threads
 
-log = setup_logging(snakemake.log[0])
+log = start_job(snakemake, snakemake.params.checkpoint)
 set_threads(snakemake.threads)
 crops = Path(snakemake.input.images).parent
 train_classifier(

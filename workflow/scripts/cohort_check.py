@@ -9,16 +9,18 @@ delegate()  # a local run continues in the warm worker (libraries imported once:
 
 from pathlib import Path
 
-from anapart.cohort.pseudonyms import EXTERNAL_PREFIX, PSEUDONYM_PREFIX
+from anapart.cohort.pseudonyms import EXTERNAL_PREFIX, PSEUDONYM_PREFIX, salt_of
 from anapart.io.errors import IngestError
 from anapart.cohort.problems import problems_message
 from anapart.cohort.series import SeriesRule
 from anapart.cohort.preflight import check_cohort, log_check, read_plan, write_check
 from anapart.io.dicom_scan import FrameRule
-from anapart.io.files import setup_logging, write_csv
+from anapart.io.files import start_job, write_csv
 
-setup_logging(snakemake.log[0])
-p, c = snakemake.params.paths, snakemake.params.cohort
+start_job(snakemake)
+c = snakemake.params.cohort
+# a synthetic cohort's paths come as params, a user's folders as the job's inputs
+p = {**snakemake.params.paths, **{k: v for k, v in snakemake.input.items() if k in ("dicom", "labels", "masks")}}
 external = bool(snakemake.params.external)
 exclude = None
 if external:
@@ -29,9 +31,9 @@ if external:
 check = check_cohort(
     p["dicom"],
     p["labels"],
-    p["masks"],
+    p.get("masks"),
     classes=snakemake.params.classes,
-    salt=c["pseudonym_salt"],
+    salt=salt_of(snakemake.config, snakemake.params.salt["of"]),
     series=SeriesRule.from_config(c["series"], "cohort.external.series" if external else "cohort.series"),
     frames=FrameRule.from_config(c["frames"]),
     mask_names=c["mask_names"],

@@ -12,11 +12,11 @@ from pathlib import Path
 
 from anapart.io.store import load_store
 from anapart.partition.crop import make_crops
-from anapart.io.files import setup_logging
+from anapart.io.files import start_job
 from anapart.partition.segment import build_model, predict_regions
 from anapart.learn.training import load_model, set_threads
 
-log = setup_logging(snakemake.log[0])
+log = start_job(snakemake)
 set_threads(snakemake.threads)
 cohort_dir = Path(snakemake.input.manifest).parent
 arch = json.loads(Path(snakemake.input.selected).read_text())["selected"]

@@ -4,9 +4,9 @@ from anapart.runtime.worker import delegate
 delegate()  # a local run continues in the warm worker (libraries imported once: anapart.runtime.worker)
 
 from anapart.cohort.preflight import ingest_plan
-from anapart.io.files import setup_logging
+from anapart.io.files import start_job
 
-setup_logging(snakemake.log[0])
+start_job(snakemake)
 c = snakemake.params.cohort
 ingest_plan(
     snakemake.input.plan,

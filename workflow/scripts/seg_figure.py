@@ -5,10 +5,10 @@ delegate()  # a local run continues in the warm worker (libraries imported once:
 
 from pathlib import Path
 
-from anapart.io.files import setup_logging
+from anapart.io.files import start_job
 from anapart.partition.segment import qc_figure
 
-setup_logging(snakemake.log[0])
+start_job(snakemake)
 qc_figure(
     Path(snakemake.input.manifest).parent,
     snakemake.input.patients,

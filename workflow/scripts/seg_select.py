@@ -6,10 +6,10 @@ delegate()  # a local run continues in the warm worker (libraries imported once:
 import json
 from pathlib import Path
 
-from anapart.io.files import setup_logging, write_text
+from anapart.io.files import start_job, write_text
 from anapart.partition.segment import select
 
-log = setup_logging(snakemake.log[0])
+log = start_job(snakemake)
 metrics = {Path(p).parent.name: json.loads(Path(p).read_text()) for p in snakemake.input}
 choice = select(metrics)
 log.info(choice["reason"])

@@ -5,11 +5,11 @@ delegate()  # a local run continues in the warm worker (libraries imported once:
 
 from pathlib import Path
 
-from anapart.io.files import setup_logging
+from anapart.io.files import start_job
 from anapart.partition.segment import train_segmenter
 from anapart.learn.training import set_threads
 
-setup_logging(snakemake.log[0])
+start_job(snakemake, snakemake.params.checkpoint)
 set_threads(snakemake.threads)
 train_segmenter(
     Path(snakemake.input.manifest).parent,

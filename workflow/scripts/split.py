@@ -6,9 +6,9 @@ delegate()  # a local run continues in the warm worker (libraries imported once:
 import pandas as pd
 
 from anapart.cohort.split import make_split
-from anapart.io.files import setup_logging
+from anapart.io.files import start_job
 
-setup_logging(snakemake.log[0])
+start_job(snakemake)
 s = snakemake.params.split
 make_split(
     pd.read_csv(snakemake.input.manifest),

@@ -8,9 +8,9 @@ from pathlib import Path
 import pandas as pd
 
 from anapart.staging.cam import staging_cam_examples
-from anapart.io.files import setup_logging
+from anapart.io.files import start_job
 
-log = setup_logging(snakemake.log[0])
+log = start_job(snakemake)
 scores = staging_cam_examples(
     snakemake.input.model,
     Path(snakemake.input.images).parent,

@@ -6,9 +6,9 @@ delegate()  # a local run continues in the warm worker (libraries imported once:
 import pandas as pd
 
 from anapart.staging.ensemble import soft_vote
-from anapart.io.files import setup_logging, write_csv
+from anapart.io.files import start_job, write_csv
 
-log = setup_logging(snakemake.log[0])
+log = start_job(snakemake)
 frames = [pd.read_csv(p) for p in snakemake.input]
 write_csv(snakemake.output.predictions, soft_vote(frames, snakemake.params.classes))
 log.info("soft vote of %d models over %d patches", len(frames), len(frames[0]))

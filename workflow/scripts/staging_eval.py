@@ -10,9 +10,9 @@ import pandas as pd
 
 from anapart.metrics.calibration import binary_calibration_metrics
 from anapart.staging.ensemble import confusion_figure, evaluate_stages
-from anapart.io.files import setup_logging, write_text
+from anapart.io.files import start_job, write_text
 
-log = setup_logging(snakemake.log[0])
+log = start_job(snakemake)
 name, classes = snakemake.wildcards.name, snakemake.params.classes
 pred = pd.read_csv(snakemake.input.predictions)
 m = evaluate_stages(pred, classes)

@@ -6,10 +6,10 @@ delegate()  # a local run continues in the warm worker (libraries imported once:
 import json
 from pathlib import Path
 
-from anapart.io.files import setup_logging, write_csv, write_text
+from anapart.io.files import start_job, write_csv, write_text
 from anapart.staging.radiomics import radiomics_baseline
 
-setup_logging(snakemake.log[0])
+start_job(snakemake)
 patches = Path(snakemake.input.images).parent  # staging.radiomics.preprocessing: raw (default) or clahe
 pred, info = radiomics_baseline(
     patches,

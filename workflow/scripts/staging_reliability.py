@@ -7,9 +7,9 @@ delegate()  # a local run continues in the warm worker (libraries imported once:
 import pandas as pd
 
 from anapart.metrics.calibration import positive_class, reliability_figure
-from anapart.io.files import setup_logging
+from anapart.io.files import start_job
 
-setup_logging(snakemake.log[0])
+start_job(snakemake)
 classes, names = snakemake.params.classes, snakemake.params.names
 advanced = classes[-1]
 curves = {n: positive_class(pd.read_csv(p), advanced) for n, p in zip(names, snakemake.input)}

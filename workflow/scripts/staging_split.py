@@ -5,10 +5,10 @@ delegate()  # a local run continues in the warm worker (libraries imported once:
 
 import pandas as pd
 
-from anapart.io.files import atomic_paths, setup_logging
+from anapart.io.files import atomic_paths, start_job
 from anapart.cohort.split import split_staging
 
-log = setup_logging(snakemake.log[0])
+log = start_job(snakemake)
 s = snakemake.params.split
 lists = split_staging(
     pd.read_csv(snakemake.input.index),

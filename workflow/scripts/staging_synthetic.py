@@ -3,8 +3,8 @@ from anapart.runtime.worker import delegate
 
 delegate()  # a local run continues in the warm worker (libraries imported once: anapart.runtime.worker)
 
-from anapart.io.files import setup_logging
+from anapart.io.files import start_job
 from anapart.synthetic.staging import StagingSyntheticConfig, generate_staging
 
-setup_logging(snakemake.log[0])
+start_job(snakemake)
 generate_staging(snakemake.output[0], StagingSyntheticConfig.from_dict(snakemake.params.cfg))

@@ -8,9 +8,9 @@ import json
 import pandas as pd
 
 from anapart.staging.ensemble import confusion_grid, patient_table, table_by_stage, table_preprocessing, tnm_metrics
-from anapart.io.files import setup_logging, write_csv
+from anapart.io.files import start_job, write_csv
 
-log = setup_logging(snakemake.log[0])
+log = start_job(snakemake)
 classes, names, models = snakemake.params.classes, snakemake.params.names, snakemake.params.models
 metrics = {n: json.load(open(p)) for n, p in zip(names, snakemake.input.metrics)}
 main = {n: m for n, m in metrics.items() if not n.startswith("ablation/")}

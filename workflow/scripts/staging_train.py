@@ -6,10 +6,10 @@ delegate()  # a local run continues in the warm worker (libraries imported once:
 from pathlib import Path
 
 from anapart.learn import training
-from anapart.io.files import setup_logging, write_csv
+from anapart.io.files import start_job, write_csv
 from anapart.staging.models import predict, train_model
 
-setup_logging(snakemake.log[0])
+start_job(snakemake, snakemake.params.checkpoint)
 cfg = snakemake.params.cfg
 training.set_threads(snakemake.threads)
 patches = str(Path(snakemake.input.images).parent)

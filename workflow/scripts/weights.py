@@ -3,8 +3,8 @@ from anapart.runtime.worker import delegate
 
 delegate()  # a local run continues in the warm worker (libraries imported once: anapart.runtime.worker)
 
-from anapart.io.files import setup_logging
+from anapart.io.files import start_job
 from anapart.learn.weights import download
 
-setup_logging(snakemake.log[0])
+start_job(snakemake)
 download(snakemake.wildcards.net, snakemake.output[0])

@@ -10,6 +10,9 @@ import pandas as pd
 
 from anapart.cohort.problems import Problem, raise_problems
 
+# Separators a spreadsheet may have used instead of commas (a European-locale Excel writes ';').
+OTHER_SEPARATORS = (";", "\t", "|")
+
 
 def check_labels(path: str | os.PathLike, classes) -> tuple[pd.DataFrame, list[Problem]]:
     """Read the labels table: ``patient_id, label`` and optionally ``instance`` (blank = every slice).
@@ -29,6 +32,11 @@ def check_labels(path: str | os.PathLike, classes) -> tuple[pd.DataFrame, list[P
     df.columns = [c.strip() for c in df.columns]
     missing = {"patient_id", "label"} - set(df.columns)
     if missing:
+        sep = next((sep for sep in OTHER_SEPARATORS if len(df.columns) == 1
+                    and {"patient_id", "label"} <= {c.strip() for c in df.columns[0].split(sep)}), None)
+        if sep is not None:  # one clear message, not one per row that fails to parse
+            return empty, [Problem("labels", f"{path}: labels table is separated by {sep!r}, not commas; save it "
+                                             "as comma-separated values (header patient_id,label[,instance])")]
         return empty, [Problem("labels", f"{path}: labels table lacks column(s) {sorted(missing)}; has {list(df.columns)}")]
     found: list[tuple[int, Problem]] = []
     df["line"] = np.arange(len(df)) + 2  # 1-based, after the header line

@@ -97,6 +97,7 @@ class _Cohort:
     prefix: str  # pseudonym prefix: P (main cohort) or E (external test cohort)
     skipped_by_patient: dict[str, int]
     badly_labelled: set  # patients whose label rows had problems (reported with the table's)
+    labels_unreadable: bool = False  # the table itself failed (its one problem says why): no per-patient echo
 
 
 def _check_masks(c: _Cohort, s: Series, pid: str) -> tuple[dict, dict, list[Problem]]:
@@ -143,7 +144,7 @@ def _check_patient(c: _Cohort, pid: str, cands: list[Series], group: pd.DataFram
     if s is not None:
         row.update(_series_fields(s))
     if group is None:  # not ingested: only the missing label is a problem (its label rows' ones are listed)
-        no_label = [] if pid in c.badly_labelled else [
+        no_label = [] if pid in c.badly_labelled or c.labels_unreadable else [
             Problem("no_label", f"{(matching or cands)[0].folder}: series has no label in {c.labels_csv}", pid)]
         return None, row, no_label, warnings
     if s is None or problems:
@@ -180,6 +181,7 @@ def check_cohort(dicom_dir, labels_csv, mask_dir, *, classes, salt: str, series:
     t0 = time.perf_counter()
     dicom_dir = Path(dicom_dir)
     labels, problems = check_labels(labels_csv, classes)
+    table_failed = labels.empty and len(problems) == 1 and problems[0].patient is None  # unreadable as a whole
     scan = None
     try:
         scan = dicom_scan.scan(dicom_dir, frames)
@@ -196,7 +198,8 @@ def check_cohort(dicom_dir, labels_csv, mask_dir, *, classes, salt: str, series:
         problems += [Problem("unreadable_file", p) for p in scan.problems]
     c = _Cohort(dicom_dir, Path(labels_csv), Path(mask_dir) if mask_dir is not None else None,
                 mask_names or {"region": "region.nii.gz", "lesion": "lesion.nii.gz"}, series, resolve_salt(salt), prefix,
-                scan.skipped_by_patient if scan is not None else {}, set(row_problems))
+                scan.skipped_by_patient if scan is not None else {}, set(row_problems),
+                labels_unreadable=table_failed)
     series_of = series_by_patient(scan)
     groups = {pid: g for pid, g in labels.groupby("patient_id", sort=False)}
     patients = sorted(set(series_of) | set(groups),

@@ -282,18 +282,27 @@ def read_slices(slices: Sequence[SliceHeader]) -> list[np.ndarray]:
 # --------------------------------------------------------------------------- masks
 
 def _geometry_problem(path: Path, size, spacing, origin, direction, series: Series) -> str | None:
+    """What differs between a mask's grid and its series' (only the fields that differ are named)."""
     ref = series.reference_image()
     if tuple(size) != ref.GetSize():
         return f"{path}: mask size {tuple(size)} does not match series size {ref.GetSize()} (x, y, z)"
-    spacing_ok = np.allclose(spacing, ref.GetSpacing(), rtol=1e-3, atol=1e-3)
     origin_tol = 0.5 * min(ref.GetSpacing())
-    origin_ok = np.allclose(origin, ref.GetOrigin(), atol=origin_tol)
-    direction_ok = np.allclose(direction, ref.GetDirection(), atol=1e-3)
-    if not (spacing_ok and origin_ok and direction_ok):
-        return (f"{path}: mask geometry (origin {np.round(origin, 2)}, spacing {np.round(spacing, 3)}) "
-                f"does not match series in {series.folder} (origin {np.round(ref.GetOrigin(), 2)}, "
-                f"spacing {np.round(ref.GetSpacing(), 3)})")
-    return None
+    checks = (  # (field, mask value, series value, equal?)
+        ("direction", direction, ref.GetDirection(), np.allclose(direction, ref.GetDirection(), atol=1e-3)),
+        ("origin", origin, ref.GetOrigin(), np.allclose(origin, ref.GetOrigin(), atol=origin_tol)),
+        ("spacing", spacing, ref.GetSpacing(), np.allclose(spacing, ref.GetSpacing(), rtol=1e-3, atol=1e-3)),
+    )
+    differ = [(name, m, r) for name, m, r, ok in checks if not ok]
+    if not differ:
+        return None
+    what = "; ".join(f"{name} {_fmt(m)} vs the series' {_fmt(r)}" for name, m, r in differ)
+    hint = (" (a flipped or permuted axis: the mask was written in another orientation than the series)"
+            if differ[0][0] == "direction" else "")
+    return f"{path}: mask geometry does not match the series in {series.folder}: {what}{hint}"
+
+
+def _fmt(values) -> str:
+    return "(" + ", ".join(f"{v + 0.0:.3g}" for v in values) + ")"  # + 0.0: no "-0"
 
 
 def check_mask(path: str | os.PathLike, series: Series) -> str | None:

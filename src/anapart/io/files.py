@@ -2,7 +2,9 @@
 
 A killed job must never leave a file that Snakemake (or a user) mistakes for a finished one, so
 every writer goes through :func:`atomic_path`: write to a hidden temporary name in the same
-folder, then ``os.replace`` it into place.
+folder, then ``os.replace`` it into place. A job killed with SIGKILL (OOM, wall-time limit) cannot
+remove that temporary; :func:`start_job`, every glue script's first step, removes what an earlier
+attempt at the same outputs left.
 """
 
 from __future__ import annotations
@@ -10,11 +12,48 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import shutil
 import sys
 import uuid
 from pathlib import Path
 from typing import Iterator
+
+TMP_HEX = 8  # hex digits of a temporary's random part: .<name>.<hex>.tmp
+
+
+def stale_temporaries(path: str | os.PathLike) -> list[Path]:
+    """The temporaries :func:`atomic_path` made for ``path`` (``.<name>.<8 hex>.tmp`` beside it)."""
+    path = Path(path)
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.[0-9a-f]{{{TMP_HEX}}}\.tmp")
+    if not path.parent.is_dir():
+        return []
+    return sorted(p for p in path.parent.iterdir() if pattern.fullmatch(p.name))
+
+
+def sweep_temporaries(paths) -> list[Path]:
+    """Remove the temporaries left beside ``paths`` by a killed writer; returns what was removed.
+
+    Only a job's own outputs are swept (never a whole folder): other jobs may be writing beside them.
+    """
+    removed = []
+    for path in paths:
+        for tmp in stale_temporaries(path):
+            if tmp.is_dir() and not tmp.is_symlink():
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
+
+
+def start_job(smk, *extra: str | os.PathLike) -> logging.Logger:
+    """A glue script's first step: log to the rule's ``log:`` file and sweep what a killed earlier
+    attempt at this job left beside its outputs (and beside ``extra`` paths, e.g. its checkpoint)."""
+    log = setup_logging(smk.log[0] if len(smk.log) else None)
+    for tmp in sweep_temporaries([*smk.output, *(e for e in extra if e)]):
+        log.warning("removed %s, left by a killed earlier run of this job", tmp)
+    return log
 
 
 @contextlib.contextmanager
@@ -26,7 +65,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:TMP_HEX]}.tmp")
     try:
         yield tmp
         if path.is_dir() and not path.is_symlink():

@@ -121,6 +121,30 @@ def build_scheduler(optimizer, spec: dict | None, epochs: int, where: str = "sch
     return SCHEDULERS[kind](optimizer, spec, epochs)
 
 
+def content_hash(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
+    """A hash of a file's bytes (a folder: of its files' relative names and bytes, in order).
+
+    What a checkpoint was trained on is named by content, not by path: a rerun after the split,
+    the labels or an upstream store changed must not resume weights that saw other patients.
+    """
+    path = Path(path)
+    h = hashlib.blake2b(digest_size=16)
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for f in files:
+        if path.is_dir():
+            h.update(f.relative_to(path).as_posix().encode() + b"\0")
+        with open(f, "rb") as fh:
+            while block := fh.read(chunk):
+                h.update(block)
+    return h.hexdigest()
+
+
+def checkpoint_parts(cfg: FitConfig, signature_extra: dict | None, inputs: dict | None) -> dict[str, str]:
+    """What a checkpoint is bound to: the settings' signature and a content hash of each named input."""
+    return {"settings": cfg.signature(signature_extra),
+            **{f"input '{k}'": content_hash(v) for k, v in sorted((inputs or {}).items())}}
+
+
 def _save_checkpoint(path: Path, state: dict) -> None:
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
@@ -128,12 +152,15 @@ def _save_checkpoint(path: Path, state: dict) -> None:
 
 def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Callable, fetch: Fetch, n_train: int,
         cfg: FitConfig, checkpoint: str | os.PathLike | None = None, signature_extra: dict | None = None,
-        scheduler=None) -> list[float]:
+        scheduler=None, inputs: dict | None = None) -> list[float]:
     """Train for ``cfg.epochs`` epochs; returns the mean training loss of every epoch.
 
     ``fetch(indices)`` returns an (inputs, targets) batch on the CPU for positions ``indices`` of
     the training set. With ``checkpoint``, state is saved after each epoch and a matching checkpoint
-    (same config signature) is resumed; the checkpoint is removed when training completes.
+    is resumed: the same settings (``cfg`` and ``signature_extra``) and the same contents of every
+    file in ``inputs`` (name -> path: the training list, the image store, ...). Any other checkpoint
+    is discarded with a warning that names what differs, and training starts over; the checkpoint is
+    removed when training completes.
 
     Guards, because a from-scratch net on a small cohort can blow up on one machine's float path and
     not another's: a linear warm-up of the rate over ``cfg.warmup_epochs``, optional gradient-norm
@@ -147,11 +174,12 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Calla
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
     scaler = torch.amp.GradScaler("cuda", enabled=cuda and cfg.amp)
-    sig = cfg.signature(signature_extra)
+    ckpt = Path(checkpoint) if checkpoint else None
+    parts = checkpoint_parts(cfg, signature_extra, inputs) if ckpt is not None else {}
+    sig = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
     history: list[float] = []
     start = 0
     ref_loss = None  # the untrained model's loss: the scale against which divergence is judged
-    ckpt = Path(checkpoint) if checkpoint else None
     if ckpt is not None and ckpt.exists():
         state = torch.load(ckpt, map_location=device, weights_only=False)
         if state.get("signature") == sig:
@@ -164,7 +192,11 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Calla
             start = int(state["epoch"]) + 1
             log.info("resuming from %s after epoch %d", ckpt.name, start)
         else:
-            log.info("ignoring checkpoint %s written with other settings", ckpt.name)
+            old = state.get("parts") or {}
+            differ = [k for k in parts if old.get(k) != parts[k]] or ["settings"]
+            log.warning("discarding checkpoint %s after epoch %s: it was written for other %s; training starts "
+                        "over", ckpt.name, int(state.get("epoch", -1)) + 1, ", ".join(differ))
+            ckpt.unlink()
     steps_per_epoch = max(1, -(-n_train // cfg.batch_size))
     warmup_steps = math.ceil(cfg.warmup_epochs * steps_per_epoch)  # any warm-up asked for is at least a step
     what = f"{cfg.label}: " if cfg.label else ""
@@ -221,7 +253,7 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Calla
                 f"untrained model's {ref_loss:.3g}: training diverged; lower the learning rate, lengthen "
                 "warmup_epochs or set grad_clip")
         if ckpt is not None:
-            _save_checkpoint(ckpt, {"signature": sig, "epoch": epoch, "history": history, "ref_loss": ref_loss,
+            _save_checkpoint(ckpt, {"signature": sig, "parts": parts, "epoch": epoch, "history": history, "ref_loss": ref_loss,
                                     "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                                     "scheduler": scheduler.state_dict() if scheduler is not None else None})
     if ckpt is not None and ckpt.exists():

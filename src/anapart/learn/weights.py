@@ -8,6 +8,9 @@ no torch at import time: the Snakefile reads it to wire the weights files into t
 
 from __future__ import annotations
 
+import difflib
+import importlib.metadata
+import json
 import logging
 from pathlib import Path
 
@@ -76,6 +79,42 @@ def resolve(value, net: str) -> bool | Path:
                                 f"where there is internet (snakemake {folder / (net + FOLDER_FORMATS[0])}) or copy "
                                 "the file there")
     return f
+
+
+def network_problems(names_by_key: dict[str, list[str]], cache: str | Path | None = None) -> list[str]:
+    """One message per configured network name that is not one of timm's (``{config key: names}``),
+    with the closest names timm has: checked when Snakemake starts, not hours later in a training job.
+
+    Names found before are remembered in ``cache`` per timm version, so a run whose names were all
+    checked does not import timm (and torch) just to check them again.
+    """
+    version = importlib.metadata.version("timm")
+    cache = Path(cache) if cache else None
+    known: set[str] = set()
+    if cache is not None and cache.is_file():
+        try:
+            data = json.loads(cache.read_text())
+            known = set(data.get("names", [])) if data.get("timm") == version else set()
+        except (ValueError, OSError):
+            known = set()
+    wanted = {n for names in names_by_key.values() for n in names}
+    if wanted <= known:
+        return []
+    import timm  # heavy (imports torch): only when a name was not checked before
+
+    models = set(timm.list_models())
+    problems = []
+    for key, names in names_by_key.items():
+        for n in names:
+            if n not in models:
+                close = difflib.get_close_matches(n, sorted(models), n=3, cutoff=0.8)
+                hint = f"; did you mean {' or '.join(close)}?" if close else " (timm.list_models() lists them)"
+                problems.append(f"{key}: '{n}' is not a timm network{hint}")
+    good = (known | wanted) & models
+    if cache is not None and not problems:
+        with atomic_path(cache) as tmp:
+            tmp.write_text(json.dumps({"timm": version, "names": sorted(good)}))
+    return problems
 
 
 def create_model(net: str, pretrained=False, **kwargs):

@@ -49,6 +49,13 @@ def model_from_meta(meta: dict) -> torch.nn.Module:
 
 # --------------------------------------------------------------------------- train / predict
 
+def crop_inputs(crops_dir, train_csv) -> dict:
+    """What a classifier trains on, for its checkpoint's signature: the training list (patients,
+    slices, labels) and the crop store it indexes."""
+    crops_dir = Path(crops_dir)
+    return {"training list": train_csv, "crop index": crops_dir / "index.csv", "crop images": crops_dir / "images.npy"}
+
+
 def train_classifier(crops_dir, train_csv, classes, net: str, cfg: dict, out_model, *, preload_mb: float,
                      device="auto", checkpoint=None) -> list[float]:
     """Train one (net, format, fraction) model; returns the per-epoch training loss.
@@ -68,9 +75,8 @@ def train_classifier(crops_dir, train_csv, classes, net: str, cfg: dict, out_mod
     log.info("%s on %s: %d training slices %s, input %dx%d", net, Path(crops_dir).name, len(data),
              train["label"].value_counts().to_dict(), data.size, data.size)
     history = training.fit(model, optimizer, F.cross_entropy, lambda idx: data.batch(idx, augment), len(data),
-                           fit_cfg, checkpoint, signature_extra={"net": net, "train": str(train_csv),
-                                                                 **{k: str(v) for k, v in cfg.items()}},
-                           scheduler=scheduler)
+                           fit_cfg, checkpoint, signature_extra={"net": net, **{k: str(v) for k, v in cfg.items()}},
+                           scheduler=scheduler, inputs=crop_inputs(crops_dir, train_csv))
     meta = {"net": net, "classes": list(classes), "in_chans": 1, "input_size": data.size,
             "normalize": [data.mean, data.std], "format": Path(crops_dir).name, "train_list": str(train_csv),
             "epochs": fit_cfg.epochs, "loss_history": [round(v, 5) for v in history]}

@@ -191,8 +191,11 @@ def train_segmenter(cohort_dir, patients_csv, arch: str, cfg: dict, out_model, o
     fit_cfg = training.FitConfig.from_config(cfg, device, label=f"segmentation {arch}")
     log.info("%s: %d training / %d validation / %d test annotated slices at %dx%d", arch, len(rows["train"]),
              len(rows["validation"]), len(rows["test"]), size, size)
+    store = Path(cohort_dir)
     history = training.fit(model, optimizer, seg_loss, fetch, len(rows["train"]), fit_cfg, checkpoint,
-                           signature_extra={"arch": arch, **{k: str(v) for k, v in cfg.items()}})
+                           signature_extra={"arch": arch, **{k: str(v) for k, v in cfg.items()}},
+                           inputs={"patients": patients_csv, "store manifest": store / "manifest.csv",
+                                   "store images": store / "images.npy", "store masks": store / "masks.npy"})
     meta["encoder_weights"] = None  # the saved state holds the weights; never reload from a hub
     training.save_model(out_model, model, meta)
     threshold = float(cfg["threshold"])

@@ -99,7 +99,11 @@ def delegate() -> None:
         sock.connect(path)
         socket.send_fds(sock, [json.dumps(request).encode()], [0, 1, 2])
         reply = sock.recv(MAX_MESSAGE)
-    except OSError:
+    except ConnectionRefusedError:  # its socket is there, nobody listens: the server died
+        print(f"anapart worker: warning: the warm worker ({path}) is gone; this job runs in its own process "
+              "(every later job pays its imports again; see logs/worker/server.log)", file=sys.stderr, flush=True)
+        reply = b""
+    except OSError:  # not listening yet (still importing), or refused this client: run here, as before
         reply = b""
     if not reply:
         sock.close()
@@ -150,6 +154,10 @@ class Handle:
 
     def __init__(self, proc: subprocess.Popen, folder: str):
         self.proc, self.folder = proc, folder
+
+    def ended_early(self) -> int | None:
+        """The server's exit status if it ended before the run did (a crash, the OOM killer), else None."""
+        return self.proc.poll()
 
     def stop(self) -> None:
         if self.proc.poll() is None:

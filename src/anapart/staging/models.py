@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 
 import pandas as pd
 import torch.nn.functional as F
@@ -174,10 +175,11 @@ def train_model(patches_dir, train_csv, classes, name: str, cfg: dict, out_model
              "backbone frozen" if getattr(model, "frozen", False) else "all layers")
     augment = t["augment"] or None
     history = training.fit(model, optimizer, F.cross_entropy, lambda idx: data.batch(idx, augment), len(data), fit_cfg,
-                           checkpoint, signature_extra={"model": name, "train": str(train_csv),
-                                                        "patches": str(patches_dir),
+                           checkpoint, signature_extra={"model": name,
                                                         "cfg": json.dumps(cfg, sort_keys=True, default=str)},
-                           scheduler=scheduler)
+                           scheduler=scheduler,
+                           inputs={"training list": train_csv, "patch index": Path(patches_dir) / "index.csv",
+                                   "patch images": Path(patches_dir) / "images.npy"})
     meta = {"model": name, "classes": list(classes), "cfg": cfg, "in_chans": 1, "input_size": size,
             "normalize": [data.mean, data.std], "patches": str(patches_dir), "epochs": fit_cfg.epochs,
             "cam_layer": model.cam_layer, "loss_history": [round(v, 5) for v in history]}

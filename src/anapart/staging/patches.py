@@ -148,6 +148,7 @@ def plan_staging(dicom_dir, labels_csv, sequences: dict, classes) -> list[dict]:
     with bad slices, bad label rows) is listed at once.
     """
     labels, problems = check_labels(labels_csv, classes)
+    table_failed = labels.empty and len(problems) == 1 and problems[0].patient is None  # unreadable as a whole
     problems += [Problem("labels", f"{labels_csv} line {r.line}: staging labels are per patient; leave "
                                           "instance out", r.patient_id)
                  for r in labels[labels["instance"].notna()].itertuples()]
@@ -175,7 +176,7 @@ def plan_staging(dicom_dir, labels_csv, sequences: dict, classes) -> list[dict]:
         problems += own
         warnings += warn
         plans.append({"patient_id": row.patient_id, "label": row.label, "series": seqs})
-    for pid in sorted(set(by_patient) - set(labels["patient_id"])):
+    for pid in sorted(set(by_patient) - set(labels["patient_id"])) if not table_failed else []:
         problems.append(Problem("no_label", f"{by_patient[pid][0].folder}: series has no stage in {labels_csv}",
                                        pid))
     log_warnings(warnings)
