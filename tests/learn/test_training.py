@@ -192,32 +192,36 @@ def test_a_killed_run_resumes_with_only_the_remaining_batches(tmp_path, caplog, 
     assert not run.exists()
 
 
+def _linear_fit(ckpt, rows=None, kill_at=None, epochs=4, batch_size=8, seed=3, extra=None, inputs=None):
+    """A small deterministic fit with a checkpoint, killed (an exception from ``fetch``) at the
+    ``kill_at``-th batch; returns the model and the batches it fetched. ``rows`` picks the training
+    rows of the regression data (a split)."""
+    x, y = _regression()
+    sub = np.arange(len(x)) if rows is None else np.asarray(rows)
+    torch.manual_seed(0)
+    model = torch.nn.Linear(6, 1)
+    fetched = []
+
+    def fetch(idx):
+        if kill_at is not None and len(fetched) + 1 == kill_at:
+            raise _Killed
+        fetched.append(idx)
+        return x[sub[idx]], y[sub[idx]]
+
+    fit(model, torch.optim.SGD(model.parameters(), lr=0.02), torch.nn.functional.mse_loss, fetch, len(sub),
+        FitConfig(epochs=epochs, batch_size=batch_size, seed=seed, device="cpu"), ckpt,
+        signature_extra=extra or {"lr": "0.02"}, inputs=inputs)
+    return model, fetched
+
+
 @pytest.mark.parametrize("change", [{"batch_size": 10}, {"seed": 4}, {"extra": {"lr": "0.01"}}])
 def test_a_checkpoint_of_other_settings_is_ignored(tmp_path, caplog, change):
     """A checkpoint whose signature (the loop's settings and the caller's ``signature_extra``) differs
     restarts from scratch: every epoch's batches are fetched again."""
-    x, y = _regression()
-
-    def go(kill_at=None, batch_size=8, seed=3, extra=None):
-        torch.manual_seed(0)
-        model = torch.nn.Linear(6, 1)
-        fetched = []
-
-        def fetch(idx):
-            if kill_at is not None and len(fetched) + 1 == kill_at:
-                raise _Killed
-            fetched.append(idx)
-            return x[idx], y[idx]
-
-        fit(model, torch.optim.SGD(model.parameters(), lr=0.02), torch.nn.functional.mse_loss, fetch, len(x),
-            FitConfig(epochs=4, batch_size=batch_size, seed=seed, device="cpu"), tmp_path / "c.pt",
-            signature_extra=extra or {"lr": "0.02"})
-        return fetched
-
     with pytest.raises(_Killed):
-        go(kill_at=5 * 2 + 1)
+        _linear_fit(tmp_path / "c.pt", kill_at=5 * 2 + 1)
     caplog.set_level(logging.INFO, logger="anapart.training")
-    fetched = go(**change)
+    _, fetched = _linear_fit(tmp_path / "c.pt", **change)
     per_epoch = -(-40 // change.get("batch_size", 8))
     assert len(fetched) == 4 * per_epoch
     assert "discarding checkpoint c.pt after epoch 2: it was written for other settings" in caplog.text
@@ -227,26 +231,11 @@ def test_a_checkpoint_of_other_settings_is_ignored(tmp_path, caplog, change):
 def test_a_checkpoint_of_other_inputs_is_discarded_and_names_them(tmp_path, caplog):
     """Same settings, another training list (other patients): the checkpoint is not resumed, the log
     names the input that changed, and the weights equal a clean run's on the new list."""
-    x, y = _regression()
     lst = tmp_path / "train.csv"
 
-    def go(rows, kill_at=None, ckpt=tmp_path / "c.pt"):
+    def go(rows, **kw):
         lst.write_text("row\n" + "\n".join(map(str, rows)) + "\n")
-        torch.manual_seed(0)
-        model = torch.nn.Linear(6, 1)
-        fetched = []
-        sub = np.asarray(rows)
-
-        def fetch(idx):
-            if kill_at is not None and len(fetched) + 1 == kill_at:
-                raise _Killed
-            fetched.append(idx)
-            return x[sub[idx]], y[sub[idx]]
-
-        fit(model, torch.optim.SGD(model.parameters(), lr=0.02), torch.nn.functional.mse_loss, fetch, len(sub),
-            FitConfig(epochs=3, batch_size=8, seed=3, device="cpu"), ckpt, signature_extra={"lr": "0.02"},
-            inputs={"training list": lst})
-        return model, fetched
+        return _linear_fit(kw.pop("ckpt", tmp_path / "c.pt"), rows, epochs=3, inputs={"training list": lst}, **kw)
 
     with pytest.raises(_Killed):
         go(range(0, 32), kill_at=4 * 2 + 1)  # killed in epoch 3: the checkpoint holds epochs 1-2
@@ -262,29 +251,13 @@ def test_a_checkpoint_of_other_inputs_is_discarded_and_names_them(tmp_path, capl
 
 def test_a_checkpoint_of_the_same_inputs_resumes(tmp_path, caplog):
     """The guard costs nothing when nothing changed: same list, same settings -> resume."""
-    x, y = _regression()
     lst = tmp_path / "train.csv"
     lst.write_text("row\n1\n")
-
-    def go(kill_at=None):
-        torch.manual_seed(0)
-        model = torch.nn.Linear(6, 1)
-        fetched = []
-
-        def fetch(idx):
-            if kill_at is not None and len(fetched) + 1 == kill_at:
-                raise _Killed
-            fetched.append(idx)
-            return x[idx], y[idx]
-
-        fit(model, torch.optim.SGD(model.parameters(), lr=0.02), torch.nn.functional.mse_loss, fetch, len(x),
-            FitConfig(epochs=3, batch_size=8, seed=3, device="cpu"), tmp_path / "c.pt", inputs={"list": lst})
-        return fetched
-
     with pytest.raises(_Killed):
-        go(kill_at=5 + 1)
+        _linear_fit(tmp_path / "c.pt", epochs=3, inputs={"list": lst}, kill_at=5 + 1)
     caplog.set_level(logging.INFO, logger="anapart.training")
-    assert len(go()) == 2 * 5 and "resuming from c.pt after epoch 1" in caplog.text
+    _, fetched = _linear_fit(tmp_path / "c.pt", epochs=3, inputs={"list": lst})
+    assert len(fetched) == 2 * 5 and "resuming from c.pt after epoch 1" in caplog.text
 
 
 def test_content_hash_reads_contents_not_paths(tmp_path):
