@@ -28,7 +28,9 @@ rule cohort_check:
         # a user's folders come from the job's inputs (params appear in the report)
         paths=cohort_paths() if config["cohort"]["source"] == "synthetic" else {},
         classes=config["classes"],
-        cohort={k: config["cohort"][k] for k in ("series", "frames", "mask_names")},
+        cohort={
+            k: config["cohort"].get(k) for k in ("series", "frames", "mask_names", "nifti")
+        },
         salt=salt_params("cohort"),
         external=False,  # pseudonyms P... (external: E...)
     script:
@@ -112,7 +114,9 @@ if on("external"):
         params:
             paths=external_paths() if EXTERNAL["source"] == "synthetic" else {},
             classes=config["classes"],
-            cohort={k: EXTERNAL[k] for k in ("series", "frames", "mask_names")},
+            cohort={
+                k: EXTERNAL[k] for k in ("series", "frames", "mask_names", "nifti")
+            },
             salt=salt_params("cohort.external"),
             external=True,
 

@@ -40,11 +40,14 @@ def cohort_paths(c=None, synthetic_dir=SYNTHETIC_DIR, where="cohort"):
             "labels": f"{synthetic_dir}/labels.csv",
             "masks": f"{synthetic_dir}/masks",
         }
-    missing = [k for k in ("dicom_dir", "labels") if not c.get(k)]
+    folder = "nifti_dir" if c["source"] == "nifti" else "dicom_dir"
+    missing = [k for k in (folder, "labels") if not c.get(k)]
     if missing:
         raise ValueError(
-            f"config {where}.source is 'dicom' but {where}.{missing[0]} is not set"
+            f"config {where}.source is '{c['source']}' but {where}.{missing[0]} is not set"
         )
+    if c["source"] == "nifti":  # masks beside each image (cohort.mask_names / cohort.nifti.labels)
+        return {"nifti": c["nifti_dir"], "labels": c["labels"]}
     return {"dicom": c["dicom_dir"], "labels": c["labels"], "masks": c.get("mask_dir")}
 
 
@@ -67,8 +70,8 @@ EXTERNAL_PLAN = f"{PRIVATE_DIR}/external/plan.json"
 # percentiles: the preprocessing is the main cohort's by construction).
 EXTERNAL = {
     **{
-        k: config["cohort"][k]
-        for k in ("pseudonym_salt", "series", "frames", "mask_names")
+        k: config["cohort"].get(k)
+        for k in ("pseudonym_salt", "series", "frames", "mask_names", "nifti")
     },
     **(_EXT or {}),
 }

@@ -15,12 +15,13 @@ from anapart.cohort.problems import problems_message
 from anapart.cohort.series import SeriesRule
 from anapart.cohort.preflight import check_cohort, log_check, read_plan, write_check
 from anapart.io.dicom_scan import FrameRule
+from anapart.io.nifti import Layout
 from anapart.io.files import start_job, write_csv
 
 start_job(snakemake)
 c = snakemake.params.cohort
 # a synthetic cohort's paths come as params, a user's folders as the job's inputs
-p = {**snakemake.params.paths, **{k: v for k, v in snakemake.input.items() if k in ("dicom", "labels", "masks")}}
+p = {**snakemake.params.paths, **{k: v for k, v in snakemake.input.items() if k in ("dicom", "nifti", "labels", "masks")}}
 external = bool(snakemake.params.external)
 exclude = None
 if external:
@@ -29,7 +30,7 @@ if external:
                                 "patient must not be a development patient"
                for plan in read_plan(main_plan)[0]}
 check = check_cohort(
-    p["dicom"],
+    p.get("nifti") or p["dicom"],
     p["labels"],
     p.get("masks"),
     classes=snakemake.params.classes,
@@ -39,6 +40,7 @@ check = check_cohort(
     mask_names=c["mask_names"],
     prefix=EXTERNAL_PREFIX if external else PSEUDONYM_PREFIX,
     exclude=exclude,
+    nifti_layout=Layout.from_config(c.get("nifti") or {}) if "nifti" in p else None,
 )
 log_check(check)
 # A copy of the table beside the log: Snakemake removes a failed job's outputs, the log stays.

@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from pathlib import Path
+from typing import Callable
 
 import pandas as pd
 
@@ -24,10 +25,10 @@ from anapart.cohort.problems import Problem, problems_message, raise_problems
 from anapart.cohort.pseudonyms import PSEUDONYM_PREFIX, pseudonym, resolve_salt
 from anapart.cohort.series import (SeriesRule, choose_series, log_skipped, log_warnings, patient_folder, select_series,
                                    series_by_patient)
-from anapart.io import dicom, dicom_scan
+from anapart.io import dicom_scan, nifti
 from anapart.io.dicom import DicomError, Series
 from anapart.io.files import atomic_paths
-from anapart.io.store import MASK_KINDS, IngestPlan, build_store
+from anapart.io.store import MASK_KINDS, IngestPlan, build_store, check_series_mask
 
 log = logging.getLogger("anapart.preflight")
 
@@ -90,28 +91,29 @@ class _Cohort:
 
     dicom_dir: Path
     labels_csv: Path
-    mask_dir: Path | None
-    mask_names: dict
     rule: SeriesRule
     salt: str
     prefix: str  # pseudonym prefix: P (main cohort) or E (external test cohort)
     skipped_by_patient: dict[str, int]
+    mask_refs: Callable[[str], dict]  # PatientID -> {mask kind: file (or nnU-Net "labels#values"), None: no mask}
     badly_labelled: set  # patients whose label rows had problems (reported with the table's)
-    labels_unreadable: bool = False  # the table itself failed (its one problem says why): no per-patient echo
+    labels_unreadable: bool = False
+    images: str = "DICOM series"  # what a patient's image is called in messages (NIfTI: "NIfTI image")  # the table itself failed (its one problem says why): no per-patient echo
 
 
 def _check_masks(c: _Cohort, s: Series, pid: str) -> tuple[dict, dict, list[Problem]]:
     """(row fields, mask file per kind or None, problems) of a patient's masks on series ``s``."""
     row, masks, problems = {}, {}, []
+    refs = c.mask_refs(pid)
     for kind in MASK_KINDS:
-        path = c.mask_dir / pid / c.mask_names[kind] if c.mask_dir is not None else None
-        if path is None:
+        ref = refs.get(kind)
+        if ref is None:
             row[f"{kind}_mask"], masks[kind] = "none", None
-        elif not path.exists():
+        elif not nifti.split_mask_ref(ref)[0].exists():
             row[f"{kind}_mask"], masks[kind] = "missing", None
         else:
-            bad = dicom.check_mask(path, s)
-            row[f"{kind}_mask"], masks[kind] = ("off_grid", None) if bad else ("ok", str(path))
+            bad = check_series_mask(ref, s)
+            row[f"{kind}_mask"], masks[kind] = ("off_grid", None) if bad else ("ok", str(ref))
             if bad:
                 problems.append(Problem("mask", bad, pid))
     return row, masks, problems
@@ -137,7 +139,7 @@ def _check_patient(c: _Cohort, pid: str, cands: list[Series], group: pd.DataFram
     if not cands:
         if group is None:
             return None, row, [], []
-        return None, row, [Problem("no_series", f"{c.labels_csv} line {group['line'].iloc[0]}: no DICOM series for "
+        return None, row, [Problem("no_series", f"{c.labels_csv} line {group['line'].iloc[0]}: no {c.images} for "
                                                 f"this patient under {c.dicom_dir}", pid)], []
     chosen, problems, warnings = choose_series(cands, {"": c.rule}, pid, c.dicom_dir, "cohort.series")
     s = chosen.get("")
@@ -169,8 +171,13 @@ def _by_kind(problems: list[Problem]) -> dict[str, int]:
 
 def check_cohort(dicom_dir, labels_csv, mask_dir, *, classes, salt: str, series: SeriesRule,
                  frames: dicom_scan.FrameRule | None = None, mask_names: dict | None = None,
-                 prefix: str = PSEUDONYM_PREFIX, exclude: dict[str, str] | None = None) -> CohortCheck:
-    """Read every header and the labels once and find every problem of the cohort; decode nothing.
+                 prefix: str = PSEUDONYM_PREFIX, exclude: dict[str, str] | None = None,
+                 nifti_layout: nifti.Layout | None = None) -> CohortCheck:
+    """Read every header and the labels once and find every problem of the cohort; decode nothing
+    (but a NIfTI float volume's voxels, for NaN and infinity).
+
+    ``dicom_dir`` is a DICOM folder, or with ``nifti_layout`` a NIfTI cohort folder (:mod:`anapart.io.nifti`:
+    its masks are in each patient's folder, ``mask_dir`` is then unused).
 
     Per patient: the series found and the one ``series`` selects, its geometry, the labelled slices,
     whether the masks lie on its grid, the files skipped. Problems are collected, not raised;
@@ -184,9 +191,19 @@ def check_cohort(dicom_dir, labels_csv, mask_dir, *, classes, salt: str, series:
     table_failed = labels.empty and len(problems) == 1 and problems[0].patient is None  # unreadable as a whole
     scan = None
     try:
-        scan = dicom_scan.scan(dicom_dir, frames)
-    except DicomError as e:
+        scan = nifti.scan(dicom_dir, nifti_layout) if nifti_layout is not None else dicom_scan.scan(dicom_dir, frames)
+    except (DicomError, ValueError) as e:
         problems.append(Problem("dicom_folder", str(e)))
+    mask_names = mask_names or {"region": "region.nii.gz", "lesion": "lesion.nii.gz"}
+    if nifti_layout is not None:  # masks beside each image (or nnU-Net's labelsTr)
+        mask_dir = None
+
+        def mask_refs(pid):
+            return nifti.mask_files(nifti_layout, dicom_dir, pid, mask_names)
+    else:
+        def mask_refs(pid):
+            return {k: (str(Path(mask_dir) / pid / name) if mask_dir is not None else None)
+                    for k, name in mask_names.items()}
     if mask_dir is not None and not Path(mask_dir).is_dir():
         problems.append(Problem("mask_folder", f"{mask_dir}: mask folder does not exist"))
         mask_dir = None
@@ -196,10 +213,9 @@ def check_cohort(dicom_dir, labels_csv, mask_dir, *, classes, salt: str, series:
             row_problems.setdefault(p.patient, []).append(p)
     if scan is not None:
         problems += [Problem("unreadable_file", p) for p in scan.problems]
-    c = _Cohort(dicom_dir, Path(labels_csv), Path(mask_dir) if mask_dir is not None else None,
-                mask_names or {"region": "region.nii.gz", "lesion": "lesion.nii.gz"}, series, resolve_salt(salt), prefix,
-                scan.skipped_by_patient if scan is not None else {}, set(row_problems),
-                labels_unreadable=table_failed)
+    c = _Cohort(dicom_dir, Path(labels_csv), series, resolve_salt(salt), prefix,
+                scan.skipped_by_patient if scan is not None else {}, mask_refs, set(row_problems),
+                labels_unreadable=table_failed, images="NIfTI image" if nifti_layout is not None else "DICOM series")
     series_of = series_by_patient(scan)
     groups = {pid: g for pid, g in labels.groupby("patient_id", sort=False)}
     patients = sorted(set(series_of) | set(groups),
@@ -299,7 +315,7 @@ def read_plan(path) -> tuple[list[IngestPlan], dict]:
 
 def ingest(dicom_dir, labels_csv, mask_dir, out: dict, *, classes, field: int, salt: str, series: SeriesRule,
            percentiles, frames: dicom_scan.FrameRule | None = None, mask_names=None,
-           prefix: str = PSEUDONYM_PREFIX) -> dict:
+           prefix: str = PSEUDONYM_PREFIX, nifti_layout: nifti.Layout | None = None) -> dict:
     """Check the cohort (:func:`check_cohort`; every problem raised at once) and build the slice store.
 
     ``out`` maps images, masks, manifest, report to output paths. Returns the report (counts and
@@ -307,7 +323,7 @@ def ingest(dicom_dir, labels_csv, mask_dir, out: dict, *, classes, field: int, s
     """
     t0 = time.perf_counter()
     check = check_cohort(dicom_dir, labels_csv, mask_dir, classes=classes, salt=salt, series=series, frames=frames,
-                         mask_names=mask_names, prefix=prefix)
+                         mask_names=mask_names, prefix=prefix, nifti_layout=nifti_layout)
     log_check(check)
     raise_problems(check.problems)
     return build_store(check.plans, out, classes=classes, field=field, percentiles=percentiles,

@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from anapart.io import dicom
+from anapart.io import dicom, nifti
 from anapart.io.dicom import DicomError, Series
 from anapart.io.errors import IngestError
 from anapart.io.files import atomic_paths
@@ -162,13 +162,35 @@ class IngestPlan:
                    d["patient_id"], dict(d["masks"]))
 
 
+# --------------------------------------------------------------------------- DICOM or NIfTI, one interface
+
+def read_series_slices(series: Series, indices) -> list[np.ndarray]:
+    """Decode the slices ``indices`` (sorted positions) of a DICOM or NIfTI series."""
+    headers = [series.slices[i] for i in indices]
+    return nifti.read_slices(headers) if series.transfer_syntax == nifti.SOURCE else dicom.read_slices(headers)
+
+
+def check_series_mask(ref: str, series: Series) -> str | None:
+    """The problem of a mask file (or nnU-Net label map ``path#values``) on ``series``' grid, or None."""
+    if series.transfer_syntax == nifti.SOURCE:
+        return nifti.check_mask(nifti.split_mask_ref(ref)[0], series)
+    return dicom.check_mask(ref, series)
+
+
+def read_series_mask(ref: str, series: Series, binary: bool = True) -> np.ndarray:
+    if series.transfer_syntax == nifti.SOURCE:
+        path, values = nifti.split_mask_ref(ref)
+        return nifti.read_mask(path, series, binary=binary, values=values)
+    return dicom.read_mask(ref, series, binary=binary)
+
+
 def _series_masks(plan: IngestPlan) -> dict[str, np.ndarray | None]:
     out: dict[str, np.ndarray | None] = {}
     for kind in MASK_KINDS:
         path = plan.masks.get(kind)
         try:
-            out[kind] = dicom.read_mask(path, plan.series) if path else None
-        except DicomError as e:
+            out[kind] = read_series_mask(path, plan.series) if path else None
+        except (DicomError, ValueError) as e:
             raise IngestError(str(e)) from e
     return out
 
@@ -194,8 +216,8 @@ def build_store(plans: list[IngestPlan], out: dict, *, classes, field: int, perc
                 s = plan.series
                 td = time.perf_counter()
                 try:
-                    raw = dicom.read_slices([s.slices[i] for i in plan.indices])
-                except DicomError as e:
+                    raw = read_series_slices(s, plan.indices)
+                except (DicomError, ValueError, RuntimeError) as e:
                     raise IngestError(str(e)) from e
                 t_decode += time.perf_counter() - td
                 tt = time.perf_counter()
