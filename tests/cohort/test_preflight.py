@@ -120,6 +120,7 @@ def test_the_salt_fingerprint_changes_with_the_salt_and_does_not_contain_it(monk
 def test_a_semicolon_labels_file_is_one_problem_that_names_the_separator(cohort, run_ingest, tmp_path):
     """A European-locale spreadsheet saves ';'-separated values: one message, not one per patient."""
     labels = pd.read_csv(cohort / "labels.csv")
+    labels["volume_ml"] = "1,5"  # a decimal comma: a comma parser then meets rows of uneven length
     labels.to_csv(cohort / "labels.csv", index=False, sep=";")
     with pytest.raises(IngestError) as e:
         run_ingest(cohort)

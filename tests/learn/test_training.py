@@ -273,6 +273,15 @@ def test_content_hash_reads_contents_not_paths(tmp_path):
     h = content_hash(d)
     (d / "g").write_bytes(b"")
     assert content_hash(d) != h  # a new file in a folder changes its hash
+    # a file over the limit is hashed by its size and sampled blocks: a store rewritten throughout
+    # (another ingest) differs, the same bytes do not
+    big = tmp_path / "images.npy"
+    data = np.random.default_rng(0).random(40_000).astype(np.float32).tobytes()
+    big.write_bytes(data)
+    sampled = content_hash(big, chunk=1024, full_limit=10_000)
+    assert sampled == content_hash(big, chunk=1024, full_limit=10_000) != content_hash(big)
+    big.write_bytes(np.random.default_rng(1).random(40_000).astype(np.float32).tobytes())
+    assert content_hash(big, chunk=1024, full_limit=10_000) != sampled
 
 
 def test_divergence_is_judged_against_the_untrained_loss_after_a_resume_too(tmp_path):

@@ -128,6 +128,51 @@ def test_killed_segmentation_resumes_with_only_the_remaining_batches(cohort, run
         assert torch.equal(b[k], v), k
 
 
+def test_a_segmentation_checkpoint_of_another_split_is_discarded(cohort, run_ingest, tmp_path, monkeypatch, caplog):
+    """Killed in epoch 2, rerun after the split changed (one training patient moved to the test side):
+    the checkpoint is discarded with the reason, and the model equals a clean run on the new split."""
+    import logging
+
+    from anapart.partition import segment
+
+    _, out = run_ingest(cohort, field=32)
+    manifest, _, _ = load_store(out)
+    patients = split_patients(manifest, 0.25, seed=0, classes=CLASSES).assign(validation=False)
+    patients.to_csv(tmp_path / "patients.csv", index=False)
+    cfg = dict(SEG, epochs=2)
+    real_loss = segment.seg_loss
+    calls = {"n": 0, "kill_at": 10**9}
+
+    def counting_loss(logits, target):
+        calls["n"] += 1
+        if calls["n"] == calls["kill_at"]:
+            raise KeyboardInterrupt
+        return real_loss(logits, target)
+
+    monkeypatch.setattr(segment, "seg_loss", counting_loss)
+
+    def run(name, lst="patients.csv", kill_at=10**9, ckpt=True):
+        calls.update(n=0, kill_at=kill_at)
+        return train_segmenter(out, tmp_path / lst, "unet", cfg, tmp_path / f"{name}.pt", tmp_path / f"{name}.json",
+                               device="cpu", checkpoint=tmp_path / f"{name}.ckpt" if ckpt else None)
+
+    per_epoch = -(-int((patients["split"] == "train").sum() * 6) // SEG["batch_size"])  # 6 annotated slices each
+    with pytest.raises(KeyboardInterrupt):
+        run("run", kill_at=per_epoch + 1)  # the first batch of epoch 2
+    assert (tmp_path / "run.ckpt").exists()
+    moved = patients.index[patients["split"] == "train"][0]
+    patients.loc[moved, "split"] = "test"
+    patients.to_csv(tmp_path / "patients.csv", index=False)
+    caplog.set_level(logging.INFO, logger="anapart.training")
+    run("run")
+    assert "written for other input 'patients'" in caplog.text and "resuming" not in caplog.text
+    patients.to_csv(tmp_path / "clean.csv", index=False)
+    run("clean", lst="clean.csv", ckpt=False)
+    a = torch.load(tmp_path / "run.pt", weights_only=False)["state_dict"]
+    b = torch.load(tmp_path / "clean.pt", weights_only=False)["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_cuda_request_without_cuda_is_an_error():
     if torch.cuda.is_available():
         pytest.skip("a CUDA device is present")

@@ -281,3 +281,49 @@ def test_staging_reads_an_export_folder_with_compressed_enhanced_series_and_junk
     out = build_patches(c, tmp_path / "exp", {"clip_limit": 2.0, "tile_grid": 8})
     for k in ("images", "masks", "index"):
         assert out[k].read_bytes() == ref[k].read_bytes(), k
+
+
+def test_a_staging_checkpoint_of_another_split_is_discarded(stg_cohort, tmp_path, caplog):
+    """Study B's models resume only on the same training list and patches: killed in epoch 2, rerun
+    on another split, the basic CNN starts over (the log names the list) and ends as a clean run."""
+    import logging
+
+    import torch
+
+    from anapart.learn import data
+
+    out = build_patches(stg_cohort, tmp_path / "p", {"clip_limit": 2.0, "tile_grid": 8})
+    idx = pd.read_csv(out["index"])
+    cfg = {"train": {**validated_staging()["train"], "batch_size": 8, "epochs": 3, "input_size": 32, "seed": 0},
+           "basic_cnn": {**validated_staging()["basic_cnn"], "epochs": 3}}
+    first = split_staging(idx, classes=STAGES, test_fraction=0.25, seed=0)["train"]
+    second = split_staging(idx, classes=STAGES, test_fraction=0.25, seed=1)["train"]
+    assert set(first["slice_id"]) != set(second["slice_id"])
+    first.to_csv(tmp_path / "train.csv", index=False)
+    calls = {"n": 0}
+    real = data.CropData.batch
+
+    def dying(self, i, augment=None):
+        calls["n"] += 1
+        if calls["n"] > -(-len(first) // 8) + 1:  # the second batch of epoch 2
+            raise KeyboardInterrupt
+        return real(self, i, augment)
+
+    data.CropData.batch = dying
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            staging_models.train_model(tmp_path / "p", tmp_path / "train.csv", STAGES, "basic_cnn", cfg,
+                                       tmp_path / "m.pt", checkpoint=tmp_path / "m.ckpt")
+    finally:
+        data.CropData.batch = real
+    assert (tmp_path / "m.ckpt").exists()
+    second.to_csv(tmp_path / "train.csv", index=False)
+    caplog.set_level(logging.INFO, logger="anapart.training")
+    staging_models.train_model(tmp_path / "p", tmp_path / "train.csv", STAGES, "basic_cnn", cfg, tmp_path / "m.pt",
+                               checkpoint=tmp_path / "m.ckpt")
+    assert "written for other input 'training list'" in caplog.text and "resuming" not in caplog.text
+    second.to_csv(tmp_path / "clean.csv", index=False)
+    staging_models.train_model(tmp_path / "p", tmp_path / "clean.csv", STAGES, "basic_cnn", cfg, tmp_path / "c.pt")
+    a = torch.load(tmp_path / "m.pt", weights_only=False)["state_dict"]
+    b = torch.load(tmp_path / "c.pt", weights_only=False)["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -84,7 +84,8 @@ if on("cam.reviewers"):
                 fmt=FORMATS,
                 frac=CAM_FRACTIONS,
             ),
-            reviewers=config["cam"]["reviewers_dir"],
+            # a function: the report prints a rule's inputs, and the folder may be absolute
+            reviewers=lambda w: config["cam"]["reviewers_dir"],
         output:
             report(
                 "results/tables/cam_agreement.csv",

@@ -4,7 +4,7 @@
 # With an external cohort the job also predicts its crops, after the model is saved, for
 # prediction only: no external label is an input (scoring joins them), and the model never sees
 # the external images while it trains (a changed external cohort reruns the job; the model comes
-# out byte-identical, tests/test_workflow.py).
+# out byte-identical, tests/workflow/test_workflow.py).
 
 
 rule classify_train:

@@ -113,7 +113,8 @@ if len(_WEIGHT_FOLDERS) > 1:
         f"classify.pretrained and staging.train.pretrained name different weights folders "
         f"{sorted(str(f) for f in _WEIGHT_FOLDERS)}; use one folder for both"
     )
-WEIGHTS_DIR = str(next(iter(_WEIGHT_FOLDERS.values()), "resources/weights"))
+# relative to the working directory: the weights rule's output pattern is printed in the report
+WEIGHTS_DIR = os.path.relpath(next(iter(_WEIGHT_FOLDERS.values()), "resources/weights"))
 WEIGHT_NETS = sorted(set(NETS) | set(STG_MODELS))
 
 

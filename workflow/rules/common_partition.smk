@@ -61,7 +61,7 @@ def cohort_inputs(wildcards):
 # ---------------------------------------------------------- external test cohort
 # Ingested like the main cohort into its own store; never an input of seg_train, seg_select,
 # split or anything a model is chosen by. The classifiers' training jobs predict its crops after
-# the model is saved (prediction only; tests/test_workflow.py changes its labels and gets
+# the model is saved (prediction only; tests/workflow/test_workflow.py changes its labels and gets
 # byte-identical models).
 SYNTHETIC_EXTERNAL_DIR = "data/synthetic_external"
 EXTERNAL_DIR = "results/external"

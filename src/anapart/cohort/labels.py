@@ -25,6 +25,13 @@ def check_labels(path: str | os.PathLike, classes) -> tuple[pd.DataFrame, list[P
                           "label": pd.Series(dtype=str), "line": pd.Series(dtype=int)})
     if not path.is_file():
         return empty, [Problem("labels", f"{path}: labels table does not exist")]
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        header = fh.readline().lstrip("\ufeff")
+    sep = next((sep for sep in OTHER_SEPARATORS if {"patient_id", "label"} <= {c.strip() for c in header.split(sep)}
+                and not {"patient_id", "label"} <= {c.strip() for c in header.split(",")}), None)
+    if sep is not None:  # one clear message, not one per row that fails to parse (or a parser error)
+        return empty, [Problem("labels", f"{path}: labels table is separated by {sep!r}, not commas; save it "
+                                         "as comma-separated values (header patient_id,label[,instance])")]
     try:
         df = pd.read_csv(path, dtype=str, keep_default_na=False)
     except Exception as e:
@@ -32,11 +39,6 @@ def check_labels(path: str | os.PathLike, classes) -> tuple[pd.DataFrame, list[P
     df.columns = [c.strip() for c in df.columns]
     missing = {"patient_id", "label"} - set(df.columns)
     if missing:
-        sep = next((sep for sep in OTHER_SEPARATORS if len(df.columns) == 1
-                    and {"patient_id", "label"} <= {c.strip() for c in df.columns[0].split(sep)}), None)
-        if sep is not None:  # one clear message, not one per row that fails to parse
-            return empty, [Problem("labels", f"{path}: labels table is separated by {sep!r}, not commas; save it "
-                                             "as comma-separated values (header patient_id,label[,instance])")]
         return empty, [Problem("labels", f"{path}: labels table lacks column(s) {sorted(missing)}; has {list(df.columns)}")]
     found: list[tuple[int, Problem]] = []
     df["line"] = np.arange(len(df)) + 2  # 1-based, after the header line

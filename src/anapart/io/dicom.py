@@ -284,10 +284,9 @@ def read_slices(slices: Sequence[SliceHeader]) -> list[np.ndarray]:
 def _geometry_problem(path: Path, size, spacing, origin, direction, series: Series) -> str | None:
     """What differs between a mask's grid and its series' (only the fields that differ are named)."""
     ref = series.reference_image()
-    if tuple(size) != ref.GetSize():
-        return f"{path}: mask size {tuple(size)} does not match series size {ref.GetSize()} (x, y, z)"
     origin_tol = 0.5 * min(ref.GetSpacing())
     checks = (  # (field, mask value, series value, equal?)
+        ("size", size, ref.GetSize(), tuple(size) == ref.GetSize()),
         ("direction", direction, ref.GetDirection(), np.allclose(direction, ref.GetDirection(), atol=1e-3)),
         ("origin", origin, ref.GetOrigin(), np.allclose(origin, ref.GetOrigin(), atol=origin_tol)),
         ("spacing", spacing, ref.GetSpacing(), np.allclose(spacing, ref.GetSpacing(), rtol=1e-3, atol=1e-3)),
@@ -295,14 +294,15 @@ def _geometry_problem(path: Path, size, spacing, origin, direction, series: Seri
     differ = [(name, m, r) for name, m, r, ok in checks if not ok]
     if not differ:
         return None
-    what = "; ".join(f"{name} {_fmt(m)} vs the series' {_fmt(r)}" for name, m, r in differ)
+    what = "; ".join(f"{name} {_fmt(m)} vs the series' {_fmt(r)}" for name, m, r in differ)  # size first
     hint = (" (a flipped or permuted axis: the mask was written in another orientation than the series)"
-            if differ[0][0] == "direction" else "")
-    return f"{path}: mask geometry does not match the series in {series.folder}: {what}{hint}"
+            if "direction" in [d[0] for d in differ] else "")
+    return f"{path}: mask {what}, off the grid of the series in {series.folder}{hint}"
 
 
 def _fmt(values) -> str:
-    return "(" + ", ".join(f"{v + 0.0:.3g}" for v in values) + ")"  # + 0.0: no "-0"
+    """(x, y, z) values to 3 significant digits; + 0.0 turns -0 into 0."""
+    return "(" + ", ".join(f"{v + 0.0:.3g}" for v in values) + ")"
 
 
 def check_mask(path: str | os.PathLike, series: Series) -> str | None:

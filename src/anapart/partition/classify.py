@@ -75,7 +75,8 @@ def train_classifier(crops_dir, train_csv, classes, net: str, cfg: dict, out_mod
     log.info("%s on %s: %d training slices %s, input %dx%d", net, Path(crops_dir).name, len(data),
              train["label"].value_counts().to_dict(), data.size, data.size)
     history = training.fit(model, optimizer, F.cross_entropy, lambda idx: data.batch(idx, augment), len(data),
-                           fit_cfg, checkpoint, signature_extra={"net": net, **{k: str(v) for k, v in cfg.items()}},
+                           fit_cfg, checkpoint, signature_extra={"net": net, "classes": list(classes),
+                                                                 **{k: str(v) for k, v in cfg.items()}},
                            scheduler=scheduler, inputs=crop_inputs(crops_dir, train_csv))
     meta = {"net": net, "classes": list(classes), "in_chans": 1, "input_size": data.size,
             "normalize": [data.mean, data.std], "format": Path(crops_dir).name, "train_list": str(train_csv),

@@ -175,7 +175,7 @@ def train_model(patches_dir, train_csv, classes, name: str, cfg: dict, out_model
              "backbone frozen" if getattr(model, "frozen", False) else "all layers")
     augment = t["augment"] or None
     history = training.fit(model, optimizer, F.cross_entropy, lambda idx: data.batch(idx, augment), len(data), fit_cfg,
-                           checkpoint, signature_extra={"model": name,
+                           checkpoint, signature_extra={"model": name, "classes": list(classes),
                                                         "cfg": json.dumps(cfg, sort_keys=True, default=str)},
                            scheduler=scheduler,
                            inputs={"training list": train_csv, "patch index": Path(patches_dir) / "index.csv",

@@ -18,8 +18,8 @@ from pydicom.uid import generate_uid
 
 from anapart.io import dicom
 from anapart.io.files import atomic_path
-from anapart.synthetic.common import acquire, fake_identity, grid, new_cohort, soft, textures
-from anapart.synthetic.partition import NORMAL, Patient, SyntheticConfig, draw_patient, render_slice
+from anapart.synthetic.common import (NORMAL, Patient, SyntheticConfig, acquire, draw_patient, fake_identity, grid,
+                                      new_cohort, render_slice, soft, textures)
 
 log = logging.getLogger("anapart.synthetic.staging")
 
