@@ -68,7 +68,7 @@ def test_distractors_are_label_independent():
 
 
 def test_every_lesion_type_has_a_registered_texture():
-    from anapart.synthetic.partition import LESIONS, TEXTURES
+    from anapart.synthetic.common import LESIONS, TEXTURES
 
     assert set(LESIONS) == set(LESION_CLASSES)
     assert {spec["texture"] for spec in LESIONS.values()} <= set(TEXTURES)
