@@ -30,8 +30,8 @@ from pydicom.uid import generate_uid
 
 from anapart.io import dicom
 from anapart.io.files import atomic_path
-from anapart.synthetic.common import (LESION_CLASSES,  # noqa: F401 (re-exported: the cohort's settings and classes)
-                                      NORMAL, Patient, SyntheticConfig, draw_patient, fake_identity, grid,
+from anapart.synthetic.common import LESION_CLASSES  # noqa: F401 (re-exported: the cohort's settings and classes)
+from anapart.synthetic.common import (NORMAL, Patient, SyntheticConfig, draw_patient, fake_identity, grid,
                                       lesion_scale_at, new_cohort, render_slice, textures)
 
 log = logging.getLogger("anapart.synthetic.partition")
