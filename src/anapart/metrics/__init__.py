@@ -1,0 +1,1 @@
+"""Scores and statistics: numpy/scipy only, no torch, no other anapart layer."""
