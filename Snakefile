@@ -48,6 +48,7 @@ rule all:
         "results/tables/cam_tests.csv",
         "results/tables/auc_groups.csv",
         "results/tables/auc_pairs.csv",
+        "results/tables/mrmc.csv",
         "results/tables/calibration.csv",
         "results/checklist.csv",
         external_targets(),

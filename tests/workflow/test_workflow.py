@@ -322,6 +322,24 @@ def test_rerunning_one_model_rebuilds_only_it_and_its_tables(built):
                        "results/figures/aauc_bars.png", "results/tables/anova.csv", "results/tables/posthoc.csv"}
 
 
+def test_mrmc_table_has_both_analyses_for_every_fraction_and_format_pair(built):
+    """results/tables/mrmc.csv: RRRC and FRRC rows per fraction, figure and format pair (issue 26)."""
+    t = pd.read_csv(built / "results/tables/mrmc.csv")
+    aauc = t[t["figure"] == "aauc"]
+    pairs = {"full - seg112", "full - seg224", "seg112 - seg224"}
+    for frac in (100, 50, 25):
+        for analysis in ("RRRC", "FRRC"):
+            rows = aauc[(aauc["frac"] == frac) & (aauc["analysis"] == analysis)]
+            assert set(rows["contrast"]) == pairs | {"all formats"}, rows
+    # the tiny cohort has one test patient of most classes: the jackknife cannot leave one out, and
+    # the table says so instead of printing a p-value (the numbers are tested in tests/metrics/)
+    assert t.loc[t["reason"].notna(), "p"].isna().all()
+    assert t.loc[t["reason"].notna() & (t["figure"] == "aauc"), "reason"].str.contains("case").all()
+    ok = t[t["reason"].isna() & (t["contrast"] != "all formats")]
+    assert ((ok["ci_low"] <= ok["estimate"]) & (ok["estimate"] <= ok["ci_high"])).all()
+    assert (t["p"].isna() | t["p"].between(0, 1)).all()
+
+
 def test_default_config_plans_36_classifiers():
     proc = run_offline([sys.executable, "-m", "snakemake", "-n", "--forceall"], cwd=REPO, capture_output=True,
                        text=True, timeout=300)

@@ -29,7 +29,8 @@ rule cohort_check:
         paths=cohort_paths() if config["cohort"]["source"] == "synthetic" else {},
         classes=config["classes"],
         cohort={
-            k: config["cohort"].get(k) for k in ("series", "frames", "mask_names", "nifti")
+            k: config["cohort"].get(k)
+            for k in ("series", "frames", "mask_names", "nifti")
         },
         salt=salt_params("cohort"),
         external=False,  # pseudonyms P... (external: E...)
@@ -114,9 +115,7 @@ if on("external"):
         params:
             paths=external_paths() if EXTERNAL["source"] == "synthetic" else {},
             classes=config["classes"],
-            cohort={
-                k: EXTERNAL[k] for k in ("series", "frames", "mask_names", "nifti")
-            },
+            cohort={k: EXTERNAL[k] for k in ("series", "frames", "mask_names", "nifti")},
             salt=salt_params("cohort.external"),
             external=True,
 

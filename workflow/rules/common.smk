@@ -18,9 +18,12 @@ PRIVATE_DIR = "private"
 _EXT = config["cohort"]["external"]
 SWITCHES = {
     # The demo's synthetic external site goes with the synthetic main cohort only: a user's own
-    # cohort gets an external cohort only from their own DICOM folder (source: dicom).
+    # cohort gets an external cohort only from their own folder (source: dicom or nifti).
     "external": _EXT is not None
-    and (_EXT["source"] == "dicom" or config["cohort"]["source"] == "synthetic"),
+    and (
+        _EXT["source"] in ("dicom", "nifti")
+        or config["cohort"]["source"] == "synthetic"
+    ),
     "staging": bool(config["staging"]["enabled"]),
     "staging.basic_cnn": bool(config["staging"]["basic_cnn"]["enabled"]),
     "staging.compare_clahe": bool(config["staging"]["compare_clahe"]),
@@ -146,6 +149,7 @@ def done_message(configfiles=()):
         "results/tables/cam_tests.csv",
         "results/tables/auc_groups.csv",
         "results/tables/auc_pairs.csv",
+        "results/tables/mrmc.csv",
         "results/figures/aauc_bars.png",
         "results/tables/calibration.csv",
         "results/tables/auc_external.csv",

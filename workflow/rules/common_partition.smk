@@ -46,7 +46,9 @@ def cohort_paths(c=None, synthetic_dir=SYNTHETIC_DIR, where="cohort"):
         raise ValueError(
             f"config {where}.source is '{c['source']}' but {where}.{missing[0]} is not set"
         )
-    if c["source"] == "nifti":  # masks beside each image (cohort.mask_names / cohort.nifti.labels)
+    if (
+        c["source"] == "nifti"
+    ):  # masks beside each image (cohort.mask_names / cohort.nifti.labels)
         return {"nifti": c["nifti_dir"], "labels": c["labels"]}
     return {"dicom": c["dicom_dir"], "labels": c["labels"], "masks": c.get("mask_dir")}
 

@@ -65,6 +65,38 @@ rule anova:
         "../scripts/anova.py"
 
 
+# The formats as a multi-reader multi-case study (networks = readers, test patients = cases):
+# Obuchowski-Rockette with Hillis' df, random networks and patients (primary) and fixed networks.
+rule mrmc:
+    input:
+        predictions=expand(
+            "results/classify/{net}/{fmt}/f{frac}/predictions.csv",
+            net=NETS,
+            fmt=FORMATS,
+            frac=FRACTIONS,
+        ),
+        manifest="results/cohort/manifest.csv",
+    output:
+        report(
+            "results/tables/mrmc.csv",
+            caption="../report/mrmc.rst",
+            category="Statistics",
+        ),
+    log:
+        "logs/mrmc.log",
+    benchmark:
+        "logs/bench/mrmc/all.tsv"
+    conda:
+        ENV
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    params:
+        classes=config["classes"],
+    script:
+        "../scripts/mrmc.py"
+
+
 rule auc_pairs:
     input:
         predictions=expand(
