@@ -164,7 +164,7 @@ def _grid(direction):
 
 
 @pytest.mark.parametrize("direction, name", [
-    ((0, 0, 1, 1, 0, 0, 0, -1, 0), "sagittal"),   # x -> P, y -> I, z -> L (DICOM's sagittal order)
+    ((0, 0, -1, 1, 0, 0, 0, -1, 0), "sagittal"),  # x -> P, y -> I, z -> R (DICOM's sagittal order)
     ((1, 0, 0, 0, 0, 1, 0, -1, 0), "coronal"),    # x -> L, y -> I, z -> P
 ])
 def test_sagittal_and_coronal_volumes_keep_superior_at_the_top(direction, name):

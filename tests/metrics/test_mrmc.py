@@ -9,8 +9,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from anapart.metrics.mrmc import (delong_cov, empirical_auc, mean_ovr_auc, or_analysis, or_test,
-                                  unbiased_cov)
+from anapart.metrics.mrmc import delong_cov, empirical_auc, mean_ovr_auc, or_analysis, or_test, unbiased_cov
 from anapart.metrics.mrmc_cli import main
 
 ORACLE = Path("shared/oracles/mrmc/vandyke.csv")

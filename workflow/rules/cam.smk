@@ -10,7 +10,9 @@ rule cam:
         index="results/crops/{fmt}/index.csv",
         common_index=f"results/crops/{CAM_COMMON_FMT}/index.csv",
         manifest="results/cohort/manifest.csv",
-        cohort_images="results/cohort/images.npy",
+        # ancient: crops hard-links this file as the 'full' store and Snakemake touches that output,
+        # which would make the cohort store look newer than everything built from it
+        cohort_images=ancient("results/cohort/images.npy"),
         masks="results/cohort/masks.npy",
     output:
         scores="results/cam/{net}/{fmt}/f{frac}/scores.csv",

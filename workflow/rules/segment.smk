@@ -4,7 +4,9 @@
 rule seg_train:
     input:
         manifest="results/cohort/manifest.csv",
-        images="results/cohort/images.npy",
+        # ancient: crops hard-links this file as the 'full' store and Snakemake touches that output,
+        # which would make the cohort store look newer than everything built from it
+        images=ancient("results/cohort/images.npy"),
         masks="results/cohort/masks.npy",
         patients="results/split/patients.csv",
     output:

@@ -97,8 +97,8 @@ class _Cohort:
     skipped_by_patient: dict[str, int]
     mask_refs: Callable[[str], dict]  # PatientID -> {mask kind: file (or nnU-Net "labels#values"), None: no mask}
     badly_labelled: set  # patients whose label rows had problems (reported with the table's)
-    labels_unreadable: bool = False
-    images: str = "DICOM series"  # what a patient's image is called in messages (NIfTI: "NIfTI image")  # the table itself failed (its one problem says why): no per-patient echo
+    labels_unreadable: bool = False  # the table itself failed (its one problem says why): no per-patient echo
+    images: str = "DICOM series"  # what a patient's image is called in messages (NIfTI: "NIfTI image")
 
 
 def _check_masks(c: _Cohort, s: Series, pid: str) -> tuple[dict, dict, list[Problem]]:
@@ -109,11 +109,11 @@ def _check_masks(c: _Cohort, s: Series, pid: str) -> tuple[dict, dict, list[Prob
         ref = refs.get(kind)
         if ref is None:
             row[f"{kind}_mask"], masks[kind] = "none", None
-        elif not nifti.split_mask_ref(ref)[0].exists():
+        elif not (nifti.split_mask_ref(ref)[0] if isinstance(ref, dict) else Path(ref)).exists():
             row[f"{kind}_mask"], masks[kind] = "missing", None
         else:
             bad = check_series_mask(ref, s)
-            row[f"{kind}_mask"], masks[kind] = ("off_grid", None) if bad else ("ok", str(ref))
+            row[f"{kind}_mask"], masks[kind] = ("off_grid", None) if bad else ("ok", ref)
             if bad:
                 problems.append(Problem("mask", bad, pid))
     return row, masks, problems
@@ -191,7 +191,8 @@ def check_cohort(dicom_dir, labels_csv, mask_dir, *, classes, salt: str, series:
     table_failed = labels.empty and len(problems) == 1 and problems[0].patient is None  # unreadable as a whole
     scan = None
     try:
-        scan = nifti.scan(dicom_dir, nifti_layout) if nifti_layout is not None else dicom_scan.scan(dicom_dir, frames)
+        scan = (nifti.scan(dicom_dir, nifti_layout, set(labels["patient_id"])) if nifti_layout is not None
+                else dicom_scan.scan(dicom_dir, frames))
     except (DicomError, ValueError) as e:
         problems.append(Problem("dicom_folder", str(e)))
     mask_names = mask_names or {"region": "region.nii.gz", "lesion": "lesion.nii.gz"}

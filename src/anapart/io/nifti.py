@@ -35,7 +35,7 @@ from anapart.io.dicom_scan import Scan
 
 SUFFIXES = (".nii.gz", ".nii")
 SOURCE = "nifti"  # Series.transfer_syntax of a NIfTI volume: how the store and mask readers tell it
-AXIS_TOLERANCE = 1e-3  # |cosine| of an axis to its scanner axis below 1 - this: oblique
+AXIS_TOLERANCE = 1e-3  # |cosine| of an axis to its scanner axis below 1 - this (a tilt over 2.6 degrees): oblique
 
 
 def is_nifti(path: str | Path) -> bool:
@@ -93,6 +93,8 @@ def canonical(img: sitk.Image) -> tuple[sitk.Image, bool]:
 
 def geometry_problems(path: Path, img: sitk.Image) -> list[str]:
     """What keeps a volume's affine from being read as a stack of slices, naming the file."""
+    if img.GetDimension() == 2:
+        return [f"{path}: a single 2-D image of size {img.GetSize()}; give the patient's volume (a 3-D stack)"]
     if img.GetDimension() != 3:
         return [f"{path}: {img.GetDimension()}-D volume of size {img.GetSize()}; give one 3-D volume per "
                 "patient (split time points or channels into files of their own)"]
@@ -102,7 +104,17 @@ def geometry_problems(path: Path, img: sitk.Image) -> list[str]:
     tilt = np.degrees(np.arccos(np.clip(np.abs(d).max(axis=0), 0, 1)))
     if (np.abs(d).max(axis=0) < 1 - AXIS_TOLERANCE).any():
         return [f"{path}: oblique affine (axes tilted {', '.join(f'{t:.1f}' for t in tilt)} degrees from the "
-                "scanner axes); resample it to the scanner axes first (e.g. with SimpleITK or FSL's fslreorient2std)"]
+                "scanner axes; more than 2.6 degrees is refused); resample it onto an axis-aligned grid first "
+                "(e.g. SimpleITK's Resample, FSL's flirt -applyxfm, ANTs' ResampleImage)"]
+    return []
+
+
+def orientation_warnings(path: Path) -> list[str]:
+    """A header with neither qform nor sform code says nothing of orientation: read as identity, said."""
+    hdr = nib.load(str(path)).header
+    if int(hdr.get("qform_code", 0)) == 0 and int(hdr.get("sform_code", 0)) == 0:
+        return [f"{path}: no orientation in the header (qform and sform codes 0); read as axial, rows to "
+                "the patient's left, columns to posterior: check the stored slices look right"]
     return []
 
 
@@ -127,8 +139,9 @@ def _axes(d: np.ndarray) -> str:
 # --------------------------------------------------------------------------- reading
 
 @lru_cache(maxsize=2)
-def _volume(path: str) -> tuple[np.ndarray, bool]:
-    """The canonical (z, y, x) voxel array of a NIfTI file and whether its slice axis was reversed."""
+def _volume(path: str, mtime_ns: int, size: int) -> tuple[np.ndarray, bool]:
+    """The canonical (z, y, x) voxel array of a NIfTI file and whether its slice axis was reversed
+    (cached by path, modification time and size: a rewritten file is read again)."""
     img, reversed_z = canonical(sitk.ReadImage(path))
     return sitk.GetArrayFromImage(img), reversed_z
 
@@ -137,7 +150,8 @@ def read_slices(slices: list[SliceHeader]) -> list[np.ndarray]:
     """The slices of a NIfTI series (``frame`` = canonical index), as float32 like the DICOM reader."""
     out = []
     for h in slices:
-        arr, _ = _volume(str(h.path))
+        st = Path(h.path).stat()
+        arr, _ = _volume(str(h.path), st.st_mtime_ns, st.st_size)
         out.append(arr[h.frame].astype(np.float32))
     return out
 
@@ -186,7 +200,7 @@ def check_mask(path: str | Path, series: Series) -> str | None:
 
 # --------------------------------------------------------------------------- one volume -> a series
 
-def volume_series(path: Path, patient_id: str, folder: Path) -> Series:
+def volume_series(path: Path, patient_id: str, folder: Path, description: str | None = None) -> Series:
     """The series a NIfTI image file stands for (problems of the file in ``Series.problems``)."""
     try:
         img = sitk.ReadImage(str(path))
@@ -213,8 +227,9 @@ def volume_series(path: Path, patient_id: str, folder: Path) -> Series:
     label = orientation_label(orientation)
     return Series(folder=folder, patient_id=patient_id, series_uid=f"{SOURCE}:{path}", slices=slices,
                   pixel_spacing=(float(sy), float(sx)), slice_thickness=float(sz), orientation=orientation,
-                  origin=tuple(float(v) for v in canon.GetOrigin()), description=path.name,
-                  orientation_label=label, transfer_syntax=SOURCE, n_files=1, n_images=nz, problems=problems)
+                  origin=tuple(float(v) for v in canon.GetOrigin()), description=description or path.name,
+                  orientation_label=label, transfer_syntax=SOURCE, n_files=1, n_images=nz, problems=problems,
+                  warnings=orientation_warnings(path))
 
 
 def _empty(path: Path, patient_id: str, folder: Path, problem: str) -> Series:
@@ -229,23 +244,27 @@ def _empty(path: Path, patient_id: str, folder: Path, problem: str) -> Series:
 LAYOUTS = ("folders", "nnunet")
 
 
-def scan(root: str | Path, layout: Layout) -> Scan:
+def scan(root: str | Path, layout: Layout, labelled=None) -> Scan:
     """Every patient's image volume under ``root`` as a series, with every problem found; the
-    :class:`~anapart.io.dicom_scan.Scan` the DICOM path gives, so the cohort check runs unchanged."""
+    :class:`~anapart.io.dicom_scan.Scan` the DICOM path gives, so the cohort check runs unchanged.
+
+    A folder without the image is a problem when ``labelled`` (PatientIDs of the labels table; None:
+    all) names it, else it is skipped (``__MACOSX``, ``derivatives/``, a QC folder)."""
     t0 = time.perf_counter()
     root = Path(root)
     if not root.is_dir():
         raise ValueError(f"{root}: NIfTI cohort folder does not exist")
-    found, problems, n = {}, [], 0
-    for pid, image, folder in _images(root, layout, problems):
+    found, problems, skipped, n = {}, [], [], 0
+    description = f"{layout.image}" if layout.kind == "folders" else f"imagesTr channel {layout.channel:04d}"
+    for pid, image, folder in _images(root, layout, problems, skipped, labelled):
         n += 1
-        s = volume_series(image, pid, folder)
+        s = volume_series(image, pid, folder, description)
         found[s.series_uid] = s
-    return Scan(root=root, series=found, skipped=[], problems=problems, n_files=n,
+    return Scan(root=root, series=found, skipped=skipped, problems=problems, n_files=n,
                 seconds=time.perf_counter() - t0)
 
 
-def _images(root: Path, layout: Layout, problems: list[str]):
+def _images(root: Path, layout: Layout, problems: list[str], skipped: list, labelled=None):
     """(patient id, image file, patient folder) of each patient; a folder without its image is a problem."""
     if layout.kind == "nnunet":
         images = root / "imagesTr"
@@ -262,6 +281,8 @@ def _images(root: Path, layout: Layout, problems: list[str]):
         image = folder / layout.image
         if image.is_file():
             yield folder.name, image, folder
+        elif labelled is not None and folder.name not in labelled:
+            skipped.append((folder, "not_a_patient_folder"))
         else:
             problems.append(f"{folder}: patient folder without its image {layout.image} (cohort.nifti.image); "
                             f"has {', '.join(sorted(p.name for p in folder.iterdir())) or 'nothing'}")
@@ -275,17 +296,18 @@ def _stem(path: Path) -> str:
     return name
 
 
-def mask_files(layout: Layout, root: Path, patient_id: str, mask_names: dict) -> dict[str, str | None]:
+def mask_files(layout: Layout, root: Path, patient_id: str, mask_names: dict) -> dict:
     """Each mask kind's file for a patient: a file in the patient's folder, or (nnU-Net) its label map
-    with the values that make the mask, written ``labelsTr/<case>.nii.gz#1,2``."""
+    with the values that make the mask, ``{"path": labelsTr/<case>.nii.gz, "values": [1, 2]}``."""
     if layout.kind == "nnunet":
-        labels = root / "labelsTr" / f"{patient_id}.nii.gz"
-        return {kind: (f"{labels}#{','.join(map(str, values))}" if labels.exists() else None)
-                for kind, values in layout.labels.items()}
+        found = [root / "labelsTr" / f"{patient_id}{suffix}" for suffix in SUFFIXES]
+        labels = next((f for f in found if f.exists()), found[0])
+        return {kind: {"path": str(labels), "values": list(values)} for kind, values in layout.labels.items()}
     return {kind: str(root / patient_id / name) for kind, name in mask_names.items()}
 
 
-def split_mask_ref(ref: str) -> tuple[Path, list[int] | None]:
-    """``path#1,2`` -> (path, [1, 2]); a plain path -> (path, None)."""
-    path, _, values = str(ref).partition("#")
-    return Path(path), ([int(v) for v in values.split(",")] if values else None)
+def split_mask_ref(ref) -> tuple[Path, list[int] | None]:
+    """A mask reference as (file, label values or None): a path, or an nnU-Net ``{"path", "values"}``."""
+    if isinstance(ref, dict):
+        return Path(ref["path"]), [int(v) for v in ref["values"]]
+    return Path(ref), None

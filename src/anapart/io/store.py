@@ -164,20 +164,26 @@ class IngestPlan:
 
 # --------------------------------------------------------------------------- DICOM or NIfTI, one interface
 
+def read_errors(series: Series) -> tuple[type, ...]:
+    """What reading a series' files raises for bad input: DicomError, and for NIfTI also SimpleITK's
+    RuntimeError and the geometry ValueError (both name the file)."""
+    return (DicomError, ValueError, RuntimeError) if series.transfer_syntax == nifti.SOURCE else (DicomError,)
+
+
 def read_series_slices(series: Series, indices) -> list[np.ndarray]:
     """Decode the slices ``indices`` (sorted positions) of a DICOM or NIfTI series."""
     headers = [series.slices[i] for i in indices]
     return nifti.read_slices(headers) if series.transfer_syntax == nifti.SOURCE else dicom.read_slices(headers)
 
 
-def check_series_mask(ref: str, series: Series) -> str | None:
-    """The problem of a mask file (or nnU-Net label map ``path#values``) on ``series``' grid, or None."""
+def check_series_mask(ref, series: Series) -> str | None:
+    """The problem of a mask file (or an nnU-Net label map and its values) on ``series``' grid, or None."""
     if series.transfer_syntax == nifti.SOURCE:
         return nifti.check_mask(nifti.split_mask_ref(ref)[0], series)
     return dicom.check_mask(ref, series)
 
 
-def read_series_mask(ref: str, series: Series, binary: bool = True) -> np.ndarray:
+def read_series_mask(ref, series: Series, binary: bool = True) -> np.ndarray:
     if series.transfer_syntax == nifti.SOURCE:
         path, values = nifti.split_mask_ref(ref)
         return nifti.read_mask(path, series, binary=binary, values=values)
@@ -190,7 +196,7 @@ def _series_masks(plan: IngestPlan) -> dict[str, np.ndarray | None]:
         path = plan.masks.get(kind)
         try:
             out[kind] = read_series_mask(path, plan.series) if path else None
-        except (DicomError, ValueError) as e:
+        except read_errors(plan.series) as e:
             raise IngestError(str(e)) from e
     return out
 
@@ -217,7 +223,7 @@ def build_store(plans: list[IngestPlan], out: dict, *, classes, field: int, perc
                 td = time.perf_counter()
                 try:
                     raw = read_series_slices(s, plan.indices)
-                except (DicomError, ValueError, RuntimeError) as e:
+                except read_errors(s) as e:
                     raise IngestError(str(e)) from e
                 t_decode += time.perf_counter() - td
                 tt = time.perf_counter()
