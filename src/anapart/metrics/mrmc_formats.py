@@ -62,9 +62,11 @@ def format_mrmc(preds: dict[tuple[str, str, int], pd.DataFrame], patient_of: pd.
         try:
             result = or_analysis(data, reader="reader", modality="modality", case="case", truth="label",
                                  score=None, fom=fom, cov="jackknife", case_truth=False, alpha=alpha)
-        except ValueError as e:
+        except ValueError as e:  # every row of this design, each with the reason and no number
+            formats = sorted(data["modality"].unique())
             for analysis in ANALYSES:
-                rows.append({**base, "analysis": analysis.upper(), "contrast": "all formats", "reason": str(e)})
+                for contrast in ["all formats", *(f"{a} - {b}" for a, b in itertools.combinations(formats, 2))]:
+                    rows.append({**base, "analysis": analysis.upper(), "contrast": contrast, "reason": str(e)})
             continue
         for analysis in ANALYSES:
             test, pairs = result[analysis]["test"], result[analysis]["pairs"]
