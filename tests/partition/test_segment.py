@@ -81,19 +81,17 @@ def test_encoder_weights_from_local_file(tmp_path):
         build_model({"arch": "unet", "encoder": "resnet18", "encoder_weights": str(tmp_path / "missing.pt")})
 
 
-def test_killed_segmentation_resumes_with_only_the_remaining_batches(cohort, run_ingest, tmp_path, monkeypatch, caplog):
-    """train_segmenter with a checkpoint: a kill in epoch 3, then a rerun that trains epochs 3-4 only
-    (counted batches, the "resuming" record) and ends with the uninterrupted run's weights."""
-    import logging
-
+def _killable_segmenter(cohort, run_ingest, tmp_path, monkeypatch, epochs):
+    """A tiny store, its split, and ``run(name, kill_at=..., patients_csv=..., checkpoint=True)``: the
+    segmenter trained with a checkpoint and interrupted (KeyboardInterrupt) at its ``kill_at``-th
+    batch; ``calls["n"]`` counts the batches of the last run."""
     from anapart.partition import segment
 
     _, out = run_ingest(cohort, field=32)
     manifest, _, _ = load_store(out)
     patients = split_patients(manifest, 0.25, seed=0, classes=CLASSES).assign(validation=False)
     patients.to_csv(tmp_path / "patients.csv", index=False)
-    cfg = dict(SEG, epochs=4)
-    torch.set_num_threads(2)
+    cfg = dict(SEG, epochs=epochs)
     real_loss = segment.seg_loss
     calls = {"n": 0, "kill_at": None}
 
@@ -105,10 +103,22 @@ def test_killed_segmentation_resumes_with_only_the_remaining_batches(cohort, run
 
     monkeypatch.setattr(segment, "seg_loss", counting_loss)
 
-    def run(name, kill_at=None):
+    def run(name, kill_at=None, patients_csv="patients.csv", checkpoint=True):
         calls.update(n=0, kill_at=kill_at)
-        return train_segmenter(out, tmp_path / "patients.csv", "unet", cfg, tmp_path / f"{name}.pt",
-                               tmp_path / f"{name}.json", device="cpu", checkpoint=tmp_path / f"{name}.ckpt")
+        return train_segmenter(out, tmp_path / patients_csv, "unet", cfg, tmp_path / f"{name}.pt",
+                               tmp_path / f"{name}.json", device="cpu",
+                               checkpoint=tmp_path / f"{name}.ckpt" if checkpoint else None)
+
+    return patients, calls, run
+
+
+def test_killed_segmentation_resumes_with_only_the_remaining_batches(cohort, run_ingest, tmp_path, monkeypatch, caplog):
+    """train_segmenter with a checkpoint: a kill in epoch 3, then a rerun that trains epochs 3-4 only
+    (counted batches, the "resuming" record) and ends with the uninterrupted run's weights."""
+    import logging
+
+    torch.set_num_threads(2)
+    _, calls, run = _killable_segmenter(cohort, run_ingest, tmp_path, monkeypatch, epochs=4)
 
     ref = run("ref")
     per_epoch = calls["n"] // 4
@@ -133,29 +143,7 @@ def test_a_segmentation_checkpoint_of_another_split_is_discarded(cohort, run_ing
     the checkpoint is discarded with the reason, and the model equals a clean run on the new split."""
     import logging
 
-    from anapart.partition import segment
-
-    _, out = run_ingest(cohort, field=32)
-    manifest, _, _ = load_store(out)
-    patients = split_patients(manifest, 0.25, seed=0, classes=CLASSES).assign(validation=False)
-    patients.to_csv(tmp_path / "patients.csv", index=False)
-    cfg = dict(SEG, epochs=2)
-    real_loss = segment.seg_loss
-    calls = {"n": 0, "kill_at": 10**9}
-
-    def counting_loss(logits, target):
-        calls["n"] += 1
-        if calls["n"] == calls["kill_at"]:
-            raise KeyboardInterrupt
-        return real_loss(logits, target)
-
-    monkeypatch.setattr(segment, "seg_loss", counting_loss)
-
-    def run(name, lst="patients.csv", kill_at=10**9, ckpt=True):
-        calls.update(n=0, kill_at=kill_at)
-        return train_segmenter(out, tmp_path / lst, "unet", cfg, tmp_path / f"{name}.pt", tmp_path / f"{name}.json",
-                               device="cpu", checkpoint=tmp_path / f"{name}.ckpt" if ckpt else None)
-
+    patients, _, run = _killable_segmenter(cohort, run_ingest, tmp_path, monkeypatch, epochs=2)
     per_epoch = -(-int((patients["split"] == "train").sum() * 6) // SEG["batch_size"])  # 6 annotated slices each
     with pytest.raises(KeyboardInterrupt):
         run("run", kill_at=per_epoch + 1)  # the first batch of epoch 2
@@ -167,7 +155,7 @@ def test_a_segmentation_checkpoint_of_another_split_is_discarded(cohort, run_ing
     run("run")
     assert "written for other input 'patients'" in caplog.text and "resuming" not in caplog.text
     patients.to_csv(tmp_path / "clean.csv", index=False)
-    run("clean", lst="clean.csv", ckpt=False)
+    run("clean", patients_csv="clean.csv", checkpoint=False)
     a = torch.load(tmp_path / "run.pt", weights_only=False)["state_dict"]
     b = torch.load(tmp_path / "clean.pt", weights_only=False)["state_dict"]
     assert all(torch.equal(a[k], b[k]) for k in a)
