@@ -229,7 +229,9 @@ def test_metrics_json_contract_against_scikit_learn_and_the_bootstrap():
     manifest = pd.DataFrame({"slice_id": pred["slice_id"][::-1], "patient": patients[::-1]})  # any row order
     m = evaluate_predictions(pred, manifest, CL, strata=strata, n_boot=150, seed=2, level=0.8)
     assert set(m) == {"auc", "aauc", "aauc_sd", "aauc_ci", "ci_level", "ci_method", "n_boot", "accuracy",
-                      "n_test_slices", "n_test_patients"}
+                      "n_test_slices", "n_test_patients", "confusion", "sensitivity", "specificity",
+                      "balanced_accuracy", "balanced_accuracy_chance", "top_predicted", "top_predicted_share",
+                      "degenerate"}
     aucs = [roc_auc_score(labels == c, probs[:, j]) for j, c in enumerate(CL)]
     assert m["auc"] == pytest.approx(dict(zip(CL, aucs)))
     assert (m["aauc"], m["aauc_sd"]) == pytest.approx((np.mean(aucs), np.std(aucs, ddof=1)))
@@ -282,3 +284,32 @@ def test_per_model_table_orders_rows_by_fraction_format_and_network():
     assert list(t.columns) == ["net", "fmt", "frac", "value"]
     assert list(zip(t["net"], t["fmt"], t["frac"], t["value"])) == [
         ("n1", "full", 100, 30), ("n2", "full", 100, 40), ("n1", "seg112", 100, 20), ("n2", "seg112", 25, 10)]
+
+
+def test_class_report_matches_scikit_learn_and_flags_a_one_class_model():
+    """Confusion matrix, per-class sensitivity (recall) and specificity, balanced accuracy: against
+    scikit-learn; a model that calls 96% of slices one class is degenerate, its balanced accuracy at
+    chance (1/k) while its accuracy is that class's share."""
+    from sklearn.metrics import balanced_accuracy_score, confusion_matrix, recall_score
+
+    from anapart.metrics.evaluate import class_report
+
+    rng = np.random.default_rng(7)
+    classes = ["a", "b", "c", "normal"]
+    y = rng.choice(classes, 200, p=[0.2, 0.2, 0.1, 0.5])
+    p = np.where(rng.random(200) < 0.6, y, rng.choice(classes, 200))
+    r = class_report(y, p, classes)
+    assert r["confusion"]["matrix"] == confusion_matrix(y, p, labels=classes).tolist()
+    recall = recall_score(y, p, labels=classes, average=None)
+    assert [r["sensitivity"][c] for c in classes] == pytest.approx(list(recall))
+    for c in classes:  # specificity = the recall of "not c"
+        assert r["specificity"][c] == pytest.approx(recall_score(y != c, p != c))
+    assert r["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(y, p))
+    assert r["balanced_accuracy_chance"] == 0.25 and not r["degenerate"]
+    lazy = np.where(np.arange(200) < 192, "normal", y)  # 'normal' for 96% of the slices
+    d = class_report(y, lazy, classes)
+    assert d["degenerate"] and d["top_predicted"] == "normal" and d["top_predicted_share"] >= 0.95
+    assert d["balanced_accuracy"] < 0.35 and d["sensitivity"]["normal"] == 1.0
+    missing = class_report(["a", "a", "b"], ["a", "b", "b"], ["a", "b", "c"])  # 'c' absent from the test set
+    assert np.isnan(missing["sensitivity"]["c"]) and missing["balanced_accuracy"] == pytest.approx(0.75)
+    assert missing["balanced_accuracy_chance"] == 0.5

@@ -386,7 +386,7 @@ def test_model_table_and_group_numbers_columns_values_and_order():
                                        "auc": {"a": 0.85, "b": 0.85}}}
     t = model_table(metrics, classes)
     assert list(t.columns) == ["net", "fmt", "frac", "aauc", "aauc_sd", "ci_low", "ci_high", "accuracy", "auc_a",
-                               "auc_b"]
+                               "auc_b", "balanced_accuracy", "top_predicted", "top_predicted_share", "degenerate"]
     assert list(zip(t["frac"], t["fmt"], t["net"])) == [(100, "full", "n1"), (100, "seg112", "n1"),
                                                         (25, "seg112", "n1"), (25, "seg112", "n2")]
     r = t.iloc[3]

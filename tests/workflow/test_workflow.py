@@ -196,7 +196,7 @@ def test_classifier_contracts_and_tables(built):
     cfg = yaml.safe_load((built / "config/test.yaml").read_text())
     nets = cfg["classify"]["nets"]
     classes = yaml.safe_load((built / "config/config.yaml").read_text())["classes"]
-    from sklearn.metrics import accuracy_score, roc_auc_score
+    from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_matrix, roc_auc_score
 
     auc = pd.read_csv(built / "results/tables/auc.csv")
     assert len(auc) == len(nets) * 3 * 3
@@ -218,8 +218,13 @@ def test_classifier_contracts_and_tables(built):
                 assert m["auc"][c] is None or np.isnan(m["auc"][c]), (row, c)
         defined = [v for v in m["auc"].values() if v is not None and not np.isnan(v)]
         assert m["aauc"] == pytest.approx(np.mean(defined), abs=1e-12)
-        assert m["accuracy"] == pytest.approx(accuracy_score(pred["label"], np.array(classes)[
-            pred[[f"p_{c}" for c in classes]].to_numpy().argmax(1)]), abs=1e-12)
+        guess = np.array(classes)[pred[[f"p_{c}" for c in classes]].to_numpy().argmax(1)]
+        assert m["accuracy"] == pytest.approx(accuracy_score(pred["label"], guess), abs=1e-12)
+        # per-class reporting (issue 26): what the aAUC hides, from the same predictions
+        assert m["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(pred["label"], guess), abs=1e-12)
+        assert m["confusion"]["matrix"] == confusion_matrix(pred["label"], guess, labels=classes).tolist()
+        share = pd.Series(guess).value_counts(normalize=True)
+        assert m["top_predicted_share"] == pytest.approx(share.max()) and row.degenerate == (share.max() >= 0.95)
         assert (d / "model.pt").stat().st_size > 0 and (d / "roc.png").stat().st_size > 0
     anova = pd.read_csv(built / "results/tables/anova.csv")
     assert {"format_within_fraction", "fraction_within_format", "format_x_fraction"} <= set(anova["analysis"])

@@ -185,6 +185,36 @@ def paired_delta_aauc(labels, probs_a: np.ndarray, probs_b: np.ndarray, patients
     return {**out, "ci_low": lo, "ci_high": hi, "p": float(p)}
 
 
+DEGENERATE_SHARE = 0.95  # a model that gives one class to at least this share of the test slices is flagged
+
+
+def class_report(labels, predicted, classes) -> dict:
+    """What the aAUC hides: the confusion matrix (rows the true class, columns the predicted one, in
+    ``classes`` order), each class's sensitivity and specificity, the balanced accuracy (mean
+    sensitivity over the classes present; its chance level is 1 / their number), and the class the
+    model gives most often with its share: a model that calls almost every slice one class is
+    ``degenerate`` whatever its aAUC (its plain accuracy is that class's share)."""
+    y, p = np.asarray(labels), np.asarray(predicted)
+    present = [c for c in classes if (y == c).any()]
+    sens = {c: float(((y == c) & (p == c)).sum() / (y == c).sum()) if (y == c).any() else float("nan")
+            for c in classes}
+    spec = {c: float(((y != c) & (p != c)).sum() / (y != c).sum()) if (y != c).any() else float("nan")
+            for c in classes}
+    shares = {c: float((p == c).mean()) for c in classes}
+    top = max(classes, key=lambda c: shares[c])
+    return {
+        "confusion": {"classes": list(classes), "matrix": [[int(((y == a) & (p == b)).sum()) for b in classes]
+                                                           for a in classes]},
+        "sensitivity": sens,
+        "specificity": spec,
+        "balanced_accuracy": float(np.mean([sens[c] for c in present])) if present else float("nan"),
+        "balanced_accuracy_chance": 1.0 / len(present) if present else float("nan"),
+        "top_predicted": top,
+        "top_predicted_share": shares[top],
+        "degenerate": bool(shares[top] >= DEGENERATE_SHARE),
+    }
+
+
 def evaluate_predictions(pred: pd.DataFrame, manifest: pd.DataFrame, classes, *, strata=None, n_boot: int,
                          seed: int, level: float = 0.95) -> dict:
     probs = probabilities(pred, classes)
@@ -205,6 +235,7 @@ def evaluate_predictions(pred: pd.DataFrame, manifest: pd.DataFrame, classes, *,
         "accuracy": float((argmax_class(probs, classes) == pred["label"].to_numpy()).mean()),
         "n_test_slices": int(len(pred)),
         "n_test_patients": int(len(np.unique(patients))),
+        **class_report(pred["label"], argmax_class(probs, classes), classes),
     }
 
 

@@ -215,10 +215,13 @@ def per_model_table(items: dict[tuple[str, str, int], object], row) -> pd.DataFr
 
 
 def model_table(metrics: dict[tuple[str, str, int], dict], classes) -> pd.DataFrame:
-    """One row per model from its metrics.json: net, fmt, frac, aauc, sd, CI, accuracy, per-class AUC."""
+    """One row per model from its metrics.json: net, fmt, frac, aauc, sd, CI, accuracy, per-class AUC,
+    then balanced accuracy, the most given class's share and the degenerate-model flag."""
     return per_model_table(metrics, lambda m: {
         "aauc": m["aauc"], "aauc_sd": m["aauc_sd"], "ci_low": m["aauc_ci"][0], "ci_high": m["aauc_ci"][1],
-        "accuracy": m.get("accuracy"), **{f"auc_{c}": m["auc"].get(c) for c in classes}})
+        "accuracy": m.get("accuracy"), **{f"auc_{c}": m["auc"].get(c) for c in classes},
+        "balanced_accuracy": m.get("balanced_accuracy"), "top_predicted": m.get("top_predicted"),
+        "top_predicted_share": m.get("top_predicted_share"), "degenerate": m.get("degenerate")})
 
 
 def auc_groups(table: pd.DataFrame, classes) -> pd.DataFrame:
