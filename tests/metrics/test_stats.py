@@ -430,7 +430,7 @@ def test_auc_pairs_rows_are_the_paired_bootstrap_of_each_available_pair():
     preds = {("net", fmt, frac): pred(shift) for fmt, shift in (("seg112", 0.2), ("full", 0.05)) for frac in (25, 100)}
     t = auc_pairs(preds, patients, strata, classes, ["full", "seg112", "seg224"], n_boot=150, seed=4, level=0.8)
     assert list(t.columns) == ["net", "frac", "fmt_a", "fmt_b", "delta_aauc", "ci_low", "ci_high", "p", "p_holm",
-                               "aauc_a", "aauc_b", "n_boot", "n_slices", "n_patients"]
+                               "aauc_a", "aauc_b", "n_boot", "n_slices", "n_patients", "p_floor"]
     assert list(zip(t["net"], t["frac"], t["fmt_a"], t["fmt_b"])) == [("net", 100, "seg112", "full"),
                                                                       ("net", 25, "seg112", "full")]
     for row in t.itertuples():
@@ -440,6 +440,7 @@ def test_auc_pairs_rows_are_the_paired_bootstrap_of_each_available_pair():
         for k in ("delta_aauc", "ci_low", "ci_high", "p", "aauc_a", "aauc_b", "n_boot"):
             assert getattr(row, k) == pytest.approx(ref[k], rel=1e-12), k
         assert (row.n_slices, row.n_patients, row.n_boot) == (n, 10, 150)
+        assert row.p_floor == pytest.approx(2 / 151) and row.p >= row.p_floor  # the bootstrap's resolution
 
 
 def test_two_networks_still_give_the_repeated_measures_f_test():
@@ -490,4 +491,5 @@ def test_auc_pairs_of_a_single_format_is_an_empty_table_with_every_column():
     t = auc_pairs({("net", "full", 100): pred}, patients, {p: "a" for p in patients.unique()}, ["a", "b"],
                   ["full", "seg112"], n_boot=20, seed=0, level=0.8)
     assert t.empty and list(t.columns) == ["net", "frac", "fmt_a", "fmt_b", "delta_aauc", "ci_low", "ci_high", "p",
-                                           "p_holm", "aauc_a", "aauc_b", "n_boot", "n_slices", "n_patients"]
+                                           "p_holm", "aauc_a", "aauc_b", "n_boot", "n_slices", "n_patients",
+                                           "p_floor"]

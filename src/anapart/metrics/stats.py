@@ -262,8 +262,12 @@ def auc_pairs(preds: dict[tuple[str, str, int], pd.DataFrame], patient_of: pd.Se
             rows.append({"net": net, "frac": int(frac), "fmt_a": a, "fmt_b": b, **r,
                          "n_slices": len(pa), "n_patients": int(pa["slice_id"].map(patient_of).nunique())})
     columns = ["net", "frac", "fmt_a", "fmt_b", "delta_aauc", "ci_low", "ci_high", "p", "p_holm", "aauc_a", "aauc_b",
-               "n_boot", "n_slices", "n_patients"]
-    return holm_by(pd.DataFrame(rows, columns=[c for c in columns if c != "p_holm"]), ["frac"])[columns]
+               "n_boot", "n_slices", "n_patients", "p_floor"]
+    table = pd.DataFrame(rows, columns=[c for c in columns if c not in ("p_holm", "p_floor")])
+    # the smallest p B resamples can give, (1 + 1) / (B + 1) two-sided: with B = 200 and 12 tests no
+    # p_holm can go below 0.119, so "not significant" may only mean "too few resamples"
+    table["p_floor"] = 2 / (table["n_boot"].astype(float) + 1)
+    return holm_by(table, ["frac"])[columns]
 
 
 def bar_chart(groups: pd.DataFrame, formats, fractions, out_png) -> None:
