@@ -294,13 +294,13 @@ def _geometry_problem(path: Path, size, spacing, origin, direction, series: Seri
     differ = [(name, m, r) for name, m, r, ok in checks if not ok]
     if not differ:
         return None
-    what = "; ".join(f"{name} {_fmt(m)} vs the series' {_fmt(r)}" for name, m, r in differ)  # size first
+    what = "; ".join(f"{name} {format_values(m)} vs the series' {format_values(r)}" for name, m, r in differ)  # size first
     hint = (" (a flipped or permuted axis: the mask was written in another orientation than the series)"
             if "direction" in [d[0] for d in differ] else "")
     return f"{path}: mask {what}, off the grid of the series in {series.folder}{hint}"
 
 
-def _fmt(values) -> str:
+def format_values(values) -> str:
     """(x, y, z) values to 3 significant digits; + 0.0 turns -0 into 0."""
     return "(" + ", ".join(f"{v + 0.0:.3g}" for v in values) + ")"
 

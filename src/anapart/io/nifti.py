@@ -30,7 +30,7 @@ import nibabel as nib
 import numpy as np
 import SimpleITK as sitk
 
-from anapart.io.dicom import Series, SliceHeader, orientation_label, slice_normal
+from anapart.io.dicom import Series, SliceHeader, format_values, orientation_label, slice_normal
 from anapart.io.dicom_scan import Scan
 
 SUFFIXES = (".nii.gz", ".nii")
@@ -133,7 +133,7 @@ def nonfinite_problems(path: Path) -> list[str]:
 
 
 def _axes(d: np.ndarray) -> str:
-    return "; ".join("(" + ", ".join(f"{v + 0.0:.3g}" for v in d[:, a]) + ")" for a in range(3))
+    return "; ".join(format_values(d[:, a]) for a in range(3))
 
 
 # --------------------------------------------------------------------------- reading
@@ -178,13 +178,9 @@ def mask_problem(path: Path, img: sitk.Image, series: Series) -> str | None:
     checks = (("affine direction", img.GetDirection(), ref.GetDirection(), 1e-3),
               ("origin", img.GetOrigin(), ref.GetOrigin(), 0.5 * min(ref.GetSpacing())),
               ("spacing", img.GetSpacing(), ref.GetSpacing(), 1e-3))
-    differ = [f"{name} {_fmt(a)} vs the image's {_fmt(b)}" for name, a, b, tol in checks
+    differ = [f"{name} {format_values(a)} vs the image's {format_values(b)}" for name, a, b, tol in checks
               if not np.allclose(a, b, atol=tol)]
     return f"{path}: mask is off the image grid of {series.folder}: {'; '.join(differ)}" if differ else None
-
-
-def _fmt(values) -> str:
-    return "(" + ", ".join(f"{v + 0.0:.3g}" for v in values) + ")"
 
 
 def check_mask(path: str | Path, series: Series) -> str | None:
