@@ -24,6 +24,7 @@ include: "workflow/rules/segment.smk"
 include: "workflow/rules/crop.smk"
 include: "workflow/rules/classify.smk"
 include: "workflow/rules/stats.smk"
+include: "workflow/rules/replicates.smk"
 include: "workflow/rules/cam.smk"
 include: "workflow/rules/staging_synthetic.smk"
 include: "workflow/rules/staging_patches.smk"
@@ -52,6 +53,7 @@ rule all:
         "results/tables/calibration.csv",
         "results/checklist.csv",
         external_targets(),
+        replicate_targets(),
         staging_targets(),
         (["results/tables/cam_agreement.csv"] if on("cam.reviewers") else []),
 

@@ -30,6 +30,8 @@ SWITCHES = {
     "staging.radiomics": bool(config["staging"]["radiomics"]["enabled"]),
     "cam.reviewers": bool(config["cam"]["reviewers_dir"]),
     "warm_worker": bool(config["warm_worker"]),
+    # folds >= 2: study A's classifiers again over K folds x repeats x seeds (replicates.smk)
+    "replicates": int(config["replicates"]["folds"]) >= 2,
 }
 
 
@@ -89,6 +91,19 @@ def config_problems():
         for n in NETS
         if n not in layers
     ]
+    rep = config["replicates"]
+    if rep["folds"] == 1 and (rep["repeats"] > 1 or len(rep["seeds"] or [0]) > 1):
+        problems.append(
+            "replicates: repeats and seeds replicate a K-fold grid; set replicates.folds >= 2 "
+            "(4 is the paper's 3:1) or leave repeats 1 and one seed"
+        )
+    if on("replicates") and (
+        REP_PRIMARY[0] not in REP_REPEATS or REP_PRIMARY[1] not in REP_SEEDS
+    ):
+        problems.append(
+            f"replicates.primary: repeat {REP_PRIMARY[0]}, seed {REP_PRIMARY[1]} is not in the grid "
+            f"(repeats 0..{len(REP_REPEATS) - 1}, seeds {REP_SEEDS})"
+        )
     return problems
 
 

@@ -20,11 +20,42 @@ TRAIN_CFG = {
 }
 
 
+# Replicates (replicates.smk): K folds x R repeats of the patient split, training seeds. Each
+# (repeat, fold) has its own split, segmentation, crops; each seed its classifiers.
+_REP = config["replicates"]
+REP_FOLDS = int(_REP["folds"])
+REP_REPEATS = list(range(int(_REP["repeats"])))
+REP_SEEDS = [int(s) for s in (_REP["seeds"] or [config["classify"]["seed"]])]
+REP_PRIMARY = (
+    int(_REP["primary"]["repeat"]),
+    int(
+        REP_SEEDS[0] if _REP["primary"]["seed"] is None else _REP["primary"]["seed"]
+    ),
+)
+REP = "results/replicates/r{repeat}/k{fold}"  # one (repeat, fold): split, seg, crops
+REP_MODEL = REP + "/s{seed}/classify/{net}/{fmt}/f{frac}"  # one classifier of one seed
+REPLICATES = [
+    (r, k, s) for r in REP_REPEATS for k in range(REP_FOLDS) for s in REP_SEEDS
+]
+
+
+def rep_expand(pattern):
+    """``pattern`` (with {repeat}, {fold}, {seed} and model wildcards) for every replicate and model."""
+    return [
+        pattern.format(repeat=r, fold=k, seed=s, net=n, fmt=f, frac=fr)
+        for r, k, s in REPLICATES
+        for n, f, fr in MODELS
+    ]
+
+
 wildcard_constraints:
     net="|".join(NETS),
     fmt="|".join(FORMATS),
     frac="|".join(str(f) for f in FRACTIONS),
     arch="|".join(SEG_ARCHS),
+    repeat=r"\d+",
+    fold=r"\d+",
+    seed=r"\d+",
 
 
 SYNTHETIC_DIR = "data/synthetic"

@@ -65,23 +65,24 @@ def split_patients(manifest: pd.DataFrame, test_fraction: float, seed: int, clas
     return pd.DataFrame(rows, columns=["patient", "group", "split"]).sort_values("patient", ignore_index=True)
 
 
-def mark_validation(patients: pd.DataFrame, fraction: float, seed: int, classes) -> pd.DataFrame:
+def mark_validation(patients: pd.DataFrame, fraction: float, seed: int, classes, stream=()) -> pd.DataFrame:
     """Add ``validation``: training patients held out of *segmentation* training to choose the
     segmentation model (stratified like the test split, its own random stream). The classifiers
     still train on every training patient: for them these are training patients like the others.
     """
     train = patients[patients["split"] == "train"].set_index("patient")["group"]
-    picked = _stratified_pick(train, fraction, np.random.default_rng([seed, 2]), classes) if fraction > 0 else set()
+    rng = np.random.default_rng([seed, 2, *stream])
+    picked = _stratified_pick(train, fraction, rng, classes) if fraction > 0 else set()
     return patients.assign(validation=patients["patient"].isin(picked))
 
 
-def training_subsets(train: pd.DataFrame, fractions, seed: int) -> dict[int, pd.DataFrame]:
+def training_subsets(train: pd.DataFrame, fractions, seed: int, stream=()) -> dict[int, pd.DataFrame]:
     """Nested per-class subsets of the training slices: one shuffle per class, prefixes of it.
 
     The paper kept 50% and 25% of the training *images* of each category, so sampling is per
     class at slice level; the same shuffled order makes 100% ⊇ 50% ⊇ 25% by construction.
     """
-    rng = np.random.default_rng([seed, 1])
+    rng = np.random.default_rng([seed, 1, *stream])
     out: dict[int, list] = {int(f): [] for f in fractions}
     for cls in sorted(train["label"].unique()):
         ids = sorted(train.loc[train["label"] == cls, "slice_id"])
@@ -124,11 +125,51 @@ def make_split(manifest: pd.DataFrame, out: dict, *, classes, test_fraction: flo
     """
     patients = mark_validation(split_patients(manifest, test_fraction, seed, classes), validation_fraction, seed,
                                classes)
+    write_split(patients, manifest, out, fractions=fractions, seed=seed)
+
+
+def assign_folds(groups: pd.Series, folds: int, repeat: int, seed: int, classes) -> pd.Series:
+    """Stratified patient-level K-fold: each stratum shuffled (a stream of its own per repeat) and
+    dealt to the folds in turn, the turn running on from one stratum to the next, so every patient
+    is in exactly one fold and fold sizes differ by at most one patient."""
+    rng = np.random.default_rng([seed, 3, repeat])
+    fold, turn = {}, 0
+    for cls in classes:
+        pts = sorted(groups[groups == cls].index)
+        for i in rng.permutation(len(pts)):
+            fold[pts[i]] = turn % folds
+            turn += 1
+    return pd.Series(fold, name="fold", dtype=int).sort_index()
+
+
+def make_fold_split(manifest: pd.DataFrame, out: dict, *, classes, folds: int, fold: int, repeat: int, fractions,
+                    seed: int, validation_fraction: float = 0.0) -> None:
+    """The split of one replicate: fold ``fold`` of repeat ``repeat`` is the test set, the other folds
+    train; validation patients and the nested subsets are drawn again for each (repeat, fold), on
+    streams of their own. K = 4 gives the paper's 3:1; over the K folds of a repeat every patient is
+    tested exactly once (the pooled out-of-fold predictions, :mod:`anapart.metrics.replicates`)."""
+    if not 0 <= fold < folds:
+        raise ValueError(f"fold {fold} is not one of 0..{folds - 1}")
+    groups = patient_groups(manifest)
+    groups = groups[groups.isin(set(classes))]
+    of = assign_folds(groups, folds, repeat, seed, classes)
+    patients = pd.DataFrame({"patient": of.index, "group": groups[of.index].to_numpy(),
+                             "split": np.where(of.to_numpy() == fold, "test", "train"),
+                             "fold": of.to_numpy()})
+    stream = (repeat, fold)
+    patients = mark_validation(patients, validation_fraction, seed, classes, stream=stream)
+    patients = patients.assign(repeat=repeat)
+    write_split(patients, manifest, out, fractions=fractions, seed=seed, stream=stream)
+
+
+def write_split(patients: pd.DataFrame, manifest: pd.DataFrame, out: dict, *, fractions, seed: int,
+                stream=()) -> None:
+    """The split tables of ``patients`` (``split`` train/test), all or nothing, after the leakage check."""
     side = patients.set_index("patient")["split"]
     tagged = manifest.assign(split=manifest["patient"].map(side))
     train = tagged[tagged["split"] == "train"][["slice_id", "label"]]
     test = tagged[tagged["split"] == "test"][["slice_id", "label"]].sort_values("slice_id", ignore_index=True)
-    subsets = training_subsets(train, fractions, seed)
+    subsets = training_subsets(train, fractions, seed, stream=stream)
     assert_no_leakage(patients, manifest, subsets, test)
     frames = {"patients": patients, "test": test, **{f"train_f{f}": lst for f, lst in subsets.items()}}
     keys = list(frames)
@@ -139,6 +180,9 @@ def make_split(manifest: pd.DataFrame, out: dict, *, classes, test_fraction: flo
         log.info("train f%d: %d slices %s", f, len(lst), lst["label"].value_counts().to_dict())
     log.info("test: %d slices from %d patients; %d training patients choose the segmentation model",
              len(test), int((patients["split"] == "test").sum()), int(patients["validation"].sum()))
+    missing = sorted(set(patients["group"]) - set(patients.loc[patients["split"] == "train", "group"]))
+    if missing:
+        log.warning("no training patient of %s: these classes are only ever tested", missing)
 
 
 # --------------------------------------------------------------------------- study B

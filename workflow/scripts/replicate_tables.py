@@ -1,0 +1,27 @@
+"""Glue: study A over replicates -- every classifier's scores with repeat, fold and seed, the OR
+analysis of each (repeat, seed)'s pooled out-of-fold predictions, its spread, the figure (logic in
+anapart.metrics.replicates)."""
+from anapart.runtime.worker import delegate
+
+delegate()  # a local run continues in the warm worker (libraries imported once: anapart.runtime.worker)
+
+import pandas as pd
+
+from anapart.io.files import start_job, write_csv
+from anapart.metrics.replicates import (pool_out_of_fold, replicate_auc_table, replicate_mrmc, spread,
+                                        spread_figure)
+
+log = start_job(snakemake)
+p = snakemake.params
+write_csv(snakemake.output.auc, replicate_auc_table(snakemake.input.metrics, p.classes), float_format="%.4f")
+patient_of = pd.read_csv(snakemake.input.manifest).set_index("slice_id")["patient"]
+pooled = pool_out_of_fold(snakemake.input.predictions, p.folds)
+for (r, s), models in pooled.items():
+    n = {len(t) for t in models.values()}
+    log.info("repeat %d seed %d: %d models, %s pooled out-of-fold slices each", r, s, len(models), sorted(n))
+table = replicate_mrmc(pooled, patient_of, p.classes)
+write_csv(snakemake.output.mrmc, table, float_format="%.5g")
+summary = spread(table, tuple(p.primary))
+write_csv(snakemake.output.spread, summary, float_format="%.5g")
+spread_figure(table, "aauc", "RRRC", snakemake.output.figure)
+log.info("\n%s", summary[summary["figure"] == "aauc"].to_string())
