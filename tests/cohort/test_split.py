@@ -3,7 +3,8 @@ import pandas as pd
 import pytest
 
 from anapart import CLASSES
-from anapart.cohort.split import assert_no_leakage, make_split, mark_validation, split_patients, training_subsets
+from anapart.cohort.split import (assert_no_leakage, assign_folds, make_fold_split, make_split, mark_validation,
+                                  patient_groups, split_patients, training_subsets)
 
 
 def fake_manifest(per_class_patients=(12, 5, 4, 3, 2, 9), slices=5, seed=0) -> pd.DataFrame:
@@ -223,3 +224,53 @@ def test_failed_split_leaves_nothing(tmp_path, monkeypatch):
         make_split(fake_manifest(), _paths(tmp_path), classes=CLASSES, test_fraction=0.25,
                    fractions=[100, 50, 25], seed=5)
     assert list(tmp_path.iterdir()) == []
+
+
+# --------------------------------------------------------------------------- K-fold replicates
+
+def _fold_splits(tmp_path, man, folds=4, repeat=0, seed=5):
+    out = []
+    for k in range(folds):
+        d = tmp_path / f"r{repeat}k{k}"
+        d.mkdir()
+        make_fold_split(man, _paths(d), classes=CLASSES, folds=folds, fold=k, repeat=repeat,
+                        fractions=[100, 50, 25], seed=seed, validation_fraction=0.2)
+        out.append({name: pd.read_csv(p) for name, p in _paths(d).items()})
+    return out
+
+
+def test_every_patient_is_tested_exactly_once_per_repeat(tmp_path):
+    man = fake_manifest()
+    splits = _fold_splits(tmp_path, man)
+    tested = pd.concat([s["patients"].query("split == 'test'")["patient"] for s in splits])
+    assert sorted(tested) == sorted(man["patient"].unique())  # each once, none missing
+    slices = pd.concat([s["test"]["slice_id"] for s in splits])
+    assert not slices.duplicated().any() and len(slices) == len(man)
+    sizes = [int((s["patients"]["split"] == "test").sum()) for s in splits]
+    assert max(sizes) - min(sizes) <= 1  # 35 patients over 4 folds: 9, 9, 9, 8
+    for s in splits:  # validation patients are training patients; the fold's own leakage check passed
+        p = s["patients"]
+        assert set(p.columns) >= {"patient", "group", "split", "validation", "fold", "repeat"}
+        assert not (p["validation"] & (p["split"] == "test")).any() and p["validation"].any()
+
+
+def test_folds_are_stratified_per_class(tmp_path):
+    man = fake_manifest(per_class_patients=(12, 8, 8, 4, 4, 8))
+    splits = _fold_splits(tmp_path, man)
+    for s in splits:  # 12 NPC over 4 folds: 3 each; 4 chordoma: 1 each
+        test = s["patients"].query("split == 'test'")["group"].value_counts()
+        assert test["NPC"] == 3 and test["chordoma"] == 1 and test["LH"] == 2
+
+
+def test_repeats_reshuffle_and_the_same_repeat_is_reproduced(tmp_path):
+    man = fake_manifest()
+    groups = patient_groups(man)
+    a, b = (assign_folds(groups, 4, r, 5, CLASSES) for r in (0, 1))
+    assert not a.equals(b)
+    assert a.equals(assign_folds(groups, 4, 0, 5, CLASSES))
+
+
+def test_a_fold_outside_the_grid_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="fold 4 is not one of 0..3"):
+        make_fold_split(fake_manifest(), _paths(tmp_path), classes=CLASSES, folds=4, fold=4, repeat=0,
+                        fractions=[100], seed=1)

@@ -61,20 +61,27 @@ def test_format_ttests_match_pingouin_on_known_data():
     assert summary.loc[("n2", "full"), "n"] == 0
 
 
-def _slice_scores(seed=0, nets=("n1", "n2", "n3", "n4"), patients=6, effect=(0.3, 0.1, 0.0)):
-    """Per-slice scores of a balanced design: every network x format x patient x 2 slices."""
+def _slice_scores(seed=0, nets=("n1", "n2", "n3", "n4"), patients=6, effect=(0.3, 0.1, 0.0), nf_sd=0.03,
+                  pf_sd=0.03):
+    """Per-slice scores of a balanced design: every network x format x patient x 2 slices, with
+    network, patient, trained-model (network x format, SD ``nf_sd``) and patient x format (SD
+    ``pf_sd``) effects."""
     import pandas as pd
 
     rng = np.random.default_rng(seed)
     net_eff = {n: rng.normal(0, 0.05) for n in nets}
     pat_eff = {p: rng.normal(0, 0.1) for p in range(patients)}
+    extra = np.random.default_rng([seed, 1])  # its own stream: the other effects are drawn as before
+    pf_eff = extra.normal(0, pf_sd, (patients, 3)) if pf_sd else np.zeros((patients, 3))
     out = {}
     for net in nets:
-        for fmt, eff in zip(("seg112", "seg224", "full"), effect):
+        for j, (fmt, eff) in enumerate(zip(("seg112", "seg224", "full"), effect)):
             rows = []
+            model_eff = extra.normal(0, nf_sd) if nf_sd else 0.0
             for p in range(patients):
                 for k in range(2):
-                    v = float(np.clip(0.3 + eff + net_eff[net] + pat_eff[p] + rng.normal(0, 0.05), 0, 1))
+                    v = float(np.clip(0.3 + eff + net_eff[net] + model_eff + pat_eff[p] + pf_eff[p, j]
+                                      + rng.normal(0, 0.05), 0, 1))
                     rows.append({"slice_id": f"P{p}_{k:03d}", "label": "NPC", "score_binned": binned(v),
                                  "score_continuous": v, "pointing": v, "chance": 0.1,
                                  "corrected": (v - 0.1) / 0.9, "common_score": v, "common_chance": 0.1,
@@ -123,7 +130,7 @@ def test_mixed_model_contrasts_match_statsmodels_and_the_balanced_mean_differenc
     assert means.set_index(["patient", "net", "fmt"])["score_continuous"].sort_index().to_numpy() == \
         pytest.approx(by_hand.sort_index().to_numpy())
     pairs = [("seg112", "seg224"), ("seg112", "full"), ("seg224", "full")]
-    fit, out, _ = mixed_model(means, "score_continuous", pairs, "full")
+    fit, out, _, _ = mixed_model(means, "score_continuous", pairs, "full")
     # balanced crossed design: the GLS format contrast is the difference of the format means
     m = long.groupby("fmt")["score_continuous"].mean()
     for a, b in pairs:
@@ -132,9 +139,10 @@ def test_mixed_model_contrasts_match_statsmodels_and_the_balanced_mean_differenc
     # are its coefficients; p from t with (4 networks - 1) x (3 formats - 1) = 6 df
     d = by_hand.rename("y").reset_index().assign(one=1)
     d["nf"] = d["net"] + d["fmt"]
+    d["pf"] = d["patient"] + d["fmt"]
     ref = smf.mixedlm("y ~ C(fmt, Treatment(reference='full'))", d, groups="one", re_formula="0",
-                      vc_formula={"n": "0 + C(net)", "nf": "0 + C(nf)", "p": "0 + C(patient)"}).fit(reml=True,
-                                                                                                   method=["lbfgs"])
+                      vc_formula={"n": "0 + C(net)", "nf": "0 + C(nf)", "p": "0 + C(patient)",
+                                  "pf": "0 + C(pf)"}).fit(reml=True, method=["lbfgs"])
     name = "C(fmt, Treatment(reference='full'))[T.seg112]"
     assert out[("seg112", "full")][1] == pytest.approx(ref.tvalues[name], rel=1e-4)
     assert out[("seg112", "full")][2] == pytest.approx(2 * t_dist.sf(abs(ref.tvalues[name]), 6), rel=1e-3)
@@ -142,17 +150,21 @@ def test_mixed_model_contrasts_match_statsmodels_and_the_balanced_mean_differenc
     assert vc["patient"] > vc["network"] > 0  # patients vary more than networks here, as simulated
 
 
-def _model_effect_data(seed, effect=0.0, nets=4, patients=12, slices=3, nf_sd=0.05):
+def _model_effect_data(seed, effect=0.0, nets=4, patients=12, slices=3, nf_sd=0.05, pf_sd=0.05):
     """Per-slice scores where each trained model (network x format) deviates by N(0, nf_sd), as
-    one training run does, and seg112 adds ``effect``; patients and slice noise as in real maps."""
+    one training run does, each patient's lesion is easier to localise in some format for every
+    network (patient x format, N(0, pf_sd)), and seg112 adds ``effect``; patients and slice noise
+    as in real maps."""
     import pandas as pd
 
     rng = np.random.default_rng(seed)
     fmts = ["seg112", "seg224", "full"]
     net_eff, pat_eff = rng.normal(0, 0.05, nets), rng.normal(0, 0.1, patients)
     model_eff = rng.normal(0, nf_sd, (nets, len(fmts)))
+    pf_eff = rng.normal(0, pf_sd, (patients, len(fmts)))
     rows = [(f"n{i}", f, 100, f"P{p}", f"P{p}_{k}",
-             0.3 + effect * (f == "seg112") + net_eff[i] + model_eff[i, j] + pat_eff[p] + rng.normal(0, 0.1))
+             0.3 + effect * (f == "seg112") + net_eff[i] + model_eff[i, j] + pat_eff[p] + pf_eff[p, j]
+             + rng.normal(0, 0.1))
             for i in range(nets) for j, f in enumerate(fmts) for p in range(patients) for k in range(slices)]
     return pd.DataFrame(rows, columns=["net", "fmt", "frac", "patient", "slice_id", "score_continuous"])
 
@@ -173,7 +185,7 @@ def test_mixed_model_holds_its_false_positive_rate_when_trained_models_vary():
         warnings.simplefilter("ignore")
         for seed in range(40):
             data = _model_effect_data(seed)
-            _, out, _ = mixed_model(patient_means(data, "score_continuous"), "score_continuous", pairs, "full")
+            _, out, _, _ = mixed_model(patient_means(data, "score_continuous"), "score_continuous", pairs, "full")
             ours.append(out[("seg112", "full")][2] < 0.05)
             old = smf.mixedlm("score_continuous ~ C(fmt, Treatment(reference='full'))", data.assign(one=1),
                               groups="one", re_formula="0",
@@ -214,11 +226,32 @@ def test_mixed_model_with_two_fractions_has_a_component_per_trained_model():
     data = pd.concat([_model_effect_data(7, effect=0.2), _model_effect_data(8, effect=0.2).assign(frac=50)])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        fit, out, _ = mixed_model(patient_means(data, "score_continuous"), "score_continuous",
+        fit, out, _, _ = mixed_model(patient_means(data, "score_continuous"), "score_continuous",
                                   [("seg112", "full")], "full")
-    assert set(fit.model.exog_vc.names) == {"network", "network:format", "model", "patient"}
+    assert set(fit.model.exog_vc.names) == {"network", "network:format", "model", "patient", "patient:format"}
     assert any(name.startswith("C(frac)") for name in fit.fe_params.index)
     assert out[("seg112", "full")][0] > 0.1 and out[("seg112", "full")][2] < 0.05
+
+
+def test_a_fit_on_the_boundary_reports_no_p_value():
+    """No trained-model (network x format) variation at all: REML puts that component at 0, the
+    contrast's standard error rests on nothing, and the row says so instead of giving a p-value."""
+    import warnings
+
+    import pandas as pd
+
+    from anapart.metrics.cam_stats import mixed_tests
+
+    scores = _slice_scores(seed=2, nf_sd=0.0, pf_sd=0.0)
+    long = pd.concat([s.assign(net=n, fmt=f, frac=fr) for (n, f, fr), s in scores.items()], ignore_index=True)
+    long["patient"] = long["slice_id"].str.split("_").str[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        t = mixed_tests(long, [("seg112", "seg224"), ("seg112", "full"), ("seg224", "full")],
+                        scores=("score_continuous",)).set_index("contrast").loc["seg112 - full"]
+    assert np.isnan(t["p"]) and np.isnan(t["p_holm"]) and np.isnan(t["statistic"])
+    assert t["note"].startswith("no p-value: variance component") and "on the boundary" in t["note"]
+    assert t["estimate"] == pytest.approx(0.3, abs=0.05)  # the estimate is kept
 
 
 def test_holm_families_are_unit_fraction_and_score():
@@ -409,8 +442,11 @@ def test_mixed_tests_without_data_say_so_and_with_two_fractions_state_the_model(
     assert set(t["frac"]) == {"100+50"}  # the fractions pooled, largest first
     note = t["note"].iloc[0]
     assert ("score ~ format + fraction + (1|network) + (1|network:format) + (1|network:format:fraction) "
-            "+ (1|patient), REML") in note
-    assert re.search(r"; var (\S+ [-+.e\d]+, ){4}residual [-+.e\d]+; converged", note), note
+            "+ (1|patient) + (1|patient:format), REML") in note
+    assert re.search(r"; var (\S+ [-+.e\d]+, ){5}residual [-+.e\d]+; converged", note), note
+    # network x format and network x format x fraction are barely separable with two fractions: this
+    # fit does not converge, and says so instead of giving a p-value
+    assert note.startswith("no p-value: the REML fit did not converge") and t["p"].isna().all()
 
 
 def test_two_scored_slices_per_format_are_enough_for_the_paper_t_test():
@@ -435,7 +471,7 @@ def test_mixed_tests_need_two_networks_and_name_only_the_fractions_present():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         note = mixed_tests(_model_effect_data(7, effect=0.2), pairs, scores=("score_continuous",))["note"].iloc[0]
-    assert "; score ~ format + (1|network) + (1|network:format) + (1|patient), REML" in note
+    assert "; score ~ format + (1|network) + (1|network:format) + (1|patient) + (1|patient:format), REML" in note
 
 
 def test_reviewer_tables_name_missing_columns_and_read_fractions_as_integers(tmp_path):

@@ -31,8 +31,10 @@ overlay_figure(
     snakemake.output.examples,
 )
 log.info(
-    "%d maps: score %.3f, chance %.3f, corrected %.3f; common window: corrected %.3f",
+    "%d maps (%d of correctly classified slices): score %.3f, chance %.3f, corrected %.3f; "
+    "common window: corrected %.3f",
     len(scores),
+    int(scores["correct"].sum()),
     scores["score_continuous"].mean(),
     scores["chance"].mean(),
     scores["corrected"].mean(),

@@ -57,7 +57,7 @@ def _fracs(frame: pd.DataFrame) -> str:
 
 def format_ttests(scores: dict[tuple[str, str, int], pd.DataFrame], pairs, column: str = "score_binned") -> pd.DataFrame:
     """The paper's test: independent t-tests (pingouin) of per-slice scores between formats,
-    networks pooled, per fraction. Slices are not independent (the same slices in every format,
+    networks pooled, per fraction, on each model's correctly classified slices (as the paper). Slices are not independent (the same slices in every format,
     several slices per patient, four networks), so these p-values are too small; kept as
     ``unit = paper`` to reproduce the paper, not to conclude from."""
     import pingouin as pg
@@ -67,6 +67,7 @@ def format_ttests(scores: dict[tuple[str, str, int], pd.DataFrame], pairs, colum
         pooled: dict[str, list] = {}
         for (net, fmt, f), s in scores.items():
             if f == frac:
+                s = s[s["correct"].astype(str).str.lower() == "true"] if "correct" in s else s  # the paper's slices
                 pooled.setdefault(fmt, []).append(pd.to_numeric(s[column], errors="coerce").dropna())
         pooled = {k: pd.concat(v) for k, v in pooled.items()}
         for a, b in pairs:
@@ -127,23 +128,33 @@ def containment_df(data: pd.DataFrame) -> int:
     return int((data["net"].nunique() - 1) * (data["fmt"].nunique() - 1))
 
 
-def mixed_model(data: pd.DataFrame, value: str, pairs, reference: str):
+BOUNDARY = 1e-4  # a variance component below this share of the total variance sits on the boundary (0)
+# The components a format contrast is judged against. Network and patient main effects cancel out
+# of a within-network, within-patient contrast (balanced design): their boundary is harmless.
+JUDGED_BY = ("network:format", "model", "patient:format")
+
+
+def mixed_model(data: pd.DataFrame, value: str, pairs, reference: str, patient_format: bool = True):
     """``value ~ C(fmt) [+ C(frac)]`` with crossed random intercepts for network, trained model
-    (network x format; and network x format x fraction when there are several fractions) and
-    patient (statsmodels MixedLM, REML, lbfgs). Fit it on :func:`patient_means`.
+    (network x format; and network x format x fraction when there are several fractions), patient
+    and patient x format (statsmodels MixedLM, REML, lbfgs). Fit it on :func:`patient_means`.
 
     Each format is trained once per network, so a format contrast must be judged against how much
     trained models vary (the network x format component), not against slice or patient residuals:
     without that component a network x format deviation of SD 0.05 and no format effect at all
-    gave z = -13.9 (p = 1e-43). statsmodels groups are independent blocks, so crossed effects are
-    variance components inside one group that holds every row, the documented statsmodels idiom.
+    gave z = -13.9 (p = 1e-43). Likewise a patient whose lesion is easier to localise in one format
+    is so for every network: without ``(1|patient:format)`` such shared effects read as a format
+    effect (23-30% false positives at alpha 0.05 in benchmarks/false_positives.py; 3-5% with it).
+    statsmodels groups are independent blocks, so crossed effects are variance components inside
+    one group that holds every row, the documented statsmodels idiom.
 
     Returns the fit, per format pair (estimate, t, p) of the fixed-effect contrast a - b (the
     fixed effects' covariance; p from t with :func:`containment_df` df, as the variance of the
-    few models is estimated, not known), and the fit's warnings in words. statsmodels warns
-    "MLE may be on the boundary" whenever a variance component is below 0.01 in absolute terms,
-    i.e. any SD under 0.1 on these 0-1 scores, and when a component is really ~0 (likely with four
-    networks): it is noted once, not treated as a failure (the components are in the note).
+    few models is estimated, not known), and why its p-values must not be read (empty when they
+    may): a fit that did not converge, or a component the contrast is judged against
+    (``JUDGED_BY``) on the boundary (below ``BOUNDARY`` of the total variance), where the REML fit
+    is not a regular one and the contrast's standard error is not trustworthy. Other warnings are
+    in the note.
     """
     import warnings
 
@@ -156,12 +167,16 @@ def mixed_model(data: pd.DataFrame, value: str, pairs, reference: str):
     d["net_fmt"] = d["net"] + ":" + d["fmt"]
     formula = f"{value} ~ C(fmt, Treatment(reference='{reference}'))" + (" + C(frac)" if several else "")
     vc = {"network": "0 + C(net)", "network:format": "0 + C(net_fmt)", "patient": "0 + C(patient)"}
+    if patient_format:
+        d["patient_fmt"] = d["patient"].astype(str) + ":" + d["fmt"]
+        vc["patient:format"] = "0 + C(patient_fmt)"
     if several:
         d["model"] = d["net_fmt"] + ":" + d["frac"]
         vc["model"] = "0 + C(model)"
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        levels = sum(d[c].nunique() for c in ("net", "net_fmt", "patient", *(("model",) if several else ())))
+        levels = sum(d[c].nunique() for c in ("net", "net_fmt", "patient", *(("model",) if several else ()),
+                                              *(("patient_fmt",) if patient_format else ())))
         fit = smf.mixedlm(formula, d, groups="one", re_formula="0", vc_formula=vc,
                           use_sparse=levels > SPARSE_FROM).fit(reml=True, method=["lbfgs"])
     fe = fit.fe_params
@@ -183,11 +198,26 @@ def mixed_model(data: pd.DataFrame, value: str, pairs, reference: str):
         out[(a, b)] = (est, t, float(2 * t_dist.sf(abs(t), df)) if np.isfinite(t) and df > 0 else np.nan)
     warned = []
     for w in caught:
-        text = ("statsmodels' 'MLE may be on the boundary' (some variance component < 0.01)"
-                if "boundary" in str(w.message) else f"{type(w.message).__name__}: {str(w.message).splitlines()[0]}")
+        if "boundary" in str(w.message):
+            continue  # judged below from the components themselves
+        text = f"{type(w.message).__name__}: {str(w.message).splitlines()[0]}"
         if text not in warned:
             warned.append(text)
-    return fit, out, warned
+    return fit, out, warned, unreadable(fit)
+
+
+def unreadable(fit) -> str:
+    """Why a MixedLM fit's p-values must not be reported ('' when they may): no convergence, or a
+    variance component on the boundary."""
+    if not fit.converged:
+        return "the REML fit did not converge"
+    comps = dict(zip(fit.model.exog_vc.names, np.asarray(fit.vcomp, float)))
+    total = sum(comps.values()) + float(fit.scale)
+    zero = [k for k, v in comps.items() if k in JUDGED_BY and (not np.isfinite(v) or v < BOUNDARY * total)]
+    if zero:
+        return (f"variance component {', '.join(zero)} on the boundary (~0): not a regular REML fit, its "
+                "standard errors cannot be trusted")
+    return ""
 
 
 def mixed_tests(long: pd.DataFrame, pairs, scores=TESTED) -> pd.DataFrame:
@@ -203,16 +233,20 @@ def mixed_tests(long: pd.DataFrame, pairs, scores=TESTED) -> pd.DataFrame:
         if enough:
             present = sorted(set(d["fmt"]), key=order.index)
             try:
-                fit, results, warned = mixed_model(d, score, [p for p in pairs if {*p} <= set(present)], present[-1])
+                fit, results, warned, why = mixed_model(d, score, [p for p in pairs if {*p} <= set(present)],
+                                                        present[-1])
                 vcs = dict(zip(fit.model.exog_vc.names, np.asarray(fit.vcomp)))
                 several = d["frac"].nunique() > 1
                 note = (f"per-(patient, model) means of {int(d['n_slices'].sum())} slices; score ~ format"
                         f"{' + fraction' if several else ''} + (1|network) + (1|network:format)"
-                        f"{' + (1|network:format:fraction)' if several else ''} + (1|patient), REML; t with "
-                        f"{containment_df(d)} df (containment); var "
+                        f"{' + (1|network:format:fraction)' if several else ''} + (1|patient) + "
+                        f"(1|patient:format), REML; t with {containment_df(d)} df (containment); var "
                         + ", ".join(f"{k} {v:.3g}" for k, v in vcs.items())
                         + f", residual {fit.scale:.3g}; converged {fit.converged}"
                         + (f"; {'; '.join(warned)}" if warned else ""))
+                if why:  # estimates kept, no p-value
+                    note = f"no p-value: {why}; {note}"
+                    results = {k: (est, np.nan, np.nan) for k, (est, _, _) in results.items()}
             except (np.linalg.LinAlgError, ValueError) as e:
                 note = f"mixed model failed: {e}"
         else:

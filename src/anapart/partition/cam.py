@@ -1,6 +1,10 @@
-"""Study A's Grad-CAM step: maps of each classifier's correctly classified test lesion slices, placed
+"""Study A's Grad-CAM step: maps of every test lesion slice for its true class, placed
 back on the slice through the crop window and scored against the slice's lesion mask
 (:mod:`anapart.metrics.cam_scores`), and one example figure per model.
+
+Every model maps the same slices (the paper mapped only each model's correctly classified ones, so
+its formats were scored on different slices: 2 maps for one model, 52 for another); whether the
+model got the slice right is the column ``correct``, and the paper's test keeps to those.
 """
 
 from __future__ import annotations
@@ -22,7 +26,8 @@ from anapart.partition.classify import model_from_meta
 
 def cam_scores(model_path, crops_dir, cohort_dir, predictions_csv, *, target_layer: str, threshold: float,
                common_index=None, batch_size: int = 32, max_slices: int | None = None) -> tuple[pd.DataFrame, dict]:
-    """Grad-CAM scores of every correctly classified test lesion slice of one model.
+    """Grad-CAM scores of every test lesion slice of one model, each mapped for its true class, with
+    ``correct`` (the model's top class is the label).
 
     ``common_index`` is the ``index.csv`` of the format whose window every format is also scored
     in (seg112); None scores the common window as the whole slice. Returns the score table and,
@@ -35,10 +40,11 @@ def cam_scores(model_path, crops_dir, cohort_dir, predictions_csv, *, target_lay
     pred["predicted"] = predicted(pred, classes)
     row_of = dict(zip(manifest["slice_id"], manifest.index))
     has_lesion = manifest.set_index("slice_id")["has_lesion_mask"].astype(bool)
-    chosen = pred[(pred["predicted"] == pred["label"]) & pred["slice_id"].map(has_lesion)].reset_index(drop=True)
+    chosen = pred[pred["slice_id"].map(has_lesion)].reset_index(drop=True)
+    chosen["correct"] = chosen["predicted"] == chosen["label"]
     if max_slices is not None:
         chosen = chosen.iloc[:max_slices]
-    cols = ["slice_id", "label", *SCORE_COLUMNS]
+    cols = ["slice_id", "label", "correct", *SCORE_COLUMNS]
     if chosen.empty:
         return pd.DataFrame(columns=cols), {}
     data = CropData(crops_dir, chosen[["slice_id", "label"]], classes, meta["input_size"], meta["normalize"])
@@ -59,7 +65,7 @@ def cam_scores(model_path, crops_dir, cohort_dir, predictions_csv, *, target_lay
         c = common.loc[sid] if common is not None else None
         common_windows.append((int(c["y0"]), int(c["x0"]), int(c["size"])) if c is not None else (0, 0, field))
     scores = score_maps(np.stack(slice_maps), np.stack(lesions), threshold, windows, common_windows)
-    out = pd.concat([chosen[["slice_id", "label"]], scores], axis=1)[cols]
+    out = pd.concat([chosen[["slice_id", "label", "correct"]], scores], axis=1)[cols]
     return out, dict(zip(chosen["slice_id"], slice_maps))
 
 
@@ -83,10 +89,10 @@ def overlay_figure(cohort_dir, scores: pd.DataFrame, maps: dict, title: str, out
             ax.set_xticks([])
             ax.set_yticks([])
         axes[1, j].imshow(maps[row.slice_id], cmap="jet", alpha=0.45, vmin=0, vmax=1)
-        axes[0, j].set_title(row.label, fontsize=9)
+        axes[0, j].set_title(row.label + ("" if row.correct else " (misclassified)"), fontsize=9)
         axes[1, j].set_xlabel(f"score {row.score_continuous:.2f} (chance {row.chance:.2f})", fontsize=8)
     if len(picks) == 0:
-        axes[0, 0].text(0.5, 0.5, "no correctly classified lesion slice", ha="center", va="center", fontsize=8)
+        axes[0, 0].text(0.5, 0.5, "no test lesion slice", ha="center", va="center", fontsize=8)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     save_figure(fig, out_png, dpi=100)
