@@ -6,7 +6,7 @@ rule cam:
     input:
         model="results/classify/{net}/{fmt}/f{frac}/model.pt",
         predictions="results/classify/{net}/{fmt}/f{frac}/predictions.csv",
-        images="results/crops/{fmt}/images.npy",
+        images=ancient("results/crops/{fmt}/images.npy"),  # a hard link (classify.smk); index.csv is the trigger
         index="results/crops/{fmt}/index.csv",
         common_index=f"results/crops/{CAM_COMMON_FMT}/index.csv",
         manifest="results/cohort/manifest.csv",
@@ -59,7 +59,7 @@ rule cam_stats:
         tests=report(
             "results/tables/cam_tests.csv",
             caption="../report/cam_tests.rst",
-            category="Statistics",
+            category="Statistical tests",
         ),
     log:
         "logs/cam_stats.log",

@@ -11,7 +11,9 @@ rule classify_train:
     input:
         unpack(classify_weights),
         unpack(classify_external),
-        images="results/crops/{fmt}/images.npy",
+        # ancient: the 'full' store is a hard link shared with the cohort store and every other crops
+        # job (crop.smk); new crops rewrite index.csv, which reruns this job
+        images=ancient("results/crops/{fmt}/images.npy"),
         index="results/crops/{fmt}/index.csv",
         train="results/split/train_f{frac}.csv",
         test="results/split/test.csv",

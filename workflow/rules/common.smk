@@ -91,6 +91,20 @@ def config_problems():
         for n in NETS
         if n not in layers
     ]
+    prim = config["stats"]["primary"]
+    bad = [f for f in prim["contrast"].split(" - ") if f not in FORMATS]
+    if bad:
+        problems.append(
+            f"stats.primary.contrast: '{prim['contrast']}' names {bad[0]!r}, not one of classify.formats {FORMATS}"
+        )
+    if prim["fraction"] not in FRACTIONS:
+        problems.append(
+            f"stats.primary.fraction: {prim['fraction']} is not one of split.fractions {FRACTIONS}"
+        )
+    if prim["figure"] != "aauc" and prim["figure"][4:] not in config["classes"]:
+        problems.append(
+            f"stats.primary.figure: '{prim['figure']}' is neither aauc nor auc_<class> of classes"
+        )
     rep = config["replicates"]
     if rep["folds"] == 1 and (rep["repeats"] > 1 or len(rep["seeds"] or [0]) > 1):
         problems.append(

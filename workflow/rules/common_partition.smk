@@ -33,10 +33,22 @@ REP_PRIMARY = (
     ),
 )
 REP = "results/replicates/r{repeat}/k{fold}"  # one (repeat, fold): split, seg, crops
-REP_MODEL = REP + "/s{seed}/classify/{net}/{fmt}/f{frac}"  # one classifier of one seed
+# one classifier of one seed
+REP_MODEL = "results/replicates/r{repeat}/k{fold}/s{seed}/classify/{net}/{fmt}/f{frac}"
 REPLICATES = [
     (r, k, s) for r in REP_REPEATS for k in range(REP_FOLDS) for s in REP_SEEDS
 ]
+
+
+def replicate_targets():
+    if not on("replicates"):
+        return []
+    return [
+        "results/replicates/tables/auc.csv",
+        "results/replicates/tables/mrmc.csv",
+        "results/replicates/tables/mrmc_spread.csv",
+        "results/replicates/figures/mrmc.png",
+    ]
 
 
 def rep_expand(pattern):
@@ -46,6 +58,20 @@ def rep_expand(pattern):
         for r, k, s in REPLICATES
         for n, f, fr in MODELS
     ]
+
+
+# The report's front page: the workflow description with the primary endpoint's result on top,
+# written by the primary job (the Snakefile points its report directive there once it exists).
+FRONT_PAGE = "results/report/front.rst"
+FRONT_TEMPLATE = "workflow/report/workflow.rst"
+
+
+def primary_inputs(wildcards):
+    """What the primary endpoint reads besides the single split's mrmc.csv."""
+    out = {"template": FRONT_TEMPLATE, "cam_tests": "results/tables/cam_tests.csv"}
+    if on("replicates"):
+        out["spread"] = "results/replicates/tables/mrmc_spread.csv"
+    return out
 
 
 wildcard_constraints:

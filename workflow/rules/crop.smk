@@ -4,7 +4,10 @@
 rule crops:
     input:
         manifest="results/cohort/manifest.csv",
-        images="results/cohort/images.npy",
+        # ancient: the 'full' store of every crops job is a hard link of this file, and Snakemake
+        # touches each job's outputs, which bumps the shared mtime; ingest rewrites the manifest
+        # beside it, so a new cohort still reruns the crops
+        images=ancient("results/cohort/images.npy"),
         masks="results/cohort/masks.npy",
         patients="results/split/patients.csv",
         selected="results/seg/selected.json",
@@ -45,7 +48,7 @@ if on("external"):
     use rule crops as crops_external with:
         input:
             manifest=f"{EXTERNAL_DIR}/cohort/manifest.csv",
-            images=f"{EXTERNAL_DIR}/cohort/images.npy",
+            images=ancient(f"{EXTERNAL_DIR}/cohort/images.npy"),
             masks=f"{EXTERNAL_DIR}/cohort/masks.npy",
             training_manifest="results/cohort/manifest.csv",
             training_masks="results/cohort/masks.npy",

@@ -13,17 +13,6 @@ REP_SPLIT = {
 }
 
 
-def replicate_targets():
-    if not on("replicates"):
-        return []
-    return [
-        "results/replicates/tables/auc.csv",
-        "results/replicates/tables/mrmc.csv",
-        "results/replicates/tables/mrmc_spread.csv",
-        "results/replicates/figures/mrmc.png",
-    ]
-
-
 if on("replicates"):
 
     use rule split as split_replicate with:
@@ -78,7 +67,7 @@ if on("replicates"):
     use rule crops as crops_replicate with:
         input:
             manifest="results/cohort/manifest.csv",
-            images="results/cohort/images.npy",
+            images=ancient("results/cohort/images.npy"),
             masks="results/cohort/masks.npy",
             patients=REP_SPLIT["patients"],
             selected=f"{REP}/seg/selected.json",
@@ -101,7 +90,7 @@ if on("replicates"):
     use rule classify_train as classify_train_replicate with:
         input:
             unpack(classify_weights),
-            images=f"{REP}/crops/{{fmt}}/images.npy",
+            images=ancient(f"{REP}/crops/{{fmt}}/images.npy"),
             index=f"{REP}/crops/{{fmt}}/index.csv",
             train=f"{REP}/split/train_f{{frac}}.csv",
             test=REP_SPLIT["test"],
@@ -117,7 +106,7 @@ if on("replicates"):
             preload_mb=config["classify"]["preload_mb"],
             classes=config["classes"],
             device=config["device"],
-            checkpoint=lambda w: REP_MODEL.format(**w) + "/checkpoint.partial.pt",
+            checkpoint=lambda w: f"{REP_MODEL.format(**w)}/checkpoint.partial.pt",
 
     use rule classify_eval as classify_eval_replicate with:
         input:
@@ -135,8 +124,8 @@ if on("replicates"):
 
     rule replicate_tables:
         input:
-            metrics=rep_expand(REP_MODEL + "/metrics.json"),
-            predictions=rep_expand(REP_MODEL + "/predictions.csv"),
+            metrics=rep_expand(f"{REP_MODEL}/metrics.json"),
+            predictions=rep_expand(f"{REP_MODEL}/predictions.csv"),
             manifest="results/cohort/manifest.csv",
         output:
             auc=report(

@@ -46,12 +46,12 @@ rule anova:
         anova=report(
             "results/tables/anova.csv",
             caption="../report/anova.rst",
-            category="Statistics",
+            category="Statistical tests",
         ),
         posthoc=report(
             "results/tables/posthoc.csv",
             caption="../report/posthoc.rst",
-            category="Statistics",
+            category="Statistical tests",
         ),
     log:
         "logs/anova.log",
@@ -80,7 +80,7 @@ rule mrmc:
         report(
             "results/tables/mrmc.csv",
             caption="../report/mrmc.rst",
-            category="Statistics",
+            category="Statistical tests",
         ),
     log:
         "logs/mrmc.log",
@@ -97,6 +97,35 @@ rule mrmc:
         "../scripts/mrmc.py"
 
 
+# The declared primary endpoint first (stats.primary), every other format contrast secondary; and
+# the report's front page, which states it (Snakefile: report:).
+rule primary:
+    input:
+        unpack(primary_inputs),
+        mrmc="results/tables/mrmc.csv",
+    output:
+        table=report(
+            "results/tables/primary.csv",
+            caption="../report/primary.rst",
+            category="Primary endpoint",
+        ),
+        front=FRONT_PAGE,
+    log:
+        "logs/primary.log",
+    benchmark:
+        "logs/bench/primary/all.tsv"
+    conda:
+        ENV
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        primary=config["stats"]["primary"],
+        ci_level=config["evaluate"]["ci_level"],
+    script:
+        "../scripts/primary.py"
+
+
 rule auc_pairs:
     input:
         predictions=expand(
@@ -111,7 +140,7 @@ rule auc_pairs:
         report(
             "results/tables/auc_pairs.csv",
             caption="../report/auc_pairs.rst",
-            category="Statistics",
+            category="Statistical tests",
         ),
     log:
         "logs/auc_pairs.log",

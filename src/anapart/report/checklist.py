@@ -19,6 +19,7 @@ from anapart.learn import weights
 
 # key, item, TRIPOD+AI, CLAIM
 ITEMS = [
+    ("primary", "Primary endpoint (declared before the run)", "12e, 23a", "28, 29"),
     ("source", "Data source and dates", "5a, 5b, 6a", "7"),
     ("eligibility", "Eligibility", "6b", "8"),
     ("outcome", "Outcome and its labelling", "8a", "14, 16"),
@@ -58,10 +59,12 @@ def build(paths: dict, config: dict):
     """The checklist table (``COLUMNS``) from the run's files in ``paths`` and the configuration.
 
     ``paths`` keys: check, ingest, manifest, patients, test, train (dict fraction -> list), crops_qc,
-    selected, auc, calibration; with an external cohort ext_check, ext_ingest, ext_qc, auc_external;
+    selected, auc, calibration, primary; with an external cohort ext_check, ext_ingest, ext_qc, auc_external;
     with study B staging_table4, staging_ensemble. Returns a pandas DataFrame.
     """
     import pandas as pd
+
+    from anapart.report.primary import headline  # nested import: pandas, never at the Snakefile's import
 
     cohort, classes = config["cohort"], list(config["classes"])
     check, ingest = _json(paths["check"]), _json(paths["ingest"])
@@ -83,6 +86,10 @@ def build(paths: dict, config: dict):
     n_pat, n_sl = ingest["n_patients"], ingest["n_slices"]
     where: dict[str, list[str]] = {}
     a: dict[str, str] = {}
+    a["primary"] = (headline(pd.read_csv(paths["primary"]), config["evaluate"]["ci_level"]) + " Every other "
+                    "comparison is secondary (results/tables/primary.csv: Holm over the family of the other format "
+                    "contrasts).")
+    where["primary"] = [paths["primary"]]
 
     source = ("the embedded synthetic DICOM cohort that the workflow generates (synthetic.seed "
               f"{config['synthetic']['seed']})" if synthetic else "a folder of DICOM series (cohort.dicom_dir)")
@@ -221,7 +228,8 @@ def input_paths(*, fractions, external: bool, staging: bool) -> dict:
          "manifest": "results/cohort/manifest.csv", "patients": "results/split/patients.csv",
          "test": "results/split/test.csv", "train": {int(f): f"results/split/train_f{int(f)}.csv" for f in fractions},
          "crops_qc": "results/crops/qc.csv", "selected": "results/seg/selected.json",
-         "auc": "results/tables/auc.csv", "calibration": "results/tables/calibration.csv"}
+         "auc": "results/tables/auc.csv", "calibration": "results/tables/calibration.csv",
+         "primary": "results/tables/primary.csv"}
     if external:
         p.update(ext_check="results/external/cohort/check.json", ext_ingest="results/external/cohort/ingest.json",
                  ext_qc="results/external/crops/qc.csv", auc_external="results/tables/auc_external.csv")

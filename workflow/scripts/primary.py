@@ -1,0 +1,25 @@
+"""Glue: the declared primary endpoint, the secondary family, and the report's front page (logic in
+anapart.report.primary)."""
+from anapart.runtime.worker import delegate
+
+delegate()  # a local run continues in the warm worker (libraries imported once: anapart.runtime.worker)
+
+from pathlib import Path
+
+import pandas as pd
+
+from anapart.io.files import start_job, write_csv, write_text
+from anapart.report.primary import front_page, headline, primary_table
+
+log = start_job(snakemake)
+inp = snakemake.input
+table = primary_table(
+    pd.read_csv(inp.mrmc),
+    snakemake.params.primary,
+    spread=pd.read_csv(inp.spread) if "spread" in inp.keys() else None,
+    cam_tests=pd.read_csv(inp.cam_tests) if "cam_tests" in inp.keys() else None,
+)
+write_csv(snakemake.output.table, table, float_format="%.5g")
+text = headline(table, snakemake.params.ci_level)
+write_text(snakemake.output.front, front_page(text, Path(inp.template).read_text()))
+log.info("%s", text)
