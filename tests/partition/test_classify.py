@@ -287,3 +287,25 @@ def test_preloaded_inputs_equal_streamed_inputs(tmp_path):
     assert streamed.cache is None and preloaded.cache is not None and tiny_budget.cache is None
     idx = np.array([7, 3, 30, 3])
     torch.testing.assert_close(preloaded.inputs(idx), streamed.inputs(idx))
+
+
+def test_balanced_class_weights_are_scikit_learns_and_weigh_the_loss():
+    import torch
+    import torch.nn.functional as F
+    from sklearn.utils.class_weight import compute_class_weight
+
+    from anapart.partition.classify import WeightedCrossEntropy, class_weights
+
+    labels = ["NPC"] * 6 + ["LH"] * 2 + ["normal"] * 4
+    classes = ["NPC", "LH", "normal"]
+    w = class_weights(labels, classes, "balanced")
+    assert w == pytest.approx(list(compute_class_weight("balanced", classes=np.array(classes), y=np.array(labels))))
+    assert class_weights(labels, classes, "none") is None
+    assert class_weights(labels, classes + ["chordoma"], "balanced")[-1] == 1.0  # absent: nothing to weigh
+    with pytest.raises(ValueError, match="classify.class_weights: 'inverse' is not one of none, balanced"):
+        class_weights(labels, classes, "inverse")
+    logits, target = torch.randn(12, 3), torch.tensor([classes.index(c) for c in labels])
+    # weighted mean: sum_i w_y(i) * ce_i / sum_i w_y(i) (PyTorch's definition), by hand
+    ce = F.cross_entropy(logits, target, reduction="none")
+    wt = torch.tensor(w, dtype=torch.float32)[target]
+    assert float(WeightedCrossEntropy(w)(logits, target)) == pytest.approx(float((wt * ce).sum() / wt.sum()))

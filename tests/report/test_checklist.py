@@ -51,6 +51,13 @@ def _run(tmp_path, *, external=True, n_patients=37, aauc=(0.81, 0.79)) -> tuple[
     put("auc", pd.DataFrame(rows))
     put("calibration", pd.DataFrame([{**{k: r[k] for k in ("net", "fmt", "frac")}, "brier": 0.4, "ece": 0.12,
                                       "brier_external": 0.6, "ece_external": 0.2} for r in rows]))
+    put("primary", pd.DataFrame([
+        {"role": "primary", "endpoint": "discrimination", "frac": 50, "figure": "aauc", "analysis": "RRRC",
+         "contrast": "seg112 - full", "estimate": 0.0412, "ci_low": -0.012, "ci_high": 0.0944, "p": 0.118,
+         "sd_over_repeats": float("nan"), "sd_over_seeds": float("nan"), "note": "single split"},
+        {"role": "secondary", "endpoint": "discrimination", "frac": 100, "figure": "aauc", "analysis": "RRRC",
+         "contrast": "full - seg112", "estimate": 0.01, "ci_low": -0.05, "ci_high": 0.07, "p": 0.7,
+         "sd_over_repeats": float("nan"), "sd_over_seeds": float("nan"), "note": ""}]))
     if external:
         put("ext_check", {**check, "patients_in_dicom": 12, "series": 12, "study_period": ["2020-01", "2021-06"],
                           "scanners": {"OTHER Scanner 1.5 T": 12}})
@@ -82,6 +89,10 @@ def test_every_item_is_answered_from_the_files(tmp_path):
     assert paths["auc_external"] in t.loc["External validation", "where"]
     assert "synthetic" in t.loc["Limitations", "answer"]
     assert "at 100% spans 0.70-0.85" in t.loc["Limitations", "answer"]  # CI means at the largest fraction only
+    # the primary endpoint is the first item, with its estimate, CI and p as the table gives them
+    assert t.index[0] == "Primary endpoint (declared before the run)"
+    assert ("primary: seg112 - full (aauc, RRRC, 50% of the training set) +0.041, 95% CI -0.012 to +0.094, "
+            "p = 0.118") in t.iloc[0]["answer"]
 
 
 def test_answers_follow_the_files_not_fixed_numbers(tmp_path):

@@ -28,9 +28,7 @@ REP_REPEATS = list(range(int(_REP["repeats"])))
 REP_SEEDS = [int(s) for s in (_REP["seeds"] or [config["classify"]["seed"]])]
 REP_PRIMARY = (
     int(_REP["primary"]["repeat"]),
-    int(
-        REP_SEEDS[0] if _REP["primary"]["seed"] is None else _REP["primary"]["seed"]
-    ),
+    int(REP_SEEDS[0] if _REP["primary"]["seed"] is None else _REP["primary"]["seed"]),
 )
 REP = "results/replicates/r{repeat}/k{fold}"  # one (repeat, fold): split, seg, crops
 # one classifier of one seed

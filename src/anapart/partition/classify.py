@@ -56,6 +56,30 @@ def crop_inputs(crops_dir, train_csv) -> dict:
     return {"training list": train_csv, "crop index": crops_dir / "index.csv", "crop images": crops_dir / "images.npy"}
 
 
+class WeightedCrossEntropy:
+    """Cross-entropy with per-class weights (moved to the logits' device on each call)."""
+
+    def __init__(self, weight):
+        self.weight = torch.as_tensor(weight, dtype=torch.float32)
+
+    def __call__(self, logits, target):
+        return F.cross_entropy(logits, target, weight=self.weight.to(logits.device))
+
+
+def class_weights(labels, classes, mode: str):
+    """``classify.class_weights``: ``none`` -> None (plain cross-entropy); ``balanced`` -> n / (K n_c)
+    per class, scikit-learn's "balanced" (a class absent from the training list gets 1: it has no
+    sample to weigh). Why: with one class at 40% of the slices a network can sit on it; the weights
+    make every class count alike in the loss."""
+    if mode == "none":
+        return None
+    if mode != "balanced":
+        raise ValueError(f"classify.class_weights: {mode!r} is not one of none, balanced")
+    counts = pd.Series(list(labels)).value_counts()
+    n, k = float(len(labels)), len(classes)
+    return [n / (k * counts[c]) if counts.get(c, 0) else 1.0 for c in classes]
+
+
 def train_classifier(crops_dir, train_csv, classes, net: str, cfg: dict, out_model, *, preload_mb: float,
                      device="auto", checkpoint=None) -> list[float]:
     """Train one (net, format, fraction) model; returns the per-epoch training loss.
@@ -74,7 +98,11 @@ def train_classifier(crops_dir, train_csv, classes, net: str, cfg: dict, out_mod
     augment = cfg["augment"] or None
     log.info("%s on %s: %d training slices %s, input %dx%d", net, Path(crops_dir).name, len(data),
              train["label"].value_counts().to_dict(), data.size, data.size)
-    history = training.fit(model, optimizer, F.cross_entropy, lambda idx: data.batch(idx, augment), len(data),
+    weights = class_weights(train["label"], classes, cfg.get("class_weights", "none"))
+    loss = F.cross_entropy if weights is None else WeightedCrossEntropy(weights)
+    if weights is not None:
+        log.info("class weights (balanced): %s", {c: round(w, 3) for c, w in zip(classes, weights)})
+    history = training.fit(model, optimizer, loss, lambda idx: data.batch(idx, augment), len(data),
                            fit_cfg, checkpoint, signature_extra={"net": net, "classes": list(classes),
                                                                  **{k: str(v) for k, v in cfg.items()}},
                            scheduler=scheduler, inputs=crop_inputs(crops_dir, train_csv))

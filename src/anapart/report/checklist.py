@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 
 from anapart.learn import weights
+from anapart.report.primary import headline
 
 # No pandas at import time: the Snakefile imports this module for input_paths.
 
@@ -63,8 +64,6 @@ def build(paths: dict, config: dict):
     with study B staging_table4, staging_ensemble. Returns a pandas DataFrame.
     """
     import pandas as pd
-
-    from anapart.report.primary import headline  # nested import: pandas, never at the Snakefile's import
 
     cohort, classes = config["cohort"], list(config["classes"])
     check, ingest = _json(paths["check"]), _json(paths["ingest"])

@@ -13,8 +13,15 @@ figure and analysis, at every fraction, is secondary: one family, Holm over it (
 
 from __future__ import annotations
 
-import numpy as np
-import pandas as pd
+import math
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+# pandas is imported inside the functions: the Snakefile imports anapart.report.checklist, which
+# imports this module, and a Snakefile's import must stay light.
+NAN = float("nan")
 
 COLUMNS = ["role", "endpoint", "source", "frac", "figure", "analysis", "contrast", "estimate", "ci_low", "ci_high",
            "p", "p_holm_family", "sd_over_repeats", "sd_over_seeds", "n_replicates", "note"]
@@ -22,6 +29,8 @@ COLUMNS = ["role", "endpoint", "source", "frac", "figure", "analysis", "contrast
 
 def _oriented(table: pd.DataFrame, contrast: str) -> pd.DataFrame:
     """Rows of ``contrast`` ("a - b"); rows of "b - a" turned round (estimate and CI negated)."""
+    import pandas as pd
+
     a, b = (s.strip() for s in contrast.split(" - "))
     same = table[table["contrast"] == f"{a} - {b}"]
     flip = table[table["contrast"] == f"{b} - {a}"].copy()
@@ -45,6 +54,7 @@ def primary_table(mrmc: pd.DataFrame, primary: dict, *, spread: pd.DataFrame | N
 
     ``mrmc``: the single split's ``mrmc.csv``; ``spread``: the replicates' ``mrmc_spread.csv``
     (None without replicates); ``cam_tests``: ``cam_tests.csv`` (None without Grad-CAM)."""
+    import pandas as pd
     from statsmodels.stats.multitest import multipletests
 
     frac, figure, analysis, contrast = (int(primary["fraction"]), primary["figure"], primary["analysis"],
@@ -63,10 +73,10 @@ def primary_table(mrmc: pd.DataFrame, primary: dict, *, spread: pd.DataFrame | N
         reason = r.get("reason")
         rows.append({"role": role, "endpoint": endpoint, "source": source, "frac": frac, "figure": figure,
                      "analysis": analysis, "contrast": contrast, "estimate": r["estimate"], "ci_low": r["ci_low"],
-                     "ci_high": r["ci_high"], "p": r["p"], "sd_over_repeats": r.get("sd_over_repeats", np.nan),
-                     "sd_over_seeds": r.get("sd_over_seeds", np.nan),
-                     "n_replicates": r.get("n_replicates", np.nan),
-                     "note": "; ".join(x for x in (note, reason if isinstance(reason, str) else "") if x)})
+                     "ci_high": r["ci_high"], "p": r["p"], "sd_over_repeats": r.get("sd_over_repeats", NAN),
+                     "sd_over_seeds": r.get("sd_over_seeds", NAN),
+                     "n_replicates": r.get("n_replicates", NAN),
+                     "note": "; ".join(x for x in (reason if isinstance(reason, str) else "", note) if x)})
 
     replicated = spread is not None
     take(spread if replicated else mrmc, "results/replicates/tables/mrmc_spread.csv" if replicated
@@ -75,12 +85,12 @@ def primary_table(mrmc: pd.DataFrame, primary: dict, *, spread: pd.DataFrame | N
          if replicated else "single split")
     if cam_tests is not None and primary.get("cam_score"):
         cam = cam_tests[(cam_tests["unit"] == "mixed") & (cam_tests["score"] == primary["cam_score"])]
-        sel = _oriented(cam.assign(ci_low=np.nan, ci_high=np.nan), contrast)
+        sel = _oriented(cam.assign(ci_low=NAN, ci_high=NAN), contrast)
         r = sel.iloc[0] if len(sel) else None
         rows.append({"role": "primary (interpretability)", "endpoint": f"Grad-CAM {primary['cam_score']}",
-                     "source": "results/tables/cam_tests.csv", "frac": r["frac"] if r is not None else np.nan,
+                     "source": "results/tables/cam_tests.csv", "frac": r["frac"] if r is not None else NAN,
                      "figure": primary["cam_score"], "analysis": "mixed model", "contrast": contrast,
-                     "estimate": r["estimate"] if r is not None else np.nan, "p": r["p"] if r is not None else np.nan,
+                     "estimate": r["estimate"] if r is not None else NAN, "p": r["p"] if r is not None else NAN,
                      "note": (r["note"] if r is not None else f"no mixed-model row for {primary['cam_score']}")})
     if replicated:  # the single split's result of the same contrast, as a secondary
         take(mrmc, "results/tables/mrmc.csv", "secondary", "discrimination", "single split")
@@ -104,16 +114,16 @@ def headline(table: pd.DataFrame, ci_level: float = 0.95) -> str:
     parts = []
     for r in table[table["role"].str.startswith("primary")].itertuples():
         what = f"{r.contrast} ({r.figure}, {r.analysis}, {r.frac}% of the training set)"
-        why = str(r.note).split(";")[0] if isinstance(r.note, str) and r.note else ""
-        if not np.isfinite(float(r.estimate)):
+        why = str(r.note).split(";")[0].removeprefix("no p-value: ") if isinstance(r.note, str) else ""
+        if not math.isfinite(float(r.estimate)):
             parts.append(f"{r.role}: {what}: no estimate ({why})")
             continue
         ci = (f", {int(round(100 * ci_level))}% CI {r.ci_low:+.3f} to {r.ci_high:+.3f}"
-              if np.isfinite(float(r.ci_low)) else "")
-        p = f"p = {r.p:.3g}" if np.isfinite(float(r.p)) else f"no p-value ({why})" if why else "no p-value"
+              if math.isfinite(float(r.ci_low)) else "")
+        p = f"p = {r.p:.3g}" if math.isfinite(float(r.p)) else f"no p-value ({why})" if why else "no p-value"
         spread = "".join(f"; SD over {k} {float(v):.3f}" for k, v in (("seeds", r.sd_over_seeds),
                                                                       ("repeats", r.sd_over_repeats))
-                         if np.isfinite(float(v)))
+                         if math.isfinite(float(v)))
         parts.append(f"{r.role}: {what} {r.estimate:+.3f}{ci}, {p}{spread}")
     return ". ".join(parts) + "."
 
