@@ -6,9 +6,9 @@ import pandas as pd
 import pytest
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_score, recall_score
 
-from anapart.metrics.evaluate import patient_weights, percentile_ci, predicted
-from anapart.staging.ensemble import (accuracy_ci, evaluate_stages, mcnemar_p, patient_predictions, patient_table,
-                                      soft_vote, stage_metrics, table_by_stage, table_preprocessing, tnm_metrics)
+from anapart.metrics.evaluate import predicted
+from anapart.staging.ensemble import (evaluate_stages, patient_predictions, soft_vote, stage_metrics, table_by_stage,
+                                      table_preprocessing, tnm_metrics)
 
 STAGES = ["III", "IVa"]
 
@@ -62,15 +62,6 @@ def test_tables_have_the_papers_rows():
     assert t5.loc[t5["simulated"], "method"].unique().tolist() == ["TNM staging"] and len(t5) == 6
 
 
-def test_mcnemar_is_the_exact_binomial_test_of_discordant_pairs():
-    from scipy.stats import binomtest
-
-    a = np.array([1, 1, 1, 1, 1, 1, 0, 0, 1, 0], bool)
-    b = np.array([1, 0, 0, 0, 0, 1, 1, 0, 1, 0], bool)  # a right / b wrong: 4, the reverse: 1
-    assert mcnemar_p(a, b) == pytest.approx(binomtest(1, 5, 0.5).pvalue)
-    assert mcnemar_p(a, a) == 1.0
-
-
 def _stage_pred(p_iva, labels, patients):
     p = np.asarray(p_iva, float)
     return pd.DataFrame({"slice_id": [f"s{i}" for i in range(len(p))], "label": labels, "p_III": 1 - p, "p_IVa": p,
@@ -85,67 +76,6 @@ def test_patient_predictions_average_patch_probabilities():
     assert pp["n_patches"].tolist() == [3, 2]
     with pytest.raises(ValueError, match="different stages"):
         patient_predictions(pred.assign(label=["IVa", "III", "IVa", "III", "III"]), ["III", "IVa"])
-
-
-def test_patient_table_contract_and_unit():
-    # 8 patients, 4 per stage; patient P0 has 10 patches, the others 1: per patch P0 dominates
-    patients = ["P0"] * 10 + [f"P{i}" for i in range(1, 8)]
-    labels = ["IVa"] * 10 + ["IVa", "IVa", "IVa", "III", "III", "III", "III"]
-    ens = _stage_pred([0.9] * 10 + [0.8, 0.3, 0.7, 0.2, 0.1, 0.4, 0.6], labels, patients)
-    other = _stage_pred([0.2] * 10 + [0.8, 0.7, 0.7, 0.2, 0.1, 0.4, 0.3], labels, patients)
-    tnm = {"P0": "IVa", "P1": "III", "P2": "IVa", "P3": "IVa", "P4": "III", "P5": "III", "P6": "IVa", "P7": "III"}
-    t = patient_table({"ensemble": ens, "other": other}, ["III", "IVa"], tnm=tnm, tnm_simulated=True, n_boot=200,
-                      seed=0).set_index("method")
-    assert list(t.index) == ["ensemble", "other", "TNM staging"]
-    # by hand: per patch the ensemble wins (P0's 10 patches), per patient the other method does
-    assert t.loc["ensemble", "accuracy"] == pytest.approx(6 / 8) and t.loc["other", "accuracy"] == pytest.approx(7 / 8)
-    assert t.loc["ensemble", "patch_accuracy"] == pytest.approx(15 / 17)
-    assert t.loc["other", "patch_accuracy"] == pytest.approx(7 / 17)
-    assert t.loc["TNM staging", "accuracy"] == pytest.approx(6 / 8) and t.loc["TNM staging", "simulated"]
-    assert not t.loc["other", "simulated"] and np.isnan(t.loc["ensemble", "mcnemar_p"])
-    assert t.loc["other", "mcnemar_p"] == pytest.approx(mcnemar_p(
-        np.array([1, 1, 0, 1, 1, 1, 1, 0], bool), np.array([0, 1, 1, 1, 1, 1, 1, 1], bool)))
-    assert (t["ci_low"] <= t["accuracy"]).all() and (t["accuracy"] <= t["ci_high"]).all()
-    assert (t["n_patients"] == 8).all()
-    assert np.isnan(t.loc["ensemble", "mcnemar_p_holm"])
-
-
-def test_patient_mcnemar_is_holm_corrected_over_the_methods():
-    from scipy.stats import binomtest
-    from statsmodels.stats.multitest import multipletests
-
-    n = 30
-    patients = [f"P{i}" for i in range(n)]
-    labels = ["IVa", "III"] * (n // 2)
-    right = np.where(np.array(labels) == "IVa", 0.9, 0.1)
-    wrong = 1 - right
-    preds = {"ensemble": _stage_pred(right, labels, patients)}
-    for name, k in (("a", 8), ("b", 5), ("c", 1)):  # wrong on the first k patients, where the ensemble is right
-        preds[name] = _stage_pred(np.r_[wrong[:k], right[k:]], labels, patients)
-    t = patient_table(preds, ["III", "IVa"], n_boot=50, seed=0).set_index("method")
-    raw = [binomtest(0, k, 0.5).pvalue for k in (8, 5, 1)]  # exact McNemar: all k discordant pairs one way
-    assert t.loc[["a", "b", "c"], "mcnemar_p"].to_numpy() == pytest.approx(raw)
-    assert t.loc[["a", "b", "c"], "mcnemar_p_holm"].to_numpy() == pytest.approx(multipletests(raw, method="holm")[1])
-    assert t.loc["b", "mcnemar_p_holm"] > t.loc["b", "mcnemar_p"]
-
-
-def test_accuracy_ci_is_the_stratified_patient_bootstrap_of_the_accuracy():
-    patients = np.array([f"P{i}" for i in range(12)])
-    strata = {p: ("III" if i < 4 else "IVa") for i, p in enumerate(patients)}
-    correct = np.array([1, 0, 1, 1, 1, 1, 0, 1, 1, 0, 1, 1], bool)
-    lo, hi = accuracy_ci(correct, patients, strata, n_boot=400, seed=5, level=0.8)
-    w = patient_weights(patients, strata, 400, seed=5)
-    assert (lo, hi) == pytest.approx(percentile_ci((w * correct).sum(1) / w.sum(1), 0.8))
-    assert accuracy_ci(np.ones(12, bool), patients, strata, n_boot=50, seed=0) == (1.0, 1.0)
-
-
-def test_mcnemar_reads_zero_one_integers_as_right_and_wrong():
-    from scipy.stats import binomtest
-
-    a = [1, 1, 1, 1, 1, 1, 0, 0, 1, 0]
-    b = [1, 0, 0, 0, 0, 1, 1, 0, 1, 0]
-    assert mcnemar_p(a, b) == pytest.approx(binomtest(1, 5, 0.5).pvalue)
-    assert mcnemar_p(b, a) == pytest.approx(binomtest(1, 5, 0.5).pvalue)
 
 
 def test_stage_metrics_keep_the_configured_classes_even_when_one_never_occurs():
@@ -188,35 +118,3 @@ def test_patient_predictions_are_sorted_by_patient_with_their_columns():
     mixed = pred.assign(label=["IVa", "III", "III", "III"])  # P2's patches disagree, P0 and P1 have one each
     with pytest.raises(ValueError, match="patient P2 has patches with different stages"):
         patient_predictions(mixed, ["III", "IVa"])
-
-
-def test_patient_table_wiring_and_columns():
-    patients = [f"P{i}" for i in range(10)]
-    labels = ["IVa"] * 5 + ["III"] * 5
-    ens = _stage_pred([0.8, 0.7, 0.3, 0.9, 0.6, 0.2, 0.4, 0.7, 0.1, 0.3], labels, patients)
-    tnm = {p: ("IVa" if i in (0, 1, 5) else "III") for i, p in enumerate(patients)}
-    t = patient_table({"ensemble": ens}, ["III", "IVa"], tnm=tnm, n_boot=300, seed=4, level=0.8)
-    assert list(t.columns) == ["method", "n_patients", "accuracy", "ci_low", "ci_high", "mcnemar_p", "mcnemar_p_holm",
-                               "reference", "patch_accuracy", "simulated"]
-    assert set(t["reference"]) == {"ensemble"} and not t["simulated"].any()  # TNM is read, not simulated, by default
-    tnm_row = t.set_index("method").loc["TNM staging"]
-    right = np.array([tnm[p] == lab for p, lab in zip(patients, labels)])
-    assert tnm_row["patch_accuracy"] == pytest.approx(right.mean()) == pytest.approx(6 / 10)
-    strata = dict(zip(patients, labels))
-    ens_row = t.set_index("method").loc["ensemble"]
-    correct = np.array([0.8, 0.7, 0.3, 0.9, 0.6, 0.2, 0.4, 0.7, 0.1, 0.3]) > 0.5
-    correct = correct == (np.array(labels) == "IVa")
-    assert (ens_row["ci_low"], ens_row["ci_high"]) == pytest.approx(
-        accuracy_ci(correct, np.array(patients), strata, n_boot=300, seed=4, level=0.8))
-    with pytest.raises(KeyError, match="reference method 'vote' has no predictions"):
-        patient_table({"ensemble": ens}, ["III", "IVa"], reference="vote", n_boot=10, seed=0)
-
-
-def test_patient_ci_resamples_within_each_stage():
-    """Stratified by stage, every resample keeps 5 IVa and 5 III patients: a method right on every
-    IVa patient and wrong on every III one scores exactly 0.5 in each, so its interval is a point."""
-    patients = [f"P{i}" for i in range(10)]
-    labels = ["IVa"] * 5 + ["III"] * 5
-    row = patient_table({"ensemble": _stage_pred([0.9] * 10, labels, patients)}, ["III", "IVa"], n_boot=200,
-                        seed=1).iloc[0]
-    assert (row["accuracy"], row["ci_low"], row["ci_high"]) == (0.5, 0.5, 0.5)

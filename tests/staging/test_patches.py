@@ -44,7 +44,8 @@ def validated_staging() -> dict:
 def patch_out(d):
     d.mkdir(parents=True, exist_ok=True)
     return {k: d / f for k, f in (("images", "images.npy"), ("masks", "masks.npy"), ("index", "index.csv"),
-                                  ("report", "report.json"))}
+                                  ("report", "report.json"), ("native_images", "native_images.npy"),
+                                  ("native_masks", "native_masks.npy"))}
 
 
 def build_patches(root, out_dir, clahe_cfg, **kw):
@@ -190,6 +191,38 @@ def test_a_patients_patches_never_span_train_and_test(stg_cohort, tmp_path):
         assert_staging_disjoint(idx, idx[["slice_id", "label"]], idx[["slice_id", "label"]].head(1))
 
 
+def test_validation_patients_are_a_third_side_of_the_split(stg_cohort, tmp_path):
+    out = build_patches(stg_cohort, tmp_path / "p", None)
+    idx = pd.read_csv(out["index"])
+    lists = split_staging(idx, classes=STAGES, test_fraction=0.25, seed=0, validation_fraction=0.34)
+    patient = idx.set_index("slice_id")["patient"]
+    sides = [set(patient[lists[k]["slice_id"]]) for k in ("train", "validation", "test")]
+    assert all(sides) and not (sides[0] & sides[1] or sides[0] & sides[2] or sides[1] & sides[2])
+    assert sum(len(lists[k]) for k in ("train", "validation", "test")) == len(idx)
+    p = lists["patients"].set_index("patient")
+    assert set(p.index[p["validation"]]) == sides[1] and (p.loc[list(sides[1]), "split"] == "train").all()
+    # the test side is the one without validation patients (same draw)
+    assert lists["test"].equals(split_staging(idx, classes=STAGES, test_fraction=0.25, seed=0)["test"])
+
+
+def test_the_native_store_holds_each_window_unresized(stg_cohort, tmp_path):
+    out = build_patches(stg_cohort, tmp_path / "p", None)
+    idx = pd.read_csv(out["index"])
+    flat = np.load(out["native_images"])
+    flat_m = np.load(out["native_masks"])
+    assert len(flat) == (idx["side"] ** 2).sum() and (idx["native_offset"].diff().dropna().to_numpy()
+                                                      == (idx["side"] ** 2).to_numpy()[:-1]).all()
+    stored, stored_m = np.load(out["images"]), np.load(out["masks"])
+    assert (idx["spacing_row_mm"] > 0).all() and (idx["spacing_col_mm"] > 0).all()
+    for r in idx.itertuples():
+        win = flat[r.native_offset:r.native_offset + r.side ** 2].reshape(r.side, r.side)
+        m = flat_m[r.native_offset:r.native_offset + r.side ** 2].reshape(r.side, r.side)
+        # the network's patch is this window resized (patches.cut_patch on a whole-window "slice")
+        assert np.allclose(patches.cut_patch(win, 0, 0, r.side, 32), stored[r.row], atol=2e-3)
+        assert np.array_equal(patches.cut_patch(m, 0, 0, r.side, 32, nearest=True), stored_m[r.row])
+        assert m.any()
+
+
 def test_train_predict_and_ensemble_end_to_end(stg_cohort, tmp_path):
     out = build_patches(stg_cohort, tmp_path / "p", {"clip_limit": 2.0, "tile_grid": 8})
     idx = pd.read_csv(out["index"])
@@ -201,9 +234,20 @@ def test_train_predict_and_ensemble_end_to_end(stg_cohort, tmp_path):
                      "schedule": {"type": "exponential", "gamma": 0.5}, "augment": {"rotation": 10, "hflip": 0.5}},
            "basic_cnn": {**demo["basic_cnn"], "epochs": 2}}
     preds = []
+    val = lists["test"].iloc[::2]  # stands in for validation patches here
+    val.to_csv(tmp_path / "val.csv", index=False)
     for name in ("resnet50", "basic_cnn"):
-        hist = staging_models.train_model(tmp_path / "p", tmp_path / "train.csv", STAGES, name, cfg, tmp_path / f"{name}.pt")
+        epochs = []
+        hist = staging_models.train_model(tmp_path / "p", tmp_path / "train.csv", STAGES, name, cfg, tmp_path / f"{name}.pt",
+                                          validation_csv=tmp_path / "val.csv", epoch_log=epochs)
         assert len(hist) == 2 and all(np.isfinite(hist))
+        # Fig. 5's numbers: each epoch's training loss is the returned history, and the last
+        # validation accuracy is the saved model's accuracy on those patches, predicted afresh
+        assert [e["epoch"] for e in epochs] == [1, 2] and [e["loss"] for e in epochs] == hist
+        assert all(0 <= e["accuracy"] <= 1 and np.isfinite(e["val_loss"]) for e in epochs)
+        pv = staging_models.predict(tmp_path / f"{name}.pt", tmp_path / "p", tmp_path / "val.csv", out["index"])
+        right = (np.where(pv["p_IVa"] > pv["p_III"], "IVa", "III") == pv["label"]).mean()
+        assert epochs[-1]["val_accuracy"] == pytest.approx(right)
         p = staging_models.predict(tmp_path / f"{name}.pt", tmp_path / "p", tmp_path / "test.csv", out["index"])
         assert list(p.columns) == ["slice_id", "label", "p_III", "p_IVa", "patient", "sequence", "kind"]
         assert np.allclose(p[["p_III", "p_IVa"]].sum(axis=1), 1, atol=1e-5)

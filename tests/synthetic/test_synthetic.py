@@ -84,3 +84,22 @@ def test_slab_geometry_by_hand():
     ref = s.reference(z_top=12.0)
     assert ref.GetSize() == (256, 256, 10) and ref.GetSpacing() == (0.9375, 0.9375, 5.5)
     assert ref.GetOrigin() == pytest.approx((-119.53125, -119.53125, 12.0 - 9 * 5.5))
+
+
+def test_the_demo_tnm_stage_is_a_noisy_reading_of_the_phantoms_extent():
+    """A perfect reader gives the rule (IVa iff T4- or N3-like); a real one misses or over-calls each
+    feature at its rates: P(IVa | T4 only) = 1 - (1 - 0.85)(1 - 0.1) = 0.865, P(IVa | neither) =
+    1 - 0.9^2 = 0.19, by hand."""
+    import numpy as np
+
+    from anapart.synthetic.staging import tnm_reading
+
+    perfect = {"sensitivity": 1.0, "false_positive_rate": 0.0}
+    rng = np.random.default_rng(0)
+    assert [tnm_reading(t4, n3, rng, perfect) for t4, n3 in ((0, 0), (1, 0), (0, 1), (1, 1))] == \
+        ["III", "IVa", "IVa", "IVa"]
+    reader = {"sensitivity": 0.85, "false_positive_rate": 0.1}
+    rng = np.random.default_rng(1)
+    t4_only = np.mean([tnm_reading(True, False, rng, reader) == "IVa" for _ in range(20000)])
+    neither = np.mean([tnm_reading(False, False, rng, reader) == "IVa" for _ in range(20000)])
+    assert abs(t4_only - 0.865) < 0.01 and abs(neither - 0.19) < 0.01

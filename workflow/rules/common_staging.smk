@@ -54,6 +54,7 @@ def staging_targets():
         "results/staging/tables/table4_models.csv",
         "results/staging/tables/table5_comparison.csv",
         "results/staging/tables/patients.csv",
+        "results/staging/tables/claims.csv",
         "results/staging/figures/confusion_matrices.png",
         "results/staging/figures/reliability.png",
         *expand("results/staging/{model}/cam.png", model=STG_SINGLE),

@@ -9,6 +9,9 @@ rule staging_patches:
         images=f"{STG_PATCHES}/images.npy",
         masks=f"{STG_PATCHES}/masks.npy",
         index=f"{STG_PATCHES}/index.csv",
+        # each ROI window at its native pixel grid (radiomics)
+        native_images=f"{STG_PATCHES}/native_images.npy",
+        native_masks=f"{STG_PATCHES}/native_masks.npy",
         report=report(
             f"{STG_PATCHES}/report.json",
             caption="../report/staging_patches.rst",

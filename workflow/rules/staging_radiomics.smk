@@ -3,8 +3,9 @@
 
 rule staging_radiomics:
     input:
-        images=f"results/staging/patches/{STG_RADIOMICS_PRE}/images.npy",
-        masks=f"results/staging/patches/{STG_RADIOMICS_PRE}/masks.npy",
+        # ROIs at their native resolution and pixel spacing (not the networks' resized patches)
+        images=f"results/staging/patches/{STG_RADIOMICS_PRE}/native_images.npy",
+        masks=f"results/staging/patches/{STG_RADIOMICS_PRE}/native_masks.npy",
         index=f"results/staging/patches/{STG_RADIOMICS_PRE}/index.csv",
         train="results/staging/split/train.csv",
         test="results/staging/split/test.csv",

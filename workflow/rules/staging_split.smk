@@ -7,6 +7,7 @@ rule staging_split:
     output:
         patients="results/staging/split/patients.csv",
         train="results/staging/split/train.csv",
+        validation="results/staging/split/validation.csv",
         test="results/staging/split/test.csv",
     log:
         "logs/staging/split.log",

@@ -8,10 +8,19 @@ rule staging_train:
         images=f"results/staging/patches/{STG_MAIN}/images.npy",
         index=f"results/staging/patches/{STG_MAIN}/index.csv",
         train="results/staging/split/train.csv",
+        validation="results/staging/split/validation.csv",
         test="results/staging/split/test.csv",
     output:
         model="results/staging/{model}/model.pt",
         predictions="results/staging/{model}/predictions.csv",
+        history="results/staging/{model}/history.csv",
+        curves=report(
+            "results/staging/{model}/history.png",
+            caption="../report/staging_history.rst",
+            category="Staging",
+            subcategory="Training curves",
+            labels={"model": "{model}", "preprocessing": STG_MAIN},
+        ),
     log:
         "logs/staging/train_{model}.log",
     benchmark:
@@ -43,10 +52,19 @@ use rule staging_train as staging_train_ablation with:
         images=f"results/staging/patches/{STG_OTHER}/images.npy",
         index=f"results/staging/patches/{STG_OTHER}/index.csv",
         train="results/staging/split/train.csv",
+        validation="results/staging/split/validation.csv",
         test="results/staging/split/test.csv",
     output:
         model="results/staging/ablation/{model}/model.pt",
         predictions="results/staging/ablation/{model}/predictions.csv",
+        history="results/staging/ablation/{model}/history.csv",
+        curves=report(
+            "results/staging/ablation/{model}/history.png",
+            caption="../report/staging_history.rst",
+            category="Staging",
+            subcategory="Training curves",
+            labels={"model": "{model}", "preprocessing": STG_OTHER},
+        ),
     log:
         "logs/staging/train_ablation_{model}.log",
     benchmark:

@@ -15,8 +15,9 @@ lists = split_staging(
     classes=snakemake.params.classes,
     test_fraction=s["test_fraction"],
     seed=s["seed"],
+    validation_fraction=s["validation_fraction"],
 )
-keys = ("patients", "train", "test")
+keys = ("patients", "train", "validation", "test")
 with atomic_paths(*(snakemake.output[k] for k in keys)) as tmps:
     for k, tmp in zip(keys, tmps):
         lists[k].to_csv(tmp, index=False, lineterminator="\n")

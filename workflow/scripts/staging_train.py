@@ -5,15 +5,17 @@ delegate()  # a local run continues in the warm worker (libraries imported once:
 
 from pathlib import Path
 
+import pandas as pd
+
 from anapart.learn import training
 from anapart.io.files import start_job, write_csv
-from anapart.staging.models import predict, train_model
+from anapart.staging.models import history_figure, predict, train_model
 
 start_job(snakemake, snakemake.params.checkpoint)
 cfg = snakemake.params.cfg
 training.set_threads(snakemake.threads)
 patches = str(Path(snakemake.input.images).parent)
-trained = {}
+trained, epochs = {}, []
 train_model(
     patches,
     snakemake.input.train,
@@ -24,7 +26,12 @@ train_model(
     device=snakemake.params.device,
     checkpoint=snakemake.params.checkpoint,
     keep=trained,
+    validation_csv=snakemake.input.validation,
+    epoch_log=epochs,
 )
+history = pd.DataFrame(epochs)
+write_csv(snakemake.output.history, history, float_format="%.5f")
+history_figure(history, f"{snakemake.wildcards.model} ({Path(patches).name}): Fig. 5", snakemake.output.curves)
 pred = predict(
     snakemake.output.model,
     patches,

@@ -187,12 +187,20 @@ def write_split(patients: pd.DataFrame, manifest: pd.DataFrame, out: dict, *, fr
 
 # --------------------------------------------------------------------------- study B
 
-def split_staging(index: pd.DataFrame, *, classes, test_fraction: float, seed: int) -> dict[str, pd.DataFrame]:
-    """Patient-level stratified split of a patch index (4:1 in the paper); every patch follows its patient."""
+def split_staging(index: pd.DataFrame, *, classes, test_fraction: float, seed: int,
+                  validation_fraction: float = 0.0) -> dict[str, pd.DataFrame]:
+    """Patient-level stratified split of a patch index (4:1 in the paper); every patch follows its
+    patient. ``validation_fraction`` of each stage's training patients (stratified, a stream of
+    their own) become validation patients: never trained on, they give the per-epoch validation
+    curves (the paper's Fig. 5). ``train`` holds the training patients without them."""
     patients = split_patients(index, test_fraction, seed, classes)
-    side = index["patient"].map(patients.set_index("patient")["split"])
-    lists = {s: index.loc[side == s, ["slice_id", "label"]].reset_index(drop=True) for s in ("train", "test")}
-    assert_staging_disjoint(index, lists["train"], lists["test"])
+    patients = mark_validation(patients, validation_fraction, seed, classes)
+    role = patients.set_index("patient").apply(lambda r: "validation" if r["validation"] else r["split"], axis=1)
+    side = index["patient"].map(role)
+    lists = {s: index.loc[side == s, ["slice_id", "label"]].reset_index(drop=True)
+             for s in ("train", "validation", "test")}
+    assert_staging_disjoint(index, pd.concat([lists["train"], lists["validation"]]), lists["test"])
+    assert_staging_disjoint(index, lists["train"], lists["validation"])
     return {"patients": patients, **lists}
 
 

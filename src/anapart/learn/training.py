@@ -166,8 +166,14 @@ def _save_checkpoint(path: Path, state: dict) -> None:
 
 def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Callable, fetch: Fetch, n_train: int,
         cfg: FitConfig, checkpoint: str | os.PathLike | None = None, signature_extra: dict | None = None,
-        scheduler=None, inputs: dict | None = None) -> list[float]:
+        scheduler=None, inputs: dict | None = None, evaluate: Callable | None = None,
+        epoch_log: list | None = None) -> list[float]:
     """Train for ``cfg.epochs`` epochs; returns the mean training loss of every epoch.
+
+    ``epoch_log`` (a list) receives one dict per epoch: ``epoch``, ``loss``, ``accuracy`` (of the
+    training batches as trained: augmented, in training mode) and whatever ``evaluate(model)``
+    returns (e.g. the validation patients' loss and accuracy, measured in eval mode and logged on
+    the epoch's line). It is kept in the checkpoint, so a resumed run has the whole curve.
 
     ``fetch(indices)`` returns an (inputs, targets) batch on the CPU for positions ``indices`` of
     the training set. With ``checkpoint``, state is saved after each epoch and a matching checkpoint
@@ -202,6 +208,8 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Calla
             if scheduler is not None and state.get("scheduler") is not None:
                 scheduler.load_state_dict(state["scheduler"])
             history = list(state["history"])
+            if epoch_log is not None:
+                epoch_log[:] = list(state.get("epoch_log") or [])
             ref_loss = state.get("ref_loss")
             start = int(state["epoch"]) + 1
             log.info("resuming from %s after epoch %d", ckpt.name, start)
@@ -220,7 +228,7 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Calla
         order = np.random.default_rng([cfg.seed, epoch]).permutation(n_train)
         model.train()
         base_lrs = [g["lr"] for g in optimizer.param_groups]
-        total, seen, batch_losses = 0.0, 0, []
+        total, seen, batch_losses, right = 0.0, 0, [], 0
         for bi, b in enumerate(range(0, n_train, cfg.batch_size)):
             step = epoch * steps_per_epoch + bi
             if step <= warmup_steps and warmup_steps:  # rises towards, never starts at, the rate; then holds it
@@ -234,8 +242,11 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Calla
                 x = x.contiguous(memory_format=torch.channels_last)
             optimizer.zero_grad(set_to_none=True)
             with torch.autocast(device_type=device.type, enabled=cuda and cfg.amp):
-                loss = loss_fn(model(x), y)
+                out = model(x)
+                loss = loss_fn(out, y)
             value = float(loss.detach())
+            if epoch_log is not None and out.ndim == 2 and y.ndim == 1:  # a classifier: its training accuracy
+                right += int((out.detach().argmax(1) == y).sum())
             if not np.isfinite(value):
                 raise TrainingDiverged(
                     f"{what}loss is {value} at epoch {epoch + 1}, batch {bi + 1} (learning rate "
@@ -259,7 +270,15 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Calla
             # The untrained scale: the first batch's loss, or the first epoch's median batch loss if a
             # lucky first batch was unusually low (a median is not moved by a late explosion).
             ref_loss = max(batch_losses[0], float(np.median(batch_losses)))
-        log.info("epoch %d/%d loss %.4f (%.1fs, %d samples, lr %.3g)", epoch + 1, cfg.epochs, history[-1],
+        extra = ""
+        if epoch_log is not None:
+            row = {"epoch": epoch + 1, "loss": history[-1], "accuracy": right / max(seen, 1)}
+            if evaluate is not None:
+                row.update(evaluate(model))
+                model.train()
+            epoch_log.append(row)
+            extra = "".join(f", {k} {v:.4f}" for k, v in row.items() if k not in ("epoch", "loss"))
+        log.info("epoch %d/%d loss %.4f%s (%.1fs, %d samples, lr %.3g)", epoch + 1, cfg.epochs, history[-1], extra,
                  time.perf_counter() - t0, seen, base_lrs[0])
         if ref_loss is not None and history[-1] > cfg.max_loss_ratio * ref_loss:
             raise TrainingDiverged(
@@ -268,6 +287,7 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Calla
                 "warmup_epochs or set grad_clip")
         if ckpt is not None:
             _save_checkpoint(ckpt, {"signature": sig, "parts": parts, "epoch": epoch, "history": history, "ref_loss": ref_loss,
+                                    "epoch_log": epoch_log,
                                     "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                                     "scheduler": scheduler.state_dict() if scheduler is not None else None})
     if ckpt is not None and ckpt.exists():

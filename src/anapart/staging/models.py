@@ -12,11 +12,14 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import Callable
 
 import pandas as pd
+import torch
 import torch.nn.functional as F
 from torch import nn
 
+from anapart.io.files import pyplot, save_figure
 from anapart.learn import training, weights
 from anapart.learn.data import CropData, predict_probabilities
 from anapart.staging.patches import attach_index
@@ -152,12 +155,29 @@ def train_settings(name: str, cfg: dict) -> dict:
     return kind(name).settings(cfg)
 
 
+def validation_scores(data: CropData, batch_size: int, device, amp: bool) -> Callable:
+    """``evaluate(model)`` for :func:`anapart.learn.training.fit`: the validation patches' mean
+    cross-entropy and accuracy, in eval mode (the paper's Fig. 5 curves)."""
+    targets = torch.as_tensor(data.labels)
+
+    def evaluate(model) -> dict:
+        logits = training.predict(model, data.inputs, len(data), batch_size, device, amp)
+        return {"val_loss": float(F.cross_entropy(logits, targets)),
+                "val_accuracy": float((logits.argmax(1) == targets).float().mean())}
+
+    return evaluate
+
+
 def train_model(patches_dir, train_csv, classes, name: str, cfg: dict, out_model, *, device="auto",
-                checkpoint=None, keep: dict | None = None) -> list[float]:
+                checkpoint=None, keep: dict | None = None, validation_csv=None,
+                epoch_log: list | None = None) -> list[float]:
     """Stage one: train one single model on the training patches (``optimizer`` and ``schedule``
     from its settings; Adam with a decaying rate in the paper).
 
-    With ``keep`` (a dict), the trained model and its meta are left in it for prediction.
+    With ``keep`` (a dict), the trained model and its meta are left in it for prediction. With
+    ``validation_csv`` (patches of validation patients, never trained on) and ``epoch_log`` (a
+    list), each epoch's training loss and accuracy and the validation loss and accuracy are logged
+    and appended there (Fig. 5); nothing is chosen by them here.
     """
     t = train_settings(name, cfg)
     train = pd.read_csv(train_csv)
@@ -174,12 +194,19 @@ def train_model(patches_dir, train_csv, classes, name: str, cfg: dict, out_model
              train["label"].value_counts().to_dict(), size, n_train,
              "backbone frozen" if getattr(model, "frozen", False) else "all layers")
     augment = t["augment"] or None
+    evaluate = None
+    if validation_csv is not None and len(val := pd.read_csv(validation_csv)):
+        vdata = CropData(patches_dir, val, classes, size, t["normalize"], preload_mb=float(t["preload_mb"]))
+        evaluate = validation_scores(vdata, int(t["batch_size"]), device, bool(t.get("amp", True)))
+        log.info("%s: %d validation patches of %d patients", name, len(vdata), val["slice_id"].str.split("_").str[0].nunique())
     history = training.fit(model, optimizer, F.cross_entropy, lambda idx: data.batch(idx, augment), len(data), fit_cfg,
                            checkpoint, signature_extra={"model": name, "classes": list(classes),
                                                         "cfg": json.dumps(cfg, sort_keys=True, default=str)},
                            scheduler=scheduler,
                            inputs={"training list": train_csv, "patch index": Path(patches_dir) / "index.csv",
-                                   "patch images": Path(patches_dir) / "images.npy"})
+                                   "patch images": Path(patches_dir) / "images.npy",
+                                   **({"validation list": validation_csv} if validation_csv else {})},
+                           evaluate=evaluate, epoch_log=epoch_log)
     meta = {"model": name, "classes": list(classes), "cfg": cfg, "in_chans": 1, "input_size": size,
             "normalize": [data.mean, data.std], "patches": str(patches_dir), "epochs": fit_cfg.epochs,
             "cam_layer": model.cam_layer, "loss_history": [round(v, 5) for v in history]}
@@ -196,3 +223,20 @@ def predict(model_path, patches_dir, test_csv, index_csv, *, device="auto", load
                                        loaded=loaded)
     return attach_index(pred, index_csv)
 
+
+
+def history_figure(history: pd.DataFrame, title: str, out_png) -> None:
+    """Fig. 5 of the paper for one model: training and validation accuracy and loss per epoch."""
+    plt = pyplot()
+    fig, (ax_a, ax_l) = plt.subplots(1, 2, figsize=(7.5, 3.0), constrained_layout=True)
+    for col, label, ax in (("accuracy", "training", ax_a), ("val_accuracy", "validation", ax_a),
+                           ("loss", "training", ax_l), ("val_loss", "validation", ax_l)):
+        if col in history and history[col].notna().any():
+            ax.plot(history["epoch"], history[col], marker="o", ms=3, label=label)
+    ax_a.set_ylabel("accuracy")
+    ax_l.set_ylabel("cross-entropy loss")
+    for ax in (ax_a, ax_l):
+        ax.set_xlabel("epoch")
+        ax.legend(fontsize=8)
+    fig.suptitle(title, fontsize=9)
+    save_figure(fig, out_png)

@@ -186,7 +186,10 @@ def plan_staging(dicom_dir, labels_csv, sequences: dict, classes) -> list[dict]:
 
 def make_patches(dicom_dir, labels_csv, roi, out: dict, *, classes, sequences: dict, size: int, margin: float,
                  min_side: int, salt: str, clahe_cfg: dict | None, percentiles: tuple[float, float]) -> dict:
-    """Build the patch store (``images.npy``, ``masks.npy``, ``index.csv``, ``report.json``).
+    """Build the patch store (``images.npy``, ``masks.npy``, ``index.csv``, ``report.json``) and the
+    native store (``native_images.npy``, ``native_masks.npy``: each window at the slice's own pixel
+    grid, flat, from ``native_offset`` for ``side`` x ``side`` pixels; ``spacing_row_mm`` and
+    ``spacing_col_mm`` from PixelSpacing).
 
     ``roi`` is a folder of label masks (``<PatientID>/<sequence>.nii.gz``: 1 = tumour, 2 = node)
     or a CSV of rectangular ROI boxes (:func:`read_roi_boxes`).
@@ -235,9 +238,16 @@ def make_patches(dicom_dir, labels_csv, roi, out: dict, *, classes, sequences: d
         raise IngestError(f"{roi}: no ROI found in any series")
     value_of = {k: v for v, k in ROI_KINDS.items()}
     rows = []
-    with atomic_paths(out["images"], out["masks"], out["index"], out["report"]) as (ip, mp, xp, rp):
+    # the native store: every window as cut from the slice, not resized, one flat run of pixels per
+    # patch (radiomics measures sizes and textures in mm, which a resize to ``size`` destroys)
+    n_native = sum(w[4] ** 2 for *_, wins in series_windows for ws in wins.values() for w in ws)
+    with atomic_paths(out["images"], out["masks"], out["index"], out["report"], out["native_images"],
+                      out["native_masks"]) as (ip, mp, xp, rp, nip, nmp):
         images = NpyStreamWriter(ip, (n, size, size), np.float16)
         masks = NpyStreamWriter(mp, (n, size, size), np.uint8)
+        native_images = NpyStreamWriter(nip, (n_native,), np.float32)
+        native_masks = NpyStreamWriter(nmp, (n_native,), np.uint8)
+        offset = 0
         try:
             # Pass 2, one series at a time: decode, scale by the series window, CLAHE, cut.
             for plan, seq, s, path, wins in series_windows:
@@ -260,15 +270,20 @@ def make_patches(dicom_dir, labels_csv, roi, out: dict, *, classes, sequences: d
                             m[box[1]:box[3], box[0]:box[2]] = 1
                         images.append(cut_patch(img, y0, x0, side, size)[None])
                         masks.append(cut_patch(m, y0, x0, side, size, nearest=True)[None])
+                        native_images.append(extract(img, y0, x0, side)[0].reshape(-1))
+                        native_masks.append(extract(m, y0, x0, side)[0].reshape(-1))
                         rows.append((f"{ps}_{seq}_{z:03d}_{kind}{j}", len(rows), ps, seq, z, kind, plan["label"],
-                                     tnm.get(plan["patient_id"], ""), y0, x0, side))
-            images.close()
-            masks.close()
+                                     tnm.get(plan["patient_id"], ""), y0, x0, side, offset,
+                                     float(s.pixel_spacing[0]), float(s.pixel_spacing[1])))
+                        offset += side * side
+            for w in (images, masks, native_images, native_masks):
+                w.close()
         finally:
-            images.fh.close()
-            masks.fh.close()
+            for w in (images, masks, native_images, native_masks):
+                w.fh.close()
         index = pd.DataFrame(rows, columns=["slice_id", "row", "patient", "sequence", "position", "kind", "label",
-                                            "tnm_stage", "y0", "x0", "side"])
+                                            "tnm_stage", "y0", "x0", "side", "native_offset", "spacing_row_mm",
+                                            "spacing_col_mm"])
         report = {"n_patients": len(plans), "n_patches": len(index), "size": size, "clahe": bool(clahe_cfg),
                   "patches": {f"{k}/{c}": int(m) for (k, c), m in index.groupby(["kind", "label"]).size().items()},
                   "seconds": round(time.perf_counter() - t0, 2)}

@@ -49,7 +49,9 @@ class StagingSyntheticConfig:
     slice_gap_mm: float = 1.0
     t4_rate: dict = field(default_factory=lambda: {"III": 0.15, "IVa": 0.85})
     n3_rate: dict = field(default_factory=lambda: {"III": 0.15, "IVa": 0.8})
-    tnm_error_rate: float = 0.2  # the clinicians' TNM reading disagrees with the rule this often
+    # The clinicians' TNM reading of the phantom's own extent: each of T4-like invasion and N3-like
+    # nodes is seen with this sensitivity when present and called with this rate when absent.
+    tnm_reader: dict = field(default_factory=lambda: {"sensitivity": 0.85, "false_positive_rate": 0.1})
     noise_sigma: float = 0.03
     bias_strength: float = 0.2
     shift: float = 0.06
@@ -86,6 +88,20 @@ def _blob(x, y, cx, cy, r, aspect, harmonics, edge):
     return soft(r * boundary - rho, edge), rho / max(r, 1e-6)
 
 
+def tnm_reading(t4: bool, n3: bool, rng: np.random.Generator, reader: dict) -> str:
+    """A clinician's TNM stage of a phantom: IVa when T4-like invasion or N3-like nodes are read.
+
+    Each feature is read from the phantom's own extent with reader noise (seen with ``sensitivity``
+    when present, called with ``false_positive_rate`` when absent), so TNM's accuracy against the
+    reference stage follows from how the stages' extents overlap and how well they are read; it is
+    not set by a fixed flip rate (its own stream: the phantom's images do not depend on it)."""
+    def read(present: bool) -> bool:
+        return bool(rng.random() < (reader["sensitivity"] if present else reader["false_positive_rate"]))
+
+    seen_t4, seen_n3 = read(t4), read(n3)
+    return "IVa" if (seen_t4 or seen_n3) else "III"
+
+
 def _draw_staging_patient(rng: np.random.Generator, pid: str, stage: str, cfg: StagingSyntheticConfig) -> dict:
     t4 = bool(rng.random() < cfg.t4_rate[stage])
     n3 = bool(rng.random() < cfg.n3_rate[stage])
@@ -112,9 +128,7 @@ def _draw_staging_patient(rng: np.random.Generator, pid: str, stage: str, cfg: S
                                       rng.uniform(0, 2 * math.pi)) for k in range(2, 6)],
                           necrosis=big or rng.random() < 0.1, t2=rng.uniform(0.55, 0.68),
                           t1c=rng.uniform(0.6, 0.75), zc=rng.uniform(-0.4, 0.4)))
-    rule = "IVa" if (t4 or n3) else "III"
-    if rng.random() < cfg.tnm_error_rate:
-        rule = "III" if rule == "IVa" else "IVa"
+    rule = tnm_reading(t4, n3, np.random.default_rng(int(rng.random() * 2**53)), cfg.tnm_reader)
     return dict(pid=pid, stage=stage, t4=t4, n3=n3, tumour=tumour, nodes=nodes, tnm=rule,
                 zc=rng.uniform(-0.3, 0.3))
 
