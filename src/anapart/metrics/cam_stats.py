@@ -102,7 +102,9 @@ def network_ttests(summary: pd.DataFrame, pairs, scores=TESTED) -> pd.DataFrame:
                 continue
             t = pg.ttest(pair[a].to_numpy(), pair[b].to_numpy(), paired=True).iloc[0]
             rows.append(_row("network", _fracs(summary), score, a, b, statistic=t["T"], df=t["dof"], p=t["p_val"],
-                             note=f"paired by (network, fraction): {len(pair)} pairs of model means", **base))
+                             note=f"paired by (network, fraction): {len(pair)} pairs of model means; test patients "
+                                  "fixed (these models on these patients; the mixed rows test formats for other "
+                                  "patients)", **base))
     return holm(pd.DataFrame(rows, columns=TEST_COLUMNS))
 
 
