@@ -40,27 +40,33 @@ NETS, FORMATS = ["n1", "n2", "n3", "n4"], ["seg112", "seg224", "full"]
 SCENARIOS = {
     "models vary most": dict(pf_sd=0.5, nf_sd=0.3, cam_pf=0.06, cam_nf=0.03),
     "patients x format dominate": dict(pf_sd=1.0, nf_sd=0.05, cam_pf=0.10, cam_nf=0.01),
+    # the replicates' primary analysis: 4 folds, each patient predicted by its fold's models, each
+    # fold's models with their own network x format deviations, all patients pooled as cases
+    "pooled out-of-fold, 4 folds": dict(pf_sd=0.5, nf_sd=0.3, cam_pf=0.06, cam_nf=0.03, folds=4),
 }
 
 
-def simulate(rng, patients=24, slices=3, pf_sd=0.5, nf_sd=0.3, cam_pf=0.06, cam_nf=0.03, signal=1.0):
-    """Slice scores of a binary lesion-vs-normal task and CAM scores, no format effect anywhere."""
+def simulate(rng, patients=24, slices=3, pf_sd=0.5, nf_sd=0.3, cam_pf=0.06, cam_nf=0.03, signal=1.0, folds=1):
+    """Slice scores of a binary lesion-vs-normal task and CAM scores, no format effect anywhere.
+    ``folds`` > 1: patient p is scored by fold p % folds's models, each fold's with its own
+    network x format deviations (pooled out-of-fold predictions)."""
     truth = np.arange(patients) % 2
     pat = rng.normal(0, 0.7, patients)
     pf = rng.normal(0, pf_sd, (patients, len(FORMATS)))  # shared by every network
-    nf = rng.normal(0, nf_sd, (len(NETS), len(FORMATS)))  # one trained model's own deviation
+    nf = rng.normal(0, nf_sd, (folds, len(NETS), len(FORMATS)))  # one trained model's own deviation
     cam_pat = rng.normal(0, 0.08, patients)
     cam_pf = rng.normal(0, cam_pf, (patients, len(FORMATS)))
-    cam_nf = rng.normal(0, cam_nf, (len(NETS), len(FORMATS)))
+    cam_nf = rng.normal(0, cam_nf, (folds, len(NETS), len(FORMATS)))
     cam_net = rng.normal(0, 0.04, len(NETS))
     rows = []
     for i, net in enumerate(NETS):
         for j, fmt in enumerate(FORMATS):
             for p in range(patients):
                 for k in range(slices):
-                    score = signal * truth[p] + pat[p] * 0.5 + pf[p, j] + nf[i, j] * (2 * truth[p] - 1) \
+                    k = p % folds
+                    score = signal * truth[p] + pat[p] * 0.5 + pf[p, j] + nf[k, i, j] * (2 * truth[p] - 1) \
                         + rng.normal(0, 1)
-                    cam = 0.4 + cam_net[i] + cam_nf[i, j] + cam_pat[p] + cam_pf[p, j] + rng.normal(0, 0.08)
+                    cam = 0.4 + cam_net[i] + cam_nf[k, i, j] + cam_pat[p] + cam_pf[p, j] + rng.normal(0, 0.08)
                     rows.append((net, fmt, f"P{p:02d}", truth[p], score, cam))
     return pd.DataFrame(rows, columns=["net", "fmt", "patient", "truth", "score", "cam"])
 

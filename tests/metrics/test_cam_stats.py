@@ -185,18 +185,22 @@ def test_mixed_model_holds_its_false_positive_rate_when_trained_models_vary():
         warnings.simplefilter("ignore")
         for seed in range(40):
             data = _model_effect_data(seed)
-            _, out, _, _ = mixed_model(patient_means(data, "score_continuous"), "score_continuous", pairs, "full")
-            ours.append(out[("seg112", "full")][2] < 0.05)
+            _, out, _, why = mixed_model(patient_means(data, "score_continuous"), "score_continuous", pairs, "full")
+            ours.append(not why and out[("seg112", "full")][2] < 0.05)  # as reported: no p on the boundary
             old = smf.mixedlm("score_continuous ~ C(fmt, Treatment(reference='full'))", data.assign(one=1),
                               groups="one", re_formula="0",
                               vc_formula={"network": "0 + C(net)", "patient": "0 + C(patient)"}).fit(reml=True)
             former.append(old.pvalues["C(fmt, Treatment(reference='full'))[T.seg112]"] < 0.05)
-    assert np.mean(ours) <= 0.15, np.mean(ours)  # 3 of 40 (0.075) here
+    # the reported rate; benchmarks/false_positives.py counts 200 data sets per scenario (1.0-1.5%)
+    assert np.mean(ours) <= 0.10, np.mean(ours)
     assert np.mean(former) >= 0.4, np.mean(former)  # 25 of 40 (0.625)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         t = mixed_tests(data, pairs, scores=("score_continuous",)).set_index("contrast")
-    assert t.loc["seg112 - full", "p"] == pytest.approx(out[("seg112", "full")][2])
+    if not why:
+        assert t.loc["seg112 - full", "p"] == pytest.approx(out[("seg112", "full")][2])
+        est, _, _, lo, hi = out[("seg112", "full")]
+        assert lo < est < hi and t.loc["seg112 - full", "ci_low"] == pytest.approx(lo)
     assert set(t["statistic_kind"]) == {"t"} and (t["df"] == 6).all()
     assert "(1|network:format)" in t["note"].iloc[0]
 
@@ -486,3 +490,23 @@ def test_reviewer_tables_name_missing_columns_and_read_fractions_as_integers(tmp
     items.to_csv(tmp_path / "bob.csv", index=False)
     with pytest.raises(ValueError, match=r"bob\.csv: reviewer table lacks column\(s\) \['score'\]"):
         read_reviewer_scores(tmp_path)
+
+
+def test_the_paper_test_keeps_to_correctly_classified_slices_and_the_summary_counts_them():
+    """Every lesion slice is mapped; the paper's pooled t-test uses only the correct ones (as the
+    paper), read back from CSV text as well."""
+    from scipy.stats import ttest_ind
+
+    from anapart.metrics.cam_stats import format_ttests, summarize
+
+    def frame(values, correct):
+        f = _frame(values)
+        return f.assign(correct=[str(c) for c in correct])  # "True"/"False" as a CSV gives them back
+
+    scores = {("n1", "seg112", 100): frame([1.0, 0.5, 0.0], [True, True, False]),
+              ("n1", "full", 100): frame([0.0, 0.25, 1.0], [True, True, False])}
+    tt = format_ttests(scores, [("seg112", "full")])
+    assert tt["p"].iloc[0] == pytest.approx(ttest_ind([1.0, 0.5], [0.0, 0.25]).pvalue)
+    assert tt["n"].iloc[0] == 4
+    summary = summarize(scores)
+    assert list(summary["n_correct"]) == [2, 2] and list(summary["n"]) == [3, 3]

@@ -77,7 +77,13 @@ def test_paired_delong_matches_the_structural_components_by_hand():
 def test_auc_interval_stays_inside_0_1_and_a_perfect_auc_is_not_certain():
     truth = np.r_[np.ones(6, int), np.zeros(8, int)]
     perfect = auc_delong(truth, 10 * truth + 0.1 * np.arange(14))
-    assert perfect["value"] == 1.0 and perfect["ci_high"] == 1.0 and perfect["ci_low"] < 0.7
+    # 6 positives, 8 negatives: as if 6 independent comparisons all came out right, 0.025 ** (1/6)
+    assert perfect["value"] == 1.0 and perfect["ci_high"] == 1.0
+    assert perfect["ci_low"] == pytest.approx(stats.beta.ppf(0.025, 6, 1)) and perfect["ci_low"] == pytest.approx(
+        0.025 ** (1 / 6))
+    reversed_ = auc_delong(truth, -10 * truth)  # every pair ordered wrong: AUC 0, 0.00-0.46
+    assert reversed_["value"] == 0.0 and reversed_["ci_low"] == 0.0
+    assert reversed_["ci_high"] == pytest.approx(stats.beta.ppf(0.975, 1, 6))
     rng = np.random.default_rng(1)
     a = auc_delong(truth, truth + rng.normal(size=14))
     assert 0 <= a["ci_low"] < a["value"] < a["ci_high"] <= 1

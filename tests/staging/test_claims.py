@@ -95,6 +95,9 @@ def test_claims_tests_match_statsmodels_and_delong_and_holm_covers_the_secondary
     sec = t[t["role"] == "secondary"]
     assert len(sec) == len(t) - 1 and sec["p_holm"].to_numpy() == pytest.approx(
         multipletests(sec["p"], method="holm")[1])
+    marked = claims_table(patients, STAGES, cl, None, simulated={"basic_cnn"})
+    assert (marked["simulated"] == ((marked["a"] == "basic_cnn") | (marked["b"] == "basic_cnn"))).all()
+    assert marked["simulated"].any() and (marked["role"] == "secondary").all()
     with pytest.raises(ValueError, match="no claim 'ensemble' better than 'radiomics'"):
         claims_table(patients, STAGES, cl, ("ensemble", "radiomics", "mcnemar"))
 

@@ -644,13 +644,18 @@ def test_report_renders_in_headless_chromium(built, tmp_path):
         return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", body))
 
     front = shown(built / "rendered.html")
-    for category in ("Segmentation", "Classification", "Statistical tests", "Interpretability", "QC", "Staging",
+    for category in ("Primary endpoint", "Segmentation", "Classification", "Statistical tests", "Interpretability",
+                     "QC", "Staging",
                      "External validation", "Checklist"):
         assert category in front, f"report did not render category {category}: {front[:500]}"
+    # the front page opens with the declared primary endpoint's result (rule primary's front.rst)
+    assert "Primary endpoint (declared before the run in stats.primary" in front
+    assert "primary: seg112 - full (aauc, RRRC, 25% of the training set)" in front
     # open a category as a reader's click does (the report app's own showCategory) and read the list
     expected = {("Statistical tests", None): ["results/tables/anova.csv", "results/tables/posthoc.csv",
                                               "results/tables/cam_tests.csv", "results/tables/auc_pairs.csv",
-                                              "results/tables/mrmc.csv", "results/tables/primary.csv"],
+                                              "results/tables/mrmc.csv"],
+                ("Primary endpoint", None): ["results/tables/primary.csv"],
                 ("Classification", "Other"): ["results/tables/auc.csv", "results/tables/auc_groups.csv",
                                               "results/figures/aauc_bars.png"],
                 ("Interpretability", "Other"): ["results/tables/cam_scores.csv"],
@@ -660,6 +665,7 @@ def test_report_renders_in_headless_chromium(built, tmp_path):
                                         "results/staging/tables/table4_models.csv",
                                         "results/staging/tables/table5_comparison.csv",
                                         "results/staging/tables/patients.csv",
+                                        "results/staging/tables/claims.csv",
                                         "results/staging/figures/confusion_matrices.png",
                                         "results/staging/figures/reliability.png"],
                 ("Classification", "Calibration"): ["results/tables/calibration.csv",

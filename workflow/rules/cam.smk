@@ -1,5 +1,6 @@
-# Interpretability: Grad-CAM of correctly classified test lesion slices, scored on the lesion with
-# its chance level, in each format's window and in the common (seg112) window.
+# Interpretability: Grad-CAM of every test lesion slice for its true class (the same slices for every
+# model; `correct` kept as a column), scored on the lesion with its chance level, in each format's
+# window and in the common (seg112) window.
 
 
 rule cam:

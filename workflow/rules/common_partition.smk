@@ -46,6 +46,21 @@ def replicate_targets():
         "results/replicates/tables/mrmc.csv",
         "results/replicates/tables/mrmc_spread.csv",
         "results/replicates/figures/mrmc.png",
+        "results/replicates/tables/cam_tests.csv",
+    ]
+
+
+# Grad-CAM of one classifier of one seed (the fractions of cam.fractions)
+REP_CAM = "results/replicates/r{repeat}/k{fold}/s{seed}/cam/{net}/{fmt}/f{frac}"
+
+
+def rep_cam_expand(pattern):
+    """``pattern`` for every replicate and every model Grad-CAM maps (cam.fractions)."""
+    return [
+        pattern.format(repeat=r, fold=k, seed=s, net=n, fmt=f, frac=fr)
+        for r, k, s in REPLICATES
+        for n, f, fr in MODELS
+        if fr in CAM_FRACTIONS
     ]
 
 
@@ -67,8 +82,9 @@ FRONT_TEMPLATE = "workflow/report/workflow.rst"
 def primary_inputs(wildcards):
     """What the primary endpoint reads besides the single split's mrmc.csv."""
     out = {"template": FRONT_TEMPLATE, "cam_tests": "results/tables/cam_tests.csv"}
-    if on("replicates"):
+    if on("replicates"):  # the pooled analyses of the declared replicate are the primary ones
         out["spread"] = "results/replicates/tables/mrmc_spread.csv"
+        out["cam_tests"] = "results/replicates/tables/cam_tests.csv"
     return out
 
 

@@ -5,7 +5,8 @@
 #   results/replicates/r{repeat}/k{fold}/s{seed}/classify/{net}/{fmt}/f{frac}/...
 # One classifier of one fold and seed is one target and reruns alone. The pooled out-of-fold
 # predictions of each (repeat, seed) make the primary MRMC analysis (anapart.metrics.replicates).
-# Grad-CAM and the external cohort stay with the single split.
+# Grad-CAM maps each fold's models (cam.fractions) and is pooled like the predictions; the
+# external cohort stays with the single split.
 REP_SPLIT = {
     "patients": f"{REP}/split/patients.csv",
     "test": f"{REP}/split/test.csv",
@@ -163,3 +164,46 @@ if on("replicates"):
             primary=REP_PRIMARY,
         script:
             "../scripts/replicate_tables.py"
+
+    use rule cam as cam_replicate with:
+        input:
+            model=f"{REP_MODEL}/model.pt",
+            predictions=f"{REP_MODEL}/predictions.csv",
+            images=ancient(f"{REP}/crops/{{fmt}}/images.npy"),
+            index=f"{REP}/crops/{{fmt}}/index.csv",
+            common_index=f"{REP}/crops/{CAM_COMMON_FMT}/index.csv",
+            manifest="results/cohort/manifest.csv",
+            cohort_images=ancient("results/cohort/images.npy"),
+            masks="results/cohort/masks.npy",
+        output:
+            scores=f"{REP_CAM}/scores.csv",
+            examples=f"{REP_CAM}/examples.png",
+        log:
+            "logs/replicates/r{repeat}_k{fold}/s{seed}/cam_{net}_{fmt}_f{frac}.log",
+        benchmark:
+            "logs/bench/cam_replicate/r{repeat}_k{fold}_s{seed}_{net}_{fmt}_{frac}.tsv"
+
+    rule replicate_cam:
+        input:
+            scores=rep_cam_expand(f"{REP_CAM}/scores.csv"),
+            manifest="results/cohort/manifest.csv",
+        output:
+            report(
+                "results/replicates/tables/cam_tests.csv",
+                caption="../report/replicates_cam.rst",
+                category="Replicates",
+            ),
+        log:
+            "logs/replicate_cam.log",
+        benchmark:
+            "logs/bench/replicate_cam/all.tsv"
+        conda:
+            ENV
+        resources:
+            mem_mb=3000,
+            runtime=60,
+        params:
+            folds=REP_FOLDS,
+            formats=FORMATS,
+        script:
+            "../scripts/replicate_cam.py"

@@ -122,6 +122,7 @@ rule primary:
     params:
         primary=config["stats"]["primary"],
         ci_level=config["evaluate"]["ci_level"],
+        replicate=REP_PRIMARY,
     script:
         "../scripts/primary.py"
 

@@ -13,11 +13,15 @@ from anapart.report.primary import front_page, headline, primary_table
 
 log = start_job(snakemake)
 inp = snakemake.input
+cam = pd.read_csv(inp.cam_tests) if "cam_tests" in inp.keys() else None
+if cam is not None and "repeat" in cam:  # replicates: the declared replicate's pooled maps
+    r, s = snakemake.params.replicate
+    cam = cam[(cam["repeat"] == r) & (cam["seed"] == s)]
 table = primary_table(
     pd.read_csv(inp.mrmc),
     snakemake.params.primary,
     spread=pd.read_csv(inp.spread) if "spread" in inp.keys() else None,
-    cam_tests=pd.read_csv(inp.cam_tests) if "cam_tests" in inp.keys() else None,
+    cam_tests=cam,
 )
 write_csv(snakemake.output.table, table, float_format="%.5g")
 text = headline(table, snakemake.params.ci_level)

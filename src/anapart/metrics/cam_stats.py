@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from scipy.stats import t as t_dist
+
 from anapart.metrics.cam_scores import SCORE_COLUMNS, binned
 from anapart.metrics.stats import format_pairs, holm_by, per_model_table
 
@@ -25,9 +27,10 @@ def summarize(scores: dict[tuple[str, str, int], pd.DataFrame]) -> pd.DataFrame:
     each format's own window and in the common window (maps without a bright pixel are left out;
     ``n_common_flat`` counts the maps flat inside the common window, NaN there)."""
     def row(s: pd.DataFrame) -> dict:
+        right = int(_is_correct(s).sum()) if "correct" in s else np.nan
         s = s.reindex(columns=SCORE_COLUMNS).apply(pd.to_numeric, errors="coerce")
         ok = s["score_continuous"].notna()
-        return {"n": int(ok.sum()),
+        return {"n": int(ok.sum()), "n_correct": right,
                 "score_mean": s["score_continuous"].mean(), "score_sd": s["score_continuous"].std(ddof=1),
                 "binned_mean": s["score_binned"].mean(), "binned_sd": s["score_binned"].std(ddof=1),
                 "pointing_mean": s["pointing"].mean(),
@@ -43,8 +46,13 @@ def summarize(scores: dict[tuple[str, str, int], pd.DataFrame]) -> pd.DataFrame:
     return per_model_table(scores, row)
 
 
-TEST_COLUMNS = ["unit", "frac", "score", "contrast", "fmt_a", "fmt_b", "estimate", "statistic", "statistic_kind",
-                "df", "p", "p_holm", "n", "note"]
+def _is_correct(s: pd.DataFrame) -> pd.Series:
+    """The ``correct`` column as booleans, whether read back from CSV (True/False text) or not."""
+    return s["correct"].astype(str).str.lower().isin(["true", "1"])
+
+
+TEST_COLUMNS = ["unit", "frac", "score", "contrast", "fmt_a", "fmt_b", "estimate", "ci_low", "ci_high", "statistic",
+                "statistic_kind", "df", "p", "p_holm", "n", "note"]
 
 
 def _row(unit, frac, score, a, b, **kw) -> dict:
@@ -57,8 +65,9 @@ def _fracs(frame: pd.DataFrame) -> str:
 
 def format_ttests(scores: dict[tuple[str, str, int], pd.DataFrame], pairs, column: str = "score_binned") -> pd.DataFrame:
     """The paper's test: independent t-tests (pingouin) of per-slice scores between formats,
-    networks pooled, per fraction, on each model's correctly classified slices (as the paper). Slices are not independent (the same slices in every format,
-    several slices per patient, four networks), so these p-values are too small; kept as
+    networks pooled, per fraction, on each model's correctly classified slices (as the paper).
+    Slices are not independent (the same slices in every format, several slices per patient, four
+    networks), so these p-values are too small; kept as
     ``unit = paper`` to reproduce the paper, not to conclude from."""
     import pingouin as pg
 
@@ -67,7 +76,7 @@ def format_ttests(scores: dict[tuple[str, str, int], pd.DataFrame], pairs, colum
         pooled: dict[str, list] = {}
         for (net, fmt, f), s in scores.items():
             if f == frac:
-                s = s[s["correct"].astype(str).str.lower() == "true"] if "correct" in s else s  # the paper's slices
+                s = s[_is_correct(s)] if "correct" in s else s  # the paper's slices
                 pooled.setdefault(fmt, []).append(pd.to_numeric(s[column], errors="coerce").dropna())
         pooled = {k: pd.concat(v) for k, v in pooled.items()}
         for a, b in pairs:
@@ -101,6 +110,9 @@ def network_ttests(summary: pd.DataFrame, pairs, scores=TESTED) -> pd.DataFrame:
                                  note="fewer than 2 (network, fraction) pairs with scores in both formats", **base))
                 continue
             t = pg.ttest(pair[a].to_numpy(), pair[b].to_numpy(), paired=True).iloc[0]
+            d = (pair[a] - pair[b]).to_numpy()
+            half = t_dist.ppf(0.975, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))
+            base.update(ci_low=d.mean() - half, ci_high=d.mean() + half)
             rows.append(_row("network", _fracs(summary), score, a, b, statistic=t["T"], df=t["dof"], p=t["p_val"],
                              note=f"paired by (network, fraction): {len(pair)} pairs of model means; test patients "
                                   "fixed (these models on these patients; the mixed rows test formats for other "
@@ -146,7 +158,7 @@ def mixed_model(data: pd.DataFrame, value: str, pairs, reference: str, patient_f
     without that component a network x format deviation of SD 0.05 and no format effect at all
     gave z = -13.9 (p = 1e-43). Likewise a patient whose lesion is easier to localise in one format
     is so for every network: without ``(1|patient:format)`` such shared effects read as a format
-    effect (23-30% false positives at alpha 0.05 in benchmarks/false_positives.py; 3-5% with it).
+    effect (8.5-15.5% false positives at alpha 0.05 in benchmarks/false_positives.py; 1.0-1.5% with it).
     statsmodels groups are independent blocks, so crossed effects are variance components inside
     one group that holds every row, the documented statsmodels idiom.
 
@@ -161,7 +173,6 @@ def mixed_model(data: pd.DataFrame, value: str, pairs, reference: str, patient_f
     import warnings
 
     import statsmodels.formula.api as smf
-    from scipy.stats import t as t_dist
 
     d = data.dropna(subset=[value]).assign(one=1, fmt=lambda x: x["fmt"].astype(str),
                                            frac=lambda x: x["frac"].astype(str), net=lambda x: x["net"].astype(str))
@@ -197,7 +208,9 @@ def mixed_model(data: pd.DataFrame, value: str, pairs, reference: str, patient_f
         L = coef(a) - coef(b)
         est, se = float(L @ fe.to_numpy()), float(np.sqrt(L @ cov @ L))
         t = est / se if se > 0 else np.nan
-        out[(a, b)] = (est, t, float(2 * t_dist.sf(abs(t), df)) if np.isfinite(t) and df > 0 else np.nan)
+        ok = np.isfinite(t) and df > 0
+        half = float(t_dist.ppf(0.975, df) * se) if ok else np.nan
+        out[(a, b)] = (est, t, float(2 * t_dist.sf(abs(t), df)) if ok else np.nan, est - half, est + half)
     warned = []
     for w in caught:
         if "boundary" in str(w.message):
@@ -248,15 +261,16 @@ def mixed_tests(long: pd.DataFrame, pairs, scores=TESTED) -> pd.DataFrame:
                         + (f"; {'; '.join(warned)}" if warned else ""))
                 if why:  # estimates kept, no p-value
                     note = f"no p-value: {why}; {note}"
-                    results = {k: (est, np.nan, np.nan) for k, (est, _, _) in results.items()}
+                    results = {k: (v[0], np.nan, np.nan, np.nan, np.nan) for k, v in results.items()}
             except (np.linalg.LinAlgError, ValueError) as e:
                 note = f"mixed model failed: {e}"
         else:
             note = "needs scores of at least 2 formats, 2 networks and 2 patients"
         for a, b in pairs:
-            est, t, p = results.get((a, b), (np.nan, np.nan, np.nan))
+            est, t, p, lo, hi = results.get((a, b), (np.nan,) * 5)
             n = int(d["fmt"].isin([a, b]).sum())
-            rows.append(_row("mixed", _fracs(long) if len(long) else "", score, a, b, estimate=est, statistic=t,
+            rows.append(_row("mixed", _fracs(long) if len(long) else "", score, a, b, estimate=est, ci_low=lo,
+                             ci_high=hi, statistic=t,
                              statistic_kind="t", df=containment_df(d) if results else np.nan, p=p, n=n, note=note))
     return holm(pd.DataFrame(rows, columns=TEST_COLUMNS))
 

@@ -44,9 +44,12 @@ def proportion(k: int, n: int, level: float = 0.95) -> dict:
 
 
 def auc_delong(truth, score, level: float = 0.95) -> dict:
-    """Empirical AUC with DeLong's standard error and a logit-scale interval (inside [0, 1]; at an
-    AUC of exactly 0 or 1 DeLong's variance is 0, so the interval is the exact bound of the
-    Clopper-Pearson kind on the number of positive-negative pairs ordered right)."""
+    """Empirical AUC with DeLong's standard error and a logit-scale interval (inside [0, 1]).
+
+    At an AUC of exactly 0 or 1 DeLong's variance is 0 and the logit is infinite, so the interval
+    falls back to a deliberately conservative one: Clopper-Pearson as if only min(n1, n0)
+    independent positive-negative comparisons had been seen (the n1 * n0 pairs share their cases,
+    so they are far fewer independent comparisons; with 6 positives a perfect AUC is 0.54-1.00)."""
     truth, score = np.asarray(truth, int), np.asarray(score, float)
     n1, n0 = int(truth.sum()), int((1 - truth).sum())
     if n1 == 0 or n0 == 0:

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from anapart.io.files import pyplot, save_figure
+from anapart.metrics.cam_stats import cam_tests
 from anapart.metrics.evaluate import read_model_metrics
 from anapart.metrics.mrmc_formats import format_mrmc
 from anapart.metrics.stats import model_table
@@ -142,3 +143,11 @@ def spread_figure(table: pd.DataFrame, figure: str, analysis: str, out) -> None:
     axes[0][-1].legend(fontsize=7, loc="best")
     fig.tight_layout()
     save_figure(fig, out)
+
+
+def replicate_cam_tests(pooled: dict, patient_of: pd.Series, formats) -> pd.DataFrame:
+    """:func:`anapart.metrics.cam_stats.cam_tests` of each (repeat, seed)'s pooled Grad-CAM scores,
+    ``repeat, seed`` first."""
+    tables = [cam_tests(models, patient_of, formats).assign(repeat=r, seed=s) for (r, s), models in sorted(pooled.items())]
+    table = pd.concat(tables, ignore_index=True)
+    return table[KEY + [c for c in table.columns if c not in KEY]]

@@ -24,7 +24,7 @@ from anapart.staging.ensemble import patient_predictions
 METRIC_COLUMNS = ["method", "unit", "metric", "stage", "value", "ci_low", "ci_high", "k", "n", "interval",
                   "simulated"]
 CLAIM_COLUMNS = ["role", "claim", "family", "a", "b", "test", "n_patients", "accuracy_a", "accuracy_b", "a_only",
-                 "b_only", "auc_a", "auc_b", "estimate", "ci_low", "ci_high", "p", "p_holm", "note"]
+                 "b_only", "auc_a", "auc_b", "estimate", "ci_low", "ci_high", "p", "p_holm", "simulated", "note"]
 
 
 def _calls(frame: pd.DataFrame, classes) -> dict[str, np.ndarray]:
@@ -143,11 +143,12 @@ def claims(names, models, *, main: str, basic: str | None = "basic_cnn") -> list
 
 
 def claims_table(patients: dict[str, pd.DataFrame], classes, claim_list, primary: tuple[str, str, str] | None,
-                 level: float = 0.95) -> pd.DataFrame:
+                 level: float = 0.95, simulated=frozenset()) -> pd.DataFrame:
     """One row per (claim, test) on the patients both methods scored: exact McNemar on the calls and
     (where both have a score) paired DeLong on the AUC. ``primary`` = (a, b, test): that row is the
     primary claim (first; no multiplicity adjustment); every other row is secondary, Holm over all
-    of them (``p_holm``)."""
+    of them (``p_holm``). ``simulated``: methods whose calls were generated, not measured (the
+    demo's TNM reading); a claim involving one is marked."""
     from statsmodels.stats.multitest import multipletests
 
     rows = []
@@ -158,6 +159,7 @@ def claims_table(patients: dict[str, pd.DataFrame], classes, claim_list, primary
         truth = pa["label"].to_numpy()
         ok_a, ok_b = pa["predicted"].to_numpy() == truth, pb["predicted"].to_numpy() == truth
         base = {"claim": claim, "family": family, "a": a, "b": b, "n_patients": len(both),
+                "simulated": a in simulated or b in simulated,
                 "accuracy_a": float(ok_a.mean()), "accuracy_b": float(ok_b.mean())}
         m = mcnemar_exact(ok_a, ok_b)
         rows.append({**base, "test": "exact McNemar (per-patient calls)", "a_only": m["a_only"], "b_only": m["b_only"],
@@ -190,7 +192,8 @@ def claims_table(patients: dict[str, pd.DataFrame], classes, claim_list, primary
 
 def best_single(histories: dict[str, pd.DataFrame], candidates) -> tuple[str, float]:
     """The single model with the best validation accuracy after its last epoch (ties: the first in
-    ``candidates``), chosen on validation patients, never on test patients."""
+    ``candidates``), chosen on validation patients, never on test patients. (The accuracy is over
+    validation patches, as the training curves are: a choice among models, not a claim.)"""
     scored = [(float(histories[m]["val_accuracy"].iloc[-1]), -i, m) for i, m in enumerate(candidates)
               if m in histories and "val_accuracy" in histories[m] and len(histories[m])]
     if not scored:

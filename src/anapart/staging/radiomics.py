@@ -87,7 +87,9 @@ def radiomics_baseline(patches_dir, train_csv, test_csv, index_csv, classes, set
     index = pd.read_csv(index_csv).set_index("slice_id")
     train, test = pd.read_csv(train_csv), pd.read_csv(test_csv)
     spacing = index[["spacing_row_mm", "spacing_col_mm"]].to_numpy(float)
-    common = np.median(spacing, axis=0)
+    # the common grid is the training patches' median spacing: nothing is set from test patients
+    train_spacing = index.loc[train["slice_id"], ["spacing_row_mm", "spacing_col_mm"]].to_numpy(float)
+    common = np.median(train_spacing, axis=0)
     resample = common if np.ptp(spacing, axis=0).max() > 1e-3 * common.max() else None
 
     def feats(lst):

@@ -1,0 +1,77 @@
+"""The replicate grid as a real Snakemake DAG on the tiny cohort: 2 patient-level folds x 2 training
+seeds, every patient tested once, the pooled out-of-fold MRMC and Grad-CAM tables with repeat and
+seed, the primary endpoint from the declared replicate, and one classifier of one fold and seed
+rerunning alone."""
+
+import pandas as pd
+import pytest
+import yaml
+
+from support.workflow import snakemake, workflow_copy
+
+pytestmark = pytest.mark.workflow
+
+GRID = {"replicates": {"folds": 2, "repeats": 1, "seeds": [0, 1], "primary": {"repeat": 0, "seed": 1}},
+        "split": {"fractions": [100, 25]}, "staging": {"enabled": False}, "cohort": {"external": None},
+        "stats": {"primary": {"fraction": 25}}}
+
+
+@pytest.fixture(scope="module")
+def grid(tmp_path_factory):
+    wd = workflow_copy(tmp_path_factory.mktemp("rep") / "run")
+    extra = wd / "grid.yaml"
+    extra.write_text(yaml.safe_dump(GRID))
+    snakemake(wd, extra_config=extra)
+    return wd, extra
+
+
+def test_every_patient_is_tested_once_per_repeat_and_each_fold_has_its_own_chain(grid):
+    wd, _ = grid
+    man = pd.read_csv(wd / "results/cohort/manifest.csv")
+    tested = []
+    for k in (0, 1):
+        p = pd.read_csv(wd / f"results/replicates/r0/k{k}/split/patients.csv")
+        tested += list(p.loc[p["split"] == "test", "patient"])
+        assert p["validation"].any() and set(p["fold"]) == {0, 1} and set(p["repeat"]) == {0}
+        assert (wd / f"results/replicates/r0/k{k}/seg/selected.json").exists()
+        assert (wd / f"results/replicates/r0/k{k}/crops/seg112/index.csv").exists()
+    assert sorted(tested) == sorted(man["patient"].unique())
+
+
+def test_tables_carry_repeat_fold_and_seed_and_the_pooled_mrmc_has_both_analyses(grid):
+    wd, _ = grid
+    auc = pd.read_csv(wd / "results/replicates/tables/auc.csv")
+    assert list(auc.columns[:3]) == ["repeat", "fold", "seed"] and len(auc) == 2 * 2 * 2 * 3 * 2
+    assert set(auc["fold"]) == {0, 1} and set(auc["seed"]) == {0, 1}
+    mrmc = pd.read_csv(wd / "results/replicates/tables/mrmc.csv")
+    a = mrmc[mrmc["figure"] == "aauc"]
+    assert set(a["analysis"]) == {"RRRC", "FRRC"} and set(a["frac"]) == {100, 25} and set(a["seed"]) == {0, 1}
+    pairs = a[a["contrast"] != "all formats"]
+    assert len(pairs) == 2 * 2 * 2 * 3  # seeds x fractions x analyses x format pairs
+    # pooled over the folds every one of the 20 patients is a case, so the design is analysable
+    assert (a["n_patients"] == 20).all() and pairs["p"].notna().all()
+    spread = pd.read_csv(wd / "results/replicates/tables/mrmc_spread.csv")
+    row = spread[(spread["figure"] == "aauc") & (spread["contrast"] != "all formats")].iloc[0]
+    assert row["n_replicates"] == 2 and row["n_seeds"] == 2 and pd.notna(row["sd_over_seeds"])
+    cam = pd.read_csv(wd / "results/replicates/tables/cam_tests.csv")
+    assert set(cam["seed"]) == {0, 1} and {"mixed", "network", "paper"} <= set(cam["unit"])
+    primary = pd.read_csv(wd / "results/tables/primary.csv")
+    first = primary.iloc[0]
+    assert first["role"] == "primary" and first["source"] == "results/replicates/tables/mrmc_spread.csv"
+    declared = mrmc[(mrmc["seed"] == 1) & (mrmc["frac"] == 25) & (mrmc["figure"] == "aauc")
+                    & (mrmc["analysis"] == "RRRC") & mrmc["contrast"].isin(["seg112 - full", "full - seg112"])].iloc[0]
+    sign = 1 if declared["contrast"] == "seg112 - full" else -1
+    assert first["estimate"] == pytest.approx(sign * declared["estimate"], abs=1e-4)  # the declared seed, not seed 0
+    assert (primary["role"] == "single split (supporting)").any()
+
+
+def test_one_classifier_of_one_fold_and_seed_reruns_alone(grid):
+    wd, extra = grid
+    proc = snakemake(wd, "-n", extra_config=extra)
+    assert "Nothing to be done" in proc.stdout + proc.stderr  # the crops' hard links made nothing look stale
+    target = "results/replicates/r0/k1/s1/classify/efficientnet_b0/seg112/f25/model.pt"
+    proc = snakemake(wd, target, "--forcerun", target, extra_config=extra)
+    text = proc.stdout + proc.stderr
+    table = text.split("Job stats:")[1].split("total")[0]
+    jobs = {line.split()[0] for line in table.splitlines()[3:] if line.strip()}
+    assert jobs == {"classify_train_replicate"}, text
