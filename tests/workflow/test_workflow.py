@@ -654,7 +654,7 @@ def test_report_renders_in_headless_chromium(built, tmp_path):
     # open a category as a reader's click does (the report app's own showCategory) and read the list
     expected = {("Statistical tests", None): ["results/tables/anova.csv", "results/tables/posthoc.csv",
                                               "results/tables/cam_tests.csv", "results/tables/auc_pairs.csv",
-                                              "results/tables/mrmc.csv"],
+                                              "results/tables/mrmc.csv", "results/figures/mrmc.png"],
                 ("Primary endpoint", None): ["results/tables/primary.csv"],
                 ("Classification", "Other"): ["results/tables/auc.csv", "results/tables/auc_groups.csv",
                                               "results/figures/aauc_bars.png"],

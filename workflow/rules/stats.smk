@@ -77,9 +77,14 @@ rule mrmc:
         ),
         manifest="results/cohort/manifest.csv",
     output:
-        report(
+        table=report(
             "results/tables/mrmc.csv",
             caption="../report/mrmc.rst",
+            category="Statistical tests",
+        ),
+        figure=report(
+            "results/figures/mrmc.png",
+            caption="../report/mrmc_figure.rst",
             category="Statistical tests",
         ),
     log:
@@ -93,6 +98,7 @@ rule mrmc:
         runtime=30,
     params:
         classes=config["classes"],
+        seed=config["classify"]["seed"],
     script:
         "../scripts/mrmc.py"
 

@@ -7,6 +7,7 @@ import pandas as pd
 
 from anapart.io.files import start_job, write_csv
 from anapart.metrics.mrmc_formats import format_mrmc
+from anapart.metrics.replicates import spread_figure
 from anapart.metrics.stats import read_model_tables
 
 log = start_job(snakemake)
@@ -15,5 +16,7 @@ table = format_mrmc(
     pd.read_csv(snakemake.input.manifest).set_index("slice_id")["patient"],
     snakemake.params.classes,
 )
-write_csv(snakemake.output[0], table, float_format="%.5g")
+write_csv(snakemake.output.table, table, float_format="%.5g")
+# one point per contrast: the single split as the replicate figure's one (repeat, seed)
+spread_figure(table.assign(repeat=0, seed=snakemake.params.seed), "aauc", "RRRC", snakemake.output.figure)
 log.info("\n%s", table[table["figure"] == "aauc"].to_string())
