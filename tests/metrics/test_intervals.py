@@ -87,3 +87,9 @@ def test_auc_interval_stays_inside_0_1_and_a_perfect_auc_is_not_certain():
     rng = np.random.default_rng(1)
     a = auc_delong(truth, truth + rng.normal(size=14))
     assert 0 <= a["ci_low"] < a["value"] < a["ci_high"] <= 1
+
+
+def test_two_perfect_aucs_give_no_zero_width_interval():
+    truth = np.r_[np.ones(5, int), np.zeros(5, int)]
+    t = paired_delong(truth, 10 * truth + np.arange(10), 10 * truth - np.arange(10))
+    assert t["diff"] == 0 and t["se"] == 0 and np.isnan(t["ci_low"]) and np.isnan(t["ci_high"]) and t["p"] == 1.0

@@ -87,6 +87,9 @@ def paired_delong(truth, score_a, score_b, level: float = 0.95) -> dict:
     var = float(cov[0, 0] + cov[1, 1] - 2 * cov[0, 1])
     se = np.sqrt(max(var, 0.0))
     z = float(stats.norm.ppf(1 - (1 - level) / 2))
-    p = float(2 * stats.norm.sf(abs(diff) / se)) if se > 0 else (1.0 if diff == 0 else float("nan"))
+    if se == 0:  # e.g. both AUCs 1: DeLong's variance is 0, which is no certainty; no interval
+        return {"diff": float(diff), "se": 0.0, "ci_low": float("nan"), "ci_high": float("nan"),
+                "p": 1.0 if diff == 0 else float("nan")}
+    p = float(2 * stats.norm.sf(abs(diff) / se))
     return {"diff": float(diff), "se": float(se), "ci_low": float(diff - z * se), "ci_high": float(diff + z * se),
             "p": p}
