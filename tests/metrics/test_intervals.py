@@ -93,3 +93,8 @@ def test_two_perfect_aucs_give_no_zero_width_interval():
     truth = np.r_[np.ones(5, int), np.zeros(5, int)]
     t = paired_delong(truth, 10 * truth + np.arange(10), 10 * truth - np.arange(10))
     assert t["diff"] == 0 and t["se"] == 0 and np.isnan(t["ci_low"]) and np.isnan(t["ci_high"]) and t["p"] == 1.0
+
+
+def test_paired_delong_needs_two_cases_of_each_kind():
+    t = paired_delong(np.array([1, 0, 0]), np.array([0.9, 0.1, 0.2]), np.array([0.8, 0.3, 0.1]))
+    assert np.isnan(t["p"]) and np.isnan(t["se"]) and np.isnan(t["ci_low"])

@@ -22,6 +22,7 @@ SLICE = {  # CPU-sized: a few epochs, one network, the 100% fraction, a small fi
     "classify": {"nets": ["mobilenetv3_large_100"], "epochs": 2, "input_size": 32},
     "cam": {"fractions": [100]},
     "evaluate": {"n_boot": 20},
+    "stats": {"primary": {"fraction": 100}},  # the declared endpoint must be one of the fractions run
 }
 
 

@@ -82,7 +82,9 @@ FRONT_TEMPLATE = "workflow/report/workflow.rst"
 def primary_inputs(wildcards):
     """What the primary endpoint reads besides the single split's mrmc.csv."""
     out = {"template": FRONT_TEMPLATE, "cam_tests": "results/tables/cam_tests.csv"}
-    if on("replicates"):  # the pooled analyses of the declared replicate are the primary ones
+    if on(
+        "replicates"
+    ):  # the pooled analyses of the declared replicate are the primary ones
         out["spread"] = "results/replicates/tables/mrmc_spread.csv"
         out["cam_tests"] = "results/replicates/tables/cam_tests.csv"
     return out

@@ -25,6 +25,8 @@ if on("replicates"):
             "logs/replicates/r{repeat}_k{fold}/split.log",
         benchmark:
             "logs/bench/split_replicate/r{repeat}_k{fold}.tsv"
+        conda:
+            ENV
         params:
             classes=config["classes"],
             split=config["split"],
@@ -47,6 +49,8 @@ if on("replicates"):
             "logs/replicates/r{repeat}_k{fold}/seg_train_{arch}.log",
         benchmark:
             "logs/bench/seg_train_replicate/r{repeat}_k{fold}_{arch}.tsv"
+        conda:
+            ENV
         params:
             seg=config["segment"],
             device=config["device"],
@@ -64,6 +68,8 @@ if on("replicates"):
             "logs/replicates/r{repeat}_k{fold}/seg_select.log",
         benchmark:
             "logs/bench/seg_select_replicate/r{repeat}_k{fold}.tsv"
+        conda:
+            ENV
 
     use rule crops as crops_replicate with:
         input:
@@ -87,6 +93,8 @@ if on("replicates"):
             "logs/replicates/r{repeat}_k{fold}/crops.log",
         benchmark:
             "logs/bench/crops_replicate/r{repeat}_k{fold}.tsv"
+        conda:
+            ENV
 
     use rule classify_train as classify_train_replicate with:
         input:
@@ -102,6 +110,8 @@ if on("replicates"):
             "logs/replicates/r{repeat}_k{fold}/s{seed}/{net}_{fmt}_f{frac}.log",
         benchmark:
             "logs/bench/classify_train_replicate/r{repeat}_k{fold}_s{seed}_{net}_{fmt}_{frac}.tsv"
+        conda:
+            ENV
         params:
             cfg=lambda w: {**TRAIN_CFG, "seed": int(w.seed)},
             preload_mb=config["classify"]["preload_mb"],
@@ -122,6 +132,8 @@ if on("replicates"):
             "logs/replicates/r{repeat}_k{fold}/s{seed}/{net}_{fmt}_f{frac}_eval.log",
         benchmark:
             "logs/bench/classify_eval_replicate/r{repeat}_k{fold}_s{seed}_{net}_{fmt}_{frac}.tsv"
+        conda:
+            ENV
 
     rule replicate_tables:
         input:
@@ -182,6 +194,8 @@ if on("replicates"):
             "logs/replicates/r{repeat}_k{fold}/s{seed}/cam_{net}_{fmt}_f{frac}.log",
         benchmark:
             "logs/bench/cam_replicate/r{repeat}_k{fold}_s{seed}_{net}_{fmt}_{frac}.tsv"
+        conda:
+            ENV
 
     rule replicate_cam:
         input:

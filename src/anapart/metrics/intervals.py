@@ -79,7 +79,7 @@ def paired_delong(truth, score_a, score_b, level: float = 0.95) -> dict:
     """Paired DeLong test of AUC(a) - AUC(b) on the same units: difference, its SE and Wald CI, p."""
     truth = np.asarray(truth, int)
     scores = np.column_stack([np.asarray(score_a, float), np.asarray(score_b, float)])  # cases x methods
-    if truth.sum() == 0 or truth.sum() == len(truth):
+    if truth.sum() < 2 or len(truth) - truth.sum() < 2:  # DeLong's variance needs two of each
         return {"diff": float("nan"), "se": float("nan"), "ci_low": float("nan"), "ci_high": float("nan"),
                 "p": float("nan")}
     cov = delong_cov(truth, scores)

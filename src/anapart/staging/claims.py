@@ -173,8 +173,9 @@ def claims_table(patients: dict[str, pd.DataFrame], classes, claim_list, primary
                          "auc_a": auc_delong(pos, pa[col].to_numpy(float))["value"],
                          "auc_b": auc_delong(pos, pb[col].to_numpy(float))["value"], "estimate": d["diff"],
                          "ci_low": d["ci_low"], "ci_high": d["ci_high"], "p": d["p"],
-                         "note": "estimate: AUC a - AUC b" + ("" if d["se"] > 0 else
-                                                             "; DeLong's variance is 0 (e.g. both AUCs 1): no interval")})
+                         "note": "estimate: AUC a - AUC b" + (
+                             "; fewer than 2 patients of a stage: no DeLong variance, no p-value" if np.isnan(d["se"])
+                             else "" if d["se"] > 0 else "; DeLong's variance is 0 (e.g. both AUCs 1): no interval")})
     out = pd.DataFrame(rows).reindex(columns=CLAIM_COLUMNS)
     out["role"] = "secondary"
     if primary is not None:
