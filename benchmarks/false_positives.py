@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from anapart.metrics.cam_stats import mixed_model, patient_means, unreadable
+from anapart.metrics.cam_stats import mixed_model, patient_means
 from anapart.metrics.mrmc import empirical_auc, or_analysis
 
 NETS, FORMATS = ["n1", "n2", "n3", "n4"], ["seg112", "seg224", "full"]
@@ -42,18 +42,24 @@ SCENARIOS = {
     "patients x format dominate": dict(pf_sd=1.0, nf_sd=0.05, cam_pf=0.10, cam_nf=0.01),
     # the replicates' primary analysis: 4 folds, each patient predicted by its fold's models, each
     # fold's models with their own network x format deviations, all patients pooled as cases
-    "pooled out-of-fold, 4 folds": dict(pf_sd=0.5, nf_sd=0.3, cam_pf=0.06, cam_nf=0.03, folds=4),
+    # each fold's models also shift every score of their fold (a calibration difference), which is
+    # what distorts a pooled cross-validated AUC
+    "pooled out-of-fold, 4 folds": dict(pf_sd=0.5, nf_sd=0.3, cam_pf=0.06, cam_nf=0.03, folds=4, shift_sd=0.5),
 }
 
 
-def simulate(rng, patients=24, slices=3, pf_sd=0.5, nf_sd=0.3, cam_pf=0.06, cam_nf=0.03, signal=1.0, folds=1):
+def simulate(rng, patients=24, slices=3, pf_sd=0.5, nf_sd=0.3, cam_pf=0.06, cam_nf=0.03, signal=1.0, folds=1,
+             shift_sd=0.0):
     """Slice scores of a binary lesion-vs-normal task and CAM scores, no format effect anywhere.
-    ``folds`` > 1: patient p is scored by fold p % folds's models, each fold's with its own
-    network x format deviations (pooled out-of-fold predictions)."""
+    ``folds`` > 1: patients are dealt to folds stratified by class (each fold holds both), patient p
+    is scored by its fold's models, each with its own network x format deviations and an overall
+    score shift of SD ``shift_sd`` (pooled out-of-fold predictions)."""
     truth = np.arange(patients) % 2
     pat = rng.normal(0, 0.7, patients)
     pf = rng.normal(0, pf_sd, (patients, len(FORMATS)))  # shared by every network
     nf = rng.normal(0, nf_sd, (folds, len(NETS), len(FORMATS)))  # one trained model's own deviation
+    shift = rng.normal(0, shift_sd, (folds, len(NETS), len(FORMATS))) if shift_sd else np.zeros_like(nf)
+    fold_of = (np.arange(patients) // 2) % folds  # truth alternates, so every fold has both classes
     cam_pat = rng.normal(0, 0.08, patients)
     cam_pf = rng.normal(0, cam_pf, (patients, len(FORMATS)))
     cam_nf = rng.normal(0, cam_nf, (folds, len(NETS), len(FORMATS)))
@@ -63,10 +69,10 @@ def simulate(rng, patients=24, slices=3, pf_sd=0.5, nf_sd=0.3, cam_pf=0.06, cam_
         for j, fmt in enumerate(FORMATS):
             for p in range(patients):
                 for k in range(slices):
-                    k = p % folds
-                    score = signal * truth[p] + pat[p] * 0.5 + pf[p, j] + nf[k, i, j] * (2 * truth[p] - 1) \
-                        + rng.normal(0, 1)
-                    cam = 0.4 + cam_net[i] + cam_nf[k, i, j] + cam_pat[p] + cam_pf[p, j] + rng.normal(0, 0.08)
+                    f = fold_of[p]
+                    score = signal * truth[p] + pat[p] * 0.5 + pf[p, j] + nf[f, i, j] * (2 * truth[p] - 1) \
+                        + shift[f, i, j] + rng.normal(0, 1)
+                    cam = 0.4 + cam_net[i] + cam_nf[f, i, j] + cam_pat[p] + cam_pf[p, j] + rng.normal(0, 0.08)
                     rows.append((net, fmt, f"P{p:02d}", truth[p], score, cam))
     return pd.DataFrame(rows, columns=["net", "fmt", "patient", "truth", "score", "cam"])
 
@@ -108,10 +114,13 @@ def main(argv=None) -> pd.DataFrame:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sims", type=int, default=200)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--scenario", action="append", choices=sorted(SCENARIOS), help="only these (default: all)")
     args = ap.parse_args(argv)
     t0 = time.time()
     rows = []
     for name, params in SCENARIOS.items():
+        if args.scenario and name not in args.scenario:
+            continue
         ps: dict[str, list] = {}
         for s in range(args.sims):
             d = simulate(np.random.default_rng([args.seed, s]), **params)

@@ -110,6 +110,8 @@ def test_network_unit_is_a_paired_t_test_of_model_means_with_holm():
         assert row["unit"] == "network" and row["n"] == 4 and row["df"] == 3
         assert row["statistic"] == pytest.approx(ref.statistic) and row["p"] == pytest.approx(ref.pvalue)
         assert row["estimate"] == pytest.approx(np.mean(x) - np.mean(y))
+        ci = ref.confidence_interval(0.95)  # scipy's t interval of the mean paired difference
+        assert (row["ci_low"], row["ci_high"]) == pytest.approx((ci.low, ci.high))
         ps.append(ref.pvalue)
     assert t["p_holm"].to_numpy() == pytest.approx(multipletests(ps, method="holm")[1])
 
@@ -146,6 +148,9 @@ def test_mixed_model_contrasts_match_statsmodels_and_the_balanced_mean_differenc
     name = "C(fmt, Treatment(reference='full'))[T.seg112]"
     assert out[("seg112", "full")][1] == pytest.approx(ref.tvalues[name], rel=1e-4)
     assert out[("seg112", "full")][2] == pytest.approx(2 * t_dist.sf(abs(ref.tvalues[name]), 6), rel=1e-3)
+    # its 95% CI: statsmodels' coefficient +- t(0.975, 6 df) x statsmodels' standard error
+    half = t_dist.ppf(0.975, 6) * ref.bse[name]
+    assert out[("seg112", "full")][3:] == pytest.approx((ref.params[name] - half, ref.params[name] + half), rel=1e-3)
     vc = dict(zip(fit.model.exog_vc.names, fit.vcomp))
     assert vc["patient"] > vc["network"] > 0  # patients vary more than networks here, as simulated
 

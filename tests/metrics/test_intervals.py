@@ -78,7 +78,7 @@ def test_auc_interval_stays_inside_0_1_and_a_perfect_auc_is_not_certain():
     truth = np.r_[np.ones(6, int), np.zeros(8, int)]
     perfect = auc_delong(truth, 10 * truth + 0.1 * np.arange(14))
     # 6 positives, 8 negatives: as if 6 independent comparisons all came out right, 0.025 ** (1/6)
-    assert perfect["value"] == 1.0 and perfect["ci_high"] == 1.0
+    assert perfect["value"] == 1.0 and perfect["ci_high"] == 1.0 and perfect["interval"].startswith("exact bound")
     assert perfect["ci_low"] == pytest.approx(stats.beta.ppf(0.025, 6, 1)) and perfect["ci_low"] == pytest.approx(
         0.025 ** (1 / 6))
     reversed_ = auc_delong(truth, -10 * truth)  # every pair ordered wrong: AUC 0, 0.00-0.46
@@ -86,7 +86,12 @@ def test_auc_interval_stays_inside_0_1_and_a_perfect_auc_is_not_certain():
     assert reversed_["ci_high"] == pytest.approx(stats.beta.ppf(0.975, 1, 6))
     rng = np.random.default_rng(1)
     a = auc_delong(truth, truth + rng.normal(size=14))
-    assert 0 <= a["ci_low"] < a["value"] < a["ci_high"] <= 1
+    assert 0 <= a["ci_low"] < a["value"] < a["ci_high"] <= 1 and a["interval"] == "DeLong (logit scale)"
+    # the logit-scale Wald interval by hand from DeLong's SE
+    logit, d = np.log(a["value"] / (1 - a["value"])), a["se"] / (a["value"] * (1 - a["value"]))
+    z = stats.norm.ppf(0.975)
+    assert (a["ci_low"], a["ci_high"]) == pytest.approx((1 / (1 + np.exp(-(logit - z * d))),
+                                                        1 / (1 + np.exp(-(logit + z * d)))))
 
 
 def test_two_perfect_aucs_give_no_zero_width_interval():

@@ -40,7 +40,9 @@ def test_fourteen_of_fourteen_has_the_exact_interval_not_a_point():
     f1 = t[(t["unit"] == "patient") & (t["metric"] == "f1") & (t["stage"] == "IVa")].iloc[0]
     assert f1["value"] == 1.0 and np.isnan(f1["ci_low"]) and f1["interval"].startswith("none: every bootstrap")
     auc = t[(t["unit"] == "patient") & (t["metric"] == "auc")].iloc[0]
-    assert auc["value"] == 1.0 and auc["ci_low"] < 0.9 and auc["ci_high"] == 1.0
+    # a perfect AUC: the conservative exact bound on min(7, 7) comparisons, labelled as such
+    assert auc["value"] == 1.0 and auc["ci_low"] == pytest.approx(stats.beta.ppf(0.025, 7, 1)) and auc["ci_high"] == 1.0
+    assert auc["interval"].startswith("exact bound on min(n1, n0)")
     patch = t[t["unit"] == "patch"]
     assert patch["ci_low"].isna().all() and patch[patch["metric"] == "accuracy"]["n"].iloc[0] == 28
 

@@ -174,6 +174,7 @@ if on("replicates"):
             classes=config["classes"],
             folds=REP_FOLDS,
             primary=REP_PRIMARY,
+            primary_contrast=config["stats"]["primary"]["contrast"],
         script:
             "../scripts/replicate_tables.py"
 

@@ -98,7 +98,7 @@ rule mrmc:
         runtime=30,
     params:
         classes=config["classes"],
-        seed=config["classify"]["seed"],
+        primary=config["stats"]["primary"]["contrast"],
     script:
         "../scripts/mrmc.py"
 

@@ -17,6 +17,7 @@ table = format_mrmc(
     snakemake.params.classes,
 )
 write_csv(snakemake.output.table, table, float_format="%.5g")
-# one point per contrast: the single split as the replicate figure's one (repeat, seed)
-spread_figure(table.assign(repeat=0, seed=snakemake.params.seed), "aauc", "RRRC", snakemake.output.figure)
+# one point per contrast (the single split as the replicate figure's one replicate), read as the primary
+spread_figure(table.assign(repeat=0, seed=0), "aauc", "RRRC", snakemake.output.figure,
+              primary=snakemake.params.primary, label=lambda r, s: "single split")
 log.info("\n%s", table[table["figure"] == "aauc"].to_string())

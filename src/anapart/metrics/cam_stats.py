@@ -218,14 +218,17 @@ def mixed_model(data: pd.DataFrame, value: str, pairs, reference: str, patient_f
         text = f"{type(w.message).__name__}: {str(w.message).splitlines()[0]}"
         if text not in warned:
             warned.append(text)
-    return fit, out, warned, unreadable(fit)
+    return fit, out, warned, unreadable(fit, warned)
 
 
-def unreadable(fit) -> str:
-    """Why a MixedLM fit's p-values must not be reported ('' when they may): no convergence, or a
-    variance component on the boundary."""
+def unreadable(fit, warned=()) -> str:
+    """Why a MixedLM fit's p-values must not be reported ('' when they may): no convergence, a
+    Hessian that is not positive definite (the standard errors come from it), or a variance
+    component on the boundary."""
     if not fit.converged:
         return "the REML fit did not converge"
+    if any("positive definite" in w for w in warned):
+        return "the REML fit's Hessian is not positive definite: its standard errors are not valid"
     comps = dict(zip(fit.model.exog_vc.names, np.asarray(fit.vcomp, float)))
     total = sum(comps.values()) + float(fit.scale)
     zero = [k for k, v in comps.items() if k in JUDGED_BY and (not np.isfinite(v) or v < BOUNDARY * total)]

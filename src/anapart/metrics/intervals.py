@@ -49,7 +49,10 @@ def auc_delong(truth, score, level: float = 0.95) -> dict:
     At an AUC of exactly 0 or 1 DeLong's variance is 0 and the logit is infinite, so the interval
     falls back to a deliberately conservative one: Clopper-Pearson as if only min(n1, n0)
     independent positive-negative comparisons had been seen (the n1 * n0 pairs share their cases,
-    so they are far fewer independent comparisons; with 6 positives a perfect AUC is 0.54-1.00)."""
+    so they are far fewer independent comparisons; with 6 positives a perfect AUC is 0.54-1.00).
+    It is not continuous with DeLong's: with 7 + 7 cases, AUC 1.000 gets 0.590-1.000 while 0.980
+    (one pair of 49 wrong) gets 0.739-0.999 from DeLong, whose variance shrinks towards the boundary
+    faster than the truth does; ``interval`` names which one a row has."""
     truth, score = np.asarray(truth, int), np.asarray(score, float)
     n1, n0 = int(truth.sum()), int((1 - truth).sum())
     if n1 == 0 or n0 == 0:
@@ -60,10 +63,12 @@ def auc_delong(truth, score, level: float = 0.95) -> dict:
     if 0 < auc < 1 and se > 0:
         logit, d = np.log(auc / (1 - auc)), se / (auc * (1 - auc))
         lo, hi = 1 / (1 + np.exp(-(logit - z * d))), 1 / (1 + np.exp(-(logit + z * d)))
+        method = "DeLong (logit scale)"
     else:  # all pairs ordered (or all reversed): the smaller group's size bounds the certainty
         m = min(n1, n0)
         lo, hi = clopper_pearson(int(round(auc * m)), m, level)
-    return {"value": float(auc), "se": se, "ci_low": float(lo), "ci_high": float(hi)}
+        method = "exact bound on min(n1, n0) comparisons (AUC at 0 or 1; conservative)"
+    return {"value": float(auc), "se": se, "ci_low": float(lo), "ci_high": float(hi), "interval": method}
 
 
 def mcnemar_exact(correct_a, correct_b) -> dict:

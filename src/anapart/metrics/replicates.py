@@ -23,6 +23,7 @@ import pandas as pd
 
 from anapart.io.files import pyplot, save_figure
 from anapart.metrics.cam_stats import cam_tests
+from anapart.metrics.contrasts import orient_contrast
 from anapart.metrics.evaluate import read_model_metrics
 from anapart.metrics.mrmc_formats import format_mrmc
 from anapart.metrics.stats import model_table
@@ -120,34 +121,36 @@ def replicate_auc_table(paths, classes) -> pd.DataFrame:
     return table[lead + [c for c in table.columns if c not in lead]]
 
 
-def spread_figure(table: pd.DataFrame, figure: str, analysis: str, out) -> None:
+def spread_figure(table: pd.DataFrame, figure: str, analysis: str, out, primary: str | None = None,
+                  label=None) -> None:
     """Each format contrast's estimate and 95% CI per fraction, one point per (repeat, seed); the
-    primary replicate's first. Shows how much a conclusion moves with the split and the seed."""
+    primary replicate's first. Shows how much a conclusion moves with the split and the seed.
+    ``primary`` ("a - b"): contrasts read its way (:func:`anapart.metrics.contrasts.orient_contrast`);
+    ``label(repeat, seed)``: the legend text (default "repeat r, seed s")."""
     plt = pyplot()
     t = table[(table["figure"] == figure) & (table["analysis"] == analysis) & (table["contrast"] != "all formats")]
+    if primary is not None and len(t):
+        turned = [orient_contrast(c, primary) for c in t["contrast"]]
+        sign = np.array([s for _, s in turned], float)
+        lo, hi = t["ci_low"].to_numpy(float), t["ci_high"].to_numpy(float)
+        t = t.assign(contrast=[c for c, _ in turned], estimate=sign * t["estimate"].to_numpy(float),
+                     ci_low=np.where(sign > 0, lo, -hi), ci_high=np.where(sign > 0, hi, -lo))
+    label = label or (lambda r, s: f"repeat {r}, seed {s}")
     contrasts = sorted(t["contrast"].unique())
     fracs = sorted(t["frac"].unique(), reverse=True)
     reps = sorted({(r, s) for r, s in zip(t["repeat"], t["seed"])})
-    fig, axes = plt.subplots(1, max(len(fracs), 1), figsize=(4.2 * max(len(fracs), 1), 0.5 + 0.9 * len(contrasts)),
+    fig, axes = plt.subplots(1, max(len(fracs), 1), figsize=(4.2 * max(len(fracs), 1), 1.0 + 0.9 * len(contrasts)),
                              squeeze=False, sharey=True)
     for ax, frac in zip(axes[0], fracs):
         for j, (r, s) in enumerate(reps):
             g = t[(t["frac"] == frac) & (t["repeat"] == r) & (t["seed"] == s)].set_index("contrast").reindex(contrasts)
             y = np.arange(len(contrasts)) + (j - (len(reps) - 1) / 2) * 0.8 / max(len(reps), 1)
             ax.errorbar(g["estimate"], y, xerr=[g["estimate"] - g["ci_low"], g["ci_high"] - g["estimate"]],
-                        fmt="o", ms=3, capsize=2, label=f"repeat {r}, seed {s}")
+                        fmt="o", ms=3, capsize=2, color=f"C{j}", label=label(r, s) if ax is axes[0][0] else None)
         ax.axvline(0, color="grey", lw=0.8)
         ax.set_title(f"{frac}% of training set")
         ax.set_xlabel(f"{figure} difference ({analysis}, 95% CI)")
     axes[0][0].set_yticks(range(len(contrasts)), contrasts)
-    axes[0][-1].legend(fontsize=7, loc="best")
-    fig.tight_layout()
+    fig.legend(loc="lower center", ncol=max(1, min(len(reps), 4)), fontsize=7, frameon=False)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
     save_figure(fig, out)
-
-
-def replicate_cam_tests(pooled: dict, patient_of: pd.Series, formats) -> pd.DataFrame:
-    """:func:`anapart.metrics.cam_stats.cam_tests` of each (repeat, seed)'s pooled Grad-CAM scores,
-    ``repeat, seed`` first."""
-    tables = [cam_tests(models, patient_of, formats).assign(repeat=r, seed=s) for (r, s), models in sorted(pooled.items())]
-    table = pd.concat(tables, ignore_index=True)
-    return table[KEY + [c for c in table.columns if c not in KEY]]

@@ -17,6 +17,8 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
+from anapart.metrics.contrasts import orient_contrast
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -30,13 +32,8 @@ SINGLE, POOLED = "results/tables/mrmc.csv", "results/replicates/tables/mrmc_spre
 
 
 def orient(contrast: str, primary: str) -> tuple[str, int]:
-    """``contrast`` ("x - y") read the way the primary contrast reads ("a - b"): a first and b last
-    where they occur, otherwise as given; returns the contrast and the sign (+1 or -1) to apply."""
-    a, b = (s.strip() for s in primary.split(" - "))
-    x, y = (s.strip() for s in contrast.split(" - "))
-    rank = {a: 0, b: 2}
-    flip = rank.get(x, 1) > rank.get(y, 1)
-    return (f"{y} - {x}", -1) if flip else (contrast, 1)
+    """:func:`anapart.metrics.mrmc_formats.orient_contrast` (the figures read contrasts the same way)."""
+    return orient_contrast(contrast, primary)
 
 
 def _row(r, source: str, role: str, endpoint: str, primary: str, note: str = "") -> dict:

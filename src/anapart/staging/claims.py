@@ -82,7 +82,7 @@ def unit_metrics(truth, call, score, classes, *, exact: bool, level: float = 0.9
     if score is not None:
         a = auc_delong(truth == classes[-1], score, level)
         rows.append({"metric": "auc", "stage": classes[-1], "value": a["value"], "k": np.nan, "n": len(truth),
-                     **({"ci_low": a["ci_low"], "ci_high": a["ci_high"], "interval": "DeLong (logit scale)"} if exact
+                     **({"ci_low": a["ci_low"], "ci_high": a["ci_high"], "interval": a["interval"]} if exact
                         else {"interval": "none (patches of a patient are not independent)"})})
     return rows
 
