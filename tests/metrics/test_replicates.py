@@ -78,3 +78,26 @@ def test_spread_is_the_sd_over_repeats_and_over_seeds():
     assert out["sd_over_repeats"] == pytest.approx((np.std([0.10, 0.02], ddof=1) + np.std([0.14, 0.08], ddof=1)) / 2)
     assert out["sd_over_seeds"] == pytest.approx((np.std([0.10, 0.14], ddof=1) + np.std([0.02, 0.08], ddof=1)) / 2)
     assert out["share_p_below_alpha"] == 0.75 and out["n_replicates"] == 4
+
+
+def test_grad_cam_tests_per_replicate_are_the_single_table_tests_of_the_pooled_maps(tmp_path):
+    """Pooled Grad-CAM scores of each (repeat, seed) get cam_stats' tests, with repeat and seed."""
+    import warnings
+
+    from anapart.metrics.cam_stats import cam_tests
+    from anapart.metrics.replicates import replicate_cam_tests
+    from metrics.test_cam_stats import _slice_scores
+
+    scores = _slice_scores(seed=2)
+    paths = _write_folds(tmp_path, scores, seeds=(0, 3))
+    pooled = pool_out_of_fold(paths, folds=2)
+    ids = pd.concat([s["slice_id"] for s in scores.values()]).unique()
+    patient_of = pd.Series([i.split("_")[0] for i in ids], index=ids)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        table = replicate_cam_tests(pooled, patient_of, ["full", "seg112", "seg224"])
+        whole = cam_tests(scores, patient_of, ["full", "seg112", "seg224"])
+    assert list(table.columns[:2]) == ["repeat", "seed"] and set(table["seed"]) == {0, 3}
+    one = table[table["seed"] == 3].drop(columns=["repeat", "seed"]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(one[["unit", "score", "contrast", "estimate", "p"]],
+                                  whole[["unit", "score", "contrast", "estimate", "p"]], check_dtype=False)

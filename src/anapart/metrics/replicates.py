@@ -154,3 +154,11 @@ def spread_figure(table: pd.DataFrame, figure: str, analysis: str, out, primary:
     fig.legend(loc="lower center", ncol=max(1, min(len(reps), 4)), fontsize=7, frameon=False)
     fig.tight_layout(rect=(0, 0.08, 1, 1))
     save_figure(fig, out)
+
+
+def replicate_cam_tests(pooled: dict, patient_of: pd.Series, formats) -> pd.DataFrame:
+    """:func:`anapart.metrics.cam_stats.cam_tests` of each (repeat, seed)'s pooled Grad-CAM scores,
+    ``repeat, seed`` first."""
+    tables = [cam_tests(models, patient_of, formats).assign(repeat=r, seed=s) for (r, s), models in sorted(pooled.items())]
+    table = pd.concat(tables, ignore_index=True)
+    return table[KEY + [c for c in table.columns if c not in KEY]]
