@@ -30,6 +30,7 @@ import pandas as pd
 from scipy import stats
 
 from anapart.metrics.cam_stats import mixed_model, patient_means
+from anapart.metrics.intervals import clopper_pearson
 from anapart.metrics.mrmc import empirical_auc, or_analysis
 
 NETS, FORMATS = ["n1", "n2", "n3", "n4"], ["seg112", "seg224", "full"]
@@ -101,13 +102,6 @@ def cam_tests(d: pd.DataFrame) -> dict:
     out["CAM mixed, former"] = old[("seg112", "full")][2]
     out["CAM mixed, now"] = np.nan if why else new[("seg112", "full")][2]
     return out
-
-
-def clopper_pearson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
-    a = (1 - level) / 2
-    lo = stats.beta.ppf(a, k, n - k + 1) if k > 0 else 0.0
-    hi = stats.beta.ppf(1 - a, k + 1, n - k) if k < n else 1.0
-    return float(lo), float(hi)
 
 
 def main(argv=None) -> pd.DataFrame:

@@ -54,22 +54,14 @@ def replicate_targets():
 REP_CAM = "results/replicates/r{repeat}/k{fold}/s{seed}/cam/{net}/{fmt}/f{frac}"
 
 
-def rep_cam_expand(pattern):
-    """``pattern`` for every replicate and every model Grad-CAM maps (cam.fractions)."""
+def rep_expand(pattern, fractions=None):
+    """``pattern`` (with {repeat}, {fold}, {seed} and model wildcards) for every replicate and model
+    (of ``fractions`` only, if given: Grad-CAM maps the models of cam.fractions)."""
     return [
         pattern.format(repeat=r, fold=k, seed=s, net=n, fmt=f, frac=fr)
         for r, k, s in REPLICATES
         for n, f, fr in MODELS
-        if fr in CAM_FRACTIONS
-    ]
-
-
-def rep_expand(pattern):
-    """``pattern`` (with {repeat}, {fold}, {seed} and model wildcards) for every replicate and model."""
-    return [
-        pattern.format(repeat=r, fold=k, seed=s, net=n, fmt=f, frac=fr)
-        for r, k, s in REPLICATES
-        for n, f, fr in MODELS
+        if fractions is None or fr in fractions
     ]
 
 

@@ -200,7 +200,7 @@ if on("replicates"):
 
     rule replicate_cam:
         input:
-            scores=rep_cam_expand(f"{REP_CAM}/scores.csv"),
+            scores=rep_expand(f"{REP_CAM}/scores.csv", CAM_FRACTIONS),
             manifest="results/cohort/manifest.csv",
         output:
             report(

@@ -16,3 +16,12 @@ def orient_contrast(contrast: str, primary: str) -> tuple[str, int]:
     rank = {a: 0, b: 2}
     flip = rank.get(x, 1) > rank.get(y, 1)
     return (f"{y} - {x}", -1) if flip else (contrast, 1)
+
+
+def turn(contrast: str, estimate: float, ci_low: float, ci_high: float, primary: str) -> tuple[str, float, float, float]:
+    """A contrast's estimate and CI read the primary's way: negated, and the CI's ends swapped,
+    when :func:`orient_contrast` turns it round."""
+    contrast, sign = orient_contrast(contrast, primary)
+    if sign > 0:
+        return contrast, estimate, ci_low, ci_high
+    return contrast, -estimate, -ci_high, -ci_low

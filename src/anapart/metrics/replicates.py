@@ -23,10 +23,10 @@ import pandas as pd
 
 from anapart.io.files import pyplot, save_figure
 from anapart.metrics.cam_stats import cam_tests
-from anapart.metrics.contrasts import orient_contrast
+from anapart.metrics.contrasts import turn
 from anapart.metrics.evaluate import read_model_metrics
 from anapart.metrics.mrmc_formats import format_mrmc
-from anapart.metrics.stats import model_table
+from anapart.metrics.stats import model_key, model_table
 
 KEY = ["repeat", "seed"]
 
@@ -41,11 +41,6 @@ def replicate_of(path) -> tuple[int, int, int]:
     return int(r[1:]), int(k[1:]), int(s[1:])
 
 
-def model_of(path) -> tuple[str, str, int]:
-    parts = Path(path).parts
-    return parts[-4], parts[-3], int(parts[-2].removeprefix("f"))
-
-
 def pool_out_of_fold(paths, folds: int) -> dict[tuple[int, int], dict[tuple[str, str, int], pd.DataFrame]]:
     """Per (repeat, seed) and model (net, fmt, frac): the K folds' test predictions in one table.
 
@@ -54,7 +49,7 @@ def pool_out_of_fold(paths, folds: int) -> dict[tuple[int, int], dict[tuple[str,
     parts: dict = {}
     for path in paths:
         repeat, fold, seed = replicate_of(path)
-        parts.setdefault((repeat, seed), {}).setdefault(model_of(path), {})[fold] = pd.read_csv(path)
+        parts.setdefault((repeat, seed), {}).setdefault(model_key(path), {})[fold] = pd.read_csv(path)
     pooled: dict = {}
     for rs, models in sorted(parts.items()):
         pooled[rs] = {}
@@ -125,16 +120,14 @@ def spread_figure(table: pd.DataFrame, figure: str, analysis: str, out, primary:
                   label=None) -> None:
     """Each format contrast's estimate and 95% CI per fraction, one point per (repeat, seed); the
     primary replicate's first. Shows how much a conclusion moves with the split and the seed.
-    ``primary`` ("a - b"): contrasts read its way (:func:`anapart.metrics.contrasts.orient_contrast`);
+    ``primary`` ("a - b"): contrasts read its way (:func:`anapart.metrics.contrasts.turn`);
     ``label(repeat, seed)``: the legend text (default "repeat r, seed s")."""
     plt = pyplot()
     t = table[(table["figure"] == figure) & (table["analysis"] == analysis) & (table["contrast"] != "all formats")]
     if primary is not None and len(t):
-        turned = [orient_contrast(c, primary) for c in t["contrast"]]
-        sign = np.array([s for _, s in turned], float)
-        lo, hi = t["ci_low"].to_numpy(float), t["ci_high"].to_numpy(float)
-        t = t.assign(contrast=[c for c, _ in turned], estimate=sign * t["estimate"].to_numpy(float),
-                     ci_low=np.where(sign > 0, lo, -hi), ci_high=np.where(sign > 0, hi, -lo))
+        cols = ["contrast", "estimate", "ci_low", "ci_high"]
+        rows = [turn(c, float(e), float(lo), float(hi), primary) for c, e, lo, hi in t[cols].itertuples(index=False)]
+        t = t.assign(**dict(zip(cols, map(list, zip(*rows)))))
     label = label or (lambda r, s: f"repeat {r}, seed {s}")
     contrasts = sorted(t["contrast"].unique())
     fracs = sorted(t["frac"].unique(), reverse=True)

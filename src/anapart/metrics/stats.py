@@ -202,13 +202,15 @@ def anova_tables(long: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     return anova[ANOVA_COLUMNS], posthoc
 
 
+def model_key(path) -> tuple[str, str, int]:
+    """(net, fmt, frac) of a per-model file laid out as ``.../{net}/{fmt}/f{frac}/<name>``."""
+    parts = Path(path).parts
+    return parts[-4], parts[-3], int(parts[-2].removeprefix("f"))
+
+
 def read_model_tables(paths) -> dict[tuple[str, str, int], pd.DataFrame]:
     """Per-model CSVs laid out as ``results/<stage>/{net}/{fmt}/f{frac}/<name>.csv``, keyed by (net, fmt, frac)."""
-    out = {}
-    for path in paths:
-        p = Path(path)
-        out[(p.parts[-4], p.parts[-3], int(p.parts[-2].removeprefix("f")))] = pd.read_csv(p)
-    return out
+    return {model_key(path): pd.read_csv(path) for path in paths}
 
 
 def per_model_table(items: dict[tuple[str, str, int], object], row) -> pd.DataFrame:

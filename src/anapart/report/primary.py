@@ -17,7 +17,8 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from anapart.metrics.contrasts import orient_contrast
+from anapart.metrics.contrasts import orient_contrast as orient  # the figures read contrasts the same way
+from anapart.metrics.contrasts import turn
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -31,19 +32,12 @@ COLUMNS = ["role", "endpoint", "source", "frac", "figure", "analysis", "contrast
 SINGLE, POOLED = "results/tables/mrmc.csv", "results/replicates/tables/mrmc_spread.csv"
 
 
-def orient(contrast: str, primary: str) -> tuple[str, int]:
-    """:func:`anapart.metrics.mrmc_formats.orient_contrast` (the figures read contrasts the same way)."""
-    return orient_contrast(contrast, primary)
-
-
 def _row(r, source: str, role: str, endpoint: str, primary: str, note: str = "") -> dict:
     """One output row from a table row, turned to the primary's orientation (estimate and CI negated)."""
-    contrast, sign = orient(r["contrast"], primary)
-    lo, hi = (r["ci_low"], r["ci_high"]) if sign > 0 else (-r["ci_high"], -r["ci_low"])
+    contrast, est, lo, hi = turn(r["contrast"], r["estimate"], r["ci_low"], r["ci_high"], primary)
     reason = r.get("reason")
     return {"role": role, "endpoint": endpoint, "source": source, "frac": r["frac"], "figure": r["figure"],
-            "analysis": r["analysis"], "contrast": contrast, "estimate": sign * r["estimate"], "ci_low": lo,
-            "ci_high": hi, "p": r["p"], "sd_over_repeats": r.get("sd_over_repeats", NAN),
+            "analysis": r["analysis"], "contrast": contrast, "estimate": est, "ci_low": lo, "ci_high": hi, "p": r["p"], "sd_over_repeats": r.get("sd_over_repeats", NAN),
             "sd_over_seeds": r.get("sd_over_seeds", NAN), "n_replicates": r.get("n_replicates", NAN),
             "note": "; ".join(x for x in (reason if isinstance(reason, str) else "", note) if x)}
 

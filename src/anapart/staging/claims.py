@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from anapart.metrics.evaluate import patient_weights, percentile_ci
+from anapart.metrics.evaluate import patient_weights, percentile_ci, predicted
 from anapart.metrics.intervals import auc_delong, mcnemar_exact, paired_delong, proportion
 from anapart.staging.ensemble import patient_predictions
 
@@ -113,8 +113,7 @@ def metrics_table(preds: dict[str, pd.DataFrame], classes, *, tnm: dict[str, str
             patch = patch[patch["patient"].isin(list(tnm))]
             truth, call, score = patch["label"].to_numpy(), patch["patient"].map(tnm).to_numpy(), None
         else:
-            patch = preds[name].assign(predicted=lambda f: np.asarray(classes)[
-                f[[f"p_{k}" for k in classes]].to_numpy().argmax(1)])
+            patch = preds[name].assign(predicted=lambda f: predicted(f, classes))
             truth, call, score = patch["label"].to_numpy(), patch["predicted"].to_numpy(), \
                 patch[f"p_{classes[-1]}"].to_numpy(dtype=float)
         for r in unit_metrics(truth, call, score, classes, exact=False):
