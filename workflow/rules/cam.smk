@@ -56,6 +56,7 @@ rule cam_stats:
             "results/tables/cam_scores.csv",
             caption="../report/cam_scores.rst",
             category="Interpretability",
+            subcategory="Tables",
         ),
         tests=report(
             "results/tables/cam_tests.csv",
@@ -94,6 +95,7 @@ if on("cam.reviewers"):
                 "results/tables/cam_agreement.csv",
                 caption="../report/cam_agreement.rst",
                 category="Interpretability",
+                subcategory="Tables",
             ),
         log:
             "logs/cam_agreement.log",

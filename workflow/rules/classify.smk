@@ -57,7 +57,12 @@ rule classify_eval:
             caption="../report/roc.rst",
             category="Classification",
             subcategory="ROC curves",
-            labels={"network": "{net}", "format": "{fmt}", "fraction": "{frac}%"},
+            # labels sort as text: a space-padded fraction lists 25, 50, 100 in that order
+            labels=lambda wildcards: {
+                "network": wildcards.net,
+                "format": wildcards.fmt,
+                "training fraction": f"{int(wildcards.frac):>3}%",
+            },
         ),
     log:
         "logs/classify/{net}_{fmt}_f{frac}_eval.log",

@@ -13,6 +13,19 @@ PRIORITY = {"critical": 100, "train": 50}
 PRIVATE_DIR = "private"
 
 
+def staging_on(cfg):
+    """Study B runs on its phantom only beside a synthetic study A cohort, or when asked for by name
+    (``staging.enabled: true``); with a real study A cohort, ``auto`` keeps it off until
+    ``staging.cohort`` names real data (a phantom study B never sits unlabelled beside real results)."""
+    enabled = cfg["staging"]["enabled"]
+    if enabled == "auto":
+        return (
+            cfg["staging"]["cohort"]["source"] != "synthetic"
+            or cfg["cohort"]["source"] == "synthetic"
+        )
+    return bool(enabled)
+
+
 # Feature switches: every optional part of the DAG is one entry here, read through on(name), so a
 # rule file never re-derives a switch from config (each value is a schema-checked config key).
 _EXT = config["cohort"]["external"]
@@ -24,7 +37,7 @@ SWITCHES = {
         _EXT["source"] in ("dicom", "nifti")
         or config["cohort"]["source"] == "synthetic"
     ),
-    "staging": bool(config["staging"]["enabled"]),
+    "staging": staging_on(config),
     "staging.basic_cnn": bool(config["staging"]["basic_cnn"]["enabled"]),
     "staging.compare_clahe": bool(config["staging"]["compare_clahe"]),
     "staging.radiomics": bool(config["staging"]["radiomics"]["enabled"]),
@@ -172,6 +185,8 @@ def done_message(configfiles=()):
     """What a user reads when the run ends: where the main results are, and how to get the report
     (with this run's --configfile options, so the report describes this run)."""
     main = [
+        "results/tables/primary.csv",
+        "results/staging/tables/claims.csv",
         "results/tables/auc.csv",
         "results/tables/anova.csv",
         "results/tables/cam_scores.csv",
@@ -195,7 +210,8 @@ def done_message(configfiles=()):
         lines += [f"  {p}" for p in present]
     extra = "".join(f" --configfile {c}" for c in configfiles)
     lines += [
-        "Every table and figure with captions, as one HTML page (same snakemake as this run):",
+        "Every table and figure with captions, as one HTML page (same snakemake as this run);",
+        "its front page opens with both studies' primary endpoints:",
         f"  snakemake --report report.html{extra}",
         "",
     ]

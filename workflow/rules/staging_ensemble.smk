@@ -96,7 +96,7 @@ rule staging_tables:
             "results/staging/figures/confusion_matrices.png",
             caption="../report/staging_confusion_grid.rst",
             category="Staging",
-            subcategory="Tables",
+            subcategory="Figures",
         ),
     log:
         "logs/staging/tables.log",
@@ -133,7 +133,7 @@ rule staging_reliability:
             "results/staging/figures/reliability.png",
             caption="../report/staging_reliability.rst",
             category="Staging",
-            subcategory="Tables",
+            subcategory="Figures",
         ),
     log:
         "logs/staging/reliability.log",

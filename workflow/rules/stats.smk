@@ -14,16 +14,19 @@ rule auc_table:
             "results/tables/auc.csv",
             caption="../report/auc_table.rst",
             category="Classification",
+            subcategory="Tables",
         ),
         groups=report(
             "results/tables/auc_groups.csv",
             caption="../report/auc_groups.rst",
             category="Classification",
+            subcategory="Tables",
         ),
         bars=report(
             "results/figures/aauc_bars.png",
             caption="../report/aauc_bars.rst",
             category="Classification",
+            subcategory="Figures",
         ),
     log:
         "logs/auc_table.log",
@@ -115,7 +118,6 @@ rule primary:
             caption="../report/primary.rst",
             category="Primary endpoint",
         ),
-        front=FRONT_PAGE,
     log:
         "logs/primary.log",
     benchmark:
