@@ -1,15 +1,13 @@
-"""Glue: the declared primary endpoint, the secondary family, and the report's front page (logic in
-anapart.report.primary)."""
+"""Glue: the declared primary endpoint and the secondary family (logic in anapart.report.primary;
+the report's front page is rule front_page's)."""
 from anapart.runtime.worker import delegate
 
 delegate()  # a local run continues in the warm worker (libraries imported once: anapart.runtime.worker)
 
-from pathlib import Path
-
 import pandas as pd
 
-from anapart.io.files import start_job, write_csv, write_text
-from anapart.report.primary import front_page, headline, primary_table
+from anapart.io.files import start_job, write_csv
+from anapart.report.primary import headline, primary_table
 
 log = start_job(snakemake)
 inp = snakemake.input
@@ -25,5 +23,4 @@ table = primary_table(
 )
 write_csv(snakemake.output.table, table, float_format="%.5g")
 text = headline(table, snakemake.params.ci_level)
-write_text(snakemake.output.front, front_page(text, Path(inp.template).read_text()))
 log.info("%s", text)

@@ -13,6 +13,7 @@ tests/workflow checks the headline's box lies in the 1366x768 viewport).
 
 from __future__ import annotations
 
+import html
 import math
 import re
 
@@ -29,8 +30,8 @@ STYLE = f"""\
 .. raw:: html
 
    <style>
-   div.grow.flex.items-center.justify-center.h-screen {{ align-items: flex-start; }}
-   div.prose.max-w-lg {{ max-width: 46rem; }}
+   div.grow.flex.items-center.justify-center.h-screen {{ align-items: flex-start; justify-content: flex-start; }}
+   div.prose.max-w-lg {{ max-width: 46rem; width: 46rem; }}
    #{HEADLINE_ID} {{ border: 2px solid #0072B2; border-radius: 6px; padding: 0.2rem 0.8rem; margin-bottom: 0.8rem; }}
    #{HEADLINE_ID} p {{ margin: 0.35rem 0; }}
    .anapart-banner {{ background: #FFF3CD; border-left: 6px solid #E69F00; padding: 0.2rem 0.6rem; }}
@@ -98,11 +99,11 @@ def verdict(row, first: str, second: str) -> str:
         return v.strip()
     p, alpha, est = _num(row.get("p")), _num(row.get("alpha")), _num(row.get("estimate"))
     if not math.isfinite(est):
-        return "no verdict: no estimate"
+        return "none, no estimate"
     if not math.isfinite(p):
-        return "no verdict: no p-value"
+        return "none, no p-value"
     if not math.isfinite(alpha):
-        return "no verdict: no alpha"
+        return "none, no alpha"
     if p < alpha:
         return f"shown at alpha {alpha:g}: {first} {'above' if est > 0 else 'below'} {second}"
     return f"not shown at alpha {alpha:g}"
@@ -139,10 +140,10 @@ def study_a_lines(table, auc, n_test: tuple[int, int], ci_level: float) -> list[
         else:
             num = "**no estimate**"
         note = str(r.get("note")) if isinstance(r.get("note"), str) else ""
-        why = f" ({_esc(note.split(';')[0])})" if not math.isfinite(_num(r["p"])) and note else ""
-        rests = (f"Rests on {len(nets)} network(s) ({', '.join(_esc(n) for n in nets)}) and {n_test[0]} test patients "
-                 f"({n_test[1]} slices); {deg} of {len(rows)} models behind it are degenerate "
-                 f"(one class for >= 95% of slices).")
+        why = (f" ({_esc(note.split(';')[0].removeprefix('no p-value: '))})"
+               if not math.isfinite(_num(r["p"])) and note else "")
+        rests = (f"Rests on {len(nets)} network(s) ({', '.join(_esc(n) for n in nets)}), {n_test[0]} test patients "
+                 f"({n_test[1]} slices); degenerate models: {deg} of {len(rows)}.")
         out.append(f"*{_esc(r['role']).capitalize()}* — {what}: {num}. "
                    f"**Verdict: {_esc(verdict(r, a, b))}{why}.** {rests}")
     return out
@@ -197,12 +198,12 @@ def page(*, table, auc, n_test, ci_level, config: dict, prov: dict, template: st
     b = banner(cohort_synth, staging_on, staging_synth)
     if b:
         parts.append(f".. container:: anapart-banner\n\n{_indent(b, 3)}")
-    parts.append("**Study A (anatomical partition) — primary endpoint**, declared before the run "
-                 "(``stats.primary``; ``results/tables/primary.csv``)")
+    parts.append("**Study A (anatomical partition) — primary endpoints**, declared before the run in "
+                 "``stats.primary`` (``primary.csv``)")
     parts += study_a_lines(table, auc, n_test, ci_level)
     if staging_on:
-        parts.append("**Study B (LA-NPC staging) — primary claim**, declared before the run (``staging.primary``; "
-                     "``results/staging/tables/claims.csv``)")
+        parts.append("**Study B (LA-NPC staging) — primary claim**, declared before the run in ``staging.primary`` "
+                     "(``claims.csv``)")
         parts.append(study_b_line(claims))
     else:
         parts.append("**Study B (LA-NPC staging)**: not run in this configuration (``staging.enabled``; it needs "
@@ -228,8 +229,9 @@ def provenance_rst(prov: dict, config: dict) -> str:
     if data:
         cites.append(f"- Data set: {_esc(data)}")
     conf = yaml.safe_dump(config, sort_keys=False, default_flow_style=None, width=100)
+    folded = ("<details><summary><strong>Merged configuration</strong> of this run (config/config.yaml with "
+              "every --configfile over it; salts and absolute paths replaced): click to open</summary>"
+              f"<pre style='font-size: 11px; line-height: 1.3'>{html.escape(conf)}</pre></details>")
     return "\n".join([
         "", "**Provenance.** " + _esc(P.software_line(prov)), "",
-        "**Papers rebuilt and data cited.**", "", *cites, "",
-        "**Merged configuration** of this run (salts and absolute paths replaced):", "", "::", "",
-        _indent(conf, 4), ""])
+        "**Papers rebuilt and data cited.**", "", *cites, "", ".. raw:: html", "", _indent(folded, 3), ""])
