@@ -132,3 +132,15 @@ def test_an_undefined_value_is_an_error_not_nan_text(tmp_path):
 def test_flat_and_unflat_round_trip():
     p = checklist.input_paths(fractions=[100, 25], external=True, staging=True)
     assert checklist.unflat(checklist.flat(p)) == p
+
+
+def test_software_item_names_versions_commit_lock_and_both_papers(tmp_path):
+    paths, cfg = _run(tmp_path)
+    soft = {"anapart": "9.9.9", "commit": "0123abc", "lock_sha256": "f" * 64, "packages": {"torch": "1.2.3"}}
+    t = checklist.build(paths, {**cfg, "cohort": {**cfg["cohort"], "citation": "Buda M 2019"}},
+                        software=soft).set_index("item")
+    answer = t.loc["Software and code availability", "answer"]
+    for words in ("anapart 9.9.9", "commit 0123abc", "f" * 16, "torch 1.2.3", "Li S, Hua HL", "Huang J, He R",
+                  "Data set: Buda M 2019"):
+        assert words in answer, words
+    assert "requirements.lock" in t.loc["Software and code availability", "where"]

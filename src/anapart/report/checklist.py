@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 
 from anapart.learn import weights
+from anapart.report import provenance
 from anapart.report.primary import headline
 
 # No pandas at import time: the Snakefile imports this module for input_paths.
@@ -32,6 +33,7 @@ ITEMS = [
     ("performance", "Performance, incl. calibration", "12e, 23a", "28, 29, 35"),
     ("external", "External validation", "16", "32"),
     ("limitations", "Limitations", "27b", "38"),
+    ("software", "Software and code availability", "18f", "41"),
 ]
 COLUMNS = ["item", "tripod_ai", "claim", "answer", "where"]
 
@@ -56,12 +58,13 @@ def _mean(table, col: str, **where) -> float:
     return float(t[col].mean()) if len(t) else float("nan")
 
 
-def build(paths: dict, config: dict):
+def build(paths: dict, config: dict, software: dict | None = None):
     """The checklist table (``COLUMNS``) from the run's files in ``paths`` and the configuration.
 
     ``paths`` keys: check, ingest, manifest, patients, test, train (dict fraction -> list), crops_qc,
     selected, auc, calibration, primary; with an external cohort ext_check, ext_ingest, ext_qc, auc_external;
-    with study B staging_table4, staging_ensemble. Returns a pandas DataFrame.
+    with study B staging_table4, staging_ensemble. ``software``: anapart.report.provenance.collect's
+    answer (collected from the current folder when None). Returns a pandas DataFrame.
     """
     import pandas as pd
 
@@ -212,6 +215,15 @@ def build(paths: dict, config: dict):
     text = "; ".join(lim) + "."
     a["limitations"] = text[0].upper() + text[1:]
     where["limitations"] = [paths["auc"]] + ([paths["auc_external"]] if ext else [])
+
+    soft = software if software is not None else provenance.collect(Path.cwd())
+    cites = f"Study A: {provenance.STUDY_A}. Study B: {provenance.STUDY_B}."
+    if cohort.get("citation"):
+        cites += f" Data set: {cohort['citation']}."
+    a["software"] = (f"{provenance.software_line(soft)} The workflow (Snakefile, rules, scripts, the anapart package), "
+                     f"its configuration and the exact package versions (requirements.lock) are the code of this "
+                     f"run; the merged configuration is on the report's front page. Papers rebuilt: {cites}")
+    where["software"] = ["requirements.lock", "pyproject.toml", "results/report/front.rst"]
 
     rows = [{"item": title, "tripod_ai": tripod, "claim": claim, "answer": a[key], "where": "; ".join(where[key])}
             for key, title, tripod, claim in ITEMS]
