@@ -16,7 +16,8 @@ PRIVATE_DIR = "private"
 def staging_on(cfg):
     """Study B runs on its phantom only beside a synthetic study A cohort, or when asked for by name
     (``staging.enabled: true``); with a real study A cohort, ``auto`` keeps it off until
-    ``staging.cohort`` names real data (a phantom study B never sits unlabelled beside real results)."""
+    ``staging.cohort`` names real data (a phantom study B never sits unlabelled beside real results).
+    """
     enabled = cfg["staging"]["enabled"]
     if enabled == "auto":
         return (
@@ -86,6 +87,7 @@ def public_config(cfg):
 
 include: "common_partition.smk"
 include: "common_staging.smk"
+include: "common_report.smk"
 
 
 # --------------------------------------------------------------- fail at start-up on what the config can tell
