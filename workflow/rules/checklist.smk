@@ -63,6 +63,8 @@ rule table_html:
         ),
     log:
         "logs/report/table_html_{table}.log",
+    benchmark:
+        "logs/bench/table_html/{table}.tsv"
     wildcard_constraints:
         table="|".join(REPORT_TABLES),
     conda:
