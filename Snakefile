@@ -59,6 +59,8 @@ rule all:
         "results/tables/primary.csv",
         "results/tables/calibration.csv",
         "results/checklist.csv",
+        "results/figures/crop_examples.png",
+        expand("results/figures/roc_f{frac}.png", frac=FRACTIONS),
         external_targets(),
         replicate_targets(),
         staging_targets(),

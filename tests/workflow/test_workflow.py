@@ -362,7 +362,7 @@ def test_cam_contracts_and_report(built, tmp_path):
     lesion = pd.read_csv(built / "results/cohort/manifest.csv").set_index("slice_id")["has_lesion_mask"].astype(bool)
     for p in scores:
         s = pd.read_csv(p)
-        assert list(s.columns) == ["slice_id", "label", "correct", *SCORE_COLUMNS]
+        assert list(s.columns) == ["slice_id", "label", "correct", *SCORE_COLUMNS, "map_flat"]
         # every test slice that has a lesion mask (the same for every model), and whether the model got it right
         net, fmt = p.parts[-4], p.parts[-3]
         pred = pd.read_csv(built / f"results/classify/{net}/{fmt}/f100/predictions.csv")

@@ -59,6 +59,7 @@ rule classify_eval:
             subcategory="ROC curves",
             labels={"network": "{net}", "format": "{fmt}", "fraction": "{frac}%"},
         ),
+        roc_pdf="results/classify/{net}/{fmt}/f{frac}/roc.pdf",
     log:
         "logs/classify/{net}_{fmt}_f{frac}_eval.log",
     benchmark:

@@ -13,7 +13,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from anapart.io.files import pyplot, save_figure
+from anapart.io.figstyle import display, pyplot, save_figure
 from anapart.metrics.evaluate import argmax_class
 from anapart.metrics.stats import per_model_table
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from anapart.io.files import pyplot, save_figure
+from anapart.io.figstyle import display, pyplot, save_figure
 from anapart.metrics.stats import model_table
 
 

@@ -24,7 +24,8 @@ import segmentation_models_pytorch as smp
 import torch
 import torch.nn.functional as F
 
-from anapart.io.files import pyplot, save_figure, write_text
+from anapart.io.figstyle import display, pyplot, save_figure
+from anapart.io.files import write_text
 from anapart.io.store import REGION_BIT, load_store
 from anapart.learn import training
 from anapart.partition.crop import centroid

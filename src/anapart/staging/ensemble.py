@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
-from anapart.io.files import pyplot, save_figure
+from anapart.io.figstyle import display, pyplot, save_figure
 from anapart.metrics.evaluate import predicted
 
 
