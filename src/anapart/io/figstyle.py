@@ -21,7 +21,10 @@ MIN_FONT_PT = 8
 
 # Okabe & Ito (2008), "Color Universal Design": black first, then the seven colours in their order.
 OKABE_ITO = ("#000000", "#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7")
-CATEGORY = OKABE_ITO[1:] + OKABE_ITO[:1]  # the colour cycle: yellow-orange, sky blue, green, ... black last
+# the colour cycle: orange, sky blue, bluish green, blue, vermillion, reddish purple, black, and the
+# yellow (faint on white) last
+CATEGORY = (OKABE_ITO[1], OKABE_ITO[2], OKABE_ITO[3], OKABE_ITO[5], OKABE_ITO[6], OKABE_ITO[7], OKABE_ITO[0],
+            OKABE_ITO[4])
 HEATMAP = "viridis"  # counts and rates (confusion matrices)
 CAM_MAP = "inferno"  # Grad-CAM maps: dark where the map is low, so the slice shows through
 CAM_OUTLINE = "#56B4E9"  # lesion/ROI outline over a CAM map: sky blue, absent from inferno
@@ -123,8 +126,9 @@ def save_figure(fig, path: str | os.PathLike) -> None:
 
     try:
         with atomic_paths(path, vector_twin(path)) as (png, pdf):
-            fig.savefig(png, dpi=PNG_DPI, format="png")
-            fig.savefig(pdf, format="pdf")
+            # tight: the saved area holds every artist (a legend outside the axes is never cut off)
+            fig.savefig(png, dpi=PNG_DPI, format="png", bbox_inches="tight", pad_inches=0.05)
+            fig.savefig(pdf, format="pdf", bbox_inches="tight", pad_inches=0.05)
     finally:
         plt.close(fig)
 

@@ -16,6 +16,7 @@ differently).
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -143,6 +144,12 @@ def spread_figure(table: pd.DataFrame, figure: str, analysis: str, out, primary:
         if primary in contrasts:  # the declared primary endpoint, shaded
             ax.axhspan(contrasts.index(primary) - 0.45, contrasts.index(primary) + 0.45, color=HIGHLIGHT, alpha=0.12,
                        lw=0)
+        here = t[t["frac"] == frac]
+        if here["estimate"].notna().sum() == 0:  # a failed fit: say why instead of an empty panel
+            why = here["reason"].dropna().astype(str) if "reason" in here else pd.Series(dtype=str)
+            ax.text(0.5, 0.5, "no estimate" + (f":\n{textwrap.fill(why.iat[0], 40)}" if len(why) else ""),
+                    ha="center", va="center", fontsize=8, transform=ax.transAxes)
+            ax.set_xlim(-1, 1)
         ax.axvline(0, color="grey", lw=0.8)
         ax.set_title(f"{frac}% of training set")
         ax.set_xlabel(f"{figure} difference ({analysis}, 95% CI)")

@@ -47,9 +47,9 @@ def roc_axes(ax, pred: pd.DataFrame, classes, cis: dict, *, legend: bool = True,
     ax.set_xlim(-0.01, 1.01)
     ax.set_ylim(-0.01, 1.01)
     ax.set_aspect("equal")
-    if legend:
-        ax.legend(loc="lower right", title=f"AUC ({level:.0%} CI)", title_fontsize=8, fontsize=8,
-                  handlelength=1.2, borderaxespad=0.3)
+    if legend:  # outside the axes, never over a curve
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.15), title=f"AUC ({level:.0%} CI)", title_fontsize=8,
+                  fontsize=8, handlelength=1.2, ncol=2, columnspacing=0.8, frameon=False)
 
 
 def unit_line(pred: pd.DataFrame, patients) -> str:
@@ -62,7 +62,7 @@ def roc_figure(pred: pd.DataFrame, classes, title: str, out_png, *, patients, st
     and the unit (slices, patients) under the title."""
     plt = pyplot()
     cis = class_auc_cis(pred, classes, patients, strata, n_boot=n_boot, seed=seed, level=level)
-    fig, ax = plt.subplots(figsize=(4.6, 4.9), constrained_layout=True)
+    fig, ax = plt.subplots(figsize=(4.8, 6.0), constrained_layout=True)
     roc_axes(ax, pred, classes, cis, level=level)
     ax.set_xlabel("1 - specificity")
     ax.set_ylabel("sensitivity")
@@ -76,8 +76,7 @@ def roc_panels(models: dict[tuple[str, str], pd.DataFrame], classes, nets, forma
     classes' AUCs and CIs and its unit; ``models`` maps (net, fmt) -> predictions."""
     plt = pyplot()
     rows, cols = max(len(nets), 1), max(len(formats), 1)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 3.6 * rows), squeeze=False, sharex=True, sharey=True,
-                             constrained_layout=True)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 5.0 * rows), squeeze=False, constrained_layout=True)
     for i, net in enumerate(nets):
         for j, fmt in enumerate(formats):
             ax = axes[i][j]
@@ -89,10 +88,8 @@ def roc_panels(models: dict[tuple[str, str], pd.DataFrame], classes, nets, forma
             cis = class_auc_cis(pred, classes, patients, strata, n_boot=n_boot, seed=seed, level=level)
             roc_axes(ax, pred, classes, cis, level=level)
             ax.set_title(f"{display(net)}, {display(fmt)}\n{unit_line(pred, patients)}", fontsize=8)
-            if i == rows - 1:
-                ax.set_xlabel("1 - specificity")
-            if j == 0:
-                ax.set_ylabel("sensitivity")
+            ax.set_xlabel("1 - specificity")
+            ax.set_ylabel("sensitivity")
     fig.suptitle(f"ROC curves per class, {frac}% of the training set (AUC with {level:.0%} patient-bootstrap CI)")
     save_figure(fig, out_png)
 

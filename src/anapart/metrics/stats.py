@@ -298,19 +298,17 @@ def bar_chart(groups: pd.DataFrame, formats, fractions, out_png) -> None:
     fig, ax = plt.subplots(figsize=(6.0, 4.0), constrained_layout=True)
     width = 0.8 / max(len(formats), 1)
     x = np.arange(len(fractions))
-    lows = [0.5]
     for i, fmt in enumerate(formats):
         sub = groups[groups["fmt"] == fmt].set_index("frac").reindex([int(f) for f in fractions])
         mean, sd = sub["mean"].to_numpy(float), sub["sd"].fillna(0).to_numpy(float)
         lo, hi = np.clip(mean - sd, 0, 1), np.clip(mean + sd, 0, 1)
-        lows += list(lo[~np.isnan(lo)])
         ax.bar(x + (i - (len(formats) - 1) / 2) * width, mean, width, yerr=[mean - lo, hi - mean], capsize=3,
                label=display(fmt), color=colour(i), edgecolor="black", linewidth=0.5,
                error_kw={"elinewidth": 0.9, "ecolor": "black"})
     ax.set_xticks(x, [f"{f}%" for f in fractions])
     ax.set_xlabel("training data kept")
     ax.set_ylabel("mean AUC ± SD over (network, class)\n(whiskers clipped to [0, 1])")
-    ax.set_ylim(max(0.0, np.floor((min(lows) - 0.05) * 10) / 10), 1.02)
+    ax.set_ylim(0, 1.02)  # bars start at 0 (a cut axis inflates differences) and every whisker fits
     ax.axhline(0.5, color="grey", lw=0.8, ls="--", label="chance (AUC 0.5)")
     ax.legend(ncol=len(formats) + 1, loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False)
     fig.text(0.5, 0.005, sd_ratio_text(groups), ha="center", va="bottom", fontsize=8)

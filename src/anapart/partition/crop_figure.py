@@ -45,7 +45,8 @@ def crop_example_figure(cohort_dir, crops: dict[str, str | Path], patients_csv, 
         axes[0].contour(region, levels=[0.5], colors=["white"], linewidths=0.8, linestyles="dashed")
     if lesion.any():
         axes[0].contour(lesion, levels=[0.5], colors=[CAM_OUTLINE], linewidths=0.8)
-    axes[0].set_title(f"slice with windows\n{field} x {field} px")
+    axes[0].set_title("slice with crop windows")
+    axes[0].set_xlabel("dashed: region; blue: lesion")
     for j, (fmt, folder) in enumerate(crops.items(), start=1):
         folder = Path(folder)
         index = pd.read_csv(folder / "index.csv").set_index("slice_id")
@@ -55,7 +56,7 @@ def crop_example_figure(cohort_dir, crops: dict[str, str | Path], patients_csv, 
         size = int(w["size"])
         if size < field:  # a cut format: its window on the full slice
             axes[0].add_patch(Rectangle((w["x0"] - 0.5, w["y0"] - 0.5), size, size, fill=False, lw=1.4,
-                                        edgecolor=colour(j), label=display(fmt)))
+                                        edgecolor=colour(j)))
         ax = axes[j]
         ax.imshow(img, cmap="gray", vmin=0, vmax=1)
         for s in ax.spines.values():
@@ -67,8 +68,5 @@ def crop_example_figure(cohort_dir, crops: dict[str, str | Path], patients_csv, 
     for ax in axes:
         ax.set_xticks([])
         ax.set_yticks([])
-    if axes[0].patches:
-        axes[0].legend(loc="lower center", bbox_to_anchor=(0.5, -0.28), ncol=2, frameon=False, fontsize=8)
-    fig.suptitle(f"The image formats on one test slice (class {display(manifest.at[r, 'label'])}); "
-                 "dashed: region, blue: lesion")
+    fig.suptitle(f"Image formats of one test slice ({display(manifest.at[r, 'label'])})")
     save_figure(fig, out_png)
