@@ -173,3 +173,26 @@ def test_staging_figures_are_journal_figures(tmp_path):
                                  "loss": [0.7, 0.6], "val_loss": [0.7, 0.65]}), "t", tmp_path / "h.png")
     for name in ("c", "g", "h"):
         assert_journal_figure(tmp_path / f"{name}.png")
+
+
+def test_no_figure_sets_a_font_below_8_pt():
+    small = re.compile(r"fontsize\s*=\s*[0-7](\.\d+)?\b|size\s*=\s*['\"](xx?-small|small)['\"]")
+    hits = [f"{p.relative_to(REPO)}:{n}" for p in SRC.rglob("*.py")
+            for n, line in enumerate(p.read_text().splitlines(), 1) if small.search(line)]
+    assert hits == []
+
+
+def test_external_and_reliability_figures_are_journal_figures(tmp_path):
+    from anapart.metrics.calibration import reliability_figure
+    from anapart.partition.external import external_figure
+
+    table = pd.DataFrame({"net": ["a", "b", "a", "b"], "fmt": ["full", "full", "seg112", "seg112"],
+                          "frac": [100] * 4, "aauc_internal": [0.9, 0.95, 0.99, 0.97],
+                          "aauc_external": [0.7, 0.8, 0.98, 0.6]})
+    external_figure(table, ["full", "seg112"], [100], tmp_path / "ext.png")
+    rng = np.random.default_rng(0)
+    conf = rng.uniform(0.3, 1, 50)
+    reliability_figure({"Full slice, internal, 100%": {"efficientnet_b0": (conf, rng.uniform(size=50) < conf)}}, 5,
+                       tmp_path / "rel.png", xlabel="confidence", ylabel="accuracy")
+    for name in ("ext", "rel"):
+        assert_journal_figure(tmp_path / f"{name}.png")

@@ -267,6 +267,6 @@ def history_figure(history: pd.DataFrame, title: str, out_png) -> None:
     ax_l.set_ylabel("cross-entropy loss")
     for ax in (ax_a, ax_l):
         ax.set_xlabel("epoch")
-        ax.legend(fontsize=8)
-    fig.suptitle(title, fontsize=9)
+        ax.legend()
+    fig.suptitle(title)
     save_figure(fig, out_png)
