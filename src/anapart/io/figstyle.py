@@ -44,6 +44,10 @@ DISPLAY_NAMES = {
     "inception_resnet_v2": "Inception-ResNet-v2",
     "basic_cnn": "Basic CNN",
     "ensemble": "Ensemble (soft voting)",
+    "radiomics": "Radiomics",
+    # segmentation architectures
+    "unet": "U-Net",
+    "deeplabv3": "DeepLabV3",
     # study A formats
     "full": "Full slice",
     "seg112": "Seg-112 crop",

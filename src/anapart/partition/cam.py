@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from anapart import CLASSES
 from anapart.io.figstyle import CAM_MAP, CAM_OUTLINE, colourbar, display, pyplot, save_figure
 from anapart.io.store import LESION_BIT, load_store
 from anapart.learn import training
@@ -79,7 +80,9 @@ def pick_examples(scores: pd.DataFrame) -> pd.DataFrame:
     s = scores.assign(_right=scores["correct"].astype(str).str.lower().isin(["true", "1"]),
                       _score=pd.to_numeric(scores["corrected"], errors="coerce").fillna(-np.inf))
     s = s.sort_values(["label", "_right", "_score", "slice_id"], ascending=[True, False, False, True], kind="mergesort")
-    return s.groupby("label", sort=True).head(1).drop(columns=["_right", "_score"])
+    picks = s.groupby("label", sort=False).head(1).drop(columns=["_right", "_score"])
+    order = {c: i for i, c in enumerate(CLASSES)}  # the paper's class order, not the alphabet
+    return picks.sort_values("label", key=lambda c: c.map(order).fillna(len(order)), kind="mergesort")
 
 
 def overlay_figure(cohort_dir, scores: pd.DataFrame, maps: dict, title: str, out_png) -> None:

@@ -268,7 +268,8 @@ def qc_figure(cohort_dir, patients_csv, model_paths: dict, out_png, *, n_example
             if ov is not None:
                 # reference sky blue, predictions orange (Okabe-Ito: told apart with any colour vision)
                 ax.contour(ov, levels=[0.5], colors=[colour(1) if j == 1 else colour(0)], linewidths=1.2)
-                if j > 1:
+                if j > 1:  # the true region dashed beside the prediction
+                    ax.contour(true, levels=[0.5], colors=[colour(1)], linewidths=0.9, linestyles="dashed")
                     ax.set_xlabel(f"Dice {dice(ov, true):.2f}")
             if i == 0:
                 ax.set_title(cols[j])
