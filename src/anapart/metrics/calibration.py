@@ -113,8 +113,8 @@ def reliability_figure(panels: dict[str, dict[str, tuple]], n_bins: int, out_png
             # marker area by the bin's share of slices: sparse bins are visibly sparse
             ax.scatter(t["confidence"], t["observed"], s=6 + 60 * t["n"] / max(t["n"].sum(), 1), color=line.get_color())
         ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--")
-        ax.set_xlim(0, 1)
-        ax.set_ylim(0, 1)
+        ax.set_xlim(-0.03, 1.03)  # a bin at 0 or 1 is drawn whole, not cut by the axis
+        ax.set_ylim(-0.03, 1.03)
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         ax.set_title(title)
