@@ -106,7 +106,7 @@ def overlay_figure(cohort_dir, scores: pd.DataFrame, maps: dict, title: str, out
             ax.set_xticks([])
             ax.set_yticks([])
         if flat:
-            axes[1, j].text(0.5, 0.5, "flat map:\nno location\nsingled out", ha="center", va="center", fontsize=8,
+            axes[1, j].text(0.5, 0.04, "flat map:\nno location singled out", ha="center", va="bottom", fontsize=8,
                             color="black", transform=axes[1, j].transAxes,
                             bbox={"facecolor": "white", "alpha": 0.85, "edgecolor": "none"})
         else:

@@ -66,7 +66,7 @@ def staging_cam_examples(model_path, patches_dir, pred: pd.DataFrame, classes, o
             r = pool[np.argmax(conf)]
             ax.imshow(np.asarray(data.images[data.rows[r]], np.float32), cmap="gray")
             if flat[r]:
-                ax.text(0.5, 0.5, "flat map:\nno location\nsingled out", ha="center", va="center", fontsize=8,
+                ax.text(0.5, 0.04, "flat map:\nno location singled out", ha="center", va="bottom", fontsize=8,
                         transform=ax.transAxes, bbox={"facecolor": "white", "alpha": 0.85, "edgecolor": "none"})
             else:
                 heat = ax.imshow(maps[r], cmap=CAM_MAP, alpha=0.55, vmin=0, vmax=1)
