@@ -266,6 +266,7 @@ def history_figure(history: pd.DataFrame, title: str, out_png) -> None:
     ax_a.set_ylabel("accuracy")
     ax_l.set_ylabel("cross-entropy loss")
     for ax in (ax_a, ax_l):
+        ax.xaxis.get_major_locator().set_params(integer=True)  # whole epochs
         ax.set_xlabel("epoch")
         ax.legend()
     fig.suptitle(title)
