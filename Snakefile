@@ -61,6 +61,8 @@ rule all:
         "results/checklist.csv",
         FRONT_PAGE,
         report_tables(),
+        "results/figures/crop_examples.png",
+        expand("results/figures/roc_f{frac}.png", frac=FRACTIONS),
         external_targets(),
         replicate_targets(),
         staging_targets(),

@@ -303,7 +303,7 @@ def test_rerunning_one_model_rebuilds_only_it_and_its_tables(built):
     changed = {p for p in (built / "results").rglob("*") if p.is_file() and before.get(p) != p.stat().st_mtime_ns}
     assert {p.relative_to(model_dir).as_posix() for p in changed} == {"model.pt", "predictions.csv",
                                                                        "external_predictions.csv", "metrics.json",
-                                                                       "roc.png"}
+                                                                       "roc.png", "roc.pdf"}
     # training is deterministic on the CPU, in the worker or not: the rebuilt model scores
     # byte-identically, tables stand
     assert (model_dir / "metrics.json").read_bytes() == old_metrics
@@ -324,8 +324,9 @@ def test_rerunning_one_model_rebuilds_only_it_and_its_tables(built):
     snakemake(built, target, "--rerun-triggers", "mtime", "input", "params")
     changed = {p.relative_to(built).as_posix() for p in (built / "results").rglob("*")
                if p.is_file() and before.get(p) != p.stat().st_mtime_ns}
-    assert changed == {f"{rel}/metrics.json", f"{rel}/roc.png", "results/tables/auc.csv", "results/tables/auc_groups.csv",
-                       "results/figures/aauc_bars.png", "results/tables/anova.csv", "results/tables/posthoc.csv"}
+    assert changed == {f"{rel}/metrics.json", f"{rel}/roc.png", f"{rel}/roc.pdf", "results/tables/auc.csv",
+                       "results/tables/auc_groups.csv", "results/figures/aauc_bars.png", "results/figures/aauc_bars.pdf",
+                       "results/tables/anova.csv", "results/tables/posthoc.csv"}
 
 
 def test_mrmc_table_has_both_analyses_for_every_fraction_and_format_pair(built):
@@ -355,6 +356,22 @@ def test_default_config_plans_36_classifiers():
     assert counts["classify_train"] == 36 and counts["classify_eval"] == 36
 
 
+def test_every_figure_of_the_run_is_a_300_dpi_png_with_a_vector_pdf(built):
+    """What a journal asks (issue 31): every PNG the run wrote has >= 300 dpi and a PDF twin, the
+    new figures (multi-panel ROC per fraction, the formats' example) among them."""
+    from PIL import Image
+
+    pngs = sorted((built / "results").rglob("*.png"))
+    assert len(pngs) > 20
+    for png in pngs:
+        with Image.open(png) as im:
+            assert min(im.info["dpi"]) >= 299.5, png
+        pdf = png.with_suffix(".pdf")
+        assert pdf.exists() and pdf.read_bytes()[:5] == b"%PDF-", png
+    names = {p.relative_to(built).as_posix() for p in pngs}
+    assert {"results/figures/crop_examples.png", "results/figures/roc_f100.png", "results/figures/roc_f25.png"} <= names
+
+
 def test_cam_contracts_and_report(built, tmp_path):
     scores = sorted((built / "results/cam").glob("*/*/f100/scores.csv"))
     assert len(scores) == 2 * 3  # test config: 2 nets x 3 formats at 100%
@@ -363,7 +380,7 @@ def test_cam_contracts_and_report(built, tmp_path):
     lesion = pd.read_csv(built / "results/cohort/manifest.csv").set_index("slice_id")["has_lesion_mask"].astype(bool)
     for p in scores:
         s = pd.read_csv(p)
-        assert list(s.columns) == ["slice_id", "label", "correct", *SCORE_COLUMNS]
+        assert list(s.columns) == ["slice_id", "label", "correct", *SCORE_COLUMNS, "map_flat"]
         # every test slice that has a lesion mask (the same for every model), and whether the model got it right
         net, fmt = p.parts[-4], p.parts[-3]
         pred = pd.read_csv(built / f"results/classify/{net}/{fmt}/f100/predictions.csv")

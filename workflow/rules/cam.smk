@@ -24,6 +24,7 @@ rule cam:
             subcategory="Grad-CAM examples",
             labels={"network": "{net}", "format": "{fmt}", "fraction": "{frac}%"},
         ),
+        examples_pdf="results/cam/{net}/{fmt}/f{frac}/examples.pdf",
     log:
         "logs/cam/{net}_{fmt}_f{frac}.log",
     benchmark:

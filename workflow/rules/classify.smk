@@ -64,6 +64,7 @@ rule classify_eval:
                 "training fraction": f"{int(wildcards.frac):>3}%",
             },
         ),
+        roc_pdf="results/classify/{net}/{fmt}/f{frac}/roc.pdf",
     log:
         "logs/classify/{net}_{fmt}_f{frac}_eval.log",
     benchmark:

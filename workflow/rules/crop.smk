@@ -72,3 +72,33 @@ if on("external"):
             "logs/bench/crops_external/all.tsv"
         conda:
             ENV
+
+
+# The paper's Fig. 2: the formats side by side on one test slice.
+rule crop_examples:
+    input:
+        manifest="results/cohort/manifest.csv",
+        images=ancient("results/cohort/images.npy"),  # a hard link shared with the 'full' store (see crops)
+        masks="results/cohort/masks.npy",
+        patients="results/split/patients.csv",
+        indexes=expand("results/crops/{fmt}/index.csv", fmt=FORMATS),
+    output:
+        figure=report(
+            "results/figures/crop_examples.png",
+            caption="../report/crop_examples.rst",
+            category="QC",
+        ),
+        figure_pdf="results/figures/crop_examples.pdf",
+    log:
+        "logs/crop_examples.log",
+    benchmark:
+        "logs/bench/crop_examples/all.tsv"
+    conda:
+        ENV
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        formats=FORMATS,
+    script:
+        "../scripts/crop_examples.py"

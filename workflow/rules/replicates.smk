@@ -128,6 +128,7 @@ if on("replicates"):
         output:
             metrics=f"{REP_MODEL}/metrics.json",
             roc=f"{REP_MODEL}/roc.png",
+            roc_pdf=f"{REP_MODEL}/roc.pdf",
         log:
             "logs/replicates/r{repeat}_k{fold}/s{seed}/{net}_{fmt}_f{frac}_eval.log",
         benchmark:
@@ -161,6 +162,7 @@ if on("replicates"):
                 caption="../report/replicates_figure.rst",
                 category="Replicates",
             ),
+            figure_pdf="results/replicates/figures/mrmc.pdf",
         log:
             "logs/replicate_tables.log",
         benchmark:
@@ -191,6 +193,7 @@ if on("replicates"):
         output:
             scores=f"{REP_CAM}/scores.csv",
             examples=f"{REP_CAM}/examples.png",
+            examples_pdf=f"{REP_CAM}/examples.pdf",
         log:
             "logs/replicates/r{repeat}_k{fold}/s{seed}/cam_{net}_{fmt}_f{frac}.log",
         benchmark:

@@ -62,6 +62,7 @@ rule seg_figure:
             caption="../report/seg_examples.rst",
             category="Segmentation",
         ),
+        "results/seg/qc_examples.pdf",
     log:
         "logs/seg_figure.log",
     benchmark:

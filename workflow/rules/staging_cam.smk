@@ -17,6 +17,7 @@ rule staging_cam:
             subcategory="Grad-CAM heatmaps",
             labels={"model": "{model}"},
         ),
+        figure_pdf="results/staging/{model}/cam.pdf",
     log:
         "logs/staging/cam_{model}.log",
     benchmark:

@@ -34,6 +34,7 @@ rule staging_eval:
             subcategory="Confusion matrices",
             labels={"model": "{name}"},
         ),
+        confusion_pdf="results/staging/{name}/confusion.pdf",
     log:
         "logs/staging/eval_{name}.log",
     benchmark:
@@ -98,6 +99,7 @@ rule staging_tables:
             category="Staging",
             subcategory="Figures",
         ),
+        figure_pdf="results/staging/figures/confusion_matrices.pdf",
     log:
         "logs/staging/tables.log",
     benchmark:
@@ -135,6 +137,7 @@ rule staging_reliability:
             category="Staging",
             subcategory="Figures",
         ),
+        "results/staging/figures/reliability.pdf",
     log:
         "logs/staging/reliability.log",
     benchmark:

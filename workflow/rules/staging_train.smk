@@ -21,6 +21,7 @@ rule staging_train:
             subcategory="Training curves",
             labels={"model": "{model}", "preprocessing": STG_MAIN},
         ),
+        curves_pdf="results/staging/{model}/history.pdf",
     log:
         "logs/staging/train_{model}.log",
     benchmark:
@@ -65,6 +66,7 @@ use rule staging_train as staging_train_ablation with:
             subcategory="Training curves",
             labels={"model": "{model}", "preprocessing": STG_OTHER},
         ),
+        curves_pdf="results/staging/ablation/{model}/history.pdf",
     log:
         "logs/staging/train_ablation_{model}.log",
     benchmark:

@@ -28,6 +28,7 @@ rule auc_table:
             category="Classification",
             subcategory="Figures",
         ),
+        bars_pdf="results/figures/aauc_bars.pdf",
     log:
         "logs/auc_table.log",
     benchmark:
@@ -90,6 +91,7 @@ rule mrmc:
             caption="../report/mrmc_figure.rst",
             category="Statistical tests",
         ),
+        figure_pdf="results/figures/mrmc.pdf",
     log:
         "logs/mrmc.log",
     benchmark:
@@ -186,6 +188,10 @@ rule calibration:
             )
             for fmt in FORMATS
         },
+        **{
+            f"reliability_{fmt}_pdf": f"results/figures/reliability_{fmt}.pdf"
+            for fmt in FORMATS
+        },
         table=report(
             "results/tables/calibration.csv",
             caption="../report/calibration_table.rst",
@@ -227,6 +233,7 @@ if on("external"):
                 caption="../report/external_vs_internal.rst",
                 category="External validation",
             ),
+            figure_pdf="results/figures/external_vs_internal.pdf",
         log:
             "logs/auc_external.log",
         benchmark:
@@ -242,3 +249,42 @@ if on("external"):
             fractions=FRACTIONS,
         script:
             "../scripts/auc_external.py"
+
+
+# One multi-panel ROC figure per training fraction: networks in rows, formats in columns.
+rule roc_panels:
+    input:
+        predictions=lambda w: [
+            f"results/classify/{n}/{f}/f{w.frac}/predictions.csv"
+            for n in NETS
+            for f in FORMATS
+        ],
+        manifest="results/cohort/manifest.csv",
+        patients="results/split/patients.csv",
+    output:
+        figure=report(
+            "results/figures/roc_f{frac}.png",
+            caption="../report/roc_panels.rst",
+            category="Classification",
+            subcategory="ROC curves",
+            labels={"figure": "all networks and formats", "fraction": "{frac}%"},
+        ),
+        vector="results/figures/roc_f{frac}.pdf",
+    log:
+        "logs/roc_panels_f{frac}.log",
+    benchmark:
+        "logs/bench/roc_panels/{frac}.tsv"
+    wildcard_constraints:
+        frac="|".join(str(f) for f in FRACTIONS),
+    conda:
+        ENV
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        classes=config["classes"],
+        nets=NETS,
+        formats=FORMATS,
+        evaluate=config["evaluate"],
+    script:
+        "../scripts/roc_panels.py"

@@ -9,6 +9,7 @@ import pandas as pd
 
 from anapart.metrics.calibration import calibration_table, reliability_figure, top_label, with_labels
 from anapart.metrics.evaluate import probabilities, read_model_metrics
+from anapart.io.figstyle import display
 from anapart.io.files import start_job, write_csv
 
 start_job(snakemake)
@@ -29,7 +30,7 @@ if ext_manifest is not None:  # the external predictions are blind: labels from 
                     lambda p: with_labels(p, ext_manifest)))
 for fmt in snakemake.params.formats:
     panels = {
-        f"{fmt}, {name}, {frac}%": {k[0]: curve(prepare(pd.read_csv(files[k])))
+        f"{display(fmt)}, {name}, {frac}%": {k[0]: curve(prepare(pd.read_csv(files[k])))
                                     for k in models if k[1] == fmt and int(k[2]) == int(frac)}
         for name, files, prepare in cohorts
         for frac in snakemake.params.fractions

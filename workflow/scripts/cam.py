@@ -6,6 +6,7 @@ delegate()  # a local run continues in the warm worker (libraries imported once:
 from pathlib import Path
 
 from anapart.partition.cam import cam_scores, overlay_figure
+from anapart.io.figstyle import display
 from anapart.io.files import start_job, write_csv
 from anapart.learn.training import set_threads
 
@@ -27,14 +28,15 @@ overlay_figure(
     Path(snakemake.input.manifest).parent,
     scores,
     maps,
-    f"{w.net} {w.fmt} {w.frac}%: Grad-CAM ({snakemake.params.layer})",
+    f"{display(w.net)}, {display(w.fmt)}, {w.frac}%: Grad-CAM at {snakemake.params.layer}",
     snakemake.output.examples,
 )
 log.info(
-    "%d maps (%d of correctly classified slices): score %.3f, chance %.3f, corrected %.3f; "
+    "%d maps (%d of correctly classified slices, %d flat): score %.3f, chance %.3f, corrected %.3f; "
     "common window: corrected %.3f",
     len(scores),
     int(scores["correct"].sum()),
+    int(scores["map_flat"].sum()),
     scores["score_continuous"].mean(),
     scores["chance"].mean(),
     scores["corrected"].mean(),

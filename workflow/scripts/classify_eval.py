@@ -7,7 +7,9 @@ delegate()  # a local run continues in the warm worker (libraries imported once:
 import pandas as pd
 
 from anapart.metrics.calibration import calibration_metrics, with_labels
-from anapart.metrics.evaluate import evaluate_predictions, probabilities, roc_figure, write_metrics
+from anapart.io.figstyle import display
+from anapart.metrics.evaluate import evaluate_predictions, probabilities, write_metrics
+from anapart.metrics.roc_figures import roc_figure
 from anapart.cohort.split import patient_groups
 from anapart.io.files import start_job
 
@@ -30,10 +32,11 @@ def score(pred: pd.DataFrame, manifest: pd.DataFrame, strata: pd.Series) -> dict
 
 
 pred = pd.read_csv(snakemake.input.predictions)
+manifest = pd.read_csv(snakemake.input.manifest)
 # the bootstrap resamples patients within their stratum (the patient's class: the split's for the
 # internal test set, the same rule on the external manifest)
 strata = pd.read_csv(snakemake.input.patients).set_index("patient")["group"]
-metrics = score(pred, pd.read_csv(snakemake.input.manifest), strata)
+metrics = score(pred, manifest, strata)
 if "external_predictions" in snakemake.input.keys():
     ext_manifest = pd.read_csv(snakemake.input.external_manifest)
     metrics["external"] = score(with_labels(pd.read_csv(snakemake.input.external_predictions), ext_manifest),
@@ -41,7 +44,11 @@ if "external_predictions" in snakemake.input.keys():
 w = snakemake.wildcards
 metrics.update(net=w.net, fmt=w.fmt, frac=int(w.frac))
 write_metrics(snakemake.output.metrics, metrics)
-roc_figure(pred, classes, f"{w.net} {w.fmt} {w.frac}%: aAUC {metrics['aauc']:.3f}", snakemake.output.roc)
+lo, hi = metrics["aauc_ci"]
+roc_figure(pred, classes,
+           f"{display(w.net)}, {display(w.fmt)}, {w.frac}%: aAUC {metrics['aauc']:.3f} ({lo:.3f}-{hi:.3f})",
+           snakemake.output.roc, patients=pred["slice_id"].map(manifest.set_index("slice_id")["patient"]),
+           strata=strata, n_boot=ev["n_boot"], seed=ev["seed"], level=ev["ci_level"])
 log.info("aAUC %.3f ± %.3f, CI %s; Brier %.3f, ECE %.3f", metrics["aauc"], metrics["aauc_sd"], metrics["aauc_ci"],
          metrics["brier"], metrics["ece"])
 if "external" in metrics:

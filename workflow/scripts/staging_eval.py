@@ -10,6 +10,7 @@ import pandas as pd
 
 from anapart.metrics.calibration import binary_calibration_metrics
 from anapart.staging.ensemble import confusion_figure, evaluate_stages
+from anapart.io.figstyle import display
 from anapart.io.files import start_job, write_text
 
 log = start_job(snakemake)
@@ -19,5 +20,5 @@ m = evaluate_stages(pred, classes)
 m.update(binary_calibration_metrics(pred, classes, n_bins=snakemake.params.bins))
 m["method"] = name
 write_text(snakemake.output.metrics, json.dumps(m, indent=2) + "\n")
-confusion_figure(m, f"{name}: accuracy {m['accuracy']:.2f}", snakemake.output.confusion)
+confusion_figure(m, f"{display(name)}: accuracy {m['accuracy']:.2f}", snakemake.output.confusion)
 log.info("%s: accuracy %.3f, Brier %.3f, ECE %.3f", name, m["accuracy"], m["brier"], m["ece"])

@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from anapart.learn import training
+from anapart.io.figstyle import display
 from anapart.io.files import start_job, write_csv
 from anapart.staging.models import history_figure, predict, train_model
 
@@ -31,7 +32,8 @@ train_model(
 )
 history = pd.DataFrame(epochs)
 write_csv(snakemake.output.history, history, float_format="%.5f")
-history_figure(history, f"{snakemake.wildcards.model} ({Path(patches).name}): Fig. 5", snakemake.output.curves)
+history_figure(history, f"{display(snakemake.wildcards.model)}, {display(Path(patches).name)}: training curves",
+               snakemake.output.curves)
 pred = predict(
     snakemake.output.model,
     patches,

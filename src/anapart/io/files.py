@@ -99,25 +99,6 @@ def write_csv(path: str | os.PathLike, frame, **kwargs) -> None:
         frame.to_csv(tmp, **kwargs)
 
 
-def pyplot():
-    """matplotlib.pyplot on the non-interactive Agg backend (rules run without a display)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def save_figure(fig, path: str | os.PathLike, dpi: int = 110) -> None:
-    """Save a matplotlib figure as PNG atomically and free it."""
-    import matplotlib.pyplot as plt
-
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=dpi, format="png")
-    plt.close(fig)
-
-
 def setup_logging(log_path: str | os.PathLike | None = None, level: int = logging.INFO) -> logging.Logger:
     """Send the ``anapart`` logger (and stderr, for tracebacks) to a rule's ``log:`` file."""
     logger = logging.getLogger("anapart")

@@ -13,7 +13,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from anapart.io.files import pyplot, save_figure
+from anapart.io.figstyle import display, pyplot, save_figure
 from anapart.metrics.evaluate import argmax_class
 from anapart.metrics.stats import per_model_table
 
@@ -103,21 +103,22 @@ def reliability_figure(panels: dict[str, dict[str, tuple]], n_bins: int, out_png
     n = max(len(panels), 1)
     cols = min(n, 3)
     rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.3 * cols, 3.2 * rows), squeeze=False, constrained_layout=True)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 4.2 * rows), squeeze=False, constrained_layout=True)
     for ax, (title, models) in zip(axes.flat, panels.items()):
         for name, (conf, outcome) in models.items():
             t = reliability_bins(conf, outcome, n_bins)
             t = t[t["n"] > 0]
-            line, = ax.plot(t["confidence"], t["observed"], lw=1.1, label=f"{name} (ECE {ece(conf, outcome, n_bins):.3f})")
+            line, = ax.plot(t["confidence"], t["observed"], lw=1.2,
+                            label=f"{display(name)} (ECE {ece(conf, outcome, n_bins):.3f})")
             # marker area by the bin's share of slices: sparse bins are visibly sparse
             ax.scatter(t["confidence"], t["observed"], s=6 + 60 * t["n"] / max(t["n"].sum(), 1), color=line.get_color())
         ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--")
-        ax.set_xlim(0, 1)
-        ax.set_ylim(0, 1)
+        ax.set_xlim(-0.03, 1.03)  # a bin at 0 or 1 is drawn whole, not cut by the axis
+        ax.set_ylim(-0.03, 1.03)
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
-        ax.set_title(title, fontsize=9)
-        ax.legend(fontsize=6, loc="upper left")
+        ax.set_title(title)
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False)  # outside: never over a curve
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
     save_figure(fig, out_png)

@@ -32,6 +32,22 @@ SCORE_COLUMNS = ["score_binned", "score_continuous", "pointing", "chance", "corr
                  "common_chance", "common_corrected"]
 
 
+FLAT_RANGE = 1e-6
+
+
+def flat_maps(maps: np.ndarray) -> np.ndarray:
+    """True for each map (n, H, W) that singles out no location: constant (max - min below
+    :data:`FLAT_RANGE`, e.g. the all-zero map of a 1 x 1 layer or of a class whose weighted
+    activations are all negative before Grad-CAM's ReLU) or not finite. Such a map has no bright
+    area to score; it is reported as flat, never drawn as if it showed something."""
+    m = np.asarray(maps, np.float64).reshape(len(maps), -1)
+    if m.shape[1] == 0:
+        return np.ones(len(m), bool)
+    finite = np.isfinite(m).all(axis=1)
+    span = np.where(finite, np.nanmax(m, axis=1) - np.nanmin(m, axis=1), 0.0)
+    return ~finite | (span < FLAT_RANGE)
+
+
 def bright_share(cam: np.ndarray, lesion: np.ndarray, threshold: float) -> float:
     """Share of the map's bright area (cam >= threshold) that lies on the lesion; NaN if nothing is bright."""
     bright = cam >= threshold

@@ -25,12 +25,14 @@ TESTED = ("score_binned", "score_continuous", "corrected", "common_corrected")  
 def summarize(scores: dict[tuple[str, str, int], pd.DataFrame]) -> pd.DataFrame:
     """Mean ± SD per model (net, fmt, frac) of the raw, chance and chance-corrected CAM scores, in
     each format's own window and in the common window (maps without a bright pixel are left out;
-    ``n_common_flat`` counts the maps flat inside the common window, NaN there)."""
+    ``n_flat`` counts the maps flat over the whole input (:func:`anapart.metrics.cam_scores.flat_maps`),
+    ``n_common_flat`` the maps flat inside the common window, NaN there)."""
     def row(s: pd.DataFrame) -> dict:
         right = int(_is_correct(s).sum()) if "correct" in s else np.nan
+        flat = int(s["map_flat"].astype(str).str.lower().isin(["true", "1"]).sum()) if "map_flat" in s else np.nan
         s = s.reindex(columns=SCORE_COLUMNS).apply(pd.to_numeric, errors="coerce")
         ok = s["score_continuous"].notna()
-        return {"n": int(ok.sum()), "n_correct": right,
+        return {"n": int(ok.sum()), "n_correct": right, "n_flat": flat,
                 "score_mean": s["score_continuous"].mean(), "score_sd": s["score_continuous"].std(ddof=1),
                 "binned_mean": s["score_binned"].mean(), "binned_sd": s["score_binned"].std(ddof=1),
                 "pointing_mean": s["pointing"].mean(),

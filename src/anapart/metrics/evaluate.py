@@ -19,9 +19,9 @@ import logging
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import roc_auc_score, roc_curve
+from sklearn.metrics import roc_auc_score
 
-from anapart.io.files import pyplot, save_figure, write_text
+from anapart.io.files import write_text
 
 log = logging.getLogger("anapart.evaluate")
 
@@ -241,25 +241,6 @@ def evaluate_predictions(pred: pd.DataFrame, manifest: pd.DataFrame, classes, *,
 
 def write_metrics(path, metrics: dict) -> None:
     write_text(path, json.dumps(metrics, indent=2, allow_nan=True) + "\n")
-
-
-def roc_figure(pred: pd.DataFrame, classes, title: str, out_png) -> None:
-    """One ROC curve per class, with its AUC (the paper's Fig. 5/7/8 panels)."""
-    plt = pyplot()
-
-    fig, ax = plt.subplots(figsize=(4.2, 4.2))
-    for c in classes:
-        y = (pred["label"] == c).to_numpy()
-        if 0 < y.sum() < len(y):
-            fpr, tpr, _ = roc_curve(y, pred[f"p_{c}"])
-            ax.plot(fpr, tpr, lw=1.2, label=f"{c} ({roc_auc_score(y, pred[f'p_{c}']):.2f})")
-    ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--")
-    ax.set_xlabel("1 - specificity")
-    ax.set_ylabel("sensitivity")
-    ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    save_figure(fig, out_png)
 
 
 def read_model_metrics(paths) -> dict[tuple[str, str, int], dict]:

@@ -16,12 +16,13 @@ differently).
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from anapart.io.files import pyplot, save_figure
+from anapart.io.figstyle import HIGHLIGHT, colour, display, pyplot, save_figure
 from anapart.metrics.cam_stats import cam_tests
 from anapart.metrics.contrasts import turn
 from anapart.metrics.evaluate import read_model_metrics
@@ -132,20 +133,34 @@ def spread_figure(table: pd.DataFrame, figure: str, analysis: str, out, primary:
     contrasts = sorted(t["contrast"].unique())
     fracs = sorted(t["frac"].unique(), reverse=True)
     reps = sorted({(r, s) for r, s in zip(t["repeat"], t["seed"])})
-    fig, axes = plt.subplots(1, max(len(fracs), 1), figsize=(4.2 * max(len(fracs), 1), 1.0 + 0.9 * len(contrasts)),
-                             squeeze=False, sharey=True)
+    fig, axes = plt.subplots(1, max(len(fracs), 1), figsize=(4.2 * max(len(fracs), 1), 1.6 + 0.9 * len(contrasts)),
+                             squeeze=False, sharey=True, sharex=True)  # one x-scale: panels compare by eye
     for ax, frac in zip(axes[0], fracs):
         for j, (r, s) in enumerate(reps):
             g = t[(t["frac"] == frac) & (t["repeat"] == r) & (t["seed"] == s)].set_index("contrast").reindex(contrasts)
             y = np.arange(len(contrasts)) + (j - (len(reps) - 1) / 2) * 0.8 / max(len(reps), 1)
             ax.errorbar(g["estimate"], y, xerr=[g["estimate"] - g["ci_low"], g["ci_high"] - g["estimate"]],
-                        fmt="o", ms=3, capsize=2, color=f"C{j}", label=label(r, s) if ax is axes[0][0] else None)
+                        fmt="o", ms=4, capsize=2, color=colour(j), label=label(r, s) if ax is axes[0][0] else None)
+        if primary in contrasts:  # the declared primary endpoint, shaded
+            ax.axhspan(contrasts.index(primary) - 0.45, contrasts.index(primary) + 0.45, color=HIGHLIGHT, alpha=0.12,
+                       lw=0)
+        here = t[t["frac"] == frac]
+        if here["estimate"].notna().sum() == 0:  # a failed fit: say why instead of an empty panel
+            why = here["reason"].dropna().astype(str) if "reason" in here else pd.Series(dtype=str)
+            ax.text(0.5, 0.5, "no estimate" + (f":\n{textwrap.fill(why.iat[0], 40)}" if len(why) else ""),
+                    ha="center", va="center", fontsize=8, transform=ax.transAxes)
+            ax.set_xlim(-1, 1)
         ax.axvline(0, color="grey", lw=0.8)
         ax.set_title(f"{frac}% of training set")
         ax.set_xlabel(f"{figure} difference ({analysis}, 95% CI)")
-    axes[0][0].set_yticks(range(len(contrasts)), contrasts)
-    fig.legend(loc="lower center", ncol=max(1, min(len(reps), 4)), fontsize=7, frameon=False)
-    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    axes[0][0].set_yticks(range(len(contrasts)), [display(c) + (" (primary)" if c == primary else "")
+                                                  for c in contrasts])
+    for tick, c in zip(axes[0][0].get_yticklabels(), contrasts):
+        if c == primary:
+            tick.set_fontweight("bold")
+            tick.set_color(HIGHLIGHT)
+    fig.legend(loc="lower center", ncol=max(1, min(len(reps), 4)), frameon=False)
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
     save_figure(fig, out)
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from anapart.io.files import pyplot, save_figure
+from anapart.io.figstyle import colour, display, pyplot, save_figure
 from anapart.metrics.evaluate import paired_delta_aauc, probabilities
 
 log = logging.getLogger("anapart.stats")
@@ -276,23 +276,41 @@ def auc_pairs(preds: dict[tuple[str, str, int], pd.DataFrame], patient_of: pd.Se
     return holm_by(table, ["frac"])[columns]
 
 
+def sd_ratio_text(groups: pd.DataFrame) -> str:
+    """How the two spreads of :func:`auc_groups` compare in this run, computed (the figure prints it):
+    the SD over (network, class) AUCs divided by the SD over the networks' aAUCs."""
+    ok = groups["aauc_sd_networks"].gt(0) & groups["sd"].notna()
+    if not ok.any():
+        return "SD over the networks' aAUCs: not defined (one network or identical aAUCs)"
+    r = (groups.loc[ok, "sd"] / groups.loc[ok, "aauc_sd_networks"]).to_numpy()
+    span = f"{r.min():.1f}" if np.isclose(r.min(), r.max(), atol=0.05) else f"{r.min():.1f}-{r.max():.1f}"
+    return (f"SD over (network, class) AUCs / SD over the networks' aAUCs: {span} "
+            f"({ok.sum()} format x fraction groups)")
+
+
 def bar_chart(groups: pd.DataFrame, formats, fractions, out_png) -> None:
     """The paper's Fig. 6: mean AUC per format and fraction, error bars ± SD over all (network,
-    class) AUCs (the paper's "0.949 ± 0.052"), from :func:`auc_groups`."""
+    class) AUCs (the paper's "0.949 ± 0.052"), from :func:`auc_groups`. An AUC cannot leave [0, 1],
+    so the bars are clipped there, and the axis holds every whisker; the ratio of the two SDs
+    (:func:`sd_ratio_text`) is printed under the plot, so no caption has to state it."""
     plt = pyplot()
 
-    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    fig, ax = plt.subplots(figsize=(6.0, 4.0), constrained_layout=True)
     width = 0.8 / max(len(formats), 1)
     x = np.arange(len(fractions))
     for i, fmt in enumerate(formats):
         sub = groups[groups["fmt"] == fmt].set_index("frac").reindex([int(f) for f in fractions])
-        ax.bar(x + (i - (len(formats) - 1) / 2) * width, sub["mean"], width, yerr=sub["sd"].fillna(0),
-               capsize=3, label=fmt)
+        mean, sd = sub["mean"].to_numpy(float), sub["sd"].fillna(0).to_numpy(float)
+        lo, hi = np.clip(mean - sd, 0, 1), np.clip(mean + sd, 0, 1)
+        ax.bar(x + (i - (len(formats) - 1) / 2) * width, mean, width, yerr=[mean - lo, hi - mean], capsize=3,
+               label=display(fmt), color=colour(i), edgecolor="black", linewidth=0.5,
+               error_kw={"elinewidth": 0.9, "ecolor": "black"})
     ax.set_xticks(x, [f"{f}%" for f in fractions])
     ax.set_xlabel("training data kept")
-    ax.set_ylabel("mean AUC ± SD over (network, class)")
-    ax.set_ylim(0.4, 1.05)
-    ax.axhline(0.5, color="grey", lw=0.8, ls="--")
-    ax.legend(fontsize=8, ncol=len(formats))
-    fig.tight_layout()
+    ax.set_ylabel("mean AUC ± SD over (network, class)\n(whiskers clipped to [0, 1])")
+    ax.set_ylim(0, 1.02)  # bars start at 0 (a cut axis inflates differences) and every whisker fits
+    ax.axhline(0.5, color="grey", lw=0.8, ls="--", label="chance (AUC 0.5)")
+    ax.legend(ncol=len(formats) + 1, loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False)
+    fig.text(0.5, 0.005, sd_ratio_text(groups), ha="center", va="bottom", fontsize=8)
+    fig.get_layout_engine().set(rect=(0, 0.05, 1, 0.95))
     save_figure(fig, out_png)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from anapart.io.files import pyplot, save_figure
+from anapart.io.figstyle import colour, display, pyplot, save_figure
 from anapart.metrics.stats import model_table
 
 
@@ -35,15 +35,18 @@ def external_figure(table: pd.DataFrame, formats, fractions, out_png) -> None:
         for k, (col, name) in enumerate((("aauc_internal", "internal test"), ("aauc_external", "external"))):
             g = sub.groupby("frac")[col].agg(["mean", "std"]).reindex([int(f) for f in fractions])
             pos = x + (k - 0.5) * width
-            ax.bar(pos, g["mean"], width, yerr=g["std"].fillna(0), capsize=3, label=name, alpha=0.8)
+            mean, sd = g["mean"].to_numpy(float), g["std"].fillna(0).to_numpy(float)
+            lo, hi = np.clip(mean - sd, 0, 1), np.clip(mean + sd, 0, 1)  # an AUC cannot leave [0, 1]
+            ax.bar(pos, mean, width, yerr=[mean - lo, hi - mean], capsize=3, label=name, color=colour(k),
+                   edgecolor="black", linewidth=0.5)
             for i, f in enumerate(fractions):
                 v = sub.loc[sub["frac"] == int(f), col].to_numpy()
-                ax.plot(np.full(len(v), pos[i]), v, "k.", ms=3)
+                ax.plot(np.full(len(v), pos[i]), v, "k.", ms=4)
         ax.set_xticks(x, [f"{f}%" for f in fractions])
-        ax.set_title(fmt, fontsize=9)
+        ax.set_title(display(fmt))
         ax.set_xlabel("training data kept")
         ax.axhline(0.5, color="grey", lw=0.8, ls="--")
-        ax.set_ylim(0.3, 1.0)
-    axes[0][0].set_ylabel("aAUC")
-    axes[0][-1].legend(fontsize=7, loc="lower right")
+        ax.set_ylim(0, 1.02)
+    axes[0][0].set_ylabel("aAUC (mean ± SD over networks, dots: networks)")
+    fig.legend(*axes[0][0].get_legend_handles_labels(), loc="outside lower center", ncol=2, frameon=False)
     save_figure(fig, out_png)

@@ -24,7 +24,8 @@ import segmentation_models_pytorch as smp
 import torch
 import torch.nn.functional as F
 
-from anapart.io.files import pyplot, save_figure, write_text
+from anapart.io.figstyle import colour, display, pyplot, save_figure
+from anapart.io.files import write_text
 from anapart.io.store import REGION_BIT, load_store
 from anapart.learn import training
 from anapart.partition.crop import centroid
@@ -255,7 +256,7 @@ def qc_figure(cohort_dir, patients_csv, model_paths: dict, out_png, *, n_example
     for arch, path in model_paths.items():
         model, meta = training.load_model(path, build_model)
         preds[arch] = predict_probs(model, images, rows, meta["input_size"], field, 16, device) >= threshold
-    cols = ["slice", "true region", *model_paths]
+    cols = ["slice", "true region", *(display(a) for a in model_paths)]
     fig, axes = plt.subplots(max(len(rows), 1), len(cols), figsize=(2.2 * len(cols), 2.2 * max(len(rows), 1)),
                              squeeze=False)
     for i, r in enumerate(rows):
@@ -265,13 +266,15 @@ def qc_figure(cohort_dir, patients_csv, model_paths: dict, out_png, *, n_example
         for j, (ax, ov) in enumerate(zip(axes[i], overlays)):
             ax.imshow(img, cmap="gray", vmin=0, vmax=1)
             if ov is not None:
-                ax.contour(ov, levels=[0.5], colors=["lime" if j == 1 else "red"], linewidths=1)
-                if j > 1:
-                    ax.set_xlabel(f"Dice {dice(ov, true):.2f}", fontsize=8)
+                # reference sky blue, predictions orange (Okabe-Ito: told apart with any colour vision)
+                ax.contour(ov, levels=[0.5], colors=[colour(1) if j == 1 else colour(0)], linewidths=1.2)
+                if j > 1:  # the true region dashed beside the prediction
+                    ax.contour(true, levels=[0.5], colors=[colour(1)], linewidths=0.9, linestyles="dashed")
+                    ax.set_xlabel(f"Dice {dice(ov, true):.2f}")
             if i == 0:
-                ax.set_title(cols[j], fontsize=9)
+                ax.set_title(cols[j])
             ax.set_xticks([])
             ax.set_yticks([])
-        axes[i][0].set_ylabel(manifest.at[r, "label"], fontsize=8)
+        axes[i][0].set_ylabel(display(manifest.at[r, "label"]))
     fig.tight_layout()
     save_figure(fig, out_png)

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
-from anapart.io.files import pyplot, save_figure
+from anapart.io.figstyle import HEATMAP, colourbar, display, pyplot, save_figure
 from anapart.metrics.evaluate import predicted
 
 
@@ -55,23 +55,30 @@ def evaluate_stages(pred: pd.DataFrame, classes) -> dict:
     return m
 
 
-def confusion_axes(ax, cm, classes, title: str) -> None:
+def confusion_axes(ax, cm, classes, title: str, unit: str = "test patches"):
+    """A confusion matrix row-normalised (each true stage's share of predictions, viridis, 0 to 1)
+    with the counts written in each cell; returns the image for a colour bar."""
     cm = np.asarray(cm)
-    ax.imshow(cm, cmap="Blues")
+    rows = cm.sum(axis=1, keepdims=True)
+    share = np.divide(cm, rows, out=np.zeros(cm.shape, float), where=rows > 0)
+    im = ax.imshow(share, cmap=HEATMAP, vmin=0, vmax=1)
     for i in range(cm.shape[0]):
         for j in range(cm.shape[1]):
-            ax.text(j, i, str(cm[i, j]), ha="center", va="center", color="black" if cm[i, j] < cm.max() / 2 else "white")
+            ax.text(j, i, f"{share[i, j]:.2f}\n(n = {cm[i, j]})", ha="center", va="center", fontsize=8,
+                    color="black" if share[i, j] > 0.6 else "white")
     ax.set_xticks(range(len(classes)), classes)
     ax.set_yticks(range(len(classes)), classes)
     ax.set_xlabel("predicted stage")
-    ax.set_ylabel("true stage")
-    ax.set_title(title, fontsize=9)
+    ax.set_ylabel(f"true stage (n = {int(cm.sum())} {unit})")
+    ax.set_title(title)
+    return im
 
 
 def confusion_figure(metrics: dict, title: str, out_png) -> None:
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(3.2, 3.0), constrained_layout=True)
-    confusion_axes(ax, metrics["confusion"], metrics["classes"], title)
+    fig, ax = plt.subplots(figsize=(3.8, 3.3), constrained_layout=True)
+    im = confusion_axes(ax, metrics["confusion"], metrics["classes"], title)
+    colourbar(fig, im, ax, "share of the true stage's patches")
     save_figure(fig, out_png)
 
 
@@ -81,11 +88,14 @@ def confusion_grid(metrics: dict[str, dict], out_png) -> None:
     n = len(metrics)
     cols = min(n, 4)
     rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.0 * cols, 3.0 * rows), squeeze=False, constrained_layout=True)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols + 0.8, 3.1 * rows), squeeze=False, constrained_layout=True)
+    im = None
     for ax, (name, m) in zip(axes.flat, metrics.items()):
-        confusion_axes(ax, m["confusion"], m["classes"], f"{name} (acc {m['accuracy']:.2f})")
+        im = confusion_axes(ax, m["confusion"], m["classes"], f"{display(name)}\n(accuracy {m['accuracy']:.2f})")
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
+    if im is not None:
+        colourbar(fig, im, axes.ravel().tolist(), "share of the true stage's patches")
     save_figure(fig, out_png)
 
 

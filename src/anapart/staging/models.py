@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from anapart.io.files import pyplot, save_figure
+from anapart.io.figstyle import display, pyplot, save_figure
 from anapart.learn import training, weights
 from anapart.learn.data import CropData, predict_probabilities
 from anapart.staging.patches import attach_index
@@ -62,10 +62,13 @@ class TransferNet(nn.Module):
     """
 
     def __init__(self, net: str, n_classes: int, pretrained=False, in_chans: int = 1, hidden: int = 256,
-                 dropout: float = 0.3, freeze: bool = True):
+                 dropout: float = 0.3, freeze: bool = True, input_size: int | None = None):
         super().__init__()
         self.backbone = weights.create_model(net, pretrained, features_only=True, out_indices=(-1,), in_chans=in_chans)
         self.features_out = nn.Identity()  # Grad-CAM hook: the backbone's last feature map
+        # Grad-CAM's layer: the last map where it keeps a grid at this input size, else a finer stage
+        # (the inception nets' last map is 1 x 1 at 80 px: a flat map)
+        self.cam_layer = "features_out" if input_size is None else cam_stage(self.backbone, in_chans, input_size)
         c = self.backbone.feature_info.channels()[-1]
         self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.BatchNorm1d(c), nn.Linear(c, hidden),
                                   nn.ReLU(inplace=True), nn.Dropout(dropout), nn.Linear(hidden, n_classes))
@@ -74,8 +77,6 @@ class TransferNet(nn.Module):
             for p in self.backbone.parameters():
                 p.requires_grad_(False)
             self.backbone.eval()
-
-    cam_layer = "features_out"
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -88,6 +89,35 @@ class TransferNet(nn.Module):
 
 
 
+MIN_CAM_SIDE = 2  # a Grad-CAM layer of 1 x 1 gives a constant (flat) map
+
+
+def cam_stage(backbone: nn.Module, in_chans: int, size: int) -> str:
+    """The Grad-CAM layer of a timm feature backbone at ``size`` px: ``features_out`` (its last map)
+    if that map is at least :data:`MIN_CAM_SIDE` a side, else ``backbone.<stage>``, the deepest stage
+    that is (the first stage if none is)."""
+    info = backbone.feature_info
+    names = [info.get("module", i).replace(".", "_") for i in range(len(info.info))]
+    names = [n for n in names if hasattr(backbone, n)]
+    sides, hooks = {}, []
+    for n in names:
+        hooks.append(getattr(backbone, n).register_forward_hook(
+            lambda m, i, o, n=n: sides.__setitem__(n, min(o.shape[-2:]))))
+    was = backbone.training
+    try:
+        backbone.eval()
+        with torch.no_grad():
+            backbone(torch.zeros(1, in_chans, size, size))
+    finally:
+        for h in hooks:
+            h.remove()
+        backbone.train(was)
+    ok = [n for n in names if sides.get(n, 0) >= MIN_CAM_SIDE]
+    if ok and ok[-1] == names[-1]:
+        return "features_out"
+    return f"backbone.{ok[-1] if ok else names[0]}"
+
+
 class Transfer:
     """A timm network with a new top (``staging.train``): the paper's five ImageNet CNNs."""
 
@@ -95,7 +125,7 @@ class Transfer:
     def build(name: str, n_classes: int, cfg: dict, pretrained) -> nn.Module:
         t = cfg["train"]
         return TransferNet(name, n_classes, pretrained, hidden=int(t["hidden"]), dropout=float(t["dropout"]),
-                           freeze=bool(t["freeze_backbone"]))
+                           freeze=bool(t["freeze_backbone"]), input_size=Transfer.input_size(name, cfg))
 
     @staticmethod
     def input_size(name: str, cfg: dict) -> int:
@@ -236,7 +266,8 @@ def history_figure(history: pd.DataFrame, title: str, out_png) -> None:
     ax_a.set_ylabel("accuracy")
     ax_l.set_ylabel("cross-entropy loss")
     for ax in (ax_a, ax_l):
+        ax.xaxis.get_major_locator().set_params(integer=True)  # whole epochs
         ax.set_xlabel("epoch")
-        ax.legend(fontsize=8)
-    fig.suptitle(title, fontsize=9)
+        ax.legend()
+    fig.suptitle(title)
     save_figure(fig, out_png)
