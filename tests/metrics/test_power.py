@@ -12,9 +12,10 @@ import pandas as pd
 import pytest
 from scipy import integrate, stats
 
+from anapart.metrics.intervals import mcnemar_p
 from anapart.metrics.mrmc import delong_cov, empirical_auc, or_analysis
 from anapart.metrics.mrmc_cli import main
-from anapart.metrics.power import (Components, cases_for_power, mcnemar_connor, mcnemar_exact_power, mcnemar_p,
+from anapart.metrics.power import (Components, cases_for_power, mcnemar_connor, mcnemar_exact_power,
                                    power, power_table)
 
 ORACLE = Path("shared/oracles/mrmc/vandyke.csv")

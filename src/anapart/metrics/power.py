@@ -34,6 +34,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from anapart.metrics.intervals import mcnemar_p
+
 ANALYSES = ("RRRC", "FRRC", "RRFC")
 FRRC_DF = ("chi2", "cases-1")
 
@@ -218,16 +220,3 @@ def mcnemar_exact_power(n: int, p10: float, p01: float, alpha: float = 0.05, mid
         pvals = np.array([mcnemar_p(int(x), int(m - x), mid_p) for x in b])
         total += pm * float(stats.binom.pmf(b[pvals <= alpha], m, q).sum())
     return total
-
-
-def mcnemar_p(b: int, c: int, mid_p: bool = False) -> float:
-    """Two-sided exact McNemar p-value of ``b`` and ``c`` discordant pairs (2 x the smaller binomial
-    tail, at most 1); ``mid_p``: Fagerland, Lydersen & Laake (2013), 2 x tail - P(X = min(b, c))."""
-    n = b + c
-    if n == 0:
-        return 1.0
-    k = min(b, c)
-    tail = stats.binom.cdf(k, n, 0.5)
-    if mid_p:
-        return float(min(1.0, 2 * tail - stats.binom.pmf(k, n, 0.5)))
-    return float(min(1.0, 2 * tail))
