@@ -81,5 +81,13 @@ def test_study_b_primary_claim_by_connor():
         n = (stats.norm.ppf(0.975) * math.sqrt(psi) + zb * math.sqrt(psi - d * d)) ** 2 / d ** 2
         assert r["patients_needed"] == math.ceil(n) and r["effect"] == pytest.approx(d)
         assert abs(r["power_at_needed"] - r["target_power"]) < 0.1
-    none = study_b_rows(claims.assign(b_only=[5, 0]), [0.8])
-    assert not none.iloc[0]["reachable"] and pd.isna(none.iloc[0]["patients_needed"])
+    for b_only in (5, 7):  # no difference, or one against the claim "a better than b": nothing to plan
+        none = study_b_rows(claims.assign(b_only=[b_only, 0]), [0.8])
+        assert not none.iloc[0]["reachable"] and pd.isna(none.iloc[0]["patients_needed"])
+    # an AUC claim: n = n* ((z_.975 + z_.8) SE / d)^2 with SE from the paired DeLong row's 95% interval
+    auc = pd.DataFrame([
+        {"role": "primary", "a": "ensemble", "b": "vgg16", "test": "paired permutation (AUC ...)", "n_patients": 20},
+        {"role": "sensitivity", "a": "ensemble", "b": "vgg16", "test": "paired DeLong (AUC ...)", "n_patients": 20,
+         "estimate": 0.1, "ci_low": 0.1 - 1.959963985 * 0.08, "ci_high": 0.1 + 1.959963985 * 0.08}])
+    r = study_b_rows(auc, [0.8]).iloc[0]
+    assert r["patients_needed"] == math.ceil(20 * ((1.959963985 + 0.841621234) * 0.08 / 0.1) ** 2)

@@ -116,23 +116,27 @@ def study_b_rows(claims: pd.DataFrame, targets, alpha: float = 0.05, level: floa
             note = (f"McNemar, Connor (1987) from the observed discordant proportions {r['a_only']:.0f}/{n_star} "
                     f"(only a right) and {r['b_only']:.0f}/{n_star} (only b right); power_at_needed: the exact "
                     f"{'mid-p ' if mid else ''}McNemar test's power at that size, by enumeration")
-            exact = mcnemar_exact_power(c["n"], p10, p01, alpha, mid_p=mid) if c["reachable"] else None
+            if c["delta"] <= 0:  # the claim is "a better than b": an effect the other way plans nothing
+                rows.append({**base, "analysis": "McNemar (Connor 1987)", "effect": c["delta"], "target_power": target,
+                             "reachable": False, "note": "the observed discordant pairs do not favour a: at the "
+                                                         "observed effect no number of patients shows the claim"})
+                continue
+            exact = mcnemar_exact_power(c["n"], p10, p01, alpha, mid_p=mid)
             rows.append({**base, "analysis": "McNemar (Connor 1987)", "effect": c["delta"], "target_power": target,
-                         "patients_needed": c["n"], "power_at_needed": exact, "reachable": c["reachable"],
-                         "note": note if c["reachable"] else c["reason"]})
+                         "patients_needed": c["n"], "power_at_needed": exact, "reachable": True, "note": note})
         else:
             dl = claims[(claims["a"] == r["a"]) & (claims["b"] == r["b"])
                         & claims["test"].str.startswith("paired DeLong")]
             d = float(dl["estimate"].iloc[0]) if len(dl) else float("nan")
             se = (float(dl["ci_high"].iloc[0] - dl["ci_low"].iloc[0]) / (2 * stats.norm.isf((1 - level) / 2))
                   if len(dl) else float("nan"))
-            ok = np.isfinite(d) and np.isfinite(se) and d != 0 and se > 0
+            ok = np.isfinite(d) and np.isfinite(se) and d > 0 and se > 0  # the claim: AUC a > AUC b
             n = (int(np.ceil(n_star * ((stats.norm.isf(alpha / 2) + stats.norm.isf(1 - target)) * se / d) ** 2))
                  if ok else None)
             rows.append({**base, "analysis": "paired AUC difference (normal approximation)", "effect": d,
                          "target_power": target, "patients_needed": n, "reachable": ok,
                          "note": ("DeLong SE at the pilot's patients scaled by sqrt(n*/n)" if ok else
-                                  "no AUC difference or no DeLong SE to plan from")})
+                                  "no AUC difference in the claim's direction, or no DeLong SE, to plan from")})
     return pd.DataFrame(rows).reindex(columns=COLUMNS)
 
 
