@@ -275,6 +275,8 @@ def test_cli_power_target_and_cases_on_vandyke(vd_csv, capsys, pilot, tmp_path):
         for key in ("power", "ncp", "critical_value"):
             assert got[a][key] == pytest.approx(ref[key])
     assert got["FRRC"]["df2"] is None and got["RRFC"]["df2"] == 9
+    assert main([*_vd_args(vd_csv), "--readers", "10", "--cases", "100", "--analysis", "rrfc"]) == 0
+    assert [r["analysis"] for r in json.loads(capsys.readouterr().out)["analyses"]] == ["RRFC"]
     # --components gives the same numbers from the components file the first call printed
     comp_file = tmp_path / "c.json"
     comp_file.write_text(json.dumps(out["components"]))

@@ -136,7 +136,7 @@ def _power_parser() -> argparse.ArgumentParser:
     p.add_argument("--effect", type=float, metavar="D",
                    help="difference of reader-averaged FOMs to detect (default: the pilot's observed A - B)")
     p.add_argument("--alpha", type=float, default=0.05, help="two-sided significance level (default 0.05)")
-    p.add_argument("--analysis", choices=[*(a for a in POWER_ANALYSES), "all"], type=str.upper,
+    p.add_argument("--analysis", choices=[*POWER_ANALYSES, "ALL"], type=str.upper,
                    default="ALL", help="RRRC, FRRC, RRFC or all (default)")
     p.add_argument("--modalities", nargs=2, metavar=("A", "B"),
                    help="the two modalities compared (needed when the pilot has more than two)")
