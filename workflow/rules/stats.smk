@@ -242,19 +242,6 @@ if on("external"):
             "../scripts/auc_external.py"
 
 
-def sample_size_inputs(wildcards):
-    """The pilot of the next study: the primary source's predictions (the replicates' when on), and
-    study B's claims when study B runs."""
-    if on("replicates"):
-        preds = rep_expand(f"{REP_MODEL}/predictions.csv")
-    else:
-        preds = [f"results/classify/{n}/{f}/f{r}/predictions.csv" for n, f, r in MODELS]
-    out = {"predictions": preds, "manifest": "results/cohort/manifest.csv"}
-    if on("staging"):
-        out["claims"] = "results/staging/tables/claims.csv"
-    return out
-
-
 # How many test patients (and networks) a study needs to detect the primary contrast and each
 # secondary, from this run's OR components (anapart.metrics.planning); study B's primary claim too.
 rule sample_size:
