@@ -18,7 +18,7 @@ PLAN = {"effect": 0.05, "targets": [0.8, 0.9], "networks": [4, 6], "alpha": 0.05
 PRIMARY = {"contrast": "seg112 - full", "fraction": 25, "figure": "aauc", "analysis": "RRRC", "cam_score": None}
 
 
-def _preds(seed=0, n_patients=24, nets=("n1", "n2", "n3"), formats=("full", "seg112", "seg224"), fracs=(100, 25)):
+def _preds(seed=0, n_patients=24, nets=("n1", "n2", "n3"), formats=("full", "seg112", "seg224"), fracs=(25,)):
     rng = np.random.default_rng(seed)
     labels = np.array(CLASSES)[np.arange(n_patients) % 3]
     slices = [(f"P{i:02d}_{k}", f"P{i:02d}", labels[i]) for i in range(n_patients) for k in range(2)]
@@ -40,7 +40,7 @@ def test_study_a_rows_are_the_power_of_the_two_format_pilot():
     assert (first["role"], first["contrast"], first["frac"], first["alpha"]) == ("primary", "seg112 - full", 25, 0.025)
     assert (t["role"] == "primary").sum() == 2 * 3 * 2  # 2 effects x networks {3, 4, 6} x 2 targets
     assert set(t.loc[t["role"] == "secondary", "alpha"]) == {0.05} and set(t["networks"]) == {3, 4, 6}
-    assert len(t) == 2 * 3 * 12  # 2 fractions x 3 format pairs
+    assert len(t) == 3 * 12  # 3 format pairs
     # the oracle: the primary's pilot by a direct OR analysis of seg112 and full at 25%
     rows = [p.assign(reader=n, modality=f, case=p["slice_id"].map(patient_of)) for (n, f, r), p in preds.items()
             if r == 25 and f in ("seg112", "full")]
