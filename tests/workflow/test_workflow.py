@@ -761,7 +761,7 @@ def test_sample_size_table_and_sentence(built):
     t = pd.read_csv(built / "results/tables/sample_size.csv")
     assert t.iloc[0]["role"] == "primary" and t.iloc[0]["study"] == "A" and set(t["study"]) == {"A", "B"}
     a = t[t["study"] == "A"]
-    assert (a["patients_needed"].notna() | a["max_power"].notna() | a["note"].str.startswith("no OR analysis")).all()
+    assert (a["patients_needed"].notna() | a["max_power"].notna() | a["note"].str.startswith("no OR analysis", na=False)).all()
     b = t[t["study"] == "B"]
     assert (b["role"] == "primary").all() and set(b["target_power"]) == {0.8, 0.9}
     assert (built / "results/tables/sample_size_sentence.txt").read_text().strip()
