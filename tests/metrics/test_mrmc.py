@@ -394,7 +394,8 @@ def _one_line_exit_2(capsys, rc, *messages):
 
 def test_cli_duplicated_reading_is_an_error_listing_it(vandyke, tmp_path, capsys):
     """The same (reader, modality, case) twice would change F and p silently."""
-    dup = pd.concat([vandyke, vandyke.iloc[[7]]], ignore_index=True)
+    again = vandyke.iloc[[7]].assign(rating=lambda f: 6 - f["rating"])  # read twice, scored differently
+    dup = pd.concat([vandyke, again], ignore_index=True)
     csv = tmp_path / "dup.csv"
     dup.to_csv(csv, index=False)
     r = vandyke.iloc[7]
