@@ -111,7 +111,7 @@ def main(argv=None) -> int:
         fit = _fit(args, _read(args.readings), alpha=args.alpha, convention=args.convention)
     except ValueError as e:
         return _fail(args.readings, e)
-    json.dump({"file": args.readings, **report(fit, analysis)}, sys.stdout, indent=2)
+    json.dump({"file": args.readings, "convention": args.convention, **report(fit, analysis)}, sys.stdout, indent=2)
     sys.stdout.write("\n")
     return 0
 
