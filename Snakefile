@@ -57,6 +57,7 @@ rule all:
         "results/tables/auc_pairs.csv",
         "results/tables/mrmc.csv",
         "results/tables/primary.csv",
+        "results/tables/sample_size.csv",
         "results/tables/calibration.csv",
         "results/checklist.csv",
         FRONT_PAGE,

@@ -103,3 +103,36 @@ def test_two_perfect_aucs_give_no_zero_width_interval():
 def test_paired_delong_needs_two_cases_of_each_kind():
     t = paired_delong(np.array([1, 0, 0]), np.array([0.9, 0.1, 0.2]), np.array([0.8, 0.3, 0.1]))
     assert np.isnan(t["p"]) and np.isnan(t["se"]) and np.isnan(t["ci_low"])
+
+
+def _brute_force_permutation_p(truth, a, b):
+    """Every within-unit exchange of the two methods' ranks, each AUC by sklearn."""
+    from itertools import product
+
+    from sklearn.metrics import roc_auc_score
+
+    ra, rb = stats.rankdata(a), stats.rankdata(b)
+    obs = roc_auc_score(truth, ra) - roc_auc_score(truth, rb)
+    diffs = []
+    for swap in product([False, True], repeat=len(truth)):
+        s = np.array(swap)
+        diffs.append(roc_auc_score(truth, np.where(s, rb, ra)) - roc_auc_score(truth, np.where(s, ra, rb)))
+    return obs, np.mean(np.abs(diffs) >= abs(obs) - 1e-12)
+
+
+def test_paired_permutation_auc_equals_brute_force_enumeration():
+    from anapart.metrics.intervals import paired_permutation_auc
+
+    truth = np.array([1, 1, 1, 0, 0, 0, 1, 0])
+    a = np.array([0.9, 0.8, 0.4, 0.3, 0.2, 0.5, 0.7, 0.1])
+    b = np.array([10.0, 3.0, 2.0, 4.0, 1.0, 6.0, 5.0, 1.0])  # another scale, with ties
+    obs, p = _brute_force_permutation_p(truth, a, b)
+    got = paired_permutation_auc(truth, a, b)
+    assert got["exact"] and got["n_permutations"] == 2 ** 8
+    assert got["diff"] == pytest.approx(obs) and got["p"] == pytest.approx(p)
+    assert 0 < p < 1 and got["diff"] != 0
+    # random swaps instead of enumeration: the same p within Monte Carlo error
+    mc = paired_permutation_auc(truth, a, b, n_perm=20000, exact_max=0, seed=1)
+    assert not mc["exact"] and mc["p"] == pytest.approx(p, abs=4 * np.sqrt(p * (1 - p) / 20000) + 1e-4)
+    # identical methods: every swap gives 0, p = 1
+    assert paired_permutation_auc(truth, a, a)["p"] == 1.0

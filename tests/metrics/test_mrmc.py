@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 from sklearn.metrics import roc_auc_score
 
 from anapart.metrics.mrmc import delong_cov, empirical_auc, mean_ovr_auc, or_analysis, or_test, unbiased_cov
@@ -327,3 +328,115 @@ def test_additive_foms_give_infinite_hillis_df():
     assert test["value"] == pytest.approx(4 * 0.125 ** 2 / 2 / (4 * 2e-4))
     assert test["p"] == pytest.approx(stats.chi2.sf(test["value"], 1))
     assert res["rrrc"]["pairs"]["ci_low"].notna().all()
+
+
+def _cov_from(var, cov1, cov2, cov3, t, r, rng=None):
+    """A (t r x t r) covariance over modality-major cells with the given OR structure (optionally
+    perturbed per cell, symmetric, so that per-reader averages differ from the global ones)."""
+    mi, ri = np.divmod(np.arange(t * r), r)
+    sm, sr = mi[:, None] == mi[None, :], ri[:, None] == ri[None, :]
+    cov = np.where(sm & sr, var, np.where(sr, cov1, np.where(sm, cov2, cov3))).astype(float)
+    if rng is not None:
+        e = rng.uniform(-1, 1, cov.shape) * 1e-4
+        cov = cov + (e + e.T) / 2
+    return cov
+
+
+def test_frrc_denominator_takes_max_cov2_minus_cov3_by_default():
+    """Cov2 < Cov3: the reference FRRC chi-square is (t-1) MS(T) / (Var - Cov1) (Hillis' OR-DBM MRMC,
+    RJafroc); the mrmcaov convention keeps (r-1)(Cov2 - Cov3) in it. Hand computation for 2 x 3."""
+    theta = np.array([[0.80, 0.85, 0.78], [0.86, 0.88, 0.84]])
+    cov = _cov_from(0.002, 0.001, 0.0003, 0.0006, 2, 3)
+    ms_t = 3 * ((theta.mean(1) - theta.mean()) ** 2).sum()
+    ref = or_test(theta, cov, ["a", "b"], [1, 2, 3])["frrc"]
+    assert ref["test"]["value"] == pytest.approx(ms_t / (0.002 - 0.001))
+    assert ref["test"]["p"] == pytest.approx(stats.chi2.sf(ms_t / 0.001, 1))
+    assert ref["pairs"]["se"].iloc[0] == pytest.approx(np.sqrt(2 / 3 * 0.001))
+    old = or_test(theta, cov, ["a", "b"], [1, 2, 3], convention="mrmcaov")["frrc"]
+    assert old["test"]["value"] == pytest.approx(ms_t / (0.002 - 0.001 + 2 * (0.0003 - 0.0006)))
+    with pytest.raises(ValueError, match="convention"):
+        or_test(theta, cov, ["a", "b"], [1, 2, 3], convention="mrmc")
+
+
+def test_per_reader_frrc_differences_use_one_variance_per_reader():
+    """Three modalities: each reader's differences have variance 2 (Var_j - Cov1_j), Var_j the mean of
+    the reader's three variances, Cov1_j the mean of its six between-modality covariances (RJafroc
+    ORAnalysisFactorial); mrmcaov: each pair's own Var_a + Var_b - 2 Cov_ab."""
+    rng = np.random.default_rng(3)
+    t, r = 3, 4
+    theta = rng.uniform(0.7, 0.9, (t, r))
+    cov = _cov_from(0.002, 0.001, 0.0006, 0.0004, t, r, rng)
+    ref = or_test(theta, cov, list("abc"), [1, 2, 3, 4])["frrc"]["readers"]
+    old = or_test(theta, cov, list("abc"), [1, 2, 3, 4], convention="mrmcaov")["frrc"]["readers"]
+    for j in range(r):
+        cells = [i * r + j for i in range(t)]
+        block = cov[np.ix_(cells, cells)]
+        var_j, cov1_j = np.diag(block).mean(), block[~np.eye(t, dtype=bool)].mean()
+        rows = ref[ref["reader"] == j + 1]
+        assert len(rows) == 3 and np.allclose(rows["se"], np.sqrt(2 * (var_j - cov1_j)))
+        for (a, b), row in zip(itertools.combinations(range(t), 2), old[old["reader"] == j + 1].itertuples()):
+            assert row.se == pytest.approx(np.sqrt(block[a, a] + block[b, b] - 2 * block[a, b]))
+            assert row.p == pytest.approx(2 * stats.norm.sf(abs(theta[a, j] - theta[b, j]) / row.se))
+
+
+def _vd_cli(path):
+    return main([str(path), "--reader", "reader", "--modality", "treatment", "--case", "case", "--truth", "truth",
+                 "--score", "rating"])
+
+
+def _one_line_exit_2(capsys, rc, *messages):
+    captured = capsys.readouterr()
+    assert rc == 2 and captured.out == "", captured.out
+    assert captured.err.count("\n") == 1 and "Traceback" not in captured.err, captured.err
+    for m in messages:
+        assert m in captured.err, captured.err
+
+
+def test_cli_duplicated_reading_is_an_error_listing_it(vandyke, tmp_path, capsys):
+    """The same (reader, modality, case) twice would change F and p silently."""
+    again = vandyke.iloc[[7]].assign(rating=lambda f: 6 - f["rating"])  # read twice, scored differently
+    dup = pd.concat([vandyke, again], ignore_index=True)
+    csv = tmp_path / "dup.csv"
+    dup.to_csv(csv, index=False)
+    r = vandyke.iloc[7]
+    _one_line_exit_2(capsys, _vd_cli(csv), str(csv), "duplicated readings: 1",
+                     f"reader {r.reader}, modality {r.treatment}, case {r.case} (lines 9, {len(vandyke) + 2})")
+
+
+@pytest.mark.parametrize("text, message", [("", "empty file"),
+                                           ("reader,treatment,case,truth,rating\n", "no readings")])
+def test_cli_empty_or_header_only_file(tmp_path, capsys, text, message):
+    csv = tmp_path / "empty.csv"
+    csv.write_text(text)
+    _one_line_exit_2(capsys, _vd_cli(csv), str(csv), message)
+
+
+def test_cli_missing_truth_names_the_case(vandyke, tmp_path, capsys):
+    bad = vandyke.astype({"truth": float})
+    bad.loc[10, "truth"] = np.nan
+    csv = tmp_path / "nan.csv"
+    bad.to_csv(csv, index=False)
+    _one_line_exit_2(capsys, _vd_cli(csv), "column 'truth' has 1 empty value(s)",
+                     f"line 12 (case {vandyke.loc[10, 'case']})")
+
+
+def test_cli_non_numeric_score_names_line_and_value(vandyke, tmp_path, capsys):
+    bad = vandyke.astype({"rating": object})
+    bad.loc[3, "rating"] = "high"
+    csv = tmp_path / "text.csv"
+    bad.to_csv(csv, index=False)
+    _one_line_exit_2(capsys, _vd_cli(csv), "score column 'rating' has 1 non-numeric",
+                     f"line 5 (case {vandyke.loc[3, 'case']}): 'high'")
+
+
+def test_cli_convention_option(vandyke, tmp_path, capsys):
+    """Van Dyke has Cov2 > Cov3 and two modalities: both conventions give the published FRRC."""
+    csv = tmp_path / "vd.csv"
+    vandyke.to_csv(csv, index=False)
+    args = [str(csv), "--reader", "reader", "--modality", "treatment", "--case", "case", "--truth", "truth",
+            "--score", "rating", "--fixed-readers"]
+    values = []
+    for conv in ("reference", "mrmcaov"):
+        assert main([*args, "--convention", conv]) == 0
+        values.append(json.loads(capsys.readouterr().out)["test"]["value"])
+    assert values[0] == pytest.approx(5.4759532, rel=1e-6) and values[1] == pytest.approx(values[0])

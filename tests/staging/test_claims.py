@@ -95,11 +95,13 @@ def test_claims_tests_match_statsmodels_and_delong_and_holm_covers_the_secondary
     ref = paired_delong(ens["label"] == "IVa", ens["p_IVa"], vgg["p_IVa"])
     assert d["p"] == pytest.approx(ref["p"]) and d["estimate"] == pytest.approx(ref["diff"])
     sec = t[t["role"] == "secondary"]
-    assert len(sec) == len(t) - 1 and sec["p_holm"].to_numpy() == pytest.approx(
+    # every row but the primary and the small-sample sensitivity rows (mid-p, permutation) is secondary
+    assert len(sec) == (t["role"] != "sensitivity").sum() - 1 and sec["p_holm"].to_numpy() == pytest.approx(
         multipletests(sec["p"], method="holm")[1])
     marked = claims_table(patients, STAGES, cl, None, simulated={"basic_cnn"})
     assert (marked["simulated"] == ((marked["a"] == "basic_cnn") | (marked["b"] == "basic_cnn"))).all()
-    assert marked["simulated"].any() and (marked["role"] == "secondary").all()
+    assert marked["simulated"].any() and marked["role"].isin(["secondary", "sensitivity"]).all()
+    assert (marked["role"] == "sensitivity").sum() == marked["test"].str.startswith(("mid-p", "paired permutation")).sum()
     with pytest.raises(ValueError, match="no claim 'ensemble' better than 'radiomics'"):
         claims_table(patients, STAGES, cl, ("ensemble", "radiomics", "mcnemar"))
 
@@ -111,3 +113,62 @@ def test_best_single_is_chosen_on_validation_accuracy():
     assert best_single(h, ["vgg16", "resnet50"])[0] == "vgg16"  # a tie: the first in config order
     with pytest.raises(ValueError, match="needs validation patients"):
         best_single({"vgg16": pd.DataFrame({"epoch": [1]})}, ["vgg16"])
+
+
+def _two_arms(rng, nets, n=16):
+    labels = ["IVa"] * (n // 2) + ["III"] * (n // 2)
+    truth_p = np.r_[np.full(n // 2, 0.65), np.full(n // 2, 0.35)]
+    preds = {}
+    for i, m in enumerate(nets):
+        preds[m] = _preds(np.clip(truth_p + rng.normal(0, 0.2, n), 0.01, 0.99), labels, seed=i)
+        preds[f"ablation/{m}"] = _preds(np.clip(truth_p + rng.normal(0, 0.3, n), 0.01, 0.99), labels, seed=10 + i)
+    preds["ensemble"] = _preds(np.clip(truth_p + rng.normal(0, 0.15, n), 0.01, 0.99), labels, seed=99)
+    return preds
+
+
+def test_small_sample_rows_and_the_clahe_or_analysis():
+    """Mid-p McNemar by hand (exact p - P(X = min)); the permutation row equals the metrics function;
+    both are 'sensitivity' rows outside Holm; CLAHE vs raw as one OR-RRRC analysis over the networks,
+    the estimate the network-averaged AUC difference by sklearn, p as or_analysis on the long table."""
+    from sklearn.metrics import roc_auc_score
+
+    from anapart.metrics.intervals import paired_permutation_auc
+    from anapart.metrics.mrmc import or_analysis
+
+    rng = np.random.default_rng(5)
+    nets = ["vgg16", "resnet50", "densenet121"]
+    patients = patient_level(_two_arms(rng, nets), STAGES)
+    cl = claims(patients, nets, main="clahe")
+    t = claims_table(patients, STAGES, cl, ("ensemble", "vgg16", "mcnemar"), models=nets, main="clahe")
+    for _, r in t[t["test"].str.startswith("mid-p")].iterrows():
+        n, k = r["a_only"] + r["b_only"], min(r["a_only"], r["b_only"])
+        exact = min(1.0, 2 * stats.binom.cdf(k, n, 0.5)) if n else 1.0
+        mid = min(1.0, 2 * stats.binom.cdf(k, n, 0.5) - stats.binom.pmf(k, n, 0.5)) if n else 1.0
+        assert r["p"] == pytest.approx(mid) and r["p"] <= exact and r["role"] == "sensitivity"
+        assert np.isnan(r["p_holm"])
+    perm = t[t["test"].str.startswith("paired permutation")]
+    assert len(perm) == len(t[t["test"].str.startswith("paired DeLong")]) and (perm["role"] == "sensitivity").all()
+    row = perm[(perm["a"] == "vgg16") & (perm["b"] == "ablation/vgg16")].iloc[0]
+    a, b = patients["vgg16"].set_index("patient"), patients["ablation/vgg16"].set_index("patient").loc[
+        patients["vgg16"]["patient"]]
+    ref = paired_permutation_auc(a["label"] == "IVa", a["p_IVa"], b["p_IVa"])
+    assert row["p"] == pytest.approx(ref["p"]) and ref["exact"]
+    sec = t[t["role"] == "secondary"]
+    assert sec["p_holm"].to_numpy() == pytest.approx(multipletests(sec["p"], method="holm")[1])
+    orow = t[t["test"].str.startswith("OR-RRRC")]
+    assert len(orow) == 1 and orow.iloc[0]["role"] == "secondary" and orow.iloc[0]["family"] == "CLAHE (Table 3)"
+    orow = orow.iloc[0]
+    auc = {arm: np.mean([roc_auc_score(patients[n]["label"] == "IVa", patients[n]["p_IVa"])
+                         for n in (nets if arm == "clahe" else [f"ablation/{m}" for m in nets])])
+           for arm in ("clahe", "raw")}
+    assert orow["estimate"] == pytest.approx(auc["clahe"] - auc["raw"]) and orow["ci_low"] < orow["estimate"] < orow["ci_high"]
+    long = pd.concat([patients[n].assign(reader=m, modality=arm, truth=lambda f: (f["label"] == "IVa").astype(int))
+                      for m in nets for arm, n in (("clahe", m), ("raw", f"ablation/{m}"))])
+    fit = or_analysis(long, reader="reader", modality="modality", case="patient", truth="truth", score="p_IVa")
+    assert orow["p"] == pytest.approx(fit["rrrc"]["test"]["p"]) and orow["n_patients"] == 16
+    # fewer than two networks with both arms: no OR row
+    one = claims_table(patients, STAGES, cl, None, models=["vgg16"])
+    assert not one["test"].str.startswith("OR-RRRC").any()
+    # the primary may be declared on a small-sample test
+    mp = claims_table(patients, STAGES, cl, ("ensemble", "vgg16", "mid_p"))
+    assert mp.iloc[0]["role"] == "primary" and mp.iloc[0]["test"].startswith("mid-p")

@@ -815,3 +815,15 @@ def test_report_holds_no_salt_and_no_absolute_input_path(built, tmp_path):
     assert salt not in html
     assert str(built) not in html and str(tmp_path) not in html
     assert "anapart-demo-salt" not in html  # the demo's own salt neither
+
+
+def test_sample_size_table_and_sentence(built):
+    """results/tables/sample_size.csv on the tiny cohort: study A's primary first (here with its reason:
+    one test patient of a class leaves no jackknife), study B's declared primary claim, the sentence."""
+    t = pd.read_csv(built / "results/tables/sample_size.csv")
+    assert t.iloc[0]["role"] == "primary" and t.iloc[0]["study"] == "A" and set(t["study"]) == {"A", "B"}
+    a = t[t["study"] == "A"]
+    assert (a["patients_needed"].notna() | a["max_power"].notna() | a["note"].str.startswith("no OR analysis", na=False)).all()
+    b = t[t["study"] == "B"]
+    assert (b["role"] == "primary").all() and set(b["target_power"]) == {0.8, 0.9}
+    assert (built / "results/tables/sample_size_sentence.txt").read_text().strip()

@@ -205,3 +205,16 @@ SPLIT_OUTPUTS = {
     "test": "results/split/test.csv",
     **{f"train_f{f}": f"results/split/train_f{f}.csv" for f in FRACTIONS},
 }
+
+
+def sample_size_inputs(wildcards):
+    """The pilot of the next study: the primary source's predictions (the replicates' when on), and
+    study B's claims when study B runs."""
+    if on("replicates"):
+        preds = rep_expand(f"{REP_MODEL}/predictions.csv")
+    else:
+        preds = [f"results/classify/{n}/{f}/f{r}/predictions.csv" for n, f, r in MODELS]
+    out = {"predictions": preds, "manifest": "results/cohort/manifest.csv"}
+    if on("staging"):
+        out["claims"] = "results/staging/tables/claims.csv"
+    return out

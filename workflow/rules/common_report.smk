@@ -2,9 +2,8 @@
 # are in checklist.smk).
 
 
-# OPTIONAL SLOT (helper "power"): a one-sentence sample-size statement shown on the front page when
-# the file exists at the start of the run.
-SAMPLE_SIZE_SENTENCE = "results/tables/sample_size.txt"
+# The one-sentence sample-size statement of rule sample_size, shown on the front page.
+SAMPLE_SIZE_SENTENCE = "results/tables/sample_size_sentence.txt"
 
 
 def front_page_inputs(wildcards):
@@ -18,8 +17,7 @@ def front_page_inputs(wildcards):
     }
     if on("staging"):
         out["claims"] = "results/staging/tables/claims.csv"
-    if os.path.exists(SAMPLE_SIZE_SENTENCE):
-        out["sample_size"] = SAMPLE_SIZE_SENTENCE
+    out["sample_size"] = SAMPLE_SIZE_SENTENCE
     return out
 
 

@@ -288,3 +288,38 @@ rule roc_panels:
         evaluate=config["evaluate"],
     script:
         "../scripts/roc_panels.py"
+
+
+# How many test patients (and networks) a study needs to detect the primary contrast and each
+# secondary, from this run's OR components (anapart.metrics.planning); study B's primary claim too.
+rule sample_size:
+    input:
+        unpack(sample_size_inputs),
+    output:
+        table=report(
+            "results/tables/sample_size.csv",
+            caption="../report/sample_size.rst",
+            category="Primary endpoint",
+        ),
+        sentence="results/tables/sample_size_sentence.txt",
+    log:
+        "logs/sample_size.log",
+    benchmark:
+        "logs/bench/sample_size/all.tsv"
+    conda:
+        ENV
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    params:
+        classes=config["classes"],
+        primary=config["stats"]["primary"],
+        plan=config["stats"]["power"],
+        # the primary is judged at alpha / 2 when the Grad-CAM endpoint shares alpha with it
+        primary_alpha=config["stats"]["power"]["alpha"]
+        / (2 if config["stats"]["primary"]["cam_score"] else 1),
+        replicate=REP_PRIMARY if on("replicates") else None,
+        folds=REP_FOLDS,
+        ci_level=config["evaluate"]["ci_level"],
+    script:
+        "../scripts/sample_size.py"

@@ -56,7 +56,7 @@ if b == "best_single":
 patients = patient_level(preds, classes, tnm_of)
 claim_list = claims(patients, models, main=p.main)
 tests = claims_table(patients, classes, claim_list, (prim["a"], b, prim["test"]), level=ev["ci_level"],
-                     simulated=simulated)
+                     simulated=simulated, models=models, main=p.main, seed=ev["seed"])
 write_csv(snakemake.output.claims, tests, float_format="%.4g")
 confusion_grid(main, snakemake.output.figure)
 log.info("tables written; ensemble accuracy %.3f per patch\n%s", main["ensemble"]["accuracy"],

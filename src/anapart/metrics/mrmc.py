@@ -23,9 +23,12 @@ variance components), with no new statistics:
 The Van Dyke numbers published there are the oracle of tests/metrics/test_mrmc.py.
 
 Choices where those sources differ: CIs are not clipped to [0, 1] (MRMCaov clips; a caller's FOM
-need not be bounded); the FRRC denominator Var - Cov1 + (r-1)(Cov2 - Cov3) has no max() (MRMCaov;
-RJafroc takes max(Cov2 - Cov3, 0)); a reader's FRRC difference uses that difference's own variance
-(for two modalities the same as their 2 (Var_j - Cov1_j)).
+need not be bounded). ``convention="reference"`` (default) follows Hillis' OR-DBM MRMC program and
+RJafroc: the FRRC denominator is Var - Cov1 + (r-1) max(Cov2 - Cov3, 0), and a reader's FRRC
+difference has one variance per reader, 2 (Var_j - Cov1_j) (Var_j, Cov1_j: that reader's cells
+averaged over modalities). ``convention="mrmcaov"`` keeps the earlier forms: no max() in the FRRC
+denominator, and each reader's difference with that pair's own variance. The two agree when
+Cov2 >= Cov3 and there are two modalities (docs/planning.md).
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ import pandas as pd
 from scipy import stats
 
 COV_METHODS = ("jackknife", "delong", "unbiased")
+CONVENTIONS = ("reference", "mrmcaov")  # FRRC forms: Hillis' OR-DBM MRMC / RJafroc, or the earlier MRMCaov-like
 
 
 def empirical_auc(truth, score) -> float:
@@ -77,24 +81,46 @@ def _few(items, n: int = 3) -> str:
 
 
 def check_design(data: pd.DataFrame, reader: str, modality: str, case: str, truth: str | None,
-                 score: str | None, classes=None, case_truth: bool = True) -> tuple[list, list, list]:
+                 score: str | None, classes=None, case_truth: bool = True, *,
+                 one_row_per_reading: bool = False) -> tuple[list, list, list]:
     """Modalities, readers, cases of a fully crossed design, or ValueError naming what is missing.
 
     Fully crossed: every reader reads every case unit in every modality (a unit may have several rows;
     row counts may differ between cells). ``case_truth``: the truth is a property of the case unit,
     so all its rows agree; otherwise each cell must hold the same truths for a unit. Each class must
-    occur in >= 2 units, or leaving one out would leave the FOM undefined."""
+    occur in >= 2 units, or leaving one out would leave the FOM undefined. ``one_row_per_reading``:
+    a (reader, modality, case) given twice is an error listing them (a duplicated reading would
+    silently weigh twice); off for case units with several rows (slices). Rows are named by the
+    table's index, called by the index's name if it has one (the CLI's: ``line``, of the file)."""
+    if len(data) == 0:
+        raise ValueError(f"no readings: the table has no rows (columns: {list(data.columns)})")
     cols = [c for c in (reader, modality, case, truth, score) if c is not None]
     missing = [c for c in cols if c not in data.columns]
     if missing:
         raise ValueError(f"column(s) {missing} not found (columns: {list(data.columns)})")
+    row = data.index.name or "row"  # the CLI names its index "line" (lines of the file)
+    idx, case_of = data.index, data[case].to_numpy()
     for c in cols:
-        if data[c].isna().any():
-            raise ValueError(f"column {c!r} has {int(data[c].isna().sum())} empty value(s)")
+        empty = data[c].isna().to_numpy()
+        if empty.any():
+            where = [f"{row} {idx[i]}" + (f" (case {case_of[i]})" if c != case else "") for i in np.flatnonzero(empty)]
+            raise ValueError(f"column {c!r} has {int(empty.sum())} empty value(s): {_few(where)}")
     if score is not None:
         s = pd.to_numeric(data[score], errors="coerce")
-        if not np.isfinite(s.to_numpy(dtype=float)).all():
-            raise ValueError(f"score column {score!r} has non-numeric or infinite values")
+        bad = ~np.isfinite(s.to_numpy(dtype=float))
+        if bad.any():
+            raw = data[score].to_numpy()
+            where = [f"{row} {idx[i]} (case {case_of[i]}): {raw[i]!r}" for i in np.flatnonzero(bad)]
+            raise ValueError(f"score column {score!r} has {int(bad.sum())} non-numeric or infinite value(s): "
+                             f"{_few(where)}")
+    if one_row_per_reading:
+        dup = data.duplicated([reader, modality, case], keep=False)
+        if dup.any():
+            groups = data[dup].groupby([reader, modality, case], sort=False).groups
+            listed = [f"reader {r}, modality {m}, case {c} ({row}s {', '.join(map(str, rows))})"
+                      for (r, m, c), rows in groups.items()]
+            raise ValueError(f"duplicated readings: {len(listed)} (reader, modality, case) given more than once: "
+                             f"{_few(listed)}")
     modalities, readers, cases = _levels(data[modality]), _levels(data[reader]), _levels(data[case])
     present = set(zip(data[modality], data[reader]))
     absent = [f"reader {r} has no rows for modality {m}" for m in modalities for r in readers if (m, r) not in present]
@@ -183,10 +209,14 @@ def _nan_test(statistic: str, df1, reason: str) -> dict:
     return {"statistic": statistic, "value": np.nan, "df1": df1, "df2": np.nan, "p": np.nan, "reason": reason}
 
 
-def or_test(theta: np.ndarray, cov: np.ndarray, modalities, readers, alpha: float = 0.05) -> dict:
+def or_test(theta: np.ndarray, cov: np.ndarray, modalities, readers, alpha: float = 0.05,
+            convention: str = "reference") -> dict:
     """OR analysis of FOMs ``theta`` (modalities x readers) with ``cov`` over cells in modality-major
     order: variance components and the RRRC (Hillis df), FRRC and RRFC tests, pairwise differences
-    of reader-averaged FOMs and single-modality CIs. NaN p (with ``reason``) where undefined."""
+    of reader-averaged FOMs and single-modality CIs. NaN p (with ``reason``) where undefined.
+    ``convention``: the FRRC forms (module docstring)."""
+    if convention not in CONVENTIONS:
+        raise ValueError(f"convention must be one of {CONVENTIONS}, not {convention!r}")
     t, r = theta.shape
     mi, ri = np.divmod(np.arange(t * r), r)
     same_m, same_r = mi[:, None] == mi[None, :], ri[:, None] == ri[None, :]
@@ -246,9 +276,12 @@ def or_test(theta: np.ndarray, cov: np.ndarray, modalities, readers, alpha: floa
            "rrrc": {"test": rrrc, "pairs": pair_table(rrrc_se, rrrc["df2"]), "modalities": mod_table(v, df_i)}}
 
     # fixed readers, random cases: chi-square, normal CIs
-    den_f = var - cov1 + (r - 1) * (cov2 - cov3) if t > 1 else np.nan
+    reference = convention == "reference"
+    c23 = max(cov2 - cov3, 0.0) if reference else cov2 - cov3
+    den_f = var - cov1 + (r - 1) * c23 if t > 1 else np.nan
     if one or not den_f > 0:
-        frrc = _nan_test("chi2", t - 1, one or f"denominator Var - Cov1 + (r-1)(Cov2-Cov3) = {den_f:.3g} is not > 0")
+        form = "max(Cov2-Cov3,0)" if reference else "(Cov2-Cov3)"
+        frrc = _nan_test("chi2", t - 1, one or f"denominator Var - Cov1 + (r-1){form} = {den_f:.3g} is not > 0")
     else:
         x2 = (t - 1) * ms_t / den_f
         frrc = {"statistic": "chi2", "value": float(x2), "df1": t - 1, "df2": np.inf,
@@ -257,7 +290,10 @@ def or_test(theta: np.ndarray, cov: np.ndarray, modalities, readers, alpha: floa
     rows = []
     for j, (a, b) in itertools.product(range(r), pairs):
         ia, ib = a * r + j, b * r + j
-        d_var = cov[ia, ia] + cov[ib, ib] - 2 * cov[ia, ib]  # this difference's own variance
+        if reference:  # one variance per reader: 2 (Var_j - Cov1_j), its cells averaged over modalities
+            d_var = 2 * (avg(same_m & same_r & (ri[:, None] == j)) - avg(~same_m & same_r & (ri[:, None] == j)))
+        else:
+            d_var = cov[ia, ia] + cov[ib, ib] - 2 * cov[ia, ib]  # this difference's own variance
         se = np.sqrt(d_var) if d_var > 0 else np.nan
         lo, hi = _ci(theta[a, j] - theta[b, j], se, None, alpha)
         rows.append({"reader": readers[j], "modality_a": modalities[a], "modality_b": modalities[b],
@@ -282,7 +318,7 @@ def or_test(theta: np.ndarray, cov: np.ndarray, modalities, readers, alpha: floa
 def or_analysis(data: pd.DataFrame, *, reader: str = "reader", modality: str = "modality", case: str = "case",
                 truth: str | None = "truth", score: str | None = "score",
                 fom: Callable[[pd.DataFrame], float] | None = None, cov: str = "jackknife", classes=None,
-                case_truth: bool = True, alpha: float = 0.05) -> dict:
+                case_truth: bool = True, alpha: float = 0.05, convention: str = "reference") -> dict:
     """OR-Hillis analysis of a long table (one row per reading; a case unit may have several rows).
 
     ``fom``: None for the empirical AUC of 0/1 ``truth`` vs ``score``, else a callable of one
@@ -290,7 +326,8 @@ def or_analysis(data: pd.DataFrame, *, reader: str = "reader", modality: str = "
     ``cov``: 'jackknife' over case units (any FOM), 'delong' or 'unbiased' (binary AUC, one row per
     case unit and cell). Returns plain dicts and DataFrames: ``fom`` (modalities x readers),
     ``cov``, ``jackknife`` (leave-one-unit-out FOMs, or None), ``components``, ``per_modality`` and
-    ``rrrc`` / ``frrc`` / ``rrfc`` each with ``test``, ``pairs``, ``modalities``."""
+    ``rrrc`` / ``frrc`` / ``rrfc`` each with ``test``, ``pairs``, ``modalities``. ``convention``: the
+    FRRC forms, ``reference`` (Hillis' OR-DBM MRMC, RJafroc) or ``mrmcaov`` (module docstring)."""
     if cov not in COV_METHODS:
         raise ValueError(f"cov must be one of {COV_METHODS}, not {cov!r}")
     if not 0 < alpha < 1:
@@ -299,10 +336,10 @@ def or_analysis(data: pd.DataFrame, *, reader: str = "reader", modality: str = "
     if binary:
         if truth is None or score is None:
             raise ValueError("the empirical AUC needs a truth and a score column")
-        if truth in data.columns and not set(pd.unique(data[truth])) <= {0, 1}:
-            odd = sorted(map(str, set(pd.unique(data[truth])) - {0, 1}))
+        if truth in data.columns and not set(pd.unique(data[truth].dropna())) <= {0, 1}:  # empties: check_design
+            odd = sorted(map(str, set(pd.unique(data[truth].dropna())) - {0, 1}))
             raise ValueError(f"truth column {truth!r} must be 0/1, found {_few(odd)}")
-        if truth in data.columns:
+        if truth in data.columns and data[truth].notna().all():
             data = data.assign(**{truth: data[truth].astype(int)})  # bool or 0.0/1.0 -> 0/1
         classes = (0, 1)
         fom = lambda f: empirical_auc(f[truth].to_numpy(), f[score].to_numpy())  # noqa: E731
@@ -334,7 +371,7 @@ def or_analysis(data: pd.DataFrame, *, reader: str = "reader", modality: str = "
         wide = data.pivot(index=case, columns=[modality, reader], values=score).loc[cases, cells]
         t_case = data.groupby(case)[truth].first().loc[cases].to_numpy()
         covm = (delong_cov if cov == "delong" else unbiased_cov)(t_case, wide.to_numpy(dtype=float))
-    res = or_test(theta.reshape(len(modalities), len(readers)), covm, modalities, readers, alpha)
+    res = or_test(theta.reshape(len(modalities), len(readers)), covm, modalities, readers, alpha, convention)
     res.update({
         "design": {"modalities": modalities, "readers": readers, "n_cases": len(cases), "n_rows": len(data),
                    "cov_method": cov, "fom": getattr(fom, "__name__", "fom") if not binary else "empirical AUC",

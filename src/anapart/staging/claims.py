@@ -10,6 +10,14 @@ learning beats the basic CNN; the ensemble beats every single model; the ensembl
 and TNM staging, Table 5) are each tested on the same patients: exact McNemar on the per-patient
 calls and paired DeLong on the AUCs of the patients' mean advanced-stage probability. One claim is
 declared primary (``staging.primary``); the others are secondary, Holm over all of them.
+
+Small samples (14-40 test patients): beside each exact McNemar the mid-p McNemar (Fagerland,
+Lydersen & Laake 2013; the exact test is conservative when discordant pairs are few), and beside each
+paired DeLong (asymptotic) a paired permutation test of the AUC difference (Venkatraman & Begg 1996's
+within-patient exchange of the two methods' ranks, exact by enumeration up to 16 patients). Those
+rows have role ``sensitivity``: outside the Holm family, so they add no multiplicity. CLAHE vs raw is
+also one Obuchowski-Rockette analysis (:func:`clahe_or`): the transfer networks are the readers,
+CLAHE and raw the modalities, the patients the cases (RRRC), a secondary row of the CLAHE family.
 """
 
 from __future__ import annotations
@@ -18,11 +26,17 @@ import numpy as np
 import pandas as pd
 
 from anapart.metrics.evaluate import patient_weights, percentile_ci, predicted
-from anapart.metrics.intervals import auc_delong, mcnemar_exact, paired_delong, proportion
+from anapart.metrics.intervals import (auc_delong, mcnemar_exact, mcnemar_mid_p, paired_delong,
+                                      paired_permutation_auc, proportion)
+from anapart.metrics.mrmc import or_analysis
 from anapart.staging.ensemble import patient_predictions
 
 METRIC_COLUMNS = ["method", "unit", "metric", "stage", "value", "ci_low", "ci_high", "k", "n", "interval",
                   "simulated"]
+MID_P = "mid-p McNemar (per-patient calls)"
+PERMUTATION = "paired permutation (AUC of the mean advanced-stage probability)"
+CLAHE_OR = "OR-RRRC (networks as readers, patients as cases; AUC of the mean advanced-stage probability)"
+PRIMARY_TESTS = {"mcnemar": "exact McNemar", "delong": "paired DeLong", "mid_p": MID_P, "permutation": PERMUTATION}
 CLAIM_COLUMNS = ["role", "claim", "family", "a", "b", "test", "n_patients", "accuracy_a", "accuracy_b", "a_only",
                  "b_only", "auc_a", "auc_b", "estimate", "ci_low", "ci_high", "p", "p_holm", "simulated", "note"]
 
@@ -142,15 +156,19 @@ def claims(names, models, *, main: str, basic: str | None = "basic_cnn") -> list
 
 
 def claims_table(patients: dict[str, pd.DataFrame], classes, claim_list, primary: tuple[str, str, str] | None,
-                 level: float = 0.95, simulated=frozenset()) -> pd.DataFrame:
+                 level: float = 0.95, simulated=frozenset(), models=(), main: str = "clahe",
+                 seed: int = 0) -> pd.DataFrame:
     """One row per (claim, test) on the patients both methods scored: exact McNemar on the calls and
-    (where both have a score) paired DeLong on the AUC. ``primary`` = (a, b, test): that row is the
-    primary claim (first; no multiplicity adjustment); every other row is secondary, Holm over all
-    of them (``p_holm``). ``simulated``: methods whose calls were generated, not measured (the
-    demo's TNM reading); a claim involving one is marked."""
+    (where both have a score) paired DeLong on the AUC, each with its small-sample sensitivity row
+    (mid-p McNemar, paired permutation; role ``sensitivity``, outside Holm); with ``models`` the CLAHE
+    vs raw OR analysis over them (:func:`clahe_or`). ``primary`` = (a, b, test): that row is the
+    primary claim (first; no multiplicity adjustment); every other non-sensitivity row is secondary,
+    Holm over all of them (``p_holm``). ``simulated``: methods whose calls were generated, not
+    measured (the demo's TNM reading); a claim involving one is marked."""
     from statsmodels.stats.multitest import multipletests
 
     rows = []
+    clahe = clahe_or(patients, classes, models, main=main, level=level) if len(models) else None
     for claim, family, a, b in claim_list:
         pa, pb = patients[a].set_index("patient"), patients[b].set_index("patient")
         both = pa.index.intersection(pb.index)
@@ -164,6 +182,10 @@ def claims_table(patients: dict[str, pd.DataFrame], classes, claim_list, primary
         rows.append({**base, "test": "exact McNemar (per-patient calls)", "a_only": m["a_only"], "b_only": m["b_only"],
                      "estimate": float(ok_a.mean() - ok_b.mean()), "p": m["p"],
                      "note": "estimate: accuracy a - b; a_only / b_only: patients only a / only b staged right"})
+        mid = mcnemar_mid_p(ok_a, ok_b)
+        rows.append({**base, "test": MID_P, "a_only": mid["a_only"], "b_only": mid["b_only"],
+                     "estimate": float(ok_a.mean() - ok_b.mean()), "p": mid["p"],
+                     "note": "sensitivity: exact McNemar p minus P(X = min(a_only, b_only)) (Fagerland 2013)"})
         col = f"p_{classes[-1]}"
         if col in pa and col in pb:
             pos = truth == classes[-1]
@@ -175,12 +197,19 @@ def claims_table(patients: dict[str, pd.DataFrame], classes, claim_list, primary
                          "note": "estimate: AUC a - AUC b" + (
                              "; fewer than 2 patients of a stage: no DeLong variance, no p-value" if np.isnan(d["se"])
                              else "" if d["se"] > 0 else "; DeLong's variance is 0 (e.g. both AUCs 1): no interval")})
+            perm = paired_permutation_auc(pos, pa[col].to_numpy(float), pb[col].to_numpy(float), seed=seed)
+            how = (f"all {perm['n_permutations']} within-patient swaps" if perm["exact"] else
+                   f"{perm['n_permutations']} random within-patient swaps")
+            rows.append({**base, "test": PERMUTATION, "auc_a": rows[-1]["auc_a"], "auc_b": rows[-1]["auc_b"],
+                         "estimate": perm["diff"], "p": perm["p"],
+                         "note": f"sensitivity: estimate AUC a - AUC b; {how} of the two methods' ranks"})
+    if clahe is not None:
+        rows.append(clahe)
     out = pd.DataFrame(rows).reindex(columns=CLAIM_COLUMNS)
-    out["role"] = "secondary"
+    out["role"] = np.where(out["test"].isin([MID_P, PERMUTATION]), "sensitivity", "secondary")
     if primary is not None:
         a, b, test = primary
-        hit = (out["a"] == a) & (out["b"] == b) & out["test"].str.startswith({"mcnemar": "exact McNemar",
-                                                                              "delong": "paired DeLong"}[test])
+        hit = (out["a"] == a) & (out["b"] == b) & out["test"].str.startswith(PRIMARY_TESTS[test])
         if not hit.any():
             raise ValueError(f"staging.primary: no claim '{a}' better than '{b}' with test {test} among the methods "
                              f"run ({sorted(set(out['a']) | set(out['b']))})")
@@ -189,6 +218,43 @@ def claims_table(patients: dict[str, pd.DataFrame], classes, claim_list, primary
     if sec.any():
         out.loc[sec, "p_holm"] = multipletests(out.loc[sec, "p"].astype(float), method="holm")[1]
     return pd.concat([out[out["role"] == "primary"], out[out["role"] != "primary"]], ignore_index=True)
+
+
+def clahe_or(patients: dict[str, pd.DataFrame], classes, models, *, main: str = "clahe",
+             level: float = 0.95) -> dict | None:
+    """CLAHE vs raw as one OR-RRRC analysis (Obuchowski-Rockette with Hillis' df): every transfer
+    network with both arms is a reader, CLAHE and raw the modalities, the test patients the cases,
+    the AUC of the patients' mean advanced-stage probability the figure of merit (jackknife over
+    patients). One claim row (CLAHE - raw of the network-averaged AUC), or None with fewer than two
+    networks; a design the analysis cannot take gives the row with its reason and no p-value."""
+    other = "raw" if main == "clahe" else "clahe"
+    col = f"p_{classes[-1]}"
+    arms = [(m, {main: m, other: f"ablation/{m}"}) for m in models]
+    arms = [(m, a) for m, a in arms if all(n in patients and col in patients[n] for n in a.values())]
+    if len(arms) < 2:
+        return None
+    common = set.intersection(*(set(patients[n]["patient"]) for _, a in arms for n in a.values()))
+    parts = [patients[name][patients[name]["patient"].isin(common)].assign(reader=m, modality=arm)
+             for m, a in arms for arm, name in a.items()]
+    data = pd.concat(parts, ignore_index=True)
+    data = data.assign(truth=(data["label"] == classes[-1]).astype(int))
+    base = {"claim": "CLAHE better than raw: the networks as readers of one MRMC study", "family": "CLAHE (Table 3)",
+            "a": "clahe (networks: " + ", ".join(m for m, _ in arms) + ")", "b": "raw (the same networks)",
+            "test": CLAHE_OR, "n_patients": len(common), "simulated": False}
+    try:
+        fit = or_analysis(data, reader="reader", modality="modality", case="patient", truth="truth", score=col,
+                          alpha=1 - level)
+    except ValueError as e:
+        return {**base, "p": np.nan, "note": f"no OR analysis: {' '.join(str(e).split())}"}
+    test, pair = fit["rrrc"]["test"], fit["rrrc"]["pairs"].iloc[0]
+    sign = 1.0 if pair["modality_a"] == "clahe" else -1.0  # CLAHE - raw
+    lo, hi = sorted((sign * pair["ci_low"], sign * pair["ci_high"]))
+    fom = fit["fom"].mean(axis=1)
+    return {**base, "auc_a": float(fom.loc["clahe"]), "auc_b": float(fom.loc["raw"]),
+            "estimate": float(sign * pair["estimate"]), "ci_low": lo, "ci_high": hi,
+            "p": test["p"] if test["reason"] is None or np.isfinite(test["p"]) else np.nan,
+            "note": f"estimate: network-averaged AUC CLAHE - raw over {len(arms)} networks; F = {test['value']:.3g}, "
+                    f"df {test['df1']}, {test['df2']:.3g}" + (f"; {test['reason']}" if test["reason"] else "")}
 
 
 def best_single(histories: dict[str, pd.DataFrame], candidates) -> tuple[str, float]:
