@@ -99,9 +99,14 @@ def class_intervals(labelled: pd.DataFrame, classes, strata, n_boot: int, seed: 
         boot = boot[~np.isnan(boot)]
         lo, hi = percentile_ci(boot, level) if len(boot) else (float("nan"), float("nan"))
         pos = truth == c
-        out[c] = {"auc_bootstrap_ci": [lo, hi], "n_boot": int(len(boot)),
-                  "patients": {**auc_delong(pos, per_patient[f"p_{c}"].to_numpy(), level),
-                               "n_positive": int(pos.sum()), "n_negative": int((~pos).sum())},
+        counts = {"n_positive": int(pos.sum()), "n_negative": int((~pos).sum())}
+        if min(counts.values()) >= 2:
+            delong = auc_delong(pos, per_patient[f"p_{c}"].to_numpy(), level)
+        else:  # DeLong's variance needs two patients on each side: no interval rather than a wrong one
+            score = per_patient[f"p_{c}"].to_numpy()
+            delong = {"value": float(auc_weighted(pos, score, np.ones((1, len(score))))[0]), "se": float("nan"), "ci_low": float("nan"), "ci_high": float("nan"),
+                      "interval": "none: fewer than two patients of the class or of the rest"}
+        out[c] = {"auc_bootstrap_ci": [lo, hi], "n_boot": int(len(boot)), "patients": {**delong, **counts},
                   "sensitivity_patients": proportion(int((pos & (called == c)).sum()), int(pos.sum()), level),
                   "specificity_patients": proportion(int((~pos & (called != c)).sum()), int((~pos).sum()), level)}
     return out
