@@ -1,0 +1,1 @@
+"""Scores and statistics: numpy/scipy only, no torch. Evaluation, calibration, CAM scores and their tests, the MRMC (Obuchowski-Rockette) analysis."""

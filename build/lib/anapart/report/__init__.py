@@ -1,0 +1,1 @@
+"""What reads both studies: the reporting checklist."""
