@@ -58,7 +58,7 @@ def model_card(descriptor: dict, counts: dict, check: dict, metrics: dict, *, in
     period = check.get("study_period")
     scanners = check.get("scanners") or {}
     out += [f"- development cohort (training and test): study months {period[0]} to {period[1]}" if period
-            else "- development cohort: study months not stated in the DICOM headers",
+            else "- development cohort: study months not stated in the image headers",
             "- scanners (patients): " + (", ".join(f"{k} ({v})" for k, v in scanners.items()) or "not stated"),
             "- patients per class are the patient's stratum in the split (its lesion class, normal if none)", ""]
     out += ["## Test metrics (internal test patients, never trained on)", ""] + metrics_lines(metrics, classes) + [""]
