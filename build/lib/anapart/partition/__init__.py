@@ -1,1 +1,0 @@
-"""Study A, the anatomical partition: one module per Methods step (segment, crop, classify, Grad-CAM, the external cohort)."""

@@ -1,1 +1,0 @@
-"""What reads both studies: the reporting checklist."""
