@@ -40,6 +40,7 @@ include: "workflow/rules/staging_radiomics.smk"
 include: "workflow/rules/staging_ensemble.smk"
 include: "workflow/rules/staging_cam.smk"
 include: "workflow/rules/checklist.smk"
+include: "workflow/rules/package.smk"
 
 
 rule all:

@@ -11,7 +11,8 @@ Its layers, bottom to top (a module imports only from its own subpackage or from
 - ``learn``: the torch stack both studies share: the training loop, weights, the crop data path, Grad-CAM
 - ``metrics``: numpy/scipy scores and statistics: evaluation, calibration, CAM scores, tests
 - ``partition``: study A, one module per Methods step; ``staging``: study B, likewise (never each other)
-- ``report``: what reads both studies (the reporting checklist)
+- ``report``: what reads both studies (the reporting checklist); ``export``: models that leave the study
+  (the model package, ``anapart predict`` and ``anapart evaluate``; study A's code paths)
 """
 
 __version__ = "0.1.0"

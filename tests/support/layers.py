@@ -19,7 +19,7 @@ LAYERS = {
     "cohort": 2, "synthetic": 2,
     "learn": 3, "metrics": 3,
     "partition": 4, "staging": 4,
-    "report": 5,
+    "report": 5, "export": 5,  # export: models that leave the study (study A's code paths)
 }
 STUDIES = {"partition", "staging"}
 MAX_LINES = 400

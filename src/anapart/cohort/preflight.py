@@ -183,18 +183,22 @@ def check_cohort(dicom_dir, labels_csv, mask_dir, *, classes, salt: str, series:
     whether the masks lie on its grid, the files skipped. Problems are collected, not raised;
     warnings (problems of series that are not used, slice gaps) are reported and fail nothing.
     ``exclude`` maps PatientIDs that must not occur (an external cohort's check gets the main
-    cohort's) to the reason quoted in the problem.
+    cohort's) to the reason quoted in the problem. ``labels_csv`` None: a cohort to predict (``anapart
+    predict``), every slice of each patient's chosen series with an empty label.
     """
     t0 = time.perf_counter()
     dicom_dir = Path(dicom_dir)
-    labels, problems = check_labels(labels_csv, classes)
-    table_failed = labels.empty and len(problems) == 1 and problems[0].patient is None  # unreadable as a whole
+    unlabelled = labels_csv is None
+    labels, problems = check_labels(labels_csv, classes) if not unlabelled else (None, [])
+    table_failed = not unlabelled and labels.empty and len(problems) == 1 and problems[0].patient is None
     scan = None
     try:
-        scan = (nifti.scan(dicom_dir, nifti_layout, set(labels["patient_id"])) if nifti_layout is not None
-                else dicom_scan.scan(dicom_dir, frames))
+        scan = (nifti.scan(dicom_dir, nifti_layout, None if unlabelled else set(labels["patient_id"]))
+                if nifti_layout is not None else dicom_scan.scan(dicom_dir, frames))
     except (DicomError, ValueError) as e:
         problems.append(Problem("dicom_folder", str(e)))
+    if unlabelled:  # prediction of a new cohort: every slice of every patient found, label unknown ("")
+        labels = unlabelled_rows(series_by_patient(scan))
     mask_names = mask_names or {"region": "region.nii.gz", "lesion": "lesion.nii.gz"}
     if nifti_layout is not None:  # masks beside each image (or nnU-Net's labelsTr)
         mask_dir = None
@@ -214,7 +218,7 @@ def check_cohort(dicom_dir, labels_csv, mask_dir, *, classes, salt: str, series:
             row_problems.setdefault(p.patient, []).append(p)
     if scan is not None:
         problems += [Problem("unreadable_file", p) for p in scan.problems]
-    c = _Cohort(dicom_dir, Path(labels_csv), series, resolve_salt(salt), prefix,
+    c = _Cohort(dicom_dir, Path(labels_csv or "(no labels)"), series, resolve_salt(salt), prefix,
                 scan.skipped_by_patient if scan is not None else {}, mask_refs, set(row_problems),
                 labels_unreadable=table_failed, images="NIfTI image" if nifti_layout is not None else "DICOM series")
     series_of = series_by_patient(scan)
@@ -260,6 +264,14 @@ def check_cohort(dicom_dir, labels_csv, mask_dir, *, classes, salt: str, series:
         "seconds_total": round(time.perf_counter() - t0, 3),
     }
     return CohortCheck(plans, table, problems, summary, dicom_dir, skipped, warnings)
+
+
+def unlabelled_rows(series_of: dict) -> pd.DataFrame:
+    """The labels table of a cohort with no labels: one blank-instance row (every slice) per patient
+    found, label "" (why: prediction selects series and slices exactly as a labelled cohort does)."""
+    pids = list(series_of)
+    return pd.DataFrame({"patient_id": pids, "instance": pd.array([pd.NA] * len(pids), dtype="Int64"),
+                         "label": [""] * len(pids), "line": [0] * len(pids)})
 
 
 def acquisition_summary(series: list[Series]) -> dict:

@@ -119,7 +119,7 @@ def prior_center(manifest: pd.DataFrame, masks, patients: pd.DataFrame, field: i
 
 
 def make_crops(cohort_dir, patients_csv, predicted: list, out: dict, qc_path, *, formats, sizes: dict,
-               pad_value: float = 0.0, training_cohort=None) -> pd.DataFrame:
+               pad_value: float = 0.0, training_cohort=None, prior=None) -> pd.DataFrame:
     """Write one store per format and the QC table.
 
     ``predicted`` holds, for every manifest row, ``(centroid or None, area in px)`` of the predicted
@@ -127,13 +127,18 @@ def make_crops(cohort_dir, patients_csv, predicted: list, out: dict, qc_path, *,
     hard-linked to the cohort store. ``training_cohort``: the store whose training patients give
     the fallback centre when it is not ``cohort_dir`` (an external cohort: its slices are all
     "external" in the QC table, and none of its masks is used but for the centroid error).
+    ``prior``: that fallback centre given as (row, col) instead (a model package carries the one
+    :func:`prior_center` computed on its training cohort; ``patients_csv`` is then unused).
     """
     manifest, images, masks = load_store(cohort_dir)
-    patients = pd.read_csv(patients_csv)
     n, field = len(manifest), int(images.shape[-1])
     if len(predicted) != n:
         raise ValueError(f"{len(predicted)} predictions for {n} slices")
-    if training_cohort is None:
+    patients = pd.read_csv(patients_csv) if prior is None else None
+    if prior is not None:
+        prior = tuple(float(v) for v in prior)
+        side = pd.Series("external", index=manifest.index)
+    elif training_cohort is None:
         prior = prior_center(manifest, masks, patients, field)
         side = manifest["patient"].map(patients.set_index("patient")["split"])
     else:
