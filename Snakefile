@@ -67,6 +67,7 @@ rule all:
 
 onstart:
     start_worker()
+    start_gpu_pool()
 
 
 onsuccess:
