@@ -114,13 +114,15 @@ def from_gpu_check(path: Path) -> tuple[dict, str]:
     return table, f"{res['device_name']} ({res['mode']}, {res['date']}, gpu_check.json)"
 
 
-def measure_cpu(sizes: list[int], batch: int, steps: int) -> tuple[dict, str]:
-    """Our loop's images/s on this machine's CPU (float32: no AMP on the CPU), with gpu_check's code."""
+def measure_cpu(sizes: list[int], batch: int, steps: int, threads: int) -> tuple[dict, str]:
+    """Our loop's images/s on this machine's CPU (float32: no AMP on the CPU), with gpu_check's code,
+    at ``threads`` torch threads per job (the demo's classify.threads: jobs run side by side)."""
     import platform
 
     import torch
 
     import gpu_check
+    torch.set_num_threads(threads)
     s = {"batch": batch, "warmup": 1, "steps": steps}
     table: dict = {}
     for net in gpu_check.paper_nets():
@@ -151,12 +153,13 @@ def main(argv=None) -> int:
     ap.add_argument("--cpu-sizes", type=int, nargs="+", default=[56, 112])
     ap.add_argument("--cpu-batch", type=int, default=8)
     ap.add_argument("--cpu-steps", type=int, default=2)
+    ap.add_argument("--cpu-threads", type=int, default=1)
     ap.add_argument("--gpus", type=int, nargs="+", default=[1, 4, 8])
     ap.add_argument("--job-overhead-s", type=float, default=30.0)
     ap.add_argument("--out", type=Path, help="also write <out>/cost_model.json and .md")
     a = ap.parse_args(argv)
     table, device = from_gpu_check(a.throughput) if a.throughput else measure_cpu(a.cpu_sizes, a.cpu_batch,
-                                                                                    a.cpu_steps)
+                                                                                    a.cpu_steps, a.cpu_threads)
     rows = cost(table, a.gpus, a.job_overhead_s)
     md = markdown(rows, device, a.gpus, a.job_overhead_s)
     print(md)

@@ -55,7 +55,7 @@ PAPER_SLICES = 12_832  # 401 patients x 32 slices (config/paper.yaml's synthetic
 FULL = {"sizes": [112, 224, 512], "batch": 32, "warmup": 3, "steps": 10, "store": (PAPER_SLICES, 512),
         "store_batches": 60, "resume_size": 112, "resume_n": 64, "dag_timeout_s": 300}
 SMOKE = {"sizes": [32], "batch": 2, "warmup": 1, "steps": 1, "store": (256, 32), "store_batches": 10,
-         "resume_size": 32, "resume_n": 4, "dag_timeout_s": 120, "threads": 1}
+         "resume_size": 32, "resume_n": 4, "dag_timeout_s": 400, "threads": 1}
 DAG_TARGET = "results/classify/mobilenetv3_large_100/seg112/f25/metrics.json"
 
 

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.workflow  # a Snakemake dry run of the tiny DAG inside:
 
 def test_cpu_smoke_runs_every_part_and_writes_json_and_markdown(tmp_path):
     proc = subprocess.run([sys.executable, str(REPO / "benchmarks/gpu_check.py"), "--cpu-smoke", "--out", str(tmp_path)],
-                          capture_output=True, text=True, timeout=600)
+                          capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     res = json.loads((tmp_path / "gpu_check.json").read_text())
     nets = yaml.safe_load((REPO / "config/paper.yaml").read_text())["classify"]["nets"]
