@@ -46,7 +46,7 @@ def targets() -> list[str]:
 
 
 def smk(wd: Path, *args: str, env: dict | None = None) -> tuple[subprocess.CompletedProcess, float]:
-    cmd = [sys.executable, "-m", "snakemake", *args, "--configfile", "config/test.yaml", "grid.yaml"]
+    cmd = [sys.executable, "-m", "snakemake", "--configfile", "config/test.yaml", "grid.yaml", *args]
     t0 = time.monotonic()
     proc = run_offline(cmd, cwd=wd, capture_output=True, text=True, env=env, timeout=3600)
     return proc, time.monotonic() - t0
@@ -65,7 +65,7 @@ def main(argv=None) -> int:
     (wd / "profiles/slurm/config.yaml").write_text(
         text.replace('# slurm_partition: "CHANGE_ME_partition"', 'slurm_partition: "ci"'))
     crops = [f"results/replicates/r0/k{k}/crops/{f}/index.csv" for k in (0, 1) for f in ("full", "seg112")]
-    proc, wall = smk(wd, "-c2", *crops)
+    proc, wall = smk(wd, "-c2", "--", *crops)
     if proc.returncode:
         print(proc.stdout[-3000:], proc.stderr[-3000:])
         return 1

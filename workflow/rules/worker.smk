@@ -52,7 +52,12 @@ def start_gpu_pool():
     os.environ.pop(_devices.ENV_VAR, None)
     n = workflow.global_resources.get("gpu")
     n = getattr(n, "value", n)
-    if workflow.is_main_process and workflow.local_exec and isinstance(n, int) and n > 0:
+    if (
+        workflow.is_main_process
+        and workflow.local_exec
+        and isinstance(n, int)
+        and n > 0
+    ):
         os.environ[_devices.ENV_VAR] = _devices.describe(
             ".snakemake/anapart-gpu-pool", n, os.environ.get("CUDA_VISIBLE_DEVICES")
         )
