@@ -127,8 +127,8 @@ def throughput(s: dict, device: torch.device) -> list[dict]:
         for size in s["sizes"]:
             b, peak = bare(net, size, s, device)
             o = ours(net, size, s, device)
-            rows.append({"net": net, "size": size, "batch": s["batch"], "ours_img_s": round(o, 1),
-                         "bare_img_s": round(b, 1), "ratio_bare_over_ours": round(b / o, 3),
+            rows.append({"net": net, "size": size, "batch": s["batch"], "ours_img_s": float(f"{o:.4g}"),
+                         "bare_img_s": float(f"{b:.4g}"), "ratio_bare_over_ours": round(b / o, 3),
                          "peak_gib": None if peak is None else round(peak, 2)})
             print(f"(a) {net} {size}px: ours {o:.1f} img/s, bare {b:.1f} img/s, peak {peak} GiB", flush=True)
             if device.type == "cuda":
@@ -169,7 +169,7 @@ def store_feed(s: dict, scratch: Path, net_rows: list[dict]) -> dict:
     size = s["sizes"][-1]
     nets = {r["net"]: r["ours_img_s"] for r in net_rows if r["size"] == size}
     out = {"slices": n, "side": side, "store_gb": round(n * side * side * 2 / 1e9, 2), "write_s": round(written, 1),
-           "data_img_s": round(data_ips, 1), "net_size": size, "net_img_s": nets,
+           "data_img_s": float(f"{data_ips:.4g}"), "net_size": size, "net_img_s": nets,
            "data_over_net": {k: round(data_ips / v, 2) for k, v in nets.items()}}
     print(f"(b) store {n} x {side}px: {data_ips:.1f} img/s from the store; nets at {size}px: {nets}", flush=True)
     shutil.rmtree(folder, ignore_errors=True)

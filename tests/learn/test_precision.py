@@ -95,10 +95,14 @@ def test_bfloat16_trains_without_a_scaler_and_resumes_exactly(tmp_path, cpu_amp)
         assert torch.equal(a, b)
 
 
-def test_a_float16_checkpoint_without_scaler_state_is_an_error(cpu_amp):
+def test_a_checkpoint_without_scaler_state_resumes_with_a_warning(cpu_amp, caplog):
+    """Written where float16 AMP was off (the CPU), resumed where it is on: the scale starts over, said."""
     scaler = precision.make_scaler(torch.device("cpu"), True, "float16")
-    with pytest.raises(ValueError, match="c.pt: written by a float16 mixed-precision run but holds no loss-scaler"):
-        precision.restore_scaler(scaler, {}, "c.pt")
+    precision.restore_scaler(scaler, {}, "c.pt")
+    assert "c.pt holds no loss-scaler state" in caplog.text and "not the uninterrupted one" in caplog.text
+    precision.restore_scaler(scaler, {"scale": 8.0, "growth_factor": 2.0, "backoff_factor": 0.5,
+                                      "growth_interval": 2000, "_growth_tracker": 3}, "c.pt")
+    assert scaler.get_scale() == 8.0 and scaler.state_dict()["_growth_tracker"] == 3
 
 
 def test_amp_is_off_on_the_cpu_by_default_and_the_dtype_is_checked():

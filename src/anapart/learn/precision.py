@@ -61,10 +61,14 @@ def scaler_state(scaler: torch.amp.GradScaler) -> dict:
 
 
 def restore_scaler(scaler: torch.amp.GradScaler, state: dict | None, where: str = "checkpoint") -> None:
-    """Put a checkpoint's scaler state back; a checkpoint of the same settings always has one."""
+    """Put a checkpoint's scaler state back. A checkpoint without one was written where float16 AMP
+    was off (device ``auto`` on a CPU node, resumed on a GPU one): that resume cannot be exact, and
+    the log says so rather than failing the job."""
     if scaler.is_enabled():
         if not state:
-            raise ValueError(f"{where}: written by a float16 mixed-precision run but holds no loss-scaler state")
+            log.warning("%s holds no loss-scaler state (written without float16 mixed precision, e.g. on the CPU): "
+                        "the loss scale starts over, so this resumed run is not the uninterrupted one", where)
+            return
         scaler.load_state_dict(state)
         log.info("restored the loss scale %g (growth tracker %s)", scaler.get_scale(), state.get("_growth_tracker"))
 
