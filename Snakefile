@@ -73,6 +73,7 @@ rule all:
 
 onstart:
     start_worker()
+    start_gpu_pool()
 
 
 onsuccess:

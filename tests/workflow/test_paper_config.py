@@ -159,7 +159,7 @@ def test_demo_only_settings_do_not_leak(key, value):
 
 
 # Runtime knobs (how, not what, is trained): may keep the demo's value.
-RUNTIME = {"threads", "preload_mb", "amp", "channels_last", "seed", "threshold", "drop_rate", "max_loss_ratio"}
+RUNTIME = {"threads", "preload_mb", "amp", "amp_dtype", "channels_last", "seed", "threshold", "drop_rate", "max_loss_ratio"}
 
 
 @pytest.mark.parametrize("block", ["segment", "classify", "staging.train", "staging.basic_cnn", "cam"])

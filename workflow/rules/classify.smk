@@ -32,6 +32,7 @@ rule classify_train:
     resources:
         mem_mb=6000,
         runtime=240,
+        gpu=GPU_JOB,
     params:
         cfg=TRAIN_CFG,
         preload_mb=config["classify"]["preload_mb"],

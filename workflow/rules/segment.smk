@@ -23,6 +23,7 @@ rule seg_train:
     resources:
         mem_mb=4000,
         runtime=120,
+        gpu=GPU_JOB,
     params:
         seg=config["segment"],
         device=config["device"],

@@ -34,6 +34,7 @@ rule staging_train:
     resources:
         mem_mb=6000,
         runtime=120,
+        gpu=GPU_JOB,
     params:
         cfg=STG_TRAIN_CFG,
         classes=STG["classes"],

@@ -36,3 +36,28 @@ def stop_worker():
                 file=sys.stderr,
             )
         handle.stop()
+
+
+# One GPU per local job (anapart.runtime.devices): training rules ask for `gpu=GPU_JOB`, so
+# `snakemake -cN --resources gpu=K` runs at most K of them at once, and each claims its own device
+# from a pool of K slots (CUDA_VISIBLE_DEVICES); on a cluster the same resource becomes --gpus=1.
+from anapart.runtime import devices as _devices  # standard library only
+
+GPU_JOB = 0 if config["device"] == "cpu" else 1
+
+
+def start_gpu_pool():
+    """onstart: name a pool of --resources gpu=K device slots in the jobs' environment (local runs
+    only; without gpu=K every job sees every GPU, as before)."""
+    os.environ.pop(_devices.ENV_VAR, None)
+    n = workflow.global_resources.get("gpu")
+    n = getattr(n, "value", n)
+    if (
+        workflow.is_main_process
+        and workflow.local_exec
+        and isinstance(n, int)
+        and n > 0
+    ):
+        os.environ[_devices.ENV_VAR] = _devices.describe(
+            ".snakemake/anapart-gpu-pool", n, os.environ.get("CUDA_VISIBLE_DEVICES")
+        )

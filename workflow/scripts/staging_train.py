@@ -3,6 +3,10 @@ from anapart.runtime.worker import delegate
 
 delegate()  # a local run continues in the warm worker (libraries imported once: anapart.runtime.worker)
 
+from anapart.runtime.devices import claim
+
+claim()  # with --resources gpu=K: this job's own GPU (CUDA_VISIBLE_DEVICES), before CUDA starts
+
 from pathlib import Path
 
 import pandas as pd

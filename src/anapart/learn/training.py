@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from anapart.io.files import atomic_path
+from anapart.learn import precision
 
 log = logging.getLogger("anapart.training")
 
@@ -45,6 +46,7 @@ def seed_everything(seed: int, deterministic: bool = True) -> None:
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
     if deterministic:
+        precision.deterministic_cuda_env()  # before cuBLAS starts, or GPU products only warn
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
 
@@ -65,6 +67,7 @@ class FitConfig:
     seed: int = 0
     device: str = "auto"
     amp: bool = True  # mixed precision, CUDA only
+    amp_dtype: str = "float16"  # float16 (with a loss scaler, saved in checkpoints) | bfloat16 (no scaler)
     channels_last: bool = True  # NHWC activations: faster convolutions on CUDA and on CPUs (oneDNN)
     grad_clip: float | None = None  # max global gradient norm; None = no clipping
     warmup_epochs: float = 0.0  # linear learning-rate warm-up over this many epochs (fractions allowed)
@@ -74,7 +77,7 @@ class FitConfig:
     @classmethod
     def from_config(cls, cfg: dict, device: str = "auto", label: str = "") -> "FitConfig":
         """The loop's settings from a stage's config section (classify, segment, staging.train)."""
-        keys = ("amp", "channels_last", "grad_clip", "warmup_epochs", "max_loss_ratio")
+        keys = ("amp", "amp_dtype", "channels_last", "grad_clip", "warmup_epochs", "max_loss_ratio")
         return cls(epochs=int(cfg["epochs"]), batch_size=int(cfg["batch_size"]), seed=int(cfg["seed"]),
                    device=device, label=label, **{k: cfg[k] for k in keys if k in cfg})
 
@@ -189,11 +192,10 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Calla
     loss and the first epoch's median batch loss).
     """
     device = resolve_device(cfg.device)
-    cuda = device.type == "cuda"
     model.to(device)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
-    scaler = torch.amp.GradScaler("cuda", enabled=cuda and cfg.amp)
+    scaler = precision.make_scaler(device, cfg.amp, cfg.amp_dtype)
     ckpt = Path(checkpoint) if checkpoint else None
     parts = checkpoint_parts(cfg, signature_extra, inputs) if ckpt is not None else {}
     sig = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
@@ -207,6 +209,7 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Calla
             optimizer.load_state_dict(state["optimizer"])
             if scheduler is not None and state.get("scheduler") is not None:
                 scheduler.load_state_dict(state["scheduler"])
+            precision.restore_scaler(scaler, state.get("scaler"), str(ckpt))
             history = list(state["history"])
             if epoch_log is not None:
                 epoch_log[:] = list(state.get("epoch_log") or [])
@@ -241,7 +244,7 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Calla
             if cfg.channels_last and x.ndim == 4:
                 x = x.contiguous(memory_format=torch.channels_last)
             optimizer.zero_grad(set_to_none=True)
-            with torch.autocast(device_type=device.type, enabled=cuda and cfg.amp):
+            with precision.autocast(device, cfg.amp, cfg.amp_dtype):
                 out = model(x)
                 loss = loss_fn(out, y)
             value = float(loss.detach())
@@ -289,7 +292,8 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Calla
             _save_checkpoint(ckpt, {"signature": sig, "parts": parts, "epoch": epoch, "history": history, "ref_loss": ref_loss,
                                     "epoch_log": epoch_log,
                                     "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                                    "scheduler": scheduler.state_dict() if scheduler is not None else None})
+                                    "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                                    "scaler": precision.scaler_state(scaler)})
     if ckpt is not None and ckpt.exists():
         ckpt.unlink()
     return history
