@@ -58,7 +58,7 @@ def test_summary_matches_sklearn_and_hand_counts_and_names_no_patient(tmp_path):
         assert pc["specificity_patients"]["n"] == 6
         assert pc["auc_bootstrap_ci"][0] <= s["auc"][c] <= pc["auc_bootstrap_ci"][1]
     assert s["chance"] == {"auc": 0.5, "balanced_accuracy": pytest.approx(1 / 3)}
-    assert sorted(p.name for p in (tmp_path / "ev").iterdir()) == ["reliability.png", "roc.png", "summary.json"]
+    assert sorted(p.name for p in (tmp_path / "ev").iterdir()) == ["reliability.pdf", "reliability.png", "roc.pdf", "roc.png", "summary.json"]
     text = (tmp_path / "ev" / "summary.json").read_text()
     assert not [p for p in truth if p in text]
 

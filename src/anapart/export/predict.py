@@ -41,7 +41,8 @@ from anapart.export.archive import PRIVATE_FILES, Package, PackageError, open_pa
 from anapart.export.site_eval import evaluate_site
 from anapart.io.dicom_scan import FrameRule
 from anapart.io.errors import IngestError
-from anapart.io.files import atomic_paths, pyplot
+from anapart.io.figstyle import CAM_MAP, pyplot
+from anapart.io.files import atomic_paths
 from anapart.io.nifti import Layout
 from anapart.io.store import build_store, load_store
 from anapart.learn.data import CropData
@@ -228,10 +229,10 @@ def write_cams(classifier, crops: dict, slices: pd.DataFrame, classes, folder: P
     raw = np.load(crops_dir / "images.npy", mmap_mode="r")
     maps = resize_maps(maps.astype(np.float32), int(raw.shape[-1]))
     folder.mkdir(parents=True)
-    plt, jet = pyplot(), colormaps["jet"]
+    plt, heat = pyplot(), colormaps[CAM_MAP]
     for k, sid in enumerate(slices["slice_id"]):
         img = np.clip(np.asarray(raw[data.rows[k]], np.float32), 0, 1)
-        rgb = 0.6 * np.repeat(img[..., None], 3, axis=2) + 0.4 * jet(maps[k])[..., :3]
+        rgb = 0.6 * np.repeat(img[..., None], 3, axis=2) + 0.4 * heat(maps[k])[..., :3]
         plt.imsave(folder / f"{sid}.png", np.clip(rgb, 0, 1))
     progress(f"Grad-CAM overlays of {len(slices)} slices ({entry['net']}, layer {entry['cam_layer']})")
 

@@ -24,8 +24,9 @@ from anapart.io.errors import IngestError
 from anapart.io.files import atomic_path
 from anapart.metrics.calibration import calibration_metrics, reliability_figure, top_label
 from anapart.metrics.evaluate import (argmax_class, auc_weighted, evaluate_predictions, patient_weights,
-                                      percentile_ci, probabilities, roc_figure)
+                                      percentile_ci, probabilities)
 from anapart.metrics.intervals import auc_delong, proportion
+from anapart.metrics.roc_figures import roc_figure
 
 DEFAULTS = {"n_boot": 200, "ci_level": 0.95, "seed": 0, "calibration_bins": 10}  # as config/config.yaml's evaluate
 
@@ -113,7 +114,7 @@ def class_intervals(labelled: pd.DataFrame, classes, strata, n_boot: int, seed: 
 
 
 def evaluate_site(predictions_csv, labels_csv, out_dir, *, private_dir=None, settings: dict | None = None) -> dict:
-    """Score predictions against the site's labels; write summary.json, roc.png, reliability.png."""
+    """Score predictions against the site's labels; write summary.json, roc and reliability figures (PNG + PDF)."""
     out_dir = Path(out_dir)
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
         raise IngestError(f"{out_dir}: output folder exists and is not empty; give a new or empty folder")
@@ -138,7 +139,9 @@ def evaluate_site(predictions_csv, labels_csv, out_dir, *, private_dir=None, set
     with atomic_path(out_dir) as tmp:
         tmp.mkdir(parents=True)
         (tmp / "summary.json").write_text(json.dumps(summary, indent=2, allow_nan=True) + "\n")
-        roc_figure(labelled, classes, f"site labels: aAUC {m['aauc']:.3f}", tmp / "roc.png")
+        roc_figure(labelled, classes, f"site labels: aAUC {m['aauc']:.3f}", tmp / "roc.png",
+                   patients=labelled["patient"], strata=strata, n_boot=int(ev["n_boot"]), seed=int(ev["seed"]),
+                   level=float(ev["ci_level"]))
         reliability_figure({"site labels": {"package": top_label(labelled["label"], probabilities(labelled, classes),
                                                                    classes)}},
                            int(ev["calibration_bins"]), tmp / "reliability.png",
