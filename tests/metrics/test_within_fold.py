@@ -119,3 +119,23 @@ def test_fold_variance_rows_by_hand(replicated):
 def test_figures_carry_their_classes():
     assert within_fold_figures(CLASSES)["aauc"].classes == tuple(CLASSES)
     assert pooled_figures(CLASSES)["auc_a"].classes == ["a"]
+
+
+def test_interaction_row_is_the_difference_of_differences_of_mean_aaucs():
+    """(seg112 - full)@25 - (seg112 - full)@100 of network-averaged aAUCs (scikit-learn), and each
+    pair analysed on its own two formats (its df2 is not the three-format global df2)."""
+    from anapart.metrics.mrmc_formats import format_mrmc
+
+    p100, patient_of = _preds(seed=6, patients=8, nets=2, frac=100)
+    p25, _ = _preds(seed=7, patients=8, nets=2, frac=25, effect={"full": 0.2, "seg112": 1.2, "seg224": 0.5})
+    preds = {**p100, **p25}
+    table = format_mrmc(preds, patient_of, CLASSES, interaction=("seg112", "full"))
+    aauc = {k: np.mean([roc_auc_score(v["label"] == c, v[f"p_{c}"]) for c in CLASSES]) for k, v in preds.items()}
+    diff = {f: np.mean([aauc[(n, "seg112", f)] - aauc[(n, "full", f)] for n in ("net0", "net1")]) for f in (25, 100)}
+    rows = table[table["contrast"] == "(seg112 - full)@25 - (seg112 - full)@100"]
+    assert set(rows["analysis"]) == {"RRRC", "FRRC"} and (rows["frac"] == 25).all()
+    assert rows["estimate"].to_numpy() == pytest.approx([diff[25] - diff[100]] * 2, abs=1e-12)
+    assert rows["p"].between(0, 1).all() and rows["p_holm"].isna().all()
+    rr = table[(table.figure == "aauc") & (table.analysis == "RRRC") & (table.frac == 100)]
+    glob = rr[rr.contrast == "all formats"]["df2"].item()
+    assert (rr[rr.contrast != "all formats"]["df2"] != glob).all()

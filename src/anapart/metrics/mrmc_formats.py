@@ -72,13 +72,13 @@ def readings(preds: dict[tuple[str, str, int], pd.DataFrame], patient_of: pd.Ser
 
 def format_mrmc(preds: dict[tuple[str, str, int], pd.DataFrame], patient_of: pd.Series, classes,
                 alpha: float = 0.05, figures: dict | None = None, estimator: str = "single split",
-                interaction: tuple[str, str] | None = None, extra=None) -> pd.DataFrame:
+                interaction: tuple[str, str] | None = None, interaction_figure: str = "aauc") -> pd.DataFrame:
     """One row per (fraction, figure of merit, analysis, format pair), plus a row per fraction,
     figure and analysis whose ``contrast`` is ``all formats`` (the global test), and with
     ``interaction`` = (a, b) the data-cost contrast per figure and analysis (``frac`` = the smallest
-    fraction). ``figures``: name -> FOM (default :func:`default_figures`); ``estimator`` labels how
-    the FOM pools predictions (single split, within-fold, pooled); ``extra``: columns of ``preds``'
-    tables the FOMs need (e.g. fold, repeat, seed). CIs at 1 - ``alpha`` (``ci_level``)."""
+    fraction; of ``interaction_figure`` only). ``figures``: name -> FOM (default
+    :func:`default_figures`); ``estimator`` labels how the FOM pools predictions (single split,
+    within-fold, pooled). CIs at 1 - ``alpha`` (``ci_level``)."""
     rows = []
     fracs = sorted({k[2] for k in preds}, reverse=True)
     figures = figures if figures is not None else default_figures(classes)
@@ -113,7 +113,8 @@ def format_mrmc(preds: dict[tuple[str, str, int], pd.DataFrame], patient_of: pd.
                              "estimate": pr.estimate, "se": pr.se, "ci_low": pr.ci_low, "ci_high": pr.ci_high,
                              "p": pr.p if test["reason"] is None or np.isfinite(pr.p) else np.nan})
     if interaction is not None and len(fracs) >= 2:
-        rows += _interaction_rows(preds, patient_of, figures, interaction, min(fracs), max(fracs), alpha, estimator)
+        chosen = {k: v for k, v in figures.items() if k == interaction_figure}
+        rows += _interaction_rows(preds, patient_of, chosen, interaction, min(fracs), max(fracs), alpha, estimator)
     table = pd.DataFrame(rows, columns=[c for c in COLUMNS if c != "p_holm"])
     pairs = table[(table["contrast"] != "all formats") & ~table["contrast"].map(is_interaction)]
     held = holm_by(pairs, ["frac", "figure", "analysis"]) if len(pairs) else pairs.assign(p_holm=np.nan)

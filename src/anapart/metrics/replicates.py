@@ -237,12 +237,14 @@ def replicate_auc_table(paths, classes) -> pd.DataFrame:
 
 def spread_figure(table: pd.DataFrame, figure: str, analysis: str, out, primary: str | None = None,
                   label=None) -> None:
-    """Each format contrast's estimate and 95% CI per fraction, one point per (repeat, seed); the
+    """Each format contrast's estimate and CI (at the table's ``ci_level``) per fraction, one point per (repeat, seed); the
     primary replicate's first. Shows how much a conclusion moves with the split and the seed.
     ``primary`` ("a - b"): contrasts read its way (:func:`anapart.metrics.contrasts.turn`);
     ``label(repeat, seed)``: the legend text (default "repeat r, seed s")."""
     plt = pyplot()
-    t = table[(table["figure"] == figure) & (table["analysis"] == analysis) & (table["contrast"] != "all formats")]
+    t = table[(table["figure"] == figure) & (table["analysis"] == analysis) & (table["contrast"] != "all formats")
+              & ~table["contrast"].astype(str).str.contains("@")]  # the interaction reads in its own units
+    level = float(t["ci_level"].iloc[0]) if "ci_level" in t and len(t) and pd.notna(t["ci_level"].iloc[0]) else 0.95
     if primary is not None and len(t):
         cols = ["contrast", "estimate", "ci_low", "ci_high"]
         rows = [turn(c, float(e), float(lo), float(hi), primary) for c, e, lo, hi in t[cols].itertuples(index=False)]
@@ -261,16 +263,28 @@ def spread_figure(table: pd.DataFrame, figure: str, analysis: str, out, primary:
                         fmt="o", ms=3, capsize=2, color=f"C{j}", label=label(r, s) if ax is axes[0][0] else None)
         ax.axvline(0, color="grey", lw=0.8)
         ax.set_title(f"{frac}% of training set")
-        ax.set_xlabel(f"{figure} difference ({analysis}, 95% CI)")
+        ax.set_xlabel(f"{figure} difference ({analysis}, {100 * level:g}% CI)")
     axes[0][0].set_yticks(range(len(contrasts)), contrasts)
     fig.legend(loc="lower center", ncol=max(1, min(len(reps), 4)), fontsize=7, frameon=False)
     fig.tight_layout(rect=(0, 0.08, 1, 1))
     save_figure(fig, out)
 
 
-def replicate_cam_tests(pooled: dict, patient_of: pd.Series, formats) -> pd.DataFrame:
+def replicate_cam_tests(pooled: dict, patient_of: pd.Series, formats, alpha: float = 0.05) -> pd.DataFrame:
     """:func:`anapart.metrics.cam_stats.cam_tests` of each (repeat, seed)'s pooled Grad-CAM scores,
-    ``repeat, seed`` first."""
-    tables = [cam_tests(models, patient_of, formats).assign(repeat=r, seed=s) for (r, s), models in sorted(pooled.items())]
+    ``repeat, seed`` first; then the OR-RRRC rows of every replicate's scores together (``repeat``
+    and ``seed`` = ``all``: each patient's mean score over every repeat and seed), the co-primary."""
+    from anapart.metrics.cam_stats import SCORE_COLUMNS, or_tests
+    from anapart.metrics.stats import format_pairs
+
+    tables = [cam_tests(models, patient_of, formats, alpha=alpha).assign(repeat=r, seed=s)
+              for (r, s), models in sorted(pooled.items())]
+    frames = [t.assign(net=net, fmt=fmt, frac=int(frac)) for (net, fmt, frac), t in stack_replicates(pooled).items()
+              if len(t)]
+    if frames:
+        long = pd.concat(frames, ignore_index=True)
+        long[SCORE_COLUMNS] = long[SCORE_COLUMNS].apply(pd.to_numeric, errors="coerce")
+        long["patient"] = long["slice_id"].map(patient_of)
+        tables.append(or_tests(long, format_pairs(formats), alpha=alpha).assign(repeat="all", seed="all"))
     table = pd.concat(tables, ignore_index=True)
     return table[KEY + [c for c in table.columns if c not in KEY]]
