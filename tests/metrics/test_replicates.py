@@ -98,7 +98,13 @@ def test_grad_cam_tests_per_replicate_are_the_single_table_tests_of_the_pooled_m
         warnings.simplefilter("ignore")
         table = replicate_cam_tests(pooled, patient_of, ["full", "seg112", "seg224"])
         whole = cam_tests(scores, patient_of, ["full", "seg112", "seg224"])
-    assert list(table.columns[:2]) == ["repeat", "seed"] and set(table["seed"]) == {0, 3}
+    assert list(table.columns[:2]) == ["repeat", "seed"] and set(table["seed"]) == {0, 3, "all"}
+    # every replicate together: both seeds hold the same maps, so the patient means are the whole table's
+    every = table[table["seed"] == "all"].reset_index(drop=True)
+    assert set(every["unit"]) == {"OR-RRRC"}
+    orr = whole[whole["unit"] == "OR-RRRC"].reset_index(drop=True)
+    pd.testing.assert_frame_equal(every[["score", "contrast", "estimate", "se", "p"]],
+                                  orr[["score", "contrast", "estimate", "se", "p"]], check_dtype=False)
     one = table[table["seed"] == 3].drop(columns=["repeat", "seed"]).reset_index(drop=True)
     pd.testing.assert_frame_equal(one[["unit", "score", "contrast", "estimate", "p"]],
                                   whole[["unit", "score", "contrast", "estimate", "p"]], check_dtype=False)
