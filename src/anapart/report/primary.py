@@ -244,11 +244,13 @@ def headline(table: pd.DataFrame, ci_level: float | None = None) -> str:
         if not math.isfinite(_num(r.estimate)):
             parts.append(f"{r.role}: {what}: no estimate ({why})")
             continue
-        level = _num(r.ci_level) if math.isfinite(_num(r.ci_level)) else (ci_level or 0.95)
+        level = _num(getattr(r, "ci_level", NAN))  # a table from before ci_level: the caller's level
+        level = level if math.isfinite(level) else (ci_level or 0.95)
         ci = (f", {100 * level:g}% CI {r.ci_low:+.3f} to {r.ci_high:+.3f}"
               if math.isfinite(_num(r.ci_low)) else "")
         p = f"p = {r.p:.3g}" if math.isfinite(_num(r.p)) else f"no p-value ({why})" if why else "no p-value"
-        v = f": {r.verdict}" if isinstance(r.verdict, str) and r.verdict else ""
+        v = getattr(r, "verdict", "")
+        v = f": {v}" if isinstance(v, str) and v else ""
         spread = "".join(f"; SD over {k} {float(v_):.3f}" for k, v_ in (("seeds", r.sd_over_seeds),
                                                                         ("repeats", r.sd_over_repeats))
                          if math.isfinite(_num(v_)))
