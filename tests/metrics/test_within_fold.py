@@ -139,3 +139,21 @@ def test_interaction_row_is_the_difference_of_differences_of_mean_aaucs():
     rr = table[(table.figure == "aauc") & (table.analysis == "RRRC") & (table.frac == 100)]
     glob = rr[rr.contrast == "all formats"]["df2"].item()
     assert (rr[rr.contrast != "all formats"]["df2"] != glob).all()
+
+
+def test_replicate_summary_puts_the_per_replicate_spread_beside_the_averaged_rows(replicated):
+    from anapart.metrics.replicates import replicate_mrmc
+
+    pooled, patient_of = replicated
+    per = replicate_mrmc(pooled, patient_of, CLASSES)
+    avg = averaged_mrmc(pooled, patient_of, CLASSES)
+    fv = fold_variance(pooled, CLASSES, folds=2)
+    out = replicate_summary(avg, per, fv, primary=(0, 0))
+    assert set(out["estimator"]) == {"within-fold", "pooled", "fold-variance"}
+    key = (out.figure == "aauc") & (out.analysis == "RRRC") & (out.contrast == "full - seg112")
+    main = out[key & (out.estimator == "within-fold")].iloc[0]
+    reps = per[(per.figure == "aauc") & (per.analysis == "RRRC") & (per.contrast == "full - seg112")]["estimate"]
+    assert main["mean_over_replicates"] == pytest.approx(reps.mean()) and main["n_replicates"] == 2
+    # the averaged FOM is linear in the replicates' FOMs: its contrast is their mean too
+    assert main["estimate"] == pytest.approx(reps.mean(), abs=1e-12)
+    assert out[key & (out.estimator == "pooled")]["n_replicates"].isna().all()
