@@ -1,5 +1,6 @@
-"""Glue: study A over replicates -- every classifier's scores with repeat, fold and seed, the OR
-analysis of each (repeat, seed)'s pooled out-of-fold predictions, its spread, the figure (logic in
+"""Glue: study A over replicates -- every classifier's scores with repeat, fold and seed, the
+within-fold OR analysis of each (repeat, seed), the primary one averaged over every replicate with
+its pooled and fold-variance sensitivity rows and the per-replicate spread, the figure (logic in
 anapart.metrics.replicates)."""
 from anapart.runtime.worker import delegate
 
