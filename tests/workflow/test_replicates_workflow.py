@@ -42,7 +42,7 @@ def test_tables_carry_repeat_fold_and_seed_and_the_pooled_mrmc_has_both_analyses
     wd, _ = grid
     auc = pd.read_csv(wd / "results/replicates/tables/auc.csv")
     assert list(auc.columns[:3]) == ["repeat", "fold", "seed"] and len(auc) == 2 * 2 * 2 * 3 * 2
-    assert set(auc["fold"]) == {0, 1} and set(auc["seed"]) == {0, 1}
+    assert set(auc["fold"]) == {0, 1} and set(auc["seed"]) == {0, 1} and (auc["ci_level"] == 0.95).all()
     mrmc = pd.read_csv(wd / "results/replicates/tables/mrmc.csv")
     a = mrmc[mrmc["figure"] == "aauc"]
     assert set(a["analysis"]) == {"RRRC", "FRRC"} and set(a["frac"]) == {100, 25} and set(a["seed"]) == {0, 1}

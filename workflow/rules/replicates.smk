@@ -177,6 +177,7 @@ if on("replicates"):
             primary_contrast=config["stats"]["primary"]["contrast"],
             interaction=config["stats"]["interaction"],
             alpha=round(1 - config["evaluate"]["ci_level"], 10),
+            ci_level=config["evaluate"]["ci_level"],
         script:
             "../scripts/replicate_tables.py"
 

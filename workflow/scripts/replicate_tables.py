@@ -14,7 +14,7 @@ from anapart.metrics.replicates import (averaged_mrmc, fold_variance, pool_out_o
 
 log = start_job(snakemake)
 p = snakemake.params
-write_csv(snakemake.output.auc, replicate_auc_table(snakemake.input.metrics, p.classes), float_format="%.4f")
+write_csv(snakemake.output.auc, replicate_auc_table(snakemake.input.metrics, p.classes, p.ci_level), float_format="%.4f")
 patient_of = pd.read_csv(snakemake.input.manifest).set_index("slice_id")["patient"]
 pooled = pool_out_of_fold(snakemake.input.predictions, p.folds)
 for (r, s), models in pooled.items():

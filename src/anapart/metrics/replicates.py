@@ -222,15 +222,18 @@ def _within_sd(g: pd.DataFrame, by: str) -> float:
     return float(np.mean(sds)) if sds else np.nan
 
 
-def replicate_auc_table(paths, classes) -> pd.DataFrame:
+def replicate_auc_table(paths, classes, ci_level: float | None = None) -> pd.DataFrame:
     """Every replicate classifier's metrics.json as one row: repeat, fold, seed, then the single
-    split's auc.csv columns (:func:`anapart.metrics.stats.model_table`)."""
+    split's auc.csv columns (:func:`anapart.metrics.stats.model_table`), and ``ci_level`` (the
+    level its intervals were computed at, ``evaluate.ci_level``) when given."""
     by_rep: dict = {}
     for path in paths:
         by_rep.setdefault(replicate_of(path), []).append(path)
     tables = [model_table(read_model_metrics(ps), classes).assign(repeat=r, fold=k, seed=s)
               for (r, k, s), ps in sorted(by_rep.items())]
     table = pd.concat(tables, ignore_index=True)
+    if ci_level is not None:
+        table["ci_level"] = ci_level
     lead = ["repeat", "fold", "seed"]
     return table[lead + [c for c in table.columns if c not in lead]]
 
