@@ -34,7 +34,7 @@ The FOMs and their patient jackknife are computed here in closed form (vectorise
 positive-negative pair sums per pair of patients, minus the left-out patient's row and column);
 tests/metrics/test_false_positive_bench.py checks them against anapart.metrics.mrmc.or_analysis with
 the library's within-fold and pooled FOMs. The OR tests themselves are the library's
-(anapart.metrics.mrmc.or_test, sub_design; anapart.metrics.replicates.corrected_resampled_t).
+(anapart.metrics.mrmc.or_test, mrmc_contrast.sub_design; anapart.metrics.replicates.corrected_resampled_t).
 Prints per scenario and analysis: rejections at alpha 0.025 and 0.05 with Clopper-Pearson 95%
 intervals, the mean null estimate (bias) and its SE, and data sets without a p-value.
 """
@@ -49,7 +49,8 @@ import numpy as np
 import pandas as pd
 
 from anapart.metrics.intervals import clopper_pearson
-from anapart.metrics.mrmc import jackknife_cov, or_test, sub_design
+from anapart.metrics.mrmc import jackknife_cov, or_test
+from anapart.metrics.mrmc_contrast import sub_design
 from anapart.metrics.replicates import corrected_resampled_t
 
 NETS, FORMATS = ["n1", "n2", "n3", "n4"], ["seg112", "seg224", "full"]

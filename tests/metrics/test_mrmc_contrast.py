@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from anapart.metrics.mrmc import or_analysis, or_contrast, or_test, sub_design
+from anapart.metrics.mrmc import or_analysis, or_test
+from anapart.metrics.mrmc_contrast import or_contrast, sub_design
 
 from metrics.test_mrmc import published, vandyke, vandyke_fit  # noqa: F401 (fixtures)
 

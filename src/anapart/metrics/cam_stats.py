@@ -3,11 +3,10 @@
 Tests between formats use the right unit (:func:`cam_tests`): the co-primary is an OR-RRRC analysis
 (:func:`or_tests`, unit ``OR-RRRC``) with the mean score per (network, format, patient) as the figure
 of merit, networks the readers and patients the cases (jackknife over patients); it always answers.
-Beside it: paired t-tests of the per-model mean scores (the network is the unit), a mixed model on
-per-(patient, model) means with random network, network x format (trained model) and patient
-effects (the sensitivity analysis: it withholds p when the fit is not regular, which happened in
-17-27% of null data sets, most when networks agree), and the paper's pooled independent t-test on
-slices, kept and labelled ``paper``; p-values are Holm-adjusted. Reviewer scores (optional) are
+Beside it: paired t-tests of model means (unit network), a mixed model on per-(patient, model)
+means with random network, network x format and patient effects (the sensitivity analysis; no p
+when the fit is not regular: 17-27% of null data sets), and the paper's pooled t-test on slices
+(``paper``); p-values are Holm-adjusted. Reviewer scores (optional) are
 compared with the automatic ones (:func:`agreement`).
 """
 
@@ -21,6 +20,7 @@ import pandas as pd
 from scipy.stats import t as t_dist
 
 from anapart.metrics.cam_scores import SCORE_COLUMNS, binned
+from anapart.metrics.mrmc import jackknife_cov, or_test
 from anapart.metrics.stats import format_pairs, holm_by, per_model_table
 
 TESTED = ("score_binned", "score_continuous", "corrected", "common_corrected")  # what the network-unit and mixed tests compare
@@ -289,16 +289,11 @@ def holm(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def or_tests(long: pd.DataFrame, pairs, scores=TESTED, alpha: float = 0.05) -> pd.DataFrame:
-    """Format contrasts of the Grad-CAM scores as an OR-RRRC analysis (unit ``OR-RRRC``): figure of
-    merit of (network, format) = the mean over patients of each patient's mean score (fractions
-    averaged), networks the readers, patients the cases; covariance by the jackknife over patients
-    (a mean's leave-one-out values are exact: (sum - x_k) / (n - 1)); each pair on its own two
-    formats (t = 2, Hillis df). Unlike the mixed model it has no boundary to fall on, so it gives a
-    p whenever two networks and two patients have scores in both formats (issue 30: the mixed model
-    withheld p in 17-27% of null data sets and in 22% with a true effect). Patients without a score
-    in every cell of the pair are left out (the note counts them). Holm over the pairs of a score."""
-    from anapart.metrics.mrmc import jackknife_cov, or_test
-
+    """Grad-CAM format contrasts by OR-RRRC (unit ``OR-RRRC``): FOM of (network, format) = mean over
+    patients of each patient's mean score (fractions averaged); networks readers, patients cases,
+    jackknife over patients (exact for a mean); each pair on its own two formats (t = 2, Hillis df).
+    No boundary to fall on: a p whenever 2 networks and 3 patients are scored in both formats.
+    Patients without a score in every cell are left out (noted). Holm over a score's pairs."""
     rows = []
     for score in scores:
         d = patient_means(long, score) if len(long) else pd.DataFrame(columns=["patient", "net", "fmt", "frac", score])

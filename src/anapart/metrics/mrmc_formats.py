@@ -20,7 +20,7 @@ equally across networks, and with the paper's own 25% aAUCs that made the primar
 small (df 6 instead of 3). The three-format global test stays as its own row (``all formats``).
 The data-cost claim is one contrast (``interaction``): an OR analysis of the four (format,
 fraction) cells of two formats at the smallest and the largest fraction with the contrast
-(a - b)@min - (a - b)@max (:func:`anapart.metrics.mrmc.or_contrast`).
+(a - b)@min - (a - b)@max (:func:`anapart.metrics.mrmc_contrast.or_contrast`).
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ import itertools
 import numpy as np
 import pandas as pd
 
-from anapart.metrics.mrmc import empirical_auc, mean_ovr_auc, or_analysis, or_contrast, or_test, sub_design
+from anapart.metrics.mrmc import empirical_auc, mean_ovr_auc, or_analysis, or_test
+from anapart.metrics.mrmc_contrast import or_contrast, sub_design
 from anapart.metrics.stats import holm_by
 
 COLUMNS = ["frac", "figure", "analysis", "estimator", "contrast", "estimate", "se", "ci_low", "ci_high", "p", "p_holm",

@@ -18,19 +18,21 @@ analyses and their spread over repeats and seeds stay beside them; never a plain
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy import stats as st
 
 from anapart.io.files import pyplot, save_figure
-from anapart.metrics.cam_stats import cam_tests
+from anapart.metrics.cam_stats import SCORE_COLUMNS, cam_tests, or_tests
 from anapart.metrics.contrasts import turn
 from anapart.metrics.evaluate import read_model_metrics
 from anapart.metrics.mrmc_formats import (COLUMNS, format_mrmc, interaction_label, pooled_figures,
                                           within_fold_figures)
 from anapart.metrics.mrmc import empirical_auc
-from anapart.metrics.stats import model_key, model_table
+from anapart.metrics.stats import format_pairs, model_key, model_table
 
 KEY = ["repeat", "seed"]
 
@@ -125,8 +127,6 @@ def corrected_resampled_t(d: np.ndarray, folds: int, alpha: float = 0.05) -> dic
     """Nadeau & Bengio (2003) corrected resampled t of J = R x K fold-level contrasts ``d``:
     Var = (1/J + n_test/n_train) S^2 with n_test/n_train = 1/(K-1); t with J-1 df. The 1/(K-1) term
     is what the overlap of the folds' training sets adds to the naive S^2/J."""
-    from scipy import stats as st
-
     d = np.asarray(d, float)
     d = d[np.isfinite(d)]
     j = len(d)
@@ -150,8 +150,6 @@ def fold_variance(pooled: dict, classes, folds: int, alpha: float = 0.05,
     averaged) and its corrected resampled t (:func:`corrected_resampled_t`). Its variance holds
     what the networks of one fold share (segmenter, crop windows, subset draw), which the patient
     jackknife does not; its networks are fixed (the spread between networks is not in it)."""
-    import itertools
-
     ff = fold_foms(pooled, classes)
     wide = ff.pivot_table(index=["repeat", "fold", "net"], columns=["fmt", "frac"], values="fom")
     fmts = sorted(ff["fmt"].unique())
@@ -277,9 +275,6 @@ def replicate_cam_tests(pooled: dict, patient_of: pd.Series, formats, alpha: flo
     """:func:`anapart.metrics.cam_stats.cam_tests` of each (repeat, seed)'s pooled Grad-CAM scores,
     ``repeat, seed`` first; then the OR-RRRC rows of every replicate's scores together (``repeat``
     and ``seed`` = ``all``: each patient's mean score over every repeat and seed), the co-primary."""
-    from anapart.metrics.cam_stats import SCORE_COLUMNS, or_tests
-    from anapart.metrics.stats import format_pairs
-
     tables = [cam_tests(models, patient_of, formats, alpha=alpha).assign(repeat=r, seed=s)
               for (r, s), models in sorted(pooled.items())]
     frames = [t.assign(net=net, fmt=fmt, frac=int(frac)) for (net, fmt, frac), t in stack_replicates(pooled).items()
