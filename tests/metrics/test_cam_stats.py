@@ -295,7 +295,7 @@ def test_cam_tests_label_every_row_with_its_unit():
     patient_of = pd.Series([i.split("_")[0] for i in ids], index=ids)
     t = cam_tests(scores, patient_of, ["full", "seg112", "seg224"])
     assert list(t.columns) == TEST_COLUMNS
-    assert set(t["unit"]) == {"network", "mixed", "paper"}
+    assert set(t["unit"]) == {"OR-RRRC", "network", "mixed", "paper"}
     assert set(t.loc[t["unit"] == "paper", "score"]) == {"score_binned"}
     assert set(t.loc[t["unit"] == "mixed", "score"]) == {"score_binned", "score_continuous", "corrected",
                                                         "common_corrected"}

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from anapart.metrics.mrmc_formats import format_mrmc
+from anapart.metrics.mrmc_formats import format_mrmc, pooled_figures
 from anapart.metrics.replicates import pool_out_of_fold, replicate_mrmc, replicate_of, spread
 from metrics.test_mrmc_formats import CLASSES, _preds
 
@@ -45,12 +45,13 @@ def test_pooled_folds_hold_every_slice_once_and_match_the_single_table(tmp_path)
         for key, table in models.items():
             assert sorted(table["slice_id"]) == sorted(preds[key]["slice_id"])
     table = replicate_mrmc(pooled, patient_of, CLASSES)
-    assert list(table.columns[:2]) == ["repeat", "seed"]
-    one = table[(table["repeat"] == 0) & (table["seed"] == 1)].drop(columns=["repeat", "seed"]).reset_index(drop=True)
-    # the pooled table is the whole cohort: the OR analysis of the unsplit predictions, to the digit
-    whole = format_mrmc(preds, patient_of, CLASSES)
+    assert list(table.columns[:2]) == ["repeat", "seed"] and set(table["estimator"]) == {"within-fold"}
+    assert (table["n_patients"] == patient_of.nunique()).all()
+    # the pooled AUC of the pooled table is the whole cohort's: the OR analysis of the unsplit
+    # predictions, to the digit
+    one = format_mrmc(pooled[(0, 1)], patient_of, CLASSES, figures=pooled_figures(CLASSES), estimator="x")
+    whole = format_mrmc(preds, patient_of, CLASSES, estimator="x")
     pd.testing.assert_frame_equal(one.drop(columns="reason"), whole.drop(columns="reason"), check_dtype=False)
-    assert (one["n_patients"] == patient_of.nunique()).all()
 
 
 def test_a_missing_fold_or_a_slice_in_two_folds_is_refused(tmp_path):
@@ -97,7 +98,13 @@ def test_grad_cam_tests_per_replicate_are_the_single_table_tests_of_the_pooled_m
         warnings.simplefilter("ignore")
         table = replicate_cam_tests(pooled, patient_of, ["full", "seg112", "seg224"])
         whole = cam_tests(scores, patient_of, ["full", "seg112", "seg224"])
-    assert list(table.columns[:2]) == ["repeat", "seed"] and set(table["seed"]) == {0, 3}
+    assert list(table.columns[:2]) == ["repeat", "seed"] and set(table["seed"]) == {0, 3, "all"}
+    # every replicate together: both seeds hold the same maps, so the patient means are the whole table's
+    every = table[table["seed"] == "all"].reset_index(drop=True)
+    assert set(every["unit"]) == {"OR-RRRC"}
+    orr = whole[whole["unit"] == "OR-RRRC"].reset_index(drop=True)
+    pd.testing.assert_frame_equal(every[["score", "contrast", "estimate", "se", "p"]],
+                                  orr[["score", "contrast", "estimate", "se", "p"]], check_dtype=False)
     one = table[table["seed"] == 3].drop(columns=["repeat", "seed"]).reset_index(drop=True)
     pd.testing.assert_frame_equal(one[["unit", "score", "contrast", "estimate", "p"]],
                                   whole[["unit", "score", "contrast", "estimate", "p"]], check_dtype=False)

@@ -1,7 +1,7 @@
 """The replicate grid as a real Snakemake DAG on the tiny cohort: 2 patient-level folds x 2 training
 seeds, every patient tested once, the pooled out-of-fold MRMC and Grad-CAM tables with repeat and
-seed, the primary endpoint from the declared replicate, and one classifier of one fold and seed
-rerunning alone."""
+seed, the primary endpoint averaged over every replicate (within-fold) with its sensitivity rows,
+and one classifier of one fold and seed rerunning alone."""
 
 import pandas as pd
 import pytest
@@ -42,26 +42,35 @@ def test_tables_carry_repeat_fold_and_seed_and_the_pooled_mrmc_has_both_analyses
     wd, _ = grid
     auc = pd.read_csv(wd / "results/replicates/tables/auc.csv")
     assert list(auc.columns[:3]) == ["repeat", "fold", "seed"] and len(auc) == 2 * 2 * 2 * 3 * 2
-    assert set(auc["fold"]) == {0, 1} and set(auc["seed"]) == {0, 1}
+    assert set(auc["fold"]) == {0, 1} and set(auc["seed"]) == {0, 1} and (auc["ci_level"] == 0.95).all()
     mrmc = pd.read_csv(wd / "results/replicates/tables/mrmc.csv")
     a = mrmc[mrmc["figure"] == "aauc"]
     assert set(a["analysis"]) == {"RRRC", "FRRC"} and set(a["frac"]) == {100, 25} and set(a["seed"]) == {0, 1}
-    pairs = a[a["contrast"] != "all formats"]
+    pairs = a[(a["contrast"] != "all formats") & ~a["contrast"].str.contains("@")]
     assert len(pairs) == 2 * 2 * 2 * 3  # seeds x fractions x analyses x format pairs
+    assert set(a["estimator"]) == {"within-fold"} and (a["ci_level"] == 0.95).all()
+    inter = a[a["contrast"] == "(seg112 - full)@25 - (seg112 - full)@100"]
+    assert len(inter) == 2 * 2 and inter["p"].notna().all()  # seeds x analyses
     # pooled over the folds every one of the 20 patients is a case, so the design is analysable
     assert (a["n_patients"] == 20).all() and pairs["p"].notna().all()
     spread = pd.read_csv(wd / "results/replicates/tables/mrmc_spread.csv")
     row = spread[(spread["figure"] == "aauc") & (spread["contrast"] != "all formats")].iloc[0]
     assert row["n_replicates"] == 2 and row["n_seeds"] == 2 and pd.notna(row["sd_over_seeds"])
+    assert set(spread["estimator"]) == {"within-fold", "pooled", "fold-variance"}
+    assert "ci_level" in spread and (spread["contrast"] == "(seg112 - full)@25 - (seg112 - full)@100").any()
     cam = pd.read_csv(wd / "results/replicates/tables/cam_tests.csv")
-    assert set(cam["seed"]) == {0, 1} and {"mixed", "network", "paper"} <= set(cam["unit"])
+    assert set(cam["seed"].astype(str)) == {"0", "1", "all"} and {"OR-RRRC", "mixed", "network", "paper"} <= set(cam["unit"])
     primary = pd.read_csv(wd / "results/tables/primary.csv")
     first = primary.iloc[0]
     assert first["role"] == "primary" and first["source"] == "results/replicates/tables/mrmc_spread.csv"
-    declared = mrmc[(mrmc["seed"] == 1) & (mrmc["frac"] == 25) & (mrmc["figure"] == "aauc")
-                    & (mrmc["analysis"] == "RRRC") & mrmc["contrast"].isin(["seg112 - full", "full - seg112"])].iloc[0]
-    sign = 1 if declared["contrast"] == "seg112 - full" else -1
-    assert first["estimate"] == pytest.approx(sign * declared["estimate"], abs=1e-4)  # the declared seed, not seed 0
+    assert first["estimator"] == "within-fold" and pd.notna(first["verdict"])
+    assert first["ci_level"] == pytest.approx(1 - first["alpha"]) and first["alpha"] in (0.025, 0.05)
+    per = mrmc[(mrmc["frac"] == 25) & (mrmc["figure"] == "aauc") & (mrmc["analysis"] == "RRRC")
+               & mrmc["contrast"].isin(["seg112 - full", "full - seg112"])]
+    sign = 1 if per["contrast"].iloc[0] == "seg112 - full" else -1
+    # the within-fold FOM is averaged over the replicates, so its contrast is the replicates' mean, not one picked
+    assert first["estimate"] == pytest.approx(sign * per["estimate"].mean(), abs=1e-4)
+    assert set(primary.loc[primary["role"] == "sensitivity", "estimator"]) >= {"pooled", "fold-variance"}
     assert (primary["role"] == "single split (supporting)").any()
 
 

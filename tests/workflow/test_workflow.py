@@ -336,8 +336,12 @@ def test_mrmc_table_has_both_analyses_for_every_fraction_and_format_pair(built):
     pairs = {"full - seg112", "full - seg224", "seg112 - seg224"}
     for frac in (100, 50, 25):
         for analysis in ("RRRC", "FRRC"):
-            rows = aauc[(aauc["frac"] == frac) & (aauc["analysis"] == analysis)]
+            rows = aauc[(aauc["frac"] == frac) & (aauc["analysis"] == analysis) & ~aauc["contrast"].str.contains("@")]
             assert set(rows["contrast"]) == pairs | {"all formats"}, rows
+    # the data-cost interaction (stats.interaction), at the smallest fraction, in both analyses
+    inter = aauc[aauc["contrast"] == "(seg112 - full)@25 - (seg112 - full)@100"]
+    assert set(inter["analysis"]) == {"RRRC", "FRRC"} and (inter["frac"] == 25).all()
+    assert (t["ci_level"] == 0.95).all() and set(t["estimator"]) == {"single split"}
     # the tiny cohort has one test patient of most classes: the jackknife cannot leave one out, and
     # the table says so instead of printing a p-value (the numbers are tested in tests/metrics/)
     assert t.loc[t["reason"].notna(), "p"].isna().all()
@@ -424,7 +428,7 @@ def test_cam_contracts_and_report(built, tmp_path):
     if chance.notna().all():
         assert chance["seg112"] > chance["seg224"] > chance["full"]
     tests = pd.read_csv(built / "results/tables/cam_tests.csv")
-    assert set(tests["unit"]) == {"network", "mixed", "paper"}
+    assert set(tests["unit"]) == {"OR-RRRC", "network", "mixed", "paper"}
     assert {"contrast", "statistic", "p", "p_holm"} <= set(tests.columns)
     assert not (built / "results/tables/cam_ttest.csv").exists()
     snakemake(built, "--report", "report.html")

@@ -177,6 +177,9 @@ if on("replicates"):
             folds=REP_FOLDS,
             primary=REP_PRIMARY,
             primary_contrast=config["stats"]["primary"]["contrast"],
+            interaction=config["stats"]["interaction"],
+            alpha=round(1 - config["evaluate"]["ci_level"], 10),
+            ci_level=config["evaluate"]["ci_level"],
         script:
             "../scripts/replicate_tables.py"
 
@@ -223,5 +226,6 @@ if on("replicates"):
         params:
             folds=REP_FOLDS,
             formats=FORMATS,
+            alpha=round(1 - config["evaluate"]["ci_level"], 10),
         script:
             "../scripts/replicate_cam.py"

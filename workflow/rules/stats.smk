@@ -104,6 +104,9 @@ rule mrmc:
     params:
         classes=config["classes"],
         primary=config["stats"]["primary"]["contrast"],
+        figure=config["stats"]["primary"]["figure"],
+        interaction=config["stats"]["interaction"],
+        alpha=round(1 - config["evaluate"]["ci_level"], 10),
     script:
         "../scripts/mrmc.py"
 
@@ -131,6 +134,7 @@ rule primary:
         runtime=10,
     params:
         primary=config["stats"]["primary"],
+        interaction=config["stats"]["interaction"],
         ci_level=config["evaluate"]["ci_level"],
         replicate=REP_PRIMARY,
     script:

@@ -11,10 +11,14 @@ from anapart.metrics.replicates import spread_figure
 from anapart.metrics.stats import read_model_tables
 
 log = start_job(snakemake)
+p = snakemake.params
 table = format_mrmc(
     read_model_tables(snakemake.input.predictions),
     pd.read_csv(snakemake.input.manifest).set_index("slice_id")["patient"],
-    snakemake.params.classes,
+    p.classes,
+    alpha=p.alpha,
+    interaction=tuple(s.strip() for s in p.primary.split(" - ")) if p.interaction else None,
+    interaction_figure=p.figure,
 )
 write_csv(snakemake.output.table, table, float_format="%.5g")
 # one point per contrast (the single split as the replicate figure's one replicate), read as the primary

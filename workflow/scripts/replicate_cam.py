@@ -13,6 +13,6 @@ log = start_job(snakemake)
 p = snakemake.params
 pooled = pool_out_of_fold(snakemake.input.scores, p.folds)
 patient_of = pd.read_csv(snakemake.input.manifest).set_index("slice_id")["patient"]
-table = replicate_cam_tests(pooled, patient_of, p.formats)
+table = replicate_cam_tests(pooled, patient_of, p.formats, alpha=p.alpha)
 write_csv(snakemake.output[0], table)
 log.info("\n%s", table[table["unit"] == "mixed"].drop(columns="note").to_string())
