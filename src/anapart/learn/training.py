@@ -9,6 +9,8 @@ derived from (seed, epoch) rather than from the state of a previous epoch.
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import hashlib
 import io
 import json
@@ -16,6 +18,7 @@ import logging
 import math
 import os
 import random
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -159,9 +162,119 @@ def checkpoint_parts(cfg: FitConfig, signature_extra: dict | None, inputs: dict 
             **{f"input '{k}'": content_hash(v) for k, v in sorted((inputs or {}).items())}}
 
 
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written; the message names it and says whether the disk is full."""
+
+
+class TrainerBusy(RuntimeError):
+    """Another live process trains the same model (holds its checkpoint's lock)."""
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    with open(path, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
 def _save_checkpoint(path: Path, state: dict) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    """Serialised in memory, then written atomically: a write that fails leaves the previous
+    checkpoint as it was and says why in words, a full disk (ENOSPC, EDQUOT) by name (torch's own
+    writer reports it as "unexpected pos ...")."""
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    try:
+        with atomic_path(path) as tmp:
+            _write_bytes(tmp, buf.getvalue())
+    except OSError as e:
+        raise CheckpointWriteError(e.errno, checkpoint_write_message(path, e, len(buf.getvalue()))) from e
+
+
+def checkpoint_write_message(path: Path, e: OSError, size: int) -> str:
+    """Why a checkpoint write failed: a full disk (or quota) said plainly, with the space it needed."""
+    try:
+        free = f"{shutil.disk_usage(path.parent).free / 2**20:.0f} MiB free"
+    except OSError:
+        free = "free space unknown"
+    need = f"{size / 2**20:.1f} MiB"
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        what = "no space left on device" if e.errno == errno.ENOSPC else "disk quota exceeded"
+        return (f"{path}: checkpoint not written: {what} (it needs {need}; {free} on {path.parent}); the previous "
+                "checkpoint is kept: free space and rerun the same command to resume from it")
+    return f"{path}: checkpoint not written ({e.strerror or e}; the disk is not full: {free}, {need} needed)"
+
+
+CHECKPOINT_FIELDS = {"signature": str, "epoch": int, "history": list, "model": dict, "optimizer": dict}
+
+
+def _read_checkpoint(ckpt: Path, device) -> dict | None:
+    """A checkpoint's state, or None (the file removed, with a warning naming it) when it cannot be
+    read (0 bytes, cut short) or is not a checkpoint of this loop: a damaged file must not block its
+    job on every rerun; training starts over."""
+    try:
+        state = torch.load(ckpt, map_location=device, weights_only=False)
+    except Exception as e:  # torch raises EOFError, RuntimeError, UnpicklingError, ... for damaged files
+        why = f"it cannot be read ({type(e).__name__}: {str(e).strip() or 'empty'}; {ckpt.stat().st_size} bytes)"
+    else:
+        wrong = ([] if isinstance(state, dict) else [f"a {type(state).__name__}, not a dict"]) or [
+            f"'{k}' is {'missing' if k not in state else type(state[k]).__name__}"
+            for k, kind in CHECKPOINT_FIELDS.items() if not isinstance(state.get(k), kind)]
+        if not wrong:
+            return state
+        why = f"it has the wrong structure ({'; '.join(wrong)})"
+    log.warning("discarding checkpoint %s: %s; training starts over", ckpt, why)
+    ckpt.unlink(missing_ok=True)
+    return None
+
+
+def lock_checkpoint(ckpt: Path):
+    """An exclusive lock on ``<checkpoint>.lock``, held by the returned open file for the training's
+    lifetime (the kernel releases it when the process dies, however it dies); raises
+    :class:`TrainerBusy`, naming the holder's PID, when another process holds it: two writers of one
+    checkpoint would interleave their epochs."""
+    lock = ckpt.with_name(ckpt.name + ".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        fh = open(lock, "a+")  # noqa: SIM115 - held until the training ends
+        try:
+            fcntl.lockf(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.seek(0)
+            holder = fh.read().strip() or "unknown"
+            fh.close()
+            raise TrainerBusy(f"{ckpt}: another process (PID {holder}) is training this model and holds {lock}; "
+                              "this one stops. Wait for it or end it (kill " + holder + "), then rerun") from None
+        try:
+            same = os.stat(lock).st_ino == os.fstat(fh.fileno()).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:  # not a file that a finishing trainer removed after we opened it
+            break
+        fh.close()
+    fh.seek(0)
+    fh.truncate()
+    fh.write(f"{os.getpid()}\n")
+    fh.flush()
+    return fh
+
+
+def release_checkpoint_lock(fh) -> None:
+    """Remove the lock file (training is complete) and release the lock."""
+    if fh is None:
+        return
+    Path(fh.name).unlink(missing_ok=True)
+    fh.close()
+
+
+def epoch_batches(n: int, batch_size: int) -> list[tuple[int, int]]:
+    """(start, stop) of each batch of an epoch of ``n`` shuffled samples. A last batch of one sample
+    is merged into the one before it (batch_size + 1): BatchNorm cannot train on a single sample
+    ("Expected more than 1 value per channel"), and every sample is still seen once an epoch. The same
+    rule for every stage, since every stage trains through :func:`fit`."""
+    starts = list(range(0, n, batch_size))
+    if len(starts) > 1 and n - starts[-1] == 1:
+        starts.pop()
+    return [(b, starts[i + 1] if i + 1 < len(starts) else n) for i, b in enumerate(starts)]
 
 
 def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Callable, fetch: Fetch, n_train: int,
@@ -200,8 +313,9 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Calla
     history: list[float] = []
     start = 0
     ref_loss = None  # the untrained model's loss: the scale against which divergence is judged
-    if ckpt is not None and ckpt.exists():
-        state = torch.load(ckpt, map_location=device, weights_only=False)
+    lock = lock_checkpoint(ckpt) if ckpt is not None else None
+    state = _read_checkpoint(ckpt, device) if ckpt is not None and ckpt.exists() else None
+    if state is not None:
         if state.get("signature") == sig:
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
@@ -219,7 +333,8 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Calla
             log.warning("discarding checkpoint %s after epoch %s: it was written for other %s; training starts "
                         "over", ckpt.name, int(state.get("epoch", -1)) + 1, ", ".join(differ))
             ckpt.unlink()
-    steps_per_epoch = max(1, -(-n_train // cfg.batch_size))
+    batches = epoch_batches(n_train, cfg.batch_size)
+    steps_per_epoch = max(1, len(batches))
     warmup_steps = math.ceil(cfg.warmup_epochs * steps_per_epoch)  # any warm-up asked for is at least a step
     what = f"{cfg.label}: " if cfg.label else ""
     for epoch in range(start, cfg.epochs):
@@ -229,12 +344,12 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Calla
         model.train()
         base_lrs = [g["lr"] for g in optimizer.param_groups]
         total, seen, batch_losses, right = 0.0, 0, [], 0
-        for bi, b in enumerate(range(0, n_train, cfg.batch_size)):
+        for bi, (b, stop) in enumerate(batches):
             step = epoch * steps_per_epoch + bi
             if step <= warmup_steps and warmup_steps:  # rises towards, never starts at, the rate; then holds it
                 for g, lr in zip(optimizer.param_groups, base_lrs):
                     g["lr"] = lr * min(1.0, (step + 1) / (warmup_steps + 1))
-            idx = order[b:b + cfg.batch_size]
+            idx = order[b:stop]
             x, y = fetch(idx)
             x = x.to(device, non_blocking=True)
             y = y.to(device, non_blocking=True)
@@ -292,6 +407,7 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Calla
                                     "scheduler": scheduler.state_dict() if scheduler is not None else None})
     if ckpt is not None and ckpt.exists():
         ckpt.unlink()
+    release_checkpoint_lock(lock)
     return history
 
 
