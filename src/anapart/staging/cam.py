@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from anapart.io.files import pyplot, save_figure, write_csv
+from anapart.io.store import open_npy
 from anapart.learn import training
 from anapart.learn.data import CropData
 from anapart.learn.gradcam import gradcam, resize_maps, resolve_layer
@@ -31,7 +32,7 @@ def staging_cam_examples(model_path, patches_dir, pred: pd.DataFrame, classes, o
     layer = resolve_layer(model, meta["cam_layer"])
     targets = [list(classes).index(c) for c in pred["label"]]
     maps = resize_maps(gradcam(model, layer, data.inputs(np.arange(len(data))), targets), data.images.shape[-1])
-    masks = np.load(Path(patches_dir) / "masks.npy", mmap_mode="r")
+    masks = open_npy(Path(patches_dir) / "masks.npy")
     share = [bright_share(m, np.asarray(masks[r]) > 0, threshold) for m, r in zip(maps, data.rows)]
     out = pred[["slice_id", "label", "kind"]].assign(roi_share=share)
     write_csv(out_csv, out)
