@@ -7,7 +7,8 @@ delegate()  # a local run continues in the warm worker (libraries imported once:
 import pandas as pd
 
 from anapart.metrics.calibration import calibration_metrics, with_labels
-from anapart.metrics.evaluate import evaluate_predictions, probabilities, roc_figure, write_metrics
+from anapart.metrics.evaluate import (evaluate_predictions, prediction_set_problem, probabilities, roc_figure,
+                                      write_metrics)
 from anapart.cohort.split import patient_groups
 from anapart.io.files import start_job
 
@@ -32,8 +33,14 @@ def score(pred: pd.DataFrame, manifest: pd.DataFrame, strata: pd.Series) -> dict
 pred = pd.read_csv(snakemake.input.predictions)
 # the bootstrap resamples patients within their stratum (the patient's class: the split's for the
 # internal test set, the same rule on the external manifest)
-strata = pd.read_csv(snakemake.input.patients).set_index("patient")["group"]
-metrics = score(pred, pd.read_csv(snakemake.input.manifest), strata)
+patients = pd.read_csv(snakemake.input.patients)
+strata = patients.set_index("patient")["group"]
+manifest = pd.read_csv(snakemake.input.manifest)
+test_ids = manifest.loc[manifest["patient"].isin(patients.loc[patients["split"] == "test", "patient"]), "slice_id"]
+problem = prediction_set_problem(pred, test_ids, snakemake.input.model)
+if problem:
+    raise ValueError(problem)
+metrics = score(pred, manifest, strata)
 if "external_predictions" in snakemake.input.keys():
     ext_manifest = pd.read_csv(snakemake.input.external_manifest)
     metrics["external"] = score(with_labels(pd.read_csv(snakemake.input.external_predictions), ext_manifest),
