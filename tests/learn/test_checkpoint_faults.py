@@ -169,3 +169,60 @@ def test_batchnorm_trains_on_k_batches_plus_one_sample(tmp_path):
     assert len(hist) == 2 and all(np.isfinite(hist))
     assert [len(f) for f in fetched] == [13, 13, 13, 14] * 2
     assert sorted(i for f in fetched[:4] for i in f) == list(range(53))  # every sample, once an epoch
+
+
+# --------------------------------------------------------------------------- SIGTERM / SIGUSR1 mid-epoch
+
+def _signalled_fit(ckpt, signal_at=None, signum=None, epochs=4):
+    """Momentum, a warm-up spanning epochs 1-2, a per-epoch schedule and dropout (torch RNG): every
+    state an exact mid-epoch resume must restore. ``signal_at``: the fetch of that batch signals this
+    process (as SLURM does), the batch itself completes."""
+    import signal as _signal  # noqa: F401
+
+    from anapart.learn.training import build_scheduler
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.Dropout(0.2), torch.nn.Linear(8, 1))
+    opt = torch.optim.SGD(model.parameters(), lr=0.02, momentum=0.5)
+    sched = build_scheduler(opt, {"type": "exponential", "gamma": 0.8}, epochs)
+    x, y = _data(40)
+    fetched = []
+
+    def fetch(idx):
+        fetched.append(np.asarray(idx).tolist())
+        if signal_at is not None and len(fetched) == signal_at:
+            os.kill(os.getpid(), signum)
+        return x[idx], y[idx]
+
+    cfg = FitConfig(epochs=epochs, batch_size=8, seed=3, device="cpu", warmup_epochs=1.5, channels_last=False)
+    hist = fit(model, opt, torch.nn.functional.mse_loss, fetch, 40, cfg, ckpt, scheduler=sched)
+    return model, hist, fetched
+
+
+@pytest.mark.parametrize("signame, signal_at", [("SIGTERM", 5 + 3), ("SIGUSR1", 5 * 2 + 2), ("SIGTERM", 5)])
+def test_a_signal_saves_mid_epoch_and_the_rerun_resumes_exactly(tmp_path, caplog, signame, signal_at):
+    """5 batches an epoch; signalled in batch 3 of epoch 2 (during the warm-up), batch 2 of epoch 3,
+    and in the last batch of epoch 1 (then the epoch's own checkpoint is the one kept)."""
+    import signal
+
+    signum = getattr(signal, signame)
+    before = signal.getsignal(signum)
+    ref_model, ref_hist, ref_fetched = _signalled_fit(tmp_path / "ref.pt")
+    ckpt = tmp_path / "checkpoint.partial.pt"
+    caplog.set_level(logging.INFO, logger="anapart.training")
+    with pytest.raises(training.TrainingInterrupted) as e:
+        _signalled_fit(ckpt, signal_at, signum)
+    assert e.value.code == 128 + signum and signal.getsignal(signum) == before  # handler given back
+    assert f"{signame} received: stopped" in caplog.text and str(ckpt) in caplog.text
+    state = torch.load(ckpt, weights_only=False)
+    epoch, batch = divmod(signal_at, 5)
+    if batch:
+        assert state["partial"]["epoch"] == epoch and state["partial"]["batch"] == batch
+    else:
+        assert state["epoch"] == epoch - 1 and "partial" not in state
+    model, hist, fetched = _signalled_fit(ckpt)
+    assert fetched == ref_fetched[signal_at:]  # only the batches not yet trained, in the same order
+    assert hist == ref_hist  # bit for bit: the epoch's running loss was carried over
+    for a, b in zip(model.state_dict().values(), ref_model.state_dict().values()):
+        assert torch.equal(a, b)
+    assert not ckpt.exists()

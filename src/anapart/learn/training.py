@@ -19,6 +19,7 @@ import math
 import os
 import random
 import shutil
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -277,6 +278,46 @@ def epoch_batches(n: int, batch_size: int) -> list[tuple[int, int]]:
     return [(b, starts[i + 1] if i + 1 < len(starts) else n) for i, b in enumerate(starts)]
 
 
+class TrainingInterrupted(SystemExit):
+    """SIGTERM or SIGUSR1 (SLURM's warning before its time limit) stopped training after a batch; a
+    mid-epoch checkpoint was saved and the rerun resumes at the next batch."""
+
+
+STOP_SIGNALS = tuple(getattr(signal, n) for n in ("SIGTERM", "SIGUSR1") if hasattr(signal, n))
+
+
+class StopRequest:
+    """Turns SIGTERM/SIGUSR1 into a request the loop honours after the running batch (saving where
+    it is), for the duration of :func:`fit`; the previous handlers come back afterwards. Outside the
+    main thread (no signal handlers there) it never fires."""
+
+    def __init__(self, install: bool = True):
+        self.signum, self.previous = None, {}
+        try:
+            for s in STOP_SIGNALS if install else ():
+                self.previous[s] = signal.signal(s, self._note)
+        except ValueError:  # not the main thread
+            self.previous = {}
+
+    def _note(self, signum, _frame):
+        self.signum = signum
+
+    def restore(self) -> None:
+        for s, h in self.previous.items():
+            signal.signal(s, h)
+        self.previous = {}
+
+
+def _rng_state(cuda: bool) -> dict:
+    return {"cpu": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if cuda else None}
+
+
+def _set_rng_state(state: dict, cuda: bool) -> None:
+    torch.set_rng_state(state["cpu"])
+    if cuda and state.get("cuda") is not None:
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
 def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Callable, fetch: Fetch, n_train: int,
         cfg: FitConfig, checkpoint: str | os.PathLike | None = None, signature_extra: dict | None = None,
         scheduler=None, inputs: dict | None = None, evaluate: Callable | None = None,
@@ -314,6 +355,8 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Calla
     start = 0
     ref_loss = None  # the untrained model's loss: the scale against which divergence is judged
     lock = lock_checkpoint(ckpt) if ckpt is not None else None
+    partial = None  # where a signal stopped the run mid-epoch: resumed at the next batch
+    stopper = StopRequest(install=ckpt is not None)  # without a checkpoint there is nothing to save
     state = _read_checkpoint(ckpt, device) if ckpt is not None and ckpt.exists() else None
     if state is not None:
         if state.get("signature") == sig:
@@ -326,7 +369,9 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Calla
                 epoch_log[:] = list(state.get("epoch_log") or [])
             ref_loss = state.get("ref_loss")
             start = int(state["epoch"]) + 1
-            log.info("resuming from %s after epoch %d", ckpt.name, start)
+            partial = state.get("partial")
+            log.info("resuming from %s after epoch %d%s", ckpt.name, start,
+                     f", batch {partial['batch']}" if partial else "")
         else:
             old = state.get("parts") or {}
             differ = [k for k in parts if old.get(k) != parts[k]] or ["settings"]
@@ -344,7 +389,15 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Calla
         model.train()
         base_lrs = [g["lr"] for g in optimizer.param_groups]
         total, seen, batch_losses, right = 0.0, 0, [], 0
+        skip = 0
+        if partial is not None and int(partial["epoch"]) == epoch:  # resume mid-epoch, exactly
+            base_lrs, total, seen, right = list(partial["base_lrs"]), partial["total"], partial["seen"], partial["right"]
+            batch_losses, skip = list(partial["batch_losses"]), int(partial["batch"])
+            _set_rng_state(partial["rng"], cuda)
+            partial = None
         for bi, (b, stop) in enumerate(batches):
+            if bi < skip:
+                continue
             step = epoch * steps_per_epoch + bi
             if step <= warmup_steps and warmup_steps:  # rises towards, never starts at, the rate; then holds it
                 for g, lr in zip(optimizer.param_groups, base_lrs):
@@ -376,6 +429,19 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Calla
             scaler.update()
             total += value * len(idx)
             seen += len(idx)
+            if stopper.signum is not None and ckpt is not None and bi + 1 < len(batches):
+                _save_checkpoint(ckpt, {
+                    "signature": sig, "parts": parts, "epoch": epoch - 1, "history": history, "ref_loss": ref_loss,
+                    "epoch_log": epoch_log, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                    "partial": {"epoch": epoch, "batch": bi + 1, "base_lrs": base_lrs, "total": total, "seen": seen,
+                                "right": right, "batch_losses": batch_losses, "rng": _rng_state(cuda)}})
+                name = signal.Signals(stopper.signum).name
+                log.warning("%s received: stopped in epoch %d after batch %d of %d; saved %s, the rerun resumes at "
+                            "the next batch (on SLURM: a TIMEOUT; raise the rule's runtime if it recurs)", name,
+                            epoch + 1, bi + 1, len(batches), ckpt)
+                stopper.restore()
+                raise TrainingInterrupted(128 + stopper.signum)
         for g, lr in zip(optimizer.param_groups, base_lrs):
             g["lr"] = lr  # the warm-up scaled a copy; schedules and checkpoints see the epoch's rate
         if scheduler is not None:
@@ -405,9 +471,15 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Calla
                                     "epoch_log": epoch_log,
                                     "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                                     "scheduler": scheduler.state_dict() if scheduler is not None else None})
+            if stopper.signum is not None and epoch + 1 < cfg.epochs:
+                log.warning("%s received: stopped after epoch %d; saved %s, the rerun resumes at the next epoch",
+                            signal.Signals(stopper.signum).name, epoch + 1, ckpt)
+                stopper.restore()
+                raise TrainingInterrupted(128 + stopper.signum)
     if ckpt is not None and ckpt.exists():
         ckpt.unlink()
     release_checkpoint_lock(lock)
+    stopper.restore()
     return history
 
 

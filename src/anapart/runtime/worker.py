@@ -135,9 +135,11 @@ def delegate() -> None:
 
 
 def die_with_parent() -> None:
-    """This job process gets SIGKILL when the process that started it (Snakemake) dies, however it
+    """This job process gets SIGTERM when the process that started it (Snakemake) dies, however it
     dies: a kill -9 of Snakemake must leave no job writing outputs (or a checkpoint) that a rerun
-    then writes too. A waiting script process that dies ends its job in the worker as well (the
+    then writes too. SIGTERM, not SIGKILL: a training job saves where it is and exits after its
+    running batch (:func:`anapart.learn.training.fit`); any other job ends at once. A waiting script
+    process forwards it to its job in the worker (and a script process that dies ends that job: the
     server sees the closed connection). Linux only (``PR_SET_PDEATHSIG``); elsewhere nothing."""
     if sys.platform != "linux":
         return
@@ -145,7 +147,7 @@ def die_with_parent() -> None:
     try:
         import ctypes
 
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
     except (OSError, AttributeError):
         return
     if os.getppid() != parent:  # the parent died before the prctl: we are an orphan already
