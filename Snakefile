@@ -12,7 +12,8 @@ min_version("9.0")
 configfile: "config/config.yaml"
 
 
-if "classes" not in config and not os.path.exists("config/config.yaml"):  # -d elsewhere: config/ not found
+# -d/--directory elsewhere: config/ is not found there, and the config is only the --configfile
+if "classes" not in config and not os.path.exists("config/config.yaml"):
     raise WorkflowError(
         f"no config/config.yaml in the working directory {os.getcwd()}: run snakemake from the "
         f"workflow's folder ({workflow.basedir}), without -d/--directory; put results elsewhere by "
