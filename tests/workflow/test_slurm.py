@@ -165,6 +165,8 @@ def test_profile_is_valid_yaml_with_placeholders_marked():
         runtime = cfg["set-resources"][rule]["runtime"]
         assert re.fullmatch(r"\d+\*attempt", runtime), runtime
         assert [eval(runtime, {"attempt": a}) for a in (1, 2, 3)] == [int(runtime.split("*")[0]) * a for a in (1, 2, 3)]
+        # and SLURM warns the job with SIGUSR1 before its limit: training saves mid-epoch
+        assert "--signal=USR1@" in cfg["set-resources"][rule]["slurm_extra"]
     text = (REPO / "profiles/slurm/config.yaml").read_text()
     assert text.count("FILL IN") >= 2 and "slurm_account" in text
     assert "--gres" not in re.sub(r"#.*", "", text)
