@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 
 from anapart.io.errors import StoreError
-from anapart.io.store import load_store, open_npy
+from anapart.io.npy import open_npy
+from anapart.io.store import load_store
 from anapart.learn.data import CropData
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from anapart.learn import training
+from anapart.learn import checkpoint, training
 from anapart.learn.training import CheckpointWriteError, FitConfig, TrainerBusy, epoch_batches, fit
 
 
@@ -86,7 +86,7 @@ def test_a_checkpoint_write_on_a_full_disk_says_so_and_keeps_the_previous_one(tm
             fh.write(data[:len(data) // 3])
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(training, "_write_bytes", full)
+    monkeypatch.setattr(checkpoint, "write_bytes", full)
     with pytest.raises(CheckpointWriteError, match=f"{ckpt}: checkpoint not written: no space left on device") as e:
         _fit(ckpt)
     assert e.value.errno == errno.ENOSPC and "free space and rerun" in str(e.value) and calls
@@ -101,7 +101,7 @@ def test_another_write_error_says_the_disk_is_not_full(tmp_path, monkeypatch):
     def denied(path, data):
         raise OSError(errno.EACCES, os.strerror(errno.EACCES))
 
-    monkeypatch.setattr(training, "_write_bytes", denied)
+    monkeypatch.setattr(checkpoint, "write_bytes", denied)
     with pytest.raises(CheckpointWriteError, match="Permission denied; the disk is not full"):
         _fit(tmp_path / "c.pt", epochs=1)
 

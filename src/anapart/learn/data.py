@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from anapart.io.store import open_npy
+from anapart.io.npy import open_npy
 from anapart.learn import training
 
 

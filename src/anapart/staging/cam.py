@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from anapart.io.files import pyplot, save_figure, write_csv
-from anapart.io.store import open_npy
+from anapart.io.npy import open_npy
 from anapart.learn import training
 from anapart.learn.data import CropData
 from anapart.learn.gradcam import gradcam, resize_maps, resolve_layer

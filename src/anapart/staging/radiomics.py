@@ -20,7 +20,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
-from anapart.io.store import open_npy
+from anapart.io.npy import open_npy
 from anapart.staging.patches import attach_index
 
 log = logging.getLogger("anapart.radiomics")
