@@ -4,12 +4,12 @@ reclaimed; stop() removes only files whose content is still what it wrote. No SL
 daemons are stand-ins (``sleep`` copied under a daemon's name) and the config folder is a tmp one."""
 
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from support import slurm_cluster
+from support.common import popen_offline, wait_for
 from support.slurm_cluster import MARKER, SingleNodeSlurm, SlurmInUse
 
 
@@ -24,11 +24,14 @@ def _stale_config(conf: Path, root: Path, pids: dict) -> None:
     (conf.parent / "gres.conf").write_text("NodeName=vm Name=gpu Count=1 File=/dev/null\n")
 
 
-def _daemon(tmp_path: Path, name: str) -> subprocess.Popen:
+def _daemon(tmp_path: Path, name: str):
     exe = tmp_path / "bin" / name
     exe.parent.mkdir(exist_ok=True)
     shutil.copy(shutil.which("sleep"), exe)
-    return subprocess.Popen([str(exe), "60"])
+    proc = popen_offline([str(exe), "60"])
+    comm = Path(f"/proc/{proc.pid}/comm")
+    assert wait_for(lambda: comm.read_text().strip() == name), "the stand-in daemon did not start"
+    return proc
 
 
 def _cluster(tmp_path: Path) -> SingleNodeSlurm:
@@ -57,9 +60,9 @@ def test_a_live_clusters_config_is_neither_signalled_nor_removed(tmp_path, name)
 def test_a_dead_clusters_config_is_reclaimed_even_with_its_pids_reused(tmp_path):
     """Dead daemons, and a PID file naming a live process that is no daemon (a reused PID)."""
     c = _cluster(tmp_path)
-    dead = subprocess.Popen(["true"])
+    dead = popen_offline(["true"])
     dead.wait()
-    unrelated = subprocess.Popen(["sleep", "60"])
+    unrelated = popen_offline(["sleep", "60"])
     try:
         _stale_config(c.conf, tmp_path / "other", {"slurmctld": dead.pid, "slurmd": unrelated.pid})
         c._reclaim_stale()
