@@ -3,12 +3,22 @@
 #   snakemake -c2 --configfile config/test.yaml    tiny cohort, as the tests run it
 import os
 
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
 
 
 configfile: "config/config.yaml"
+
+
+# -d/--directory elsewhere: config/ is not found there, and the config is only the --configfile
+if "classes" not in config and not os.path.exists("config/config.yaml"):
+    raise WorkflowError(
+        f"no config/config.yaml in the working directory {os.getcwd()}: run snakemake from the "
+        f"workflow's folder ({workflow.basedir}), without -d/--directory; put results elsewhere by "
+        "copying or cloning the workflow there"
+    )
 
 
 validate(config, "workflow/schemas/config.schema.yaml")

@@ -119,6 +119,24 @@ def test_gzip_wrapped_dicom_is_read(twin, tmp_path):
     np.testing.assert_array_equal(store, ref)
 
 
+def test_a_damaged_gzip_wrapped_dicom_is_a_problem_naming_the_file(twin, tmp_path):
+    """A .dcm.gz cut short or with a flipped bit: the gzip CRC-32 and length are checked, never a
+    silent skip or other pixels."""
+    files, _ = twin
+    dicom = tmp_path / "gzbad" / "dicom" / "s"
+    dicom.mkdir(parents=True)
+    for f in files:
+        (dicom / f"{f.name}.gz").write_bytes(gzip.compress(f.read_bytes()))
+    cut, flipped = sorted(dicom.iterdir())[:2]
+    data = cut.read_bytes()
+    cut.write_bytes(data[:len(data) * 3 // 4])
+    data = flipped.read_bytes()
+    flipped.write_bytes(data[:-6] + bytes([data[-6] ^ 1]) + data[-5:])  # a bit of the stored CRC-32
+    text = "\n".join(dicom_scan.scan(dicom.parent).problems)
+    assert f"{cut}: truncated gzip stream" in text, text
+    assert f"{flipped}: CRC mismatch" in text, text
+
+
 @pytest.mark.parametrize("syntax, uid", [("jpeg_baseline", "1.2.840.10008.1.2.4.50"),
                                          ("jpeg2000_lossy", "1.2.840.10008.1.2.4.91")])
 def test_lossy_syntax_is_close_to_its_twin(syntax, uid, tmp_path, monkeypatch):

@@ -21,6 +21,40 @@ SYSTEM_CONF = Path("/etc/slurm/slurm.conf")
 MARKER = "# throw-away test cluster written by anapart tests/slurm_cluster.py"
 
 
+GRES_LINE = " Name=gpu Count=1 File=/dev/null\n"
+
+
+def _alive_as(pid: int, names) -> str | None:
+    """The daemon name ``pid`` runs as, if it is alive and one of ``names`` (not a reused PID)."""
+    try:
+        comm = Path(f"/proc/{pid}/comm").read_text().strip()
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return None
+    return comm if comm in names and state != "Z" else None
+
+
+def live_daemons(conf_text: str) -> list[tuple[str, int]]:
+    """The daemons of a test cluster's config (its PID files, munged's beside its state) still running."""
+    pidfiles = []
+    for line in conf_text.splitlines():
+        key, _, value = line.partition("=")
+        if key in ("SlurmctldPidFile", "SlurmdPidFile"):
+            pidfiles.append(Path(value))
+        elif key == "StateSaveLocation":
+            pidfiles.append(Path(value).parent / "munge" / "munged.pid")
+    live = []
+    for f in pidfiles:
+        try:
+            pid = int(f.read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            continue
+        name = _alive_as(pid, DAEMONS)
+        if name:
+            live.append((name, pid))
+    return live
+
+
 class SlurmInUse(RuntimeError):
     """This machine already has a SLURM configuration; we never overwrite it."""
 
@@ -63,6 +97,7 @@ class SingleNodeSlurm:
         self.conf = SYSTEM_CONF
         self.env = {**os.environ, "SLURM_CONF": str(self.conf)}
         self._wrote: list[Path] = []
+        self._contents: dict[Path, str] = {}  # what we wrote to each file: only that is removed
 
     # -- configuration -------------------------------------------------------------------
     def write_config(self) -> None:
@@ -83,7 +118,8 @@ class SingleNodeSlurm:
         # Leave some memory to the OS; jobs ask for mem_mb below this.
         real_mem = max(1024, mem - 2048)
         self._wrote = [self.conf, self.conf.parent / "gres.conf"]
-        self.conf.write_text(
+        self._write(
+            self.conf,
             f"""{MARKER}
 ClusterName=anapart-ci
 SlurmctldHost={host}
@@ -114,32 +150,32 @@ SchedulerType=sched/backfill
 SchedulerParameters=sched_interval=1
 NodeName={host} CPUs={cpus} RealMemory={real_mem} Gres=gpu:{self.gpus} State=UNKNOWN
 PartitionName=ci Nodes={host} Default=YES MaxTime=INFINITE State=UP
-"""
+""",
         )
         # A GPU that is only counted: Slurm 22.05's gpu plugin drops file-less GPUs ("Removing
         # file-less GPU"), so it points at /dev/null; with task/none nothing is constrained, and
         # a machine without a GPU can schedule GPU jobs.
-        (self.conf.parent / "gres.conf").write_text(
-            f"NodeName={host} Name=gpu Count=1 File=/dev/null\n"
-        )
+        self._write(self.conf.parent / "gres.conf", f"NodeName={host}{GRES_LINE}")
         self.real_mem = real_mem
         self.cpus = cpus
 
     def _reclaim_stale(self) -> None:
-        """A config of ours left by a killed test run: stop its daemons (by their PID files), remove it."""
+        """A config of ours left by a killed test run is removed, but only when every daemon its PID
+        files name is gone: a live one belongs to another test run on this machine, which is left
+        alone (SlurmInUse). Nothing is signalled; only the two files that run wrote are removed."""
         if not self.conf.exists() or not self.conf.read_text().startswith(MARKER):
             return
-        for line in self.conf.read_text().splitlines():
-            if line.split("=")[0] in ("SlurmctldPidFile", "SlurmdPidFile"):
-                pidfile = Path(line.split("=", 1)[1])
-                if pidfile.exists():
-                    try:
-                        os.kill(int(pidfile.read_text().split()[0]), signal.SIGTERM)
-                    except (ProcessLookupError, ValueError):
-                        pass
-        time.sleep(1)
+        live = live_daemons(self.conf.read_text())
+        if live:
+            raise SlurmInUse(
+                f"{self.conf} belongs to another live test cluster ("
+                + ", ".join(f"{name} PID {pid}" for name, pid in live)
+                + "): not touching it; wait for that test run to end"
+            )
         self.conf.unlink()
-        (self.conf.parent / "gres.conf").unlink(missing_ok=True)
+        gres = self.conf.parent / "gres.conf"
+        if gres.exists() and gres.read_text().endswith(GRES_LINE):
+            gres.unlink()
 
     # -- daemons -------------------------------------------------------------------------
     def _spawn(self, name: str, argv: list[str]) -> None:
@@ -221,5 +257,13 @@ PartitionName=ci Nodes={host} Default=YES MaxTime=INFINITE State=UP
                     p.wait()
         self.procs.clear()
         for f in self._wrote:
-            f.unlink(missing_ok=True)
+            try:
+                if f.read_text() == self._contents.get(f):  # still ours, not another run's since
+                    f.unlink()
+            except FileNotFoundError:
+                pass
         self._wrote = []
+
+    def _write(self, path: Path, text: str) -> None:
+        path.write_text(text)
+        self._contents[path] = text

@@ -161,7 +161,12 @@ def test_profile_is_valid_yaml_with_placeholders_marked():
     assert cfg["executor"] == "slurm"
     for rule in ("seg_train", "classify_train"):
         assert cfg["set-resources"][rule]["gpu"] == 1
-        assert re.fullmatch(r"\d+h", cfg["set-resources"][rule]["runtime"])
+        # the walltime grows with Snakemake's attempt: a TIMEOUT retried resumes with more time
+        runtime = cfg["set-resources"][rule]["runtime"]
+        assert re.fullmatch(r"\d+\*attempt", runtime), runtime
+        assert [eval(runtime, {"attempt": a}) for a in (1, 2, 3)] == [int(runtime.split("*")[0]) * a for a in (1, 2, 3)]
+        # and SLURM warns the job with SIGUSR1 before its limit: training saves mid-epoch
+        assert "--signal=USR1@" in cfg["set-resources"][rule]["slurm_extra"]
     text = (REPO / "profiles/slurm/config.yaml").read_text()
     assert text.count("FILL IN") >= 2 and "slurm_account" in text
     assert "--gres" not in re.sub(r"#.*", "", text)

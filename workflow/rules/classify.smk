@@ -31,7 +31,8 @@ rule classify_train:
     threads: config["classify"]["threads"]
     resources:
         mem_mb=6000,
-        runtime=240,
+        # grows with each retry: a job killed at its time limit resumes from its checkpoint
+        runtime=lambda wildcards, attempt: 240 * attempt,
         gpu=GPU_JOB,
     params:
         cfg=TRAIN_CFG,

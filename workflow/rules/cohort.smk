@@ -34,6 +34,8 @@ rule cohort_check:
         },
         salt=salt_params("cohort"),
         external=False,  # pseudonyms P... (external: E...)
+        # the cohort files' fingerprint: a file changed in place replans the preflight
+        fingerprint=cohort_fingerprint,
     script:
         "../scripts/cohort_check.py"
 
@@ -118,6 +120,7 @@ if on("external"):
             cohort={k: EXTERNAL[k] for k in ("series", "frames", "mask_names", "nifti")},
             salt=salt_params("cohort.external"),
             external=True,
+            fingerprint=lambda w: cohort_fingerprint(w, EXTERNAL, external_paths()),
 
     use rule ingest as ingest_external with:
         input:

@@ -1,4 +1,6 @@
 # Study A (anatomical partition): its settings, wildcards, cohort paths, the external test cohort.
+from anapart.io.fingerprint import inputs_fingerprint
+
 FRACTIONS = [int(f) for f in config["split"]["fractions"]]
 NETS = list(config["classify"]["nets"])
 FORMATS = list(config["classify"]["formats"])
@@ -116,6 +118,16 @@ def cohort_paths(c=None, synthetic_dir=SYNTHETIC_DIR, where="cohort"):
     ):  # masks beside each image (cohort.mask_names / cohort.nifti.labels)
         return {"nifti": c["nifti_dir"], "labels": c["labels"]}
     return {"dicom": c["dicom_dir"], "labels": c["labels"], "masks": c.get("mask_dir")}
+
+
+def cohort_fingerprint(wildcards, c=None, paths=None):
+    """The preflight's params: a fingerprint of a user's cohort files (anapart.io.fingerprint), so a
+    file rewritten in place or a repointed cohort link replans the preflight, ingest and all built
+    from the store (params trigger); a synthetic cohort is a workflow output, tracked already."""
+    c = config["cohort"] if c is None else c
+    if c["source"] == "synthetic":
+        return ""
+    return inputs_fingerprint(paths or cohort_paths())
 
 
 def cohort_inputs(wildcards):

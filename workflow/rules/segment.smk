@@ -22,7 +22,8 @@ rule seg_train:
     threads: config["segment"]["threads"]
     resources:
         mem_mb=4000,
-        runtime=120,
+        # grows with each retry: a job killed at its time limit resumes from its checkpoint
+        runtime=lambda wildcards, attempt: 120 * attempt,
         gpu=GPU_JOB,
     params:
         seg=config["segment"],

@@ -33,7 +33,8 @@ rule staging_train:
     threads: STG["train"]["threads"]
     resources:
         mem_mb=6000,
-        runtime=120,
+        # grows with each retry: a job killed at its time limit resumes from its checkpoint
+        runtime=lambda wildcards, attempt: 120 * attempt,
         gpu=GPU_JOB,
     params:
         cfg=STG_TRAIN_CFG,

@@ -8,7 +8,7 @@ import pandas as pd
 
 from anapart.metrics.calibration import calibration_metrics, with_labels
 from anapart.io.figstyle import display
-from anapart.metrics.evaluate import evaluate_predictions, probabilities, write_metrics
+from anapart.metrics.evaluate import evaluate_predictions, prediction_set_problem, probabilities, write_metrics
 from anapart.metrics.roc_figures import roc_figure
 from anapart.cohort.split import patient_groups
 from anapart.io.files import start_job
@@ -35,7 +35,12 @@ pred = pd.read_csv(snakemake.input.predictions)
 manifest = pd.read_csv(snakemake.input.manifest)
 # the bootstrap resamples patients within their stratum (the patient's class: the split's for the
 # internal test set, the same rule on the external manifest)
-strata = pd.read_csv(snakemake.input.patients).set_index("patient")["group"]
+patients = pd.read_csv(snakemake.input.patients)
+strata = patients.set_index("patient")["group"]
+test_ids = manifest.loc[manifest["patient"].isin(patients.loc[patients["split"] == "test", "patient"]), "slice_id"]
+problem = prediction_set_problem(pred, test_ids, snakemake.input.model)
+if problem:
+    raise ValueError(problem)
 metrics = score(pred, manifest, strata)
 if "external_predictions" in snakemake.input.keys():
     ext_manifest = pd.read_csv(snakemake.input.external_manifest)

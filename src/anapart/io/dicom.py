@@ -23,6 +23,7 @@ import SimpleITK as sitk
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
+
 MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
 ENHANCED_MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4.1"
 LEGACY_ENHANCED_MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4.4"
@@ -167,16 +168,18 @@ def open_stream(path: Path, sniff: bool = False):
         fh.seek(0)
         return fh
     fh.close()
-    try:
-        with gzip.open(path, "rb") as gz:
+    with gzip.open(path, "rb") as gz:
+        try:
             head = gz.read(132)
-            if sniff and not _looks_like_dicom(head):
+        except (OSError, EOFError, zlib.error):
+            if sniff:
                 return None
-            return io.BytesIO(head + gz.read())
-    except (OSError, EOFError, zlib.error):
-        if sniff:
+            raise
+        if sniff and not _looks_like_dicom(head):
             return None
-        raise
+        # a gzip that starts like DICOM is read to its end, its CRC-32 and length checked: a truncated
+        # or corrupt stream raises (the header scan names it: anapart.io.integrity.gzip_error_message)
+        return io.BytesIO(head + gz.read())
 
 
 def transfer_syntax(ds: Dataset):

@@ -8,8 +8,10 @@ names it. Enhanced (multi-frame) images give one slice per frame, from their fun
 
 from __future__ import annotations
 
+import gzip
 import math
 import os
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -21,6 +23,7 @@ from pydicom.multival import MultiValue
 
 from anapart.io.dicom import (MEDIA_STORAGE_DIRECTORY, MR_CLASSES, DicomError, SliceHeader, number, open_stream,
                               slice_normal, transfer_syntax)
+from anapart.io.integrity import gzip_error_message
 
 # Attributes a classic slice needs for us to place it in space and decode it.
 _REQUIRED = ("Rows", "Columns", "PixelSpacing", "ImagePositionPatient", "ImageOrientationPatient")
@@ -220,6 +223,8 @@ def inspect_file(path: Path) -> tuple[str, object]:
         return "skip", ("dicomdir", "")
     try:
         header = _read_header(path)
+    except (EOFError, zlib.error, gzip.BadGzipFile) as e:  # a .dcm.gz cut short or corrupt
+        return "problem", gzip_error_message(path, e)
     except OSError as e:
         return "problem", f"{path}: could not read file ({e})"
     except Exception as e:  # truncated or corrupt headers raise many kinds of errors

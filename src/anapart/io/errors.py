@@ -7,3 +7,8 @@ type and a caller (a glue script, a test) catches one thing.
 
 class IngestError(ValueError):
     """Bad cohort input; the message names the file and the problem."""
+
+
+class StoreError(ValueError):
+    """One of our own stores is damaged (cut short, wrong size); the message names the file and the
+    command that rebuilds it."""

@@ -32,6 +32,8 @@ import SimpleITK as sitk
 
 from anapart.io.dicom import Series, SliceHeader, format_values, orientation_label, slice_normal
 from anapart.io.dicom_scan import Scan
+from anapart.io.errors import IngestError
+from anapart.io.integrity import gzip_problem
 
 SUFFIXES = (".nii.gz", ".nii")
 SOURCE = "nifti"  # Series.transfer_syntax of a NIfTI volume: how the store and mask readers tell it
@@ -109,6 +111,15 @@ def geometry_problems(path: Path, img: sitk.Image) -> list[str]:
     return []
 
 
+def component_problem(path: Path, img: sitk.Image) -> str | None:
+    """A vector (RGB, multi-channel) voxel type: a slice is one grey value per pixel."""
+    n = img.GetNumberOfComponentsPerPixel()
+    if n > 1:
+        return (f"{path}: {n} components per voxel ({img.GetPixelIDTypeAsString()}, e.g. RGB); give a grey-scale "
+                "volume, one value per voxel (save one channel, or each channel as a file of its own)")
+    return None
+
+
 def orientation_warnings(path: Path) -> list[str]:
     """A header with neither qform nor sform code says nothing of orientation: read as identity, said."""
     hdr = nib.load(str(path)).header
@@ -141,7 +152,11 @@ def _axes(d: np.ndarray) -> str:
 @lru_cache(maxsize=2)
 def _volume(path: str, mtime_ns: int, size: int) -> tuple[np.ndarray, bool]:
     """The canonical (z, y, x) voxel array of a NIfTI file and whether its slice axis was reversed
-    (cached by path, modification time and size: a rewritten file is read again)."""
+    (cached by path, modification time and size: a rewritten file is read again). A damaged gzip
+    stream raises: its voxels are never trusted, whatever the preflight found before."""
+    damaged = gzip_problem(path)
+    if damaged:
+        raise IngestError(damaged)
     img, reversed_z = canonical(sitk.ReadImage(path))
     return sitk.GetArrayFromImage(img), reversed_z
 
@@ -160,6 +175,9 @@ def read_mask(path: str | Path, series: Series, binary: bool = True, values=None
     """A mask of a NIfTI series: the file's own grid must be the image's (checked after both are put
     in the same canonical order); ``values`` (nnU-Net labels) picks the label values that are the mask."""
     path = Path(path)
+    damaged = gzip_problem(path)
+    if damaged:
+        raise IngestError(damaged)
     img, _ = canonical(sitk.ReadImage(str(path)))
     problem = mask_problem(path, img, series)
     if problem:
@@ -185,10 +203,16 @@ def mask_problem(path: Path, img: sitk.Image, series: Series) -> str | None:
 
 def check_mask(path: str | Path, series: Series) -> str | None:
     path = Path(path)
+    damaged = gzip_problem(path)
+    if damaged:
+        return damaged
     try:
         img = sitk.ReadImage(str(path))
     except RuntimeError as e:
         return f"{path}: could not read mask ({str(e).strip().splitlines()[-1]})"
+    components = component_problem(path, img)
+    if components:
+        return components
     if img.GetDimension() != 3:
         return f"{path}: {img.GetDimension()}-D mask; masks are 3-D volumes on the image grid"
     return mask_problem(path, canonical(img)[0], series)
@@ -197,11 +221,18 @@ def check_mask(path: str | Path, series: Series) -> str | None:
 # --------------------------------------------------------------------------- one volume -> a series
 
 def volume_series(path: Path, patient_id: str, folder: Path, description: str | None = None) -> Series:
-    """The series a NIfTI image file stands for (problems of the file in ``Series.problems``)."""
+    """The series a NIfTI image file stands for (problems of the file in ``Series.problems``); a
+    truncated or corrupt gzip stream is one, found before any voxel is read."""
+    damaged = gzip_problem(path)
+    if damaged:
+        return _empty(path, patient_id, folder, damaged)
     try:
         img = sitk.ReadImage(str(path))
     except RuntimeError as e:
         return _empty(path, patient_id, folder, f"{path}: could not read NIfTI ({str(e).strip().splitlines()[-1]})")
+    components = component_problem(path, img)
+    if components:
+        return _empty(path, patient_id, folder, components)
     problems = geometry_problems(path, img)
     if img.GetDimension() == 4:
         img = img[:, :, :, 0]  # the geometry of its first volume, so the problem is reported with the patient
@@ -256,6 +287,8 @@ def scan(root: str | Path, layout: Layout, labelled=None) -> Scan:
         n += 1
         s = volume_series(image, pid, folder, description)
         found[s.series_uid] = s
+        if not s.slices:  # an unreadable or damaged file: a problem of the cohort, not only of the series
+            problems += s.problems
     return Scan(root=root, series=found, skipped=skipped, problems=problems, n_files=n,
                 seconds=time.perf_counter() - t0)
 

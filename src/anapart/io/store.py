@@ -24,6 +24,7 @@ import pandas as pd
 from anapart.io import dicom, nifti
 from anapart.io.dicom import DicomError, Series
 from anapart.io.errors import IngestError
+from anapart.io.npy import open_npy
 from anapart.io.files import atomic_paths
 
 log = logging.getLogger("anapart.store")
@@ -289,7 +290,9 @@ def build_store(plans: list[IngestPlan], out: dict, *, classes, field: int, perc
 
 
 def load_store(cohort_dir) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
-    """Open the slice store read-only, memory-mapped: (manifest, images, masks)."""
+    """Open the slice store read-only, memory-mapped: (manifest, images, masks), each array checked
+    against its header and the manifest's row count (:func:`open_npy`)."""
     d = Path(cohort_dir)
     manifest = pd.read_csv(d / "manifest.csv")
-    return manifest, np.load(d / "images.npy", mmap_mode="r"), MaskStore(np.load(d / "masks.npy", mmap_mode="r"))
+    return (manifest, open_npy(d / "images.npy", len(manifest)),
+            MaskStore(open_npy(d / "masks.npy", len(manifest))))

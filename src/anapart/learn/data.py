@@ -15,6 +15,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from anapart.io.npy import open_npy
 from anapart.learn import training
 
 
@@ -35,7 +36,7 @@ class CropData:
         unknown = sorted(set(slice_list["label"]) - set(classes)) if "label" in slice_list else []
         if unknown:
             raise ValueError(f"split list has labels {unknown} that are not among the classes {list(classes)}")
-        self.images = np.load(crops_dir / "images.npy", mmap_mode="r")
+        self.images = open_npy(crops_dir / "images.npy")  # checked against its header: a cut store is named
         self.slice_ids = list(slice_list["slice_id"])
         self.rows = np.array([row_of[s] for s in self.slice_ids], dtype=np.int64)
         self.labels = (np.array([list(classes).index(c) for c in slice_list["label"]], dtype=np.int64)

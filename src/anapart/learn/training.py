@@ -16,6 +16,7 @@ import logging
 import math
 import os
 import random
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,12 @@ import torch
 
 from anapart.io.files import atomic_path
 from anapart.learn import precision
+from anapart.learn.checkpoint import (CheckpointWriteError, StopRequest, TrainerBusy,  # noqa: F401 - the loop's errors
+                                     TrainingInterrupted, epoch_batches, lock_checkpoint, release_checkpoint_lock)
+from anapart.learn.checkpoint import read_checkpoint as _read_checkpoint
+from anapart.learn.checkpoint import rng_state as _rng_state
+from anapart.learn.checkpoint import save_checkpoint as _save_checkpoint
+from anapart.learn.checkpoint import set_rng_state as _set_rng_state
 
 log = logging.getLogger("anapart.training")
 
@@ -162,11 +169,6 @@ def checkpoint_parts(cfg: FitConfig, signature_extra: dict | None, inputs: dict 
             **{f"input '{k}'": content_hash(v) for k, v in sorted((inputs or {}).items())}}
 
 
-def _save_checkpoint(path: Path, state: dict) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
-
-
 def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Callable, fetch: Fetch, n_train: int,
         cfg: FitConfig, checkpoint: str | os.PathLike | None = None, signature_extra: dict | None = None,
         scheduler=None, inputs: dict | None = None, evaluate: Callable | None = None,
@@ -202,8 +204,11 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Calla
     history: list[float] = []
     start = 0
     ref_loss = None  # the untrained model's loss: the scale against which divergence is judged
-    if ckpt is not None and ckpt.exists():
-        state = torch.load(ckpt, map_location=device, weights_only=False)
+    lock = lock_checkpoint(ckpt) if ckpt is not None else None
+    partial = None  # where a signal stopped the run mid-epoch: resumed at the next batch
+    stopper = StopRequest(install=ckpt is not None)  # without a checkpoint there is nothing to save
+    state = _read_checkpoint(ckpt, device) if ckpt is not None and ckpt.exists() else None
+    if state is not None:
         if state.get("signature") == sig:
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
@@ -215,14 +220,17 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Calla
                 epoch_log[:] = list(state.get("epoch_log") or [])
             ref_loss = state.get("ref_loss")
             start = int(state["epoch"]) + 1
-            log.info("resuming from %s after epoch %d", ckpt.name, start)
+            partial = state.get("partial")
+            log.info("resuming from %s after epoch %d%s", ckpt.name, start,
+                     f", batch {partial['batch']}" if partial else "")
         else:
             old = state.get("parts") or {}
             differ = [k for k in parts if old.get(k) != parts[k]] or ["settings"]
             log.warning("discarding checkpoint %s after epoch %s: it was written for other %s; training starts "
                         "over", ckpt.name, int(state.get("epoch", -1)) + 1, ", ".join(differ))
             ckpt.unlink()
-    steps_per_epoch = max(1, -(-n_train // cfg.batch_size))
+    batches = epoch_batches(n_train, cfg.batch_size)
+    steps_per_epoch = max(1, len(batches))
     warmup_steps = math.ceil(cfg.warmup_epochs * steps_per_epoch)  # any warm-up asked for is at least a step
     what = f"{cfg.label}: " if cfg.label else ""
     for epoch in range(start, cfg.epochs):
@@ -232,12 +240,20 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Calla
         model.train()
         base_lrs = [g["lr"] for g in optimizer.param_groups]
         total, seen, batch_losses, right = 0.0, 0, [], 0
-        for bi, b in enumerate(range(0, n_train, cfg.batch_size)):
+        skip = 0
+        if partial is not None and int(partial["epoch"]) == epoch:  # resume mid-epoch, exactly
+            base_lrs, total, seen, right = list(partial["base_lrs"]), partial["total"], partial["seen"], partial["right"]
+            batch_losses, skip = list(partial["batch_losses"]), int(partial["batch"])
+            _set_rng_state(partial["rng"], cuda)
+            partial = None
+        for bi, (b, stop) in enumerate(batches):
+            if bi < skip:
+                continue
             step = epoch * steps_per_epoch + bi
             if step <= warmup_steps and warmup_steps:  # rises towards, never starts at, the rate; then holds it
                 for g, lr in zip(optimizer.param_groups, base_lrs):
                     g["lr"] = lr * min(1.0, (step + 1) / (warmup_steps + 1))
-            idx = order[b:b + cfg.batch_size]
+            idx = order[b:stop]
             x, y = fetch(idx)
             x = x.to(device, non_blocking=True)
             y = y.to(device, non_blocking=True)
@@ -264,6 +280,20 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Calla
             scaler.update()
             total += value * len(idx)
             seen += len(idx)
+            if stopper.signum is not None and ckpt is not None and bi + 1 < len(batches):
+                _save_checkpoint(ckpt, {
+                    "signature": sig, "parts": parts, "epoch": epoch - 1, "history": history, "ref_loss": ref_loss,
+                    "epoch_log": epoch_log, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                    "scaler": precision.scaler_state(scaler),
+                    "partial": {"epoch": epoch, "batch": bi + 1, "base_lrs": base_lrs, "total": total, "seen": seen,
+                                "right": right, "batch_losses": batch_losses, "rng": _rng_state(cuda)}})
+                name = signal.Signals(stopper.signum).name
+                log.warning("%s received: stopped in epoch %d after batch %d of %d; saved %s, the rerun resumes at "
+                            "the next batch (on SLURM: a TIMEOUT; raise the rule's runtime if it recurs)", name,
+                            epoch + 1, bi + 1, len(batches), ckpt)
+                stopper.restore()
+                raise TrainingInterrupted(128 + stopper.signum)
         for g, lr in zip(optimizer.param_groups, base_lrs):
             g["lr"] = lr  # the warm-up scaled a copy; schedules and checkpoints see the epoch's rate
         if scheduler is not None:
@@ -294,8 +324,15 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Calla
                                     "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                                     "scheduler": scheduler.state_dict() if scheduler is not None else None,
                                     "scaler": precision.scaler_state(scaler)})
+            if stopper.signum is not None and epoch + 1 < cfg.epochs:
+                log.warning("%s received: stopped after epoch %d; saved %s, the rerun resumes at the next epoch",
+                            signal.Signals(stopper.signum).name, epoch + 1, ckpt)
+                stopper.restore()
+                raise TrainingInterrupted(128 + stopper.signum)
     if ckpt is not None and ckpt.exists():
         ckpt.unlink()
+    release_checkpoint_lock(lock)
+    stopper.restore()
     return history
 
 

@@ -215,6 +215,24 @@ def class_report(labels, predicted, classes) -> dict:
     }
 
 
+def prediction_set_problem(pred: pd.DataFrame, test_ids, model: str) -> str | None:
+    """The difference between a model's predicted slices and its test set, naming the model, or None.
+
+    A predictions file missing a row (or holding another split's slices) must not be scored on what
+    is left: the AUC would be of another sample and the MRMC rows would blame the truth."""
+    got, want = list(pred["slice_id"]), set(test_ids)
+    dup = sorted(pd.Series(got)[pd.Series(got).duplicated()].unique())
+    missing, extra = sorted(want - set(got)), sorted(set(got) - want)
+    if not (missing or extra or dup):
+        return None
+    parts = [f"{len(x)} {what} (e.g. {', '.join(map(str, x[:3]))})" for x, what in
+             ((missing, "test slices have no prediction"), (extra, "predicted slices are not in the test set"),
+              (dup, "slices are predicted twice")) if x]
+    return (f"{model}: its predictions ({len(got)} rows) are not its test set ({len(want)} slices): {'; '.join(parts)}; "
+            "the predictions come from another split or were cut short: rebuild them "
+            f"(snakemake --forcerun {model})")
+
+
 def evaluate_predictions(pred: pd.DataFrame, manifest: pd.DataFrame, classes, *, strata=None, n_boot: int,
                          seed: int, level: float = 0.95) -> dict:
     probs = probabilities(pred, classes)

@@ -79,6 +79,7 @@ def delegate() -> None:
     """
     if _in_worker:
         return
+    die_with_parent()
     path = os.environ.get(ENV_VAR)
     main = sys.modules.get("__main__")
     script = getattr(main, "__real_file__", None)  # the Snakemake script with its preamble
@@ -131,6 +132,26 @@ def delegate() -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
+
+
+def die_with_parent() -> None:
+    """This job process gets SIGTERM when the process that started it (Snakemake) dies, however it
+    dies: a kill -9 of Snakemake must leave no job writing outputs (or a checkpoint) that a rerun
+    then writes too. SIGTERM, not SIGKILL: a training job saves where it is and exits after its
+    running batch (:func:`anapart.learn.training.fit`); any other job ends at once. A waiting script
+    process forwards it to its job in the worker (and a script process that dies ends that job: the
+    server sees the closed connection). Linux only (``PR_SET_PDEATHSIG``); elsewhere nothing."""
+    if sys.platform != "linux":
+        return
+    parent = os.getppid()
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent died before the prctl: we are an orphan already
+        os._exit(1)
 
 
 def exit_code(status: int) -> int:

@@ -12,6 +12,7 @@ import pandas as pd
 
 from anapart.io.figstyle import CAM_MAP, CAM_OUTLINE, colourbar, display, pyplot, save_figure
 from anapart.io.files import write_csv
+from anapart.io.npy import open_npy
 from anapart.learn import training
 from anapart.learn.data import CropData
 from anapart.learn.gradcam import gradcam, resize_maps, resolve_layer
@@ -38,7 +39,7 @@ def staging_cam_examples(model_path, patches_dir, pred: pd.DataFrame, classes, o
     targets = [list(classes).index(c) for c in pred["label"]]
     maps = resize_maps(gradcam(model, layer, data.inputs(np.arange(len(data))), targets), data.images.shape[-1])
     flat = flat_maps(maps)
-    masks = np.load(Path(patches_dir) / "masks.npy", mmap_mode="r")
+    masks = open_npy(Path(patches_dir) / "masks.npy")
     share = [np.nan if f else bright_share(m, np.asarray(masks[r]) > 0, threshold)
              for m, r, f in zip(maps, data.rows, flat)]
     out = pred[["slice_id", "label", "kind"]].assign(roi_share=share, map_flat=flat)

@@ -20,6 +20,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
+from anapart.io.npy import open_npy
 from anapart.staging.patches import attach_index
 
 log = logging.getLogger("anapart.radiomics")
@@ -62,8 +63,8 @@ def radiomics_features(images, masks, settings: dict, spacings=None, resample=No
 def native_rois(patches_dir, index: pd.DataFrame, slice_ids) -> tuple[list, list, list]:
     """Images, masks and (row, col) spacings of ``slice_ids`` from the native store."""
     patches_dir = Path(patches_dir)
-    flat_img = np.load(patches_dir / "native_images.npy", mmap_mode="r")
-    flat_msk = np.load(patches_dir / "native_masks.npy", mmap_mode="r")
+    flat_img = open_npy(patches_dir / "native_images.npy")
+    flat_msk = open_npy(patches_dir / "native_masks.npy")
     images, masks, spacings = [], [], []
     for sid in slice_ids:
         r = index.loc[sid]
