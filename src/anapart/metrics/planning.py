@@ -40,19 +40,21 @@ def _fom(figure: str, classes):
 
 
 def pilot_components(preds: dict, patient_of: pd.Series, classes, frac: int, a: str, b: str,
-                     figure: str) -> tuple[Components, float, int]:
+                     figure: str, figures: dict | None = None) -> tuple[Components, float, int]:
     """The two-format OR components of one fraction (formats ``a``, ``b``), the observed a - b of
-    the network-averaged figure, and the number of networks."""
+    the network-averaged figure, and the number of networks. ``figures``: the figures of merit by
+    name when the analysis has its own (the replicates' within-fold AUCs); else the plain AUCs."""
     data = readings(preds, patient_of, frac)
     data = data[data["modality"].isin([a, b])]
+    fom = figures[figure] if figures is not None else _fom(figure, classes)
     fit = or_analysis(data, reader="reader", modality="modality", case="case", truth="label", score=None,
-                      fom=_fom(figure, classes), cov="jackknife", case_truth=False)
+                      fom=fom, cov="jackknife", case_truth=False)
     fom = fit["fom"].mean(axis=1)
     return Components.from_fit(fit), float(fom.loc[a] - fom.loc[b]), len(fit["design"]["readers"])
 
 
 def study_a_table(preds: dict, patient_of: pd.Series, classes, primary: dict, plan: dict, *, source: str,
-                  primary_alpha: float) -> pd.DataFrame:
+                  primary_alpha: float, figures: dict | None = None) -> pd.DataFrame:
     """One row per (fraction, contrast, effect kind, networks, target power) for the primary figure
     and analysis; the primary contrast first. ``plan``: ``stats.power`` (effect, targets, networks,
     alpha, max_patients)."""
@@ -69,7 +71,7 @@ def study_a_table(preds: dict, patient_of: pd.Series, classes, primary: dict, pl
         base = {"study": "A", "source": source, "role": "primary" if is_primary else "secondary", "frac": int(frac),
                 "figure": figure, "analysis": analysis, "contrast": contrast, "alpha": alpha}
         try:
-            comp, observed, n_nets = pilot_components(preds, patient_of, classes, frac, a, b, figure)
+            comp, observed, n_nets = pilot_components(preds, patient_of, classes, frac, a, b, figure, figures)
         except ValueError as e:
             rows.append({**base, "note": f"no OR analysis: {' '.join(str(e).split())}"})
             continue

@@ -125,13 +125,16 @@ def study_a_lines(table, auc, n_test: tuple[int, int], ci_level: float) -> list[
         nets = sorted(rows["net"].unique())
         deg = int(rows["degenerate"].astype(str).str.lower().eq("true").sum()) if "degenerate" in rows else 0
         if str(r["role"]).startswith("primary (interp"):
-            what = (f"Grad-CAM {_esc(r['figure'])} score of {a} minus {b} (mixed model over networks and "
-                    f"patients; models of cam.fractions)")
+            what = (f"Grad-CAM {_esc(r['figure'])} score of {a} minus {b} (each patient's mean score; networks "
+                    f"and patients random (OR-RRRC); models of cam.fractions)")
         else:
             fig = "aAUC" if r["figure"] == "aauc" else _esc(r["figure"])
             analysis = {"RRRC": "networks and patients random (RRRC)",
                         "FRRC": "these networks fixed, patients random (FRRC)"}.get(r["analysis"], _esc(r["analysis"]))
             what = f"{fig} of {a} minus {b}, models trained on {frac}% of the training set; {analysis}"
+            est_kind = r.get("estimator")
+            if isinstance(est_kind, str) and est_kind == "within-fold":
+                what += "; within-fold AUCs averaged over every repeat and seed"
         est = _num(r["estimate"])
         if math.isfinite(est):
             num = f"**{est:+.3f}** ({interval_text(r, ci_level)}"
