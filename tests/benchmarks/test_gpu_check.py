@@ -2,19 +2,18 @@
 their JSON and Markdown (the GPU numbers themselves come only from a GPU machine)."""
 
 import json
-import subprocess
 import sys
 
 import pytest
 import yaml
 
-from support.common import REPO
+from support.common import REPO, run_offline
 
 pytestmark = pytest.mark.workflow  # a Snakemake dry run of the tiny DAG inside: ~15 s of CPU
 
 
 def test_cpu_smoke_runs_every_part_and_writes_json_and_markdown(tmp_path):
-    proc = subprocess.run([sys.executable, str(REPO / "benchmarks/gpu_check.py"), "--cpu-smoke", "--out", str(tmp_path)],
+    proc = run_offline([sys.executable, str(REPO / "benchmarks/gpu_check.py"), "--cpu-smoke", "--out", str(tmp_path)],
                           capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     res = json.loads((tmp_path / "gpu_check.json").read_text())
@@ -39,6 +38,6 @@ def test_without_cuda_the_full_check_refuses_with_the_smoke_hint(tmp_path):
     import torch
     if torch.cuda.is_available():
         pytest.skip("a CUDA device is present: the full check would run")
-    proc = subprocess.run([sys.executable, str(REPO / "benchmarks/gpu_check.py"), "--out", str(tmp_path)],
+    proc = run_offline([sys.executable, str(REPO / "benchmarks/gpu_check.py"), "--out", str(tmp_path)],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "no CUDA device: run with --cpu-smoke" in proc.stderr

@@ -107,3 +107,25 @@ def test_contrast_weights_must_sum_to_zero():
         or_contrast(theta, cov, [1, 0, 0])
     with pytest.raises(ValueError, match="3 weights"):
         or_contrast(theta, cov, [1, -1])
+
+
+@pytest.mark.parametrize("convention", ["reference", "mrmcaov"])
+def test_pair_contrast_frrc_matches_the_pairwise_test_when_cov2_is_below_cov3(convention):
+    """Cov2 < Cov3 (same-modality cells less alike than unrelated ones): the reference convention puts
+    max(Cov2 - Cov3, 0) = 0 in the FRRC denominator, MRMCaov's keeps the negative difference; the
+    contrast c = (1, -1) must give or_test's pairwise FRRC interval in either."""
+    rng = np.random.default_rng(5)
+    t, r = 2, 4
+    theta = 0.8 + rng.normal(0, 0.03, (t, r))
+    mi, ri = np.divmod(np.arange(t * r), r)
+    same_m, same_r = mi[:, None] == mi[None, :], ri[:, None] == ri[None, :]
+    cov = 1e-3 * np.select([same_m & same_r, same_r, same_m], [1.0, 0.45, 0.2], 0.3)
+    glob = or_test(theta, cov, [0, 1], list(range(r)), convention=convention)
+    c = glob["components"]
+    assert c["Cov2"] < c["Cov3"]
+    pair = glob["frrc"]["pairs"].iloc[0]
+    fr = or_contrast(theta, cov, [1, -1], convention=convention)["frrc"]
+    assert fr["se"] == pytest.approx(pair["se"], rel=1e-10)
+    # by hand: Var(diff) = (2 / r) [Var - Cov1 + (r - 1) d], d = 0 (reference) or Cov2 - Cov3 (mrmcaov)
+    d = 0.0 if convention == "reference" else c["Cov2"] - c["Cov3"]
+    assert fr["se"] ** 2 == pytest.approx(2 / r * (c["Var"] - c["Cov1"] + (r - 1) * d), rel=1e-10)

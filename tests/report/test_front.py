@@ -61,6 +61,27 @@ def test_study_a_line_counts_networks_patients_and_degenerate_models():
     assert "Verdict: not shown at alpha 0.025" in line
 
 
+def test_the_data_cost_co_primary_names_both_fractions_and_counts_their_models():
+    row = {**PRIMARY, "role": "primary (data cost)", "contrast": "(seg112 - full)@25 - (seg112 - full)@100",
+           "frac": math.nan, "estimate": 0.05, "ci_low": -0.02, "ci_high": 0.12, "p": 0.2, "ci_level": 0.9833}
+    first, second = front.study_a_lines(pd.DataFrame([PRIMARY, row]), _auc(), (15, 88), 0.95)
+    assert "seg112 minus full at 25% of the training set minus the same difference at 100%" in second
+    # seg112 and full at 25% and 100%: 5 of the 6 rows, 2 degenerate; the first line is unchanged
+    assert "degenerate models: 2 of 5" in second and "degenerate models: 2 of 4" in first
+    assert "**+0.050**" in second and "p = 0.200" in second
+
+
+def test_study_b_names_the_auc_difference_when_its_primary_test_is_not_mcnemar():
+    base = {"role": "primary", "a": "ensemble", "b": "TNM", "accuracy_a": 0.8, "accuracy_b": 0.7, "p": 0.04,
+            "alpha": 0.05, "ci_low": 0.01, "ci_high": 0.2, "n_patients": 30}
+    mc = front.study_b_line(pd.DataFrame([{**base, "test": "exact McNemar", "estimate": 0.1}]))
+    assert "accuracy 0.80 vs 0.70, difference **+0.100**" in mc
+    dl = front.study_b_line(pd.DataFrame([{**base, "test": "paired DeLong (AUC of the mean advanced-stage "
+                                                           "probability)", "estimate": 0.07, "auc_a": 0.9,
+                                           "auc_b": 0.83}]))
+    assert "AUC 0.90 vs 0.83, AUC difference **+0.070**" in dl and "accuracy" not in dl
+
+
 def test_banner_names_what_is_synthetic():
     assert "Synthetic demo" in front.banner(True, True, True)
     real_a_phantom_b = front.banner(False, True, True)

@@ -162,6 +162,14 @@ def test_the_interaction_is_a_secondary_or_a_third_co_primary():
     assert list(prim["verdict"]) == ["shown at alpha 0.01667", "not shown at alpha 0.025", "not shown at alpha 0.025"]
 
 
+def test_a_declared_interaction_without_an_estimate_still_counts_in_holms_family():
+    t = primary_table(_mrmc(), PRIMARY, cam_tests=_cam(p=0.2), interaction="co-primary")  # no interaction row
+    prim = t[t["role"].str.startswith("primary")]
+    assert len(prim) == 3 and np.isnan(prim[prim["role"] == "primary (data cost)"].iloc[0]["estimate"])
+    # three endpoints: the smallest p (0.002) is judged at 0.05 / 3, not at 0.05 / 2
+    assert prim.iloc[0]["alpha"] == pytest.approx(0.05 / 3)
+
+
 def test_the_front_page_starts_with_the_result():
     page = front_page("primary: x +0.1.", "anapart rebuilds ...")
     assert page.startswith("**Primary endpoint**") and page.endswith("anapart rebuilds ...")

@@ -2,11 +2,11 @@
 outside one, the lock file's SHA-256 as sha256sum computes it."""
 
 import shutil
-import subprocess
 
 import pytest
 
 from anapart.report import provenance as P
+from support.common import run_offline
 
 
 def test_outside_a_checkout(tmp_path):
@@ -16,7 +16,7 @@ def test_outside_a_checkout(tmp_path):
 @pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
 def test_commit_and_uncommitted_changes(tmp_path):
     def git(*a):
-        return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *a], cwd=tmp_path, check=True,
+        return run_offline(["git", "-c", "user.name=t", "-c", "user.email=t@t", *a], cwd=tmp_path, check=True,
                               capture_output=True, text=True).stdout.strip()
 
     git("init", "-q")
@@ -33,7 +33,7 @@ def test_commit_and_uncommitted_changes(tmp_path):
 def test_lock_hash_and_line(tmp_path):
     lock = tmp_path / "requirements.lock"
     lock.write_text("torch==2.0\n")
-    expected = subprocess.run(["sha256sum", str(lock)], capture_output=True, text=True).stdout.split()[0]
+    expected = run_offline(["sha256sum", str(lock)], capture_output=True, text=True).stdout.split()[0]
     info = P.collect(tmp_path)
     assert info["lock_sha256"] == expected and info["commit"] == "not a git checkout"
     assert set(info["packages"]) == set(P.KEY_PACKAGES)

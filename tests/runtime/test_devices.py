@@ -2,7 +2,6 @@
 including when they crash (simulated two-device pool; no GPU needed: only CUDA_VISIBLE_DEVICES)."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -11,6 +10,7 @@ import time
 import pytest
 
 from anapart.runtime import devices
+from support.common import popen_offline
 
 JOB = r"""
 import os, sys, time
@@ -28,12 +28,11 @@ if os.environ.get("CRASH"):
 def start_job(tmp_path, name, pool, timeout_s=30.0, crash=False):
     running = tmp_path / name
     running.touch()
-    env = {**os.environ, devices.ENV_VAR: pool}
-    env.pop("CUDA_VISIBLE_DEVICES", None)
+    env = {devices.ENV_VAR: pool, "CUDA_VISIBLE_DEVICES": None}
     if crash:
         env["CRASH"] = "1"
-    proc = subprocess.Popen([sys.executable, "-c", JOB, str(running), str(timeout_s)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = popen_offline([sys.executable, "-c", JOB, str(running), str(timeout_s)], env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     return proc, running
 
 

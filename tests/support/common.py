@@ -21,8 +21,9 @@ OFFLINE = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFL
 
 
 def offline_env(extra: dict | None = None) -> dict:
-    """This process's environment with :data:`OFFLINE` over it (and ``extra`` over that)."""
-    return {**os.environ, **OFFLINE, **(extra or {})}
+    """This process's environment with :data:`OFFLINE` over it (and ``extra`` over that; None removes a name)."""
+    env = {**os.environ, **OFFLINE, **(extra or {})}
+    return {k: v for k, v in env.items() if v is not None}
 
 
 def run_offline(cmd, **kw):

@@ -75,6 +75,7 @@ rule cam_stats:
         runtime=30,
     params:
         formats=FORMATS,
+        alpha=round(1 - config["evaluate"]["ci_level"], 10),
     script:
         "../scripts/cam_stats.py"
 

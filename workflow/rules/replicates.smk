@@ -177,6 +177,7 @@ if on("replicates"):
             folds=REP_FOLDS,
             primary=REP_PRIMARY,
             primary_contrast=config["stats"]["primary"]["contrast"],
+            figure=config["stats"]["primary"]["figure"],
             interaction=config["stats"]["interaction"],
             alpha=round(1 - config["evaluate"]["ci_level"], 10),
             ci_level=config["evaluate"]["ci_level"],

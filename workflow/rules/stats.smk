@@ -319,9 +319,13 @@ rule sample_size:
         classes=config["classes"],
         primary=config["stats"]["primary"],
         plan=config["stats"]["power"],
-        # the primary is judged at alpha / 2 when the Grad-CAM endpoint shares alpha with it
+        # planned at Holm's first level, alpha / k, for k co-primaries (Grad-CAM, data-cost interaction)
         primary_alpha=config["stats"]["power"]["alpha"]
-        / (2 if config["stats"]["primary"]["cam_score"] else 1),
+        / (
+            1
+            + bool(config["stats"]["primary"]["cam_score"])
+            + (config["stats"]["interaction"] == "co-primary")
+        ),
         replicate=REP_PRIMARY if on("replicates") else None,
         folds=REP_FOLDS,
         ci_level=config["evaluate"]["ci_level"],

@@ -16,6 +16,7 @@ tests = cam_tests(
     scores,
     pd.read_csv(snakemake.input.manifest).set_index("slice_id")["patient"],
     snakemake.params.formats,
+    alpha=snakemake.params.alpha,  # intervals at evaluate.ci_level, as mrmc.csv's
 )
 write_csv(snakemake.output.tests, tests)
 log.info("\n%s", tests.drop(columns="note").to_string())

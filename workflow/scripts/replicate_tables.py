@@ -21,9 +21,10 @@ for (r, s), models in pooled.items():
     n = {len(t) for t in models.values()}
     log.info("repeat %d seed %d: %d models, %s pooled out-of-fold slices each", r, s, len(models), sorted(n))
 pair = tuple(s.strip() for s in p.primary_contrast.split(" - ")) if p.interaction else None
-table = replicate_mrmc(pooled, patient_of, p.classes, alpha=p.alpha, interaction=pair)  # per replicate
+table = replicate_mrmc(pooled, patient_of, p.classes, alpha=p.alpha, interaction=pair, interaction_figure=p.figure)  # per replicate
 write_csv(snakemake.output.mrmc, table, float_format="%.5g")
-averaged = averaged_mrmc(pooled, patient_of, p.classes, alpha=p.alpha, interaction=pair)
+averaged = averaged_mrmc(pooled, patient_of, p.classes, alpha=p.alpha, interaction=pair,
+                         interaction_figure=p.figure)
 folds = fold_variance(pooled, p.classes, p.folds, alpha=p.alpha, interaction=pair)
 summary = replicate_summary(averaged, table, folds, tuple(p.primary), alpha=p.alpha)
 write_csv(snakemake.output.spread, summary, float_format="%.5g")

@@ -194,6 +194,7 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Calla
     loss and the first epoch's median batch loss).
     """
     device = resolve_device(cfg.device)
+    cuda = device.type == "cuda"
     model.to(device)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)

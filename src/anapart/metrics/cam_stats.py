@@ -313,12 +313,10 @@ def or_tests(long: pd.DataFrame, pairs, scores=TESTED, alpha: float = 0.05) -> p
                                       f"{len(w)})", **base))
                 continue
             x = w.to_numpy(dtype=float)
-            n = len(x)
-            theta = x.mean(axis=0)
-            loo = (x.sum(axis=0)[None, :] - x) / (n - 1)
-            res = or_test(theta.reshape(2, len(nets)), jackknife_cov(loo), [a, b], nets, alpha)["rrrc"]
+            loo = (x.sum(axis=0)[None, :] - x) / (len(x) - 1)  # leave-one-patient-out means
+            res = or_test(x.mean(axis=0).reshape(2, len(nets)), jackknife_cov(loo), [a, b], nets, alpha)["rrrc"]
             test, pr = res["test"], res["pairs"].iloc[0]
-            note = (f"OR-RRRC: mean {score} per (network, format, patient); {len(nets)} networks (readers), {n} "
+            note = (f"OR-RRRC: mean {score} per (network, format, patient); {len(nets)} networks (readers), {len(x)} "
                     f"patients (cases), jackknife over patients, Hillis df"
                     + (f"; {dropped} patient(s) without a score in every cell left out" if dropped else ""))
             ok = test["reason"] is None or np.isfinite(pr.p)

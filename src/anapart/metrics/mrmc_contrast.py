@@ -26,7 +26,8 @@ def sub_design(theta: np.ndarray, cov: np.ndarray, keep) -> tuple[np.ndarray, np
     return theta[keep], cov[np.ix_(cells, cells)]
 
 
-def or_contrast(theta: np.ndarray, cov: np.ndarray, weights, alpha: float = 0.05) -> dict:
+def or_contrast(theta: np.ndarray, cov: np.ndarray, weights, alpha: float = 0.05,
+                convention: str = "reference") -> dict:
     """Estimate, SE, df, CI and p of the contrast ``sum_i c_i * mean_j theta_ij`` (``weights`` = c,
     one per modality, summing to 0) under RRRC (Hillis df, t test) and FRRC (normal).
 
@@ -40,8 +41,9 @@ def or_contrast(theta: np.ndarray, cov: np.ndarray, weights, alpha: float = 0.05
         Var = (c'c / r) [MS(T:R) + r max(Cov2 - Cov3, 0)]
     with Hillis' df2 = [MS(T:R) + r max(Cov2 - Cov3, 0)]^2 / {MS(T:R)^2 / ((t - 1)(r - 1))} (the
     denominator of the global F); FRRC (s2_TR = 0 for fixed readers, no MS(T:R))
-        Var = (c'c / r) [Var - Cov1 + (r - 1)(Cov2 - Cov3)].
-    For c = (1, -1) these are the pairwise 2/r forms of :func:`or_test`; the mean over an
+        Var = (c'c / r) [Var - Cov1 + (r - 1)(Cov2 - Cov3)],
+    with max(Cov2 - Cov3, 0) there under ``convention="reference"`` (as :func:`or_test`).
+    For c = (1, -1) these are the pairwise 2/r forms of :func:`or_test` in the same convention; the mean over an
     orthonormal basis of contrasts of t^2 is the global F (both are tests)."""
     theta = np.asarray(theta, dtype=float)
     t, r = theta.shape
@@ -50,7 +52,7 @@ def or_contrast(theta: np.ndarray, cov: np.ndarray, weights, alpha: float = 0.05
         raise ValueError(f"contrast needs {t} weights (one per modality), got {c.size}")
     if abs(c.sum()) > 1e-9 * max(1.0, np.abs(c).sum()) or not np.any(c):
         raise ValueError(f"contrast weights {c.tolist()} must be non-zero and sum to 0")
-    comps = or_test(theta, cov, list(range(t)), list(range(r)), alpha)["components"]
+    comps = or_test(theta, cov, list(range(t)), list(range(r)), alpha, convention)["components"]
     est = float(c @ theta.mean(axis=1))
     cc = float(c @ c)
     ms_tr, var, cov1, cov2, cov3 = (comps[k] for k in ("MS(T:R)", "Var", "Cov1", "Cov2", "Cov3"))
@@ -63,12 +65,14 @@ def or_contrast(theta: np.ndarray, cov: np.ndarray, weights, alpha: float = 0.05
     else:
         out["rrrc"] = _contrast_row(est, np.nan, np.nan, alpha,
                                     f"denominator MS(T:R) + r*max(Cov2-Cov3,0) = {den:.3g} is not > 0")
-    den_f = var - cov1 + (r - 1) * (cov2 - cov3)
+    reference = convention == "reference"
+    den_f = var - cov1 + (r - 1) * (max(cov2 - cov3, 0.0) if reference else cov2 - cov3)
     if den_f > 0:
         out["frrc"] = _contrast_row(est, float(np.sqrt(cc / r * den_f)), np.inf, alpha, None)
     else:
+        form = "max(Cov2-Cov3,0)" if reference else "(Cov2-Cov3)"
         out["frrc"] = _contrast_row(est, np.nan, np.nan, alpha,
-                                    f"denominator Var - Cov1 + (r-1)(Cov2-Cov3) = {den_f:.3g} is not > 0")
+                                    f"denominator Var - Cov1 + (r-1){form} = {den_f:.3g} is not > 0")
     return out
 
 

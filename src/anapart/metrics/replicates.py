@@ -73,11 +73,12 @@ def pool_out_of_fold(paths, folds: int) -> dict[tuple[int, int], dict[tuple[str,
 
 
 def replicate_mrmc(pooled: dict, patient_of: pd.Series, classes, alpha: float = 0.05,
-                   interaction: tuple[str, str] | None = None) -> pd.DataFrame:
+                   interaction: tuple[str, str] | None = None, interaction_figure: str = "aauc") -> pd.DataFrame:
     """The within-fold OR analysis of each (repeat, seed)'s pooled out-of-fold predictions,
     ``repeat, seed`` first (the per-replicate results whose spread :func:`spread` reports)."""
     tables = [format_mrmc(models, patient_of, classes, alpha=alpha, figures=within_fold_figures(classes),
-                          estimator="within-fold", interaction=interaction).assign(repeat=r, seed=s)
+                          estimator="within-fold", interaction=interaction,
+                          interaction_figure=interaction_figure).assign(repeat=r, seed=s)
               for (r, s), models in sorted(pooled.items())]
     table = pd.concat(tables, ignore_index=True)
     return table[KEY + [c for c in table.columns if c not in KEY]]
@@ -93,13 +94,13 @@ def stack_replicates(pooled: dict) -> dict:
 
 
 def averaged_mrmc(pooled: dict, patient_of: pd.Series, classes, alpha: float = 0.05,
-                  interaction: tuple[str, str] | None = None) -> pd.DataFrame:
+                  interaction: tuple[str, str] | None = None, interaction_figure: str = "aauc") -> pd.DataFrame:
     """One OR analysis over every replicate (patients the cases, jackknife over patients): each
     (network, format)'s FOM averaged over repeats and seeds; ``estimator`` within-fold (primary)
     and pooled (sensitivity)."""
     stacked = stack_replicates(pooled)
     return pd.concat([format_mrmc(stacked, patient_of, classes, alpha=alpha, figures=figs(classes), estimator=name,
-                                  interaction=interaction)
+                                  interaction=interaction, interaction_figure=interaction_figure)
                       for name, figs in (("within-fold", within_fold_figures), ("pooled", pooled_figures))],
                      ignore_index=True)
 

@@ -49,8 +49,8 @@ GLOSSARY = [
                                     "a map spread at random would get; 0 = no better than chance."),
     ("degenerate model", "a classifier that gives one class to at least 95% of the test slices (auc.csv, "
                          "column degenerate): its AUC says little."),
-    ("alpha", "the significance level the endpoint is judged at; two primary endpoints of study A share 0.05 "
-              "(0.025 each, Bonferroni)."),
+    ("alpha", "the significance level an endpoint is judged at; study A's co-primary endpoints share the "
+              "study's alpha by Holm's step-down (the smallest p judged at alpha / k for k endpoints)."),
     ("exact McNemar", "the paired test of two methods' right/wrong calls on the same patients."),
 ]
 
@@ -109,7 +109,14 @@ def verdict(row, first: str, second: str) -> str:
     return f"not shown at alpha {alpha:g}"
 
 
+_INTERACTION = re.compile(r"^\((\S+) - (\S+)\)@(\d+) - \(\S+ - \S+\)@(\d+)$")
+
+
 def _formats(contrast: str) -> tuple[str, str]:
+    """The two formats of a pairwise contrast ``a - b`` or of an interaction ``(a - b)@f1 - (a - b)@f2``."""
+    m = _INTERACTION.match(str(contrast).strip())
+    if m:
+        return m.group(1), m.group(2)
     a, b = (s.strip() for s in str(contrast).split(" - "))
     return a, b
 
@@ -121,10 +128,16 @@ def study_a_lines(table, auc, n_test: tuple[int, int], ci_level: float) -> list[
         r = r.to_dict()
         a, b = _formats(r["contrast"])
         frac = int(_num(r["frac"])) if math.isfinite(_num(r.get("frac"))) else None
-        rows = auc[auc["fmt"].isin([a, b]) & ((auc["frac"] == frac) if frac is not None else True)]
+        inter = _INTERACTION.match(str(r["contrast"]).strip())
+        fracs = [int(inter.group(3)), int(inter.group(4))] if inter else [frac] if frac is not None else None
+        rows = auc[auc["fmt"].isin([a, b]) & (auc["frac"].isin(fracs) if fracs else True)]
         nets = sorted(rows["net"].unique())
         deg = int(rows["degenerate"].astype(str).str.lower().eq("true").sum()) if "degenerate" in rows else 0
-        if str(r["role"]).startswith("primary (interp"):
+        if inter:
+            fig = "aAUC" if r["figure"] == "aauc" else _esc(r["figure"])
+            what = (f"data cost: {fig} difference {a} minus {b} at {inter.group(3)}% of the training set minus the "
+                    f"same difference at {inter.group(4)}% (format x fraction interaction; {_esc(r['analysis'])})")
+        elif str(r["role"]).startswith("primary (interp"):
             what = (f"Grad-CAM {_esc(r['figure'])} score of {a} minus {b} (each patient's mean score; networks "
                     f"and patients random (OR-RRRC); models of cam.fractions)")
         else:
@@ -161,9 +174,11 @@ def study_b_line(claims, alpha: float = 0.05) -> str:
     if not math.isfinite(_num(r.get("alpha"))):
         r["alpha"] = alpha
     est = _num(r["estimate"])
-    num = (f"accuracy {_num(r['accuracy_a']):.2f} vs {_num(r['accuracy_b']):.2f}, difference **{est:+.3f}** "
-           f"({interval_text(r, 0.95)}, " + (_p(_num(r["p"])) if math.isfinite(_num(r["p"])) else "no p-value")
-           + f", alpha {_num(r['alpha']):g})")
+    auc = "AUC" in str(r.get("test"))  # DeLong and the permutation test compare AUCs, McNemar accuracies
+    num = (f"AUC {_num(r.get('auc_a')):.2f} vs {_num(r.get('auc_b')):.2f}, AUC difference **{est:+.3f}** " if auc else
+           f"accuracy {_num(r['accuracy_a']):.2f} vs {_num(r['accuracy_b']):.2f}, difference **{est:+.3f}** ")
+    num += (f"({interval_text(r, 0.95)}, " + (_p(_num(r["p"])) if math.isfinite(_num(r["p"])) else "no p-value")
+            + f", alpha {_num(r['alpha']):g})")
     sim = " The comparison involves a simulated method (the demo's TNM reading)." if str(
         r.get("simulated")).lower() == "true" else ""
     return (f"*Primary claim* — {_esc(r['a'])} better than {_esc(r['b'])} at staging patients III vs IVa "

@@ -99,7 +99,8 @@ def verdict(p: float, lo: float, hi: float, level: float) -> str:
         return "no test (no p-value)"
     shown = p <= level
     if math.isfinite(lo) and math.isfinite(hi) and shown == (lo <= 0 <= hi) and not math.isclose(p, level, rel_tol=1e-3):
-        raise AssertionError(f"p {p:.4g} and the {100 * (1 - level):g}% interval {lo:.4g} to {hi:.4g} disagree")
+        raise ValueError(f"internal check failed: p {p:.4g} and the {100 * (1 - level):g}% interval {lo:.4g} to "
+                         f"{hi:.4g} disagree (the table's p, se and df do not describe one test)")
     return f"{'shown' if shown else 'not shown'} at alpha {level:.4g}"
 
 
@@ -175,6 +176,11 @@ def primary_table(mrmc: pd.DataFrame, primary: dict, *, spread: pd.DataFrame | N
                          "the data-cost claim: does the format difference shrink with more training data")
         if interaction == "co-primary":
             co.append(inter_row)
+    elif interaction == "co-primary":  # declared but not estimated: it still counts in Holm's family
+        co.append({"role": "primary (data cost)", "endpoint": "format x fraction interaction", "source": source,
+                   "figure": figure, "analysis": analysis, "contrast": contrast, "estimate": NAN, "p": NAN,
+                   "note": f"no interaction row for {figure} {analysis} in {source}: it needs two fractions and "
+                           "the primary figure among the interaction figures"})
     cam_on = cam_tests is not None and bool(primary.get("cam_score"))
     if cam_on:
         cam = cam_tests[cam_tests["score"] == primary["cam_score"]]
