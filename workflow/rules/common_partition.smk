@@ -123,7 +123,8 @@ def cohort_paths(c=None, synthetic_dir=SYNTHETIC_DIR, where="cohort"):
 def cohort_fingerprint(wildcards, c=None, paths=None):
     """The preflight's params: a fingerprint of a user's cohort files (anapart.io.fingerprint), so a
     file rewritten in place or a repointed cohort link replans the preflight, ingest and all built
-    from the store (params trigger); a synthetic cohort is a workflow output, tracked already."""
+    from the store (params trigger); a synthetic cohort is a workflow output, tracked already.
+    """
     c = config["cohort"] if c is None else c
     if c["source"] == "synthetic":
         return ""
