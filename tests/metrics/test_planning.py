@@ -62,7 +62,7 @@ def test_study_a_rows_are_the_power_of_the_two_format_pilot():
     s = sentence(t, networks=4, target=0.8)
     row = t[(t["role"] == "primary") & (t["effect_kind"] == "declared") & (t["networks"] == 4)
             & (t["target_power"] == 0.8)].iloc[0]
-    assert s.startswith("To detect +0.05 aauc (seg112 - full, 25% of the training data, RRRC, alpha 0.025) with 80% power")
+    assert s.startswith("To detect +0.05 aAUC (seg112 - full, 25% of the training data, RRRC, alpha 0.025) with 80% power")
     assert (f"{int(row['patients_needed'])} test patients with 4 networks" in s if row["reachable"]
             else "not reachable with 4 networks" in s)
 

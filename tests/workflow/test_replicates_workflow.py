@@ -98,4 +98,4 @@ def test_sample_size_is_planned_from_the_declared_replicate(grid):
     assert set(t["effect_kind"]) == {"observed", "declared"} and set(t["target_power"]) == {0.8, 0.9}
     assert (t["reachable"] | t["max_power"].notna()).all() and set(t["study"]) == {"A"}
     sentence = (wd / "results/tables/sample_size_sentence.txt").read_text()
-    assert sentence.startswith("To detect +0.05 aauc (seg112 - full, 25% of the training data, RRRC, alpha 0.025)")
+    assert sentence.startswith("To detect +0.05 aAUC (seg112 - full, 25% of the training data, RRRC, alpha 0.025)")

@@ -151,7 +151,8 @@ def sentence(table: pd.DataFrame, networks: int = 4, target: float = 0.8) -> str
         return "Sample size: the primary contrast could not be analysed (results/tables/sample_size.csv says why)."
     row = p[p["networks"] == networks]
     row = (row if len(row) else p).iloc[0]
-    what = (f"To detect {row['effect']:+.3g} {row['figure']} ({row['contrast']}, {int(row['frac'])}% of the training "
+    fig = "aAUC" if row["figure"] == "aauc" else row["figure"]  # the front page's name for it
+    what = (f"To detect {row['effect']:+.3g} {fig} ({row['contrast']}, {int(row['frac'])}% of the training "
             f"data, {row['analysis']}, alpha {row['alpha']:g}) with {target:.0%} power")
     if row["reachable"]:
         return (f"{what}: {int(row['patients_needed'])} test patients with {int(row['networks'])} networks "
