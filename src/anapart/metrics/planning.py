@@ -2,7 +2,7 @@
 
 Why: a run that cannot show its primary endpoint still estimates how its figures of merit vary over
 networks and patients. Each format contrast of the primary figure is one two-format OR analysis of
-this run (the single split, or the replicates' declared replicate pooled out of fold), its
+this run (the single split, or every replicate's within-fold AUCs averaged, as the primary), its
 components (:class:`anapart.metrics.power.Components`) the pilot; for the primary analysis (RRRC or
 FRRC) the smallest number of test patients reaching each target power, at the observed effect and
 at the effect declared in ``stats.power.effect``, with the run's networks and with each of
