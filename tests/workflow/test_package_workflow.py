@@ -112,7 +112,8 @@ def test_evaluate_reproduces_the_workflows_external_scores(packaged, site):
         assert s["auc"][c] == pytest.approx(row[f"auc_{c}"], nan_ok=True, abs=1e-9)
     ext = json.loads((packaged / MODEL / "metrics.json").read_text())["external"]
     assert s["brier"] == pytest.approx(ext["brier"], abs=1e-9) and s["ece"] == pytest.approx(ext["ece"], abs=1e-9)
-    assert sorted(p.name for p in (site / "eval").iterdir()) == ["reliability.png", "roc.png", "summary.json"]
+    names = sorted(p.name for p in (site / "eval").iterdir())
+    assert names == ["reliability.pdf", "reliability.png", "roc.pdf", "roc.png", "summary.json"]  # PNG + vector twin
     text = (site / "eval" / "summary.json").read_text()
     assert not [p for p in pd.read_csv(site / "out" / "patients.csv")["patient"] if p in text]
     # the site's own labels table (PatientIDs) through the private folder gives the same numbers

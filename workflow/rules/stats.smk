@@ -271,7 +271,11 @@ rule roc_panels:
             caption="../report/roc_panels.rst",
             category="Classification",
             subcategory="ROC curves",
-            labels={"figure": "all networks and formats", "fraction": "{frac}%"},
+            # labels sort as text: a space-padded fraction lists 25, 50, 100 in that order
+            labels=lambda wildcards: {
+                "figure": "all networks and formats",
+                "fraction": f"{int(wildcards.frac):>3}%",
+            },
         ),
         vector="results/figures/roc_f{frac}.pdf",
     log:
