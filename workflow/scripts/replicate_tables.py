@@ -21,7 +21,8 @@ for (r, s), models in pooled.items():
     n = {len(t) for t in models.values()}
     log.info("repeat %d seed %d: %d models, %s pooled out-of-fold slices each", r, s, len(models), sorted(n))
 pair = tuple(s.strip() for s in p.primary_contrast.split(" - ")) if p.interaction else None
-table = replicate_mrmc(pooled, patient_of, p.classes, alpha=p.alpha, interaction=pair, interaction_figure=p.figure)  # per replicate
+table = replicate_mrmc(pooled, patient_of, p.classes, alpha=p.alpha, interaction=pair,  # per replicate
+                       interaction_figure=p.figure)
 write_csv(snakemake.output.mrmc, table, float_format="%.5g")
 averaged = averaged_mrmc(pooled, patient_of, p.classes, alpha=p.alpha, interaction=pair,
                          interaction_figure=p.figure)

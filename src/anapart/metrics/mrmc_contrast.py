@@ -43,8 +43,8 @@ def or_contrast(theta: np.ndarray, cov: np.ndarray, weights, alpha: float = 0.05
     denominator of the global F); FRRC (s2_TR = 0 for fixed readers, no MS(T:R))
         Var = (c'c / r) [Var - Cov1 + (r - 1)(Cov2 - Cov3)],
     with max(Cov2 - Cov3, 0) there under ``convention="reference"`` (as :func:`or_test`).
-    For c = (1, -1) these are the pairwise 2/r forms of :func:`or_test` in the same convention; the mean over an
-    orthonormal basis of contrasts of t^2 is the global F (both are tests)."""
+    For c = (1, -1) these are the pairwise 2/r forms of :func:`or_test` in the same convention; the
+    mean over an orthonormal basis of contrasts of t^2 is the global F (both are tests)."""
     theta = np.asarray(theta, dtype=float)
     t, r = theta.shape
     c = np.asarray(weights, dtype=float)

@@ -26,6 +26,7 @@ fraction) cells of two formats at the smallest and the largest fraction with the
 from __future__ import annotations
 
 import itertools
+import re
 
 import numpy as np
 import pandas as pd
@@ -55,6 +56,17 @@ def interaction_label(a: str, b: str, low: int, high: int) -> str:
 
 def is_interaction(contrast: str) -> bool:
     return "@" in str(contrast)
+
+
+def parse_interaction(contrast: str) -> tuple[str, str, int, int] | None:
+    """``(a, b, low, high)`` of a contrast written by :func:`interaction_label`; None for any other."""
+    m = re.fullmatch(r"\((\S+) - (\S+)\)@(\d+) - \(\1 - \2\)@(\d+)", str(contrast).strip())
+    return (m.group(1), m.group(2), int(m.group(3)), int(m.group(4))) if m else None
+
+
+def figure_name(figure: str) -> str:
+    """A figure of merit as a reader names it: ``aauc`` -> aAUC; ``auc_<class>`` as it is."""
+    return "aAUC" if figure == "aauc" else str(figure)
 
 
 def default_figures(classes) -> dict:

@@ -22,7 +22,7 @@ from scipy import stats
 
 from anapart.metrics.contrasts import orient_contrast
 from anapart.metrics.mrmc import mean_ovr_auc, or_analysis
-from anapart.metrics.mrmc_formats import class_auc, readings
+from anapart.metrics.mrmc_formats import class_auc, figure_name, readings
 from anapart.metrics.power import Components, cases_for_power, mcnemar_connor, mcnemar_exact_power
 
 COLUMNS = ["study", "source", "role", "frac", "figure", "analysis", "contrast", "alpha", "effect_kind", "effect",
@@ -151,8 +151,7 @@ def sentence(table: pd.DataFrame, networks: int = 4, target: float = 0.8) -> str
         return "Sample size: the primary contrast could not be analysed (results/tables/sample_size.csv says why)."
     row = p[p["networks"] == networks]
     row = (row if len(row) else p).iloc[0]
-    fig = "aAUC" if row["figure"] == "aauc" else row["figure"]  # the front page's name for it
-    what = (f"To detect {row['effect']:+.3g} {fig} ({row['contrast']}, {int(row['frac'])}% of the training "
+    what = (f"To detect {row['effect']:+.3g} {figure_name(row['figure'])} ({row['contrast']}, {int(row['frac'])}% of the training "
             f"data, {row['analysis']}, alpha {row['alpha']:g}) with {target:.0%} power")
     if row["reachable"]:
         return (f"{what}: {int(row['patients_needed'])} test patients with {int(row['networks'])} networks "

@@ -19,6 +19,7 @@ import re
 
 import yaml
 
+from anapart.metrics.mrmc_formats import figure_name, parse_interaction
 from anapart.report import provenance as P
 
 NAN = float("nan")
@@ -109,16 +110,6 @@ def verdict(row, first: str, second: str) -> str:
     return f"not shown at alpha {alpha:g}"
 
 
-_INTERACTION = re.compile(r"^\((\S+) - (\S+)\)@(\d+) - \(\S+ - \S+\)@(\d+)$")
-
-
-def _formats(contrast: str) -> tuple[str, str]:
-    """The two formats of a pairwise contrast ``a - b`` or of an interaction ``(a - b)@f1 - (a - b)@f2``."""
-    m = _INTERACTION.match(str(contrast).strip())
-    if m:
-        return m.group(1), m.group(2)
-    a, b = (s.strip() for s in str(contrast).split(" - "))
-    return a, b
 
 
 def study_a_lines(table, auc, n_test: tuple[int, int], ci_level: float) -> list[str]:
@@ -126,27 +117,25 @@ def study_a_lines(table, auc, n_test: tuple[int, int], ci_level: float) -> list[
     out = []
     for _, r in table[table["role"].astype(str).str.startswith("primary")].iterrows():
         r = r.to_dict()
-        a, b = _formats(r["contrast"])
+        inter = parse_interaction(r["contrast"])
+        a, b = inter[:2] if inter else (s.strip() for s in str(r["contrast"]).split(" - "))
         frac = int(_num(r["frac"])) if math.isfinite(_num(r.get("frac"))) else None
-        inter = _INTERACTION.match(str(r["contrast"]).strip())
-        fracs = [int(inter.group(3)), int(inter.group(4))] if inter else [frac] if frac is not None else None
+        fracs = list(inter[2:]) if inter else [frac] if frac is not None else None
         rows = auc[auc["fmt"].isin([a, b]) & (auc["frac"].isin(fracs) if fracs else True)]
         nets = sorted(rows["net"].unique())
         deg = int(rows["degenerate"].astype(str).str.lower().eq("true").sum()) if "degenerate" in rows else 0
+        fig = _esc(figure_name(r["figure"]))
         if inter:
-            fig = "aAUC" if r["figure"] == "aauc" else _esc(r["figure"])
-            what = (f"data cost: {fig} difference {a} minus {b} at {inter.group(3)}% of the training set minus the "
-                    f"same difference at {inter.group(4)}% (format x fraction interaction; {_esc(r['analysis'])})")
+            what = (f"data cost: {fig} difference {a} minus {b} at {inter[2]}% of the training set minus the "
+                    f"same difference at {inter[3]}% (format x fraction interaction; {_esc(r['analysis'])})")
         elif str(r["role"]).startswith("primary (interp"):
             what = (f"Grad-CAM {_esc(r['figure'])} score of {a} minus {b} (each patient's mean score; networks "
                     f"and patients random (OR-RRRC); models of cam.fractions)")
         else:
-            fig = "aAUC" if r["figure"] == "aauc" else _esc(r["figure"])
             analysis = {"RRRC": "networks and patients random (RRRC)",
                         "FRRC": "these networks fixed, patients random (FRRC)"}.get(r["analysis"], _esc(r["analysis"]))
             what = f"{fig} of {a} minus {b}, models trained on {frac}% of the training set; {analysis}"
-            est_kind = r.get("estimator")
-            if isinstance(est_kind, str) and est_kind == "within-fold":
+            if r.get("estimator") == "within-fold":
                 what += "; within-fold AUCs averaged over every repeat and seed"
         est = _num(r["estimate"])
         if math.isfinite(est):

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 from anapart.metrics.contrasts import orient_contrast as orient  # the figures read contrasts the same way
 from anapart.metrics.contrasts import turn
+from anapart.metrics.mrmc_formats import is_interaction
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -56,13 +57,16 @@ def interval(estimate: float, se: float, df: float, level: float) -> tuple[float
     return estimate - q * se, estimate + q * se
 
 
-def _is_interaction(contrast) -> bool:
-    return "@" in str(contrast)
+def _no_estimate(role: str, endpoint: str, source: str, figure: str, analysis: str, contrast: str, note: str,
+                 **extra) -> dict:
+    """A declared co-primary without an estimate: it stays in Holm's family, with no p."""
+    return {"role": role, "endpoint": endpoint, "source": source, **extra, "figure": figure, "analysis": analysis,
+            "contrast": contrast, "estimate": NAN, "p": NAN, "note": note}
 
 
 def _row(r, source: str, role: str, endpoint: str, primary: str, note: str = "") -> dict:
     """One output row from a table row, turned to the primary's orientation (estimate and CI negated)."""
-    if _is_interaction(r["contrast"]):
+    if is_interaction(r["contrast"]):
         contrast, est, lo, hi = r["contrast"], r["estimate"], r["ci_low"], r["ci_high"]
     else:
         contrast, est, lo, hi = turn(r["contrast"], r["estimate"], r["ci_low"], r["ci_high"], primary)
@@ -129,7 +133,7 @@ def primary_table(mrmc: pd.DataFrame, primary: dict, *, spread: pd.DataFrame | N
 
     def pairs_of(t, estimator=None):
         keep = (t["figure"] == figure) & (t["analysis"] == analysis) & (t["contrast"] != "all formats") \
-            & ~t["contrast"].map(_is_interaction)
+            & ~t["contrast"].map(is_interaction)
         if estimator is not None and "estimator" in t.columns:
             keep &= t["estimator"] == estimator
         return t[keep]
@@ -146,16 +150,16 @@ def primary_table(mrmc: pd.DataFrame, primary: dict, *, spread: pd.DataFrame | N
     co: list[dict] = []  # the co-primary rows (Holm among them)
     sens: list[dict] = []
     if hit.empty:
-        co.append({"role": "primary", "endpoint": "discrimination", "source": source, "frac": frac,
-                   "figure": figure, "analysis": analysis, "contrast": contrast, "estimate": NAN, "p": NAN,
-                   "note": f"not in {source}: check stats.primary against the table's fractions and formats"})
+        co.append(_no_estimate("primary", "discrimination", source, figure, analysis, contrast,
+                               f"not in {source}: check stats.primary against the table's fractions and formats",
+                               frac=frac))
     else:
         co.append(_row(hit.iloc[0], source, "primary", "discrimination", contrast, note))
     if replicated and est_col:  # the same contrast by the other estimators
         for name in ("pooled", "fold-variance"):
             t = table[(table["estimator"] == name) & (table["figure"] == figure)
                       & ((table["analysis"] == analysis) | (name == "fold-variance"))
-                      & (table["contrast"] != "all formats") & ~table["contrast"].map(_is_interaction)]
+                      & (table["contrast"] != "all formats") & ~table["contrast"].map(is_interaction)]
             t = t[[is_primary(r) for _, r in t.iterrows()]]
             if len(t):
                 what = ("pooled out-of-fold AUC (one ROC curve over the K fold-models): leans towards the format "
@@ -165,7 +169,7 @@ def primary_table(mrmc: pd.DataFrame, primary: dict, *, spread: pd.DataFrame | N
                 sens.append(_row(t.iloc[0], source, "sensitivity", "discrimination", contrast, what))
     # the data-cost interaction of the primary figure and analysis
     inter = table[(table["figure"] == figure) & (table["analysis"] == analysis)
-                  & table["contrast"].map(_is_interaction)
+                  & table["contrast"].map(is_interaction)
                   & table["contrast"].astype(str).str.startswith(f"({a} - {b})@")]
     if main_est is not None:
         inter = inter[inter["estimator"] == main_est]
@@ -177,10 +181,9 @@ def primary_table(mrmc: pd.DataFrame, primary: dict, *, spread: pd.DataFrame | N
         if interaction == "co-primary":
             co.append(inter_row)
     elif interaction == "co-primary":  # declared but not estimated: it still counts in Holm's family
-        co.append({"role": "primary (data cost)", "endpoint": "format x fraction interaction", "source": source,
-                   "figure": figure, "analysis": analysis, "contrast": contrast, "estimate": NAN, "p": NAN,
-                   "note": f"no interaction row for {figure} {analysis} in {source}: it needs two fractions and "
-                           "the primary figure among the interaction figures"})
+        co.append(_no_estimate("primary (data cost)", "format x fraction interaction", source, figure, analysis,
+                               contrast, f"no interaction row for {figure} {analysis} in {source}: it needs two "
+                               "fractions and the primary figure among the interaction figures"))
     cam_on = cam_tests is not None and bool(primary.get("cam_score"))
     if cam_on:
         cam = cam_tests[cam_tests["score"] == primary["cam_score"]]
@@ -188,10 +191,9 @@ def primary_table(mrmc: pd.DataFrame, primary: dict, *, spread: pd.DataFrame | N
         where = ("pooled Grad-CAM scores of every replicate" if replicated else "results/tables/cam_tests.csv")
         orr = cam[cam["unit"] == "OR-RRRC"]
         if orr.empty:
-            co.append({"role": "primary (interpretability)", "endpoint": f"Grad-CAM {primary['cam_score']}",
-                       "source": where, "figure": primary["cam_score"], "analysis": "OR-RRRC",
-                       "contrast": contrast, "estimate": NAN, "p": NAN,
-                       "note": f"no OR-RRRC row for {primary['cam_score']} {contrast}"})
+            co.append(_no_estimate("primary (interpretability)", f"Grad-CAM {primary['cam_score']}", where,
+                                   primary["cam_score"], "OR-RRRC", contrast,
+                                   f"no OR-RRRC row for {primary['cam_score']} {contrast}"))
         else:
             r = orr.iloc[0].to_dict()
             r.update(figure=primary["cam_score"], analysis="OR-RRRC", reason=r.get("note"),
