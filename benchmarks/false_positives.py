@@ -15,7 +15,8 @@ Scenarios (all 4 networks x 3 formats):
   folds: format-dependent shifts    -- 4 folds x 3 repeats; each fold-model shifts its scores, SD 1.0
                                        for full vs 0.2 for the crops (issue 30: pooled AUC +0.043)
   folds: fold x format shared       -- 4 folds x 3 repeats; each fold's formats gain or lose for every
-                                       network alike (one segmenter, one subset draw per fold)
+                                       network alike (one segmenter, one subset draw per fold): a miss
+                                       rate +-0.3 (uniform), where the former primary rejects 16% at 0.05
   unequal network x format var      -- networks differ much more in full than in the crops
   all of it                         -- 6 classes, rare, mixed labels, folds, shifts, fold x format,
                                        unequal variance
@@ -23,8 +24,13 @@ Scenarios (all 4 networks x 3 formats):
 Analyses, on the contrast seg112 - full of the aAUC (binary: the AUC):
   before: pooled, t=3           -- the former primary: pooled out-of-fold AUC of the declared
                                    replicate (repeat 0), OR-RRRC with the three-format error term
-  after: within-fold, t=2       -- the primary now: within-fold AUC averaged over every repeat, OR-RRRC
-                                   on seg112 and full alone (Hillis df)
+  after: within-fold, t=2, fold-shared variance
+                                -- the primary now: within-fold AUC averaged over every repeat, OR-RRRC
+                                   on seg112 and full alone (Hillis df), with the between-fold variance
+                                   that the patients do not explain added (anapart.metrics.fold_shared;
+                                   a single split has no folds: OR-RRRC t=2 alone)
+  within-fold, t=2, patients and networks only
+                                -- the same without the fold-shared variance (the primary of 6c9ede5)
   pooled, t=2 (sensitivity)     -- pooled AUC averaged over repeats, t=2
   fold-variance (sensitivity)   -- Nadeau-Bengio corrected resampled t over the R x K folds
   CAM OR-RRRC                   -- the Grad-CAM co-primary (mean score per network, format, patient)
@@ -48,6 +54,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
+from anapart.metrics.fold_shared import add_fold_shared, excess_fold_variance
 from anapart.metrics.intervals import clopper_pearson
 from anapart.metrics.mrmc import jackknife_cov, or_test
 from anapart.metrics.mrmc_contrast import sub_design
@@ -67,11 +74,11 @@ SCENARIOS = {
                                            arch=(0.05, 0.05, 0.05), model=(0.1, 0.1, 0.1),
                                            shift=(0.2, 0.2, 1.0)),
     "folds: fold x format shared": dict(**{**BINARY, "counts": (30, 30)}, folds=4, repeats=3, pf_sd=0.3,
-                                        arch=(0.05, 0.05, 0.05), model=(0.05, 0.05, 0.05), fold_fmt=0.15),
+                                        arch=(0.05, 0.05, 0.05), model=(0.05, 0.05, 0.05), fold_fmt=0.3),
     "unequal network x format var": dict(**BINARY, folds=1, repeats=1, pf_sd=0.3, arch=(0.04, 0.04, 0.25),
                                          model=(0.02, 0.02, 0.02)),
     "all of it": dict(**SIX, folds=4, repeats=3, pf_sd=0.3, arch=(0.04, 0.04, 0.2), model=(0.05, 0.05, 0.05),
-                      shift=(0.2, 0.2, 1.0), fold_fmt=0.1),
+                      shift=(0.2, 0.2, 1.0), fold_fmt=0.3),
 }
 
 
@@ -193,16 +200,30 @@ def fold_contrasts(d: dict) -> np.ndarray:
     return np.array(out)
 
 
-def _pair_row(theta: np.ndarray, jk: np.ndarray, keep) -> tuple[float, float]:
-    """(estimate, p) of seg112 - full from the library's OR-RRRC on the formats ``keep``."""
+def _pair_row(theta: np.ndarray, jk: np.ndarray, keep, analysis: str = "rrrc", full: bool = False):
+    """(estimate, p) of seg112 - full from the library's OR test on the formats ``keep``; ``full``:
+    the whole pair row (se, df)."""
     t, cov = theta.reshape(len(FORMATS), len(NETS)), jackknife_cov(jk)
     mods = list(range(len(FORMATS)))
     if keep is not None:
         t, cov = sub_design(t, cov, keep)
         mods = keep
-    res = or_test(t, cov, [FORMATS[m] for m in mods], NETS)["rrrc"]["pairs"]
+    res = or_test(t, cov, [FORMATS[m] for m in mods], NETS)[analysis]["pairs"]
     row = res[(res["modality_a"] == "seg112") & (res["modality_b"] == "full")].iloc[0]
-    return float(row["estimate"]), float(row["p"])
+    return row if full else (float(row["estimate"]), float(row["p"]))
+
+
+def fold_shared(d: dict, folds: int) -> tuple[float, float]:
+    """The primary now: within-fold t=2 OR-RRRC with the fold-shared variance added, as
+    anapart.metrics.fold_shared does it (tau^2 from the folds' contrasts and each repeat's FRRC SE)."""
+    row = _pair_row(*foms(d, within=True), [A, B], full=True)
+    reps = d["logits"].shape[0]
+    per_fold = fold_contrasts(d).reshape(reps, folds)
+    case = [_pair_row(*foms(d, within=True, repeats=[r]), [A, B], "frrc", full=True)["se"] ** 2
+            for r in range(reps)]
+    new = add_fold_shared(float(row["estimate"]), float(row["se"]), float(row["df"]),
+                          excess_fold_variance(per_fold, case), reps, folds)
+    return float(row["estimate"]), new["p"]
 
 
 def cam_or(d: dict) -> tuple[float, float]:
@@ -240,7 +261,11 @@ def analyse(d: dict, folds: int, mixed: bool = False) -> dict:
     th, jk = foms(d, within=False, repeats=[0])
     out["before: pooled, t=3 (declared replicate)"] = _pair_row(th, jk, None)
     th, jk = foms(d, within=True)
-    out["after: within-fold, t=2 (primary)"] = _pair_row(th, jk, [A, B])
+    if folds > 1:
+        out["after: within-fold, t=2, fold-shared variance (primary)"] = fold_shared(d, folds)
+        out["within-fold, t=2, patients and networks only"] = _pair_row(th, jk, [A, B])
+    else:
+        out["after: within-fold, t=2, fold-shared variance (primary)"] = _pair_row(th, jk, [A, B])
     if folds > 1:
         th, jk = foms(d, within=False)
         out["pooled, t=2 (sensitivity)"] = _pair_row(th, jk, [A, B])

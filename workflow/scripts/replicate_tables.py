@@ -1,6 +1,6 @@
 """Glue: study A over replicates -- every classifier's scores with repeat, fold and seed, the
-within-fold OR analysis of each (repeat, seed), the primary one averaged over every replicate with
-its pooled and fold-variance sensitivity rows and the per-replicate spread, the figure (logic in
+within-fold OR analysis of each (repeat, seed), the primary one averaged over every replicate (its
+within-fold rows widened by the fold-shared variance) with its pooled and fold-variance sensitivity rows and the per-replicate spread, the figure (logic in
 anapart.metrics.replicates)."""
 from anapart.runtime.worker import delegate
 
@@ -9,6 +9,7 @@ delegate()  # a local run continues in the warm worker (libraries imported once:
 import pandas as pd
 
 from anapart.io.files import start_job, write_csv
+from anapart.metrics.fold_shared import with_fold_shared_variance
 from anapart.metrics.replicates import (averaged_mrmc, fold_variance, pool_out_of_fold, replicate_auc_table,
                                         replicate_mrmc, replicate_summary, spread_figure)
 
@@ -26,6 +27,8 @@ table = replicate_mrmc(pooled, patient_of, p.classes, alpha=p.alpha, interaction
 write_csv(snakemake.output.mrmc, table, float_format="%.5g")
 averaged = averaged_mrmc(pooled, patient_of, p.classes, alpha=p.alpha, interaction=pair,
                          interaction_figure=p.figure)
+averaged = with_fold_shared_variance(averaged, pooled, patient_of, p.classes, p.folds, figure=p.figure,
+                                     interaction=pair, alpha=p.alpha)  # what a fold's networks share
 folds = fold_variance(pooled, p.classes, p.folds, alpha=p.alpha, interaction=pair)
 summary = replicate_summary(averaged, table, folds, tuple(p.primary), alpha=p.alpha)
 write_csv(snakemake.output.spread, summary, float_format="%.5g")

@@ -105,24 +105,51 @@ def averaged_mrmc(pooled: dict, patient_of: pd.Series, classes, alpha: float = 0
                      ignore_index=True)
 
 
-def _fold_aauc(frame: pd.DataFrame, classes) -> float:
-    """aAUC of one fold's predictions: mean one-vs-rest AUC over the classes the fold holds both ways."""
+def _fold_fom(frame: pd.DataFrame, classes, figure: str = "aauc") -> float:
+    """``figure`` of one fold's predictions: the aAUC (mean one-vs-rest AUC over the classes the fold
+    holds both ways) or ``auc_<class>``."""
     y = frame["label"].to_numpy()
-    vals = [empirical_auc(y == c, frame[f"p_{c}"].to_numpy()) for c in classes]
+    chosen = [c for c in classes if figure == "aauc" or figure == f"auc_{c}"]
+    vals = [empirical_auc(y == c, frame[f"p_{c}"].to_numpy()) for c in chosen]
     vals = [v for v in vals if np.isfinite(v)]
     return float(np.mean(vals)) if vals else np.nan
 
 
-def fold_foms(pooled: dict, classes) -> pd.DataFrame:
-    """aAUC of every (repeat, fold, network, format, fraction), averaged over seeds."""
+def fold_foms(pooled: dict, classes, figure: str = "aauc") -> pd.DataFrame:
+    """``figure`` of every (repeat, fold, network, format, fraction), averaged over seeds."""
     rows = []
     for (r, s), models in pooled.items():
         for (net, fmt, frac), table in models.items():
             for k, g in table.groupby("fold"):
                 rows.append({"repeat": r, "seed": s, "fold": int(k), "net": net, "fmt": fmt, "frac": int(frac),
-                             "fom": _fold_aauc(g, classes)})
+                             "fom": _fold_fom(g, classes, figure)})
     d = pd.DataFrame(rows)
     return d.groupby(["repeat", "fold", "net", "fmt", "frac"], as_index=False)["fom"].mean()
+
+
+def fold_contrasts(pooled: dict, classes, interaction: tuple[str, str] | None = None,
+                   figure: str = "aauc") -> dict[tuple[int, str], np.ndarray]:
+    """(fraction, contrast) -> R x K array of the network-averaged contrast of ``figure`` in each
+    fold (seeds averaged): every format pair per fraction, and with ``interaction`` = (a, b) the
+    data-cost contrast at the smallest fraction. Insertion order: fractions descending, then pairs."""
+    ff = fold_foms(pooled, classes, figure)
+    wide = ff.pivot_table(index=["repeat", "fold", "net"], columns=["fmt", "frac"], values="fom")
+    fmts = sorted(ff["fmt"].unique())
+    fracs = sorted(ff["frac"].unique(), reverse=True)
+    out = {}
+
+    def grid(per_net: pd.Series) -> np.ndarray:
+        return per_net.groupby(level=["repeat", "fold"]).mean().unstack("fold").sort_index().to_numpy()
+
+    for frac in fracs:
+        for a, b in itertools.combinations(fmts, 2):
+            out[(int(frac), f"{a} - {b}")] = grid(wide[(a, frac)] - wide[(b, frac)])
+    if interaction is not None and len(fracs) >= 2:
+        a, b = interaction
+        lo, hi = min(fracs), max(fracs)
+        out[(int(lo), interaction_label(a, b, lo, hi))] = grid(wide[(a, lo)] - wide[(b, lo)] - wide[(a, hi)]
+                                                               + wide[(b, hi)])
+    return out
 
 
 def corrected_resampled_t(d: np.ndarray, folds: int, alpha: float = 0.05) -> dict:
@@ -152,30 +179,16 @@ def fold_variance(pooled: dict, classes, folds: int, alpha: float = 0.05,
     averaged) and its corrected resampled t (:func:`corrected_resampled_t`). Its variance holds
     what the networks of one fold share (segmenter, crop windows, subset draw), which the patient
     jackknife does not; its networks are fixed (the spread between networks is not in it)."""
-    ff = fold_foms(pooled, classes)
-    wide = ff.pivot_table(index=["repeat", "fold", "net"], columns=["fmt", "frac"], values="fom")
-    fmts = sorted(ff["fmt"].unique())
-    fracs = sorted(ff["frac"].unique(), reverse=True)
+    n_nets = len({m[0] for models in pooled.values() for m in models})
     rows = []
-
-    def add(frac, contrast, per_fold):
-        per_fold = per_fold.groupby(level=["repeat", "fold"]).mean()  # network-averaged
-        res = corrected_resampled_t(per_fold.to_numpy(), folds, alpha)
+    for (frac, contrast), per_fold in fold_contrasts(pooled, classes, interaction).items():
+        res = corrected_resampled_t(per_fold.reshape(-1), folds, alpha)
         rows.append({"frac": int(frac), "figure": "aauc", "analysis": "corrected resampled t",
                      "estimator": "fold-variance", "contrast": contrast, "estimate": res["estimate"],
                      "se": res["se"], "ci_low": res["ci_low"], "ci_high": res["ci_high"], "p": res["p"],
-                     "statistic": "t", "df1": 1, "df2": res["df"], "n_networks": int(ff["net"].nunique()),
+                     "statistic": "t", "df1": 1, "df2": res["df"], "n_networks": n_nets,
                      "n_patients": np.nan, "ci_level": 1 - alpha,
-                     "reason": res["reason"] or f"{len(per_fold)} folds (R x K), networks averaged"})
-
-    for frac in fracs:
-        for a, b in itertools.combinations(fmts, 2):
-            add(frac, f"{a} - {b}", wide[(a, frac)] - wide[(b, frac)])
-    if interaction is not None and len(fracs) >= 2:
-        a, b = interaction
-        lo, hi = min(fracs), max(fracs)
-        add(lo, interaction_label(a, b, lo, hi),
-            wide[(a, lo)] - wide[(b, lo)] - wide[(a, hi)] + wide[(b, hi)])
+                     "reason": res["reason"] or f"{per_fold.size} folds (R x K), networks averaged"})
     return pd.DataFrame(rows).reindex(columns=COLUMNS)
 
 
