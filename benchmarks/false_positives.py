@@ -78,7 +78,7 @@ SCENARIOS = {
     "unequal network x format var": dict(**BINARY, folds=1, repeats=1, pf_sd=0.3, arch=(0.04, 0.04, 0.25),
                                          model=(0.02, 0.02, 0.02)),
     "all of it": dict(**SIX, folds=4, repeats=3, pf_sd=0.3, arch=(0.04, 0.04, 0.2), model=(0.05, 0.05, 0.05),
-                      shift=(0.2, 0.2, 1.0), fold_fmt=0.3),
+                      shift=(0.2, 0.2, 1.0), fold_fmt=0.25, miss=0.5),
 }
 
 
@@ -99,8 +99,13 @@ def simulate(rng, counts, binary, slices, normal_share, folds=1, repeats=1, pf_s
     of every slice for every class; CAM scores per (repeat, format, network, slice).
 
     A model misses each patient (no lift for its true class) with probability miss + arch + model
-    (+ fold x format), each a centred uniform of the half-width given per format; format-free
+    (+ fold x format), each a centred uniform of the half-width given per format (never clipped at
+    0 or 1 where the widths differ by format: clipping would move the mean miss rate); format-free
     patient effects and a patient x format effect (SD ``pf_sd``, same for every format) add to the lift."""
+    width = np.asarray(arch) + np.asarray(model) + fold_fmt  # largest deviation of a miss rate, per format
+    if len(set(width)) > 1 and not (miss - width.max() >= 0 and miss + width.max() <= 1):
+        raise ValueError(f"miss {miss} +- {width.max():.2f} leaves [0, 1]: clipping would lower the AUC of the "
+                         "format with the widest spread, a format effect in a null scenario")
     cls = np.repeat(np.arange(len(counts)), counts)  # patient class
     n_pat, n_cls = len(cls), len(counts)
     pat_of = np.repeat(np.arange(n_pat), slices)
