@@ -5,6 +5,7 @@ import errno
 import logging
 import multiprocessing
 import os
+import re
 
 import numpy as np
 import pytest
@@ -197,6 +198,41 @@ def _signalled_fit(ckpt, signal_at=None, signum=None, epochs=4):
     cfg = FitConfig(epochs=epochs, batch_size=8, seed=3, device="cpu", warmup_epochs=1.5, channels_last=False)
     hist = fit(model, opt, torch.nn.functional.mse_loss, fetch, 40, cfg, ckpt, scheduler=sched)
     return model, hist, fetched
+
+
+def test_a_kept_checkpoint_lets_a_job_cut_after_training_resume_trained(tmp_path):
+    """keep_checkpoint: the job removes it after its other outputs (classify_train's predictions); a
+    job cut between (SLURM's warning while it predicts) reruns no batch and gets the same model."""
+    ckpt = tmp_path / "checkpoint.partial.pt"
+    ref, ref_hist, _ = _fit(tmp_path / "ref.pt")
+    x, y = _data(40)
+    for _run in (1, 2):  # the second run finds the kept, complete checkpoint
+        torch.manual_seed(0)
+        model, fetched = torch.nn.Linear(6, 1), []
+        hist = fit(model, torch.optim.SGD(model.parameters(), lr=0.02), torch.nn.functional.mse_loss,
+                   lambda idx: fetched.append(idx) or (x[idx], y[idx]), 40,
+                   FitConfig(epochs=3, batch_size=8, seed=3, device="cpu", channels_last=False), ckpt,
+                   keep_checkpoint=True)
+        assert ckpt.exists() and hist == ref_hist
+        assert torch.equal(model.weight, ref.weight) and torch.equal(model.bias, ref.bias)
+    assert fetched == []  # nothing retrained
+    assert not (tmp_path / "ref.pt").exists()  # without keep_checkpoint it is removed as before
+
+
+def test_the_stop_line_also_reaches_the_job_output_when_the_log_took_stderr(tmp_path, capfd, monkeypatch):
+    """On SLURM the rule's log is deleted when Snakemake retries the job; the cut attempt's line must
+    also be on the process's own stderr (the SLURM job's output file, kept per job)."""
+    import io
+    import signal
+
+    monkeypatch.setattr("sys.stderr", io.StringIO())  # what setup_logging does: stderr is the rule's log
+    with pytest.raises(training.TrainingInterrupted):
+        _signalled_fit(tmp_path / "checkpoint.partial.pt", 5 + 2, signal.SIGUSR1)
+    err = capfd.readouterr().err
+    assert re.search(r"anapart: SIGUSR1 received: stopped in epoch 2 after batch 2 of 5 \([\d.]+s into it\); saved "
+                     r"\S*checkpoint.partial.pt", err), err
+    state = torch.load(tmp_path / "checkpoint.partial.pt", weights_only=False)
+    assert state["partial"]["elapsed"] > 0  # a resumed epoch's time counts the run that was cut
 
 
 @pytest.mark.parametrize("signame, signal_at", [("SIGTERM", 5 + 3), ("SIGUSR1", 5 * 2 + 2), ("SIGTERM", 5)])

@@ -32,6 +32,7 @@ train_classifier(
     preload_mb=snakemake.params.preload_mb,
     device=snakemake.params.device,
     checkpoint=snakemake.params.checkpoint,
+    keep_checkpoint=True,  # until the predictions are written: a job cut while it predicts resumes trained
 )
 pred, model, meta = predict_probabilities(
     snakemake.output.model,
@@ -52,3 +53,4 @@ if "external_predictions" in snakemake.output.keys():
     )
     write_csv(snakemake.output.external_predictions, ext)
     log.info("predicted %d external slices (%s)", len(ext), ext_crops)
+Path(snakemake.params.checkpoint).unlink(missing_ok=True)  # every output written: training is over

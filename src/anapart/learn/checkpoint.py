@@ -13,6 +13,7 @@ import logging
 import os
 import shutil
 import signal
+import sys
 from pathlib import Path
 
 import torch
@@ -165,6 +166,16 @@ class StopRequest:
         for s, h in self.previous.items():
             signal.signal(s, h)
         self.previous = {}
+
+
+def announce_stop(message: str, *args) -> None:
+    """The stop's warning, in the rule's log and on the process's own stderr when the log took its
+    place: on SLURM that is the job's output file, which outlives the retry (Snakemake deletes the
+    rule's log before it reruns a job), so the attempt that was cut keeps saying so."""
+    log.warning(message, *args)
+    console = sys.__stderr__
+    if console is not None and console is not sys.stderr:
+        print("anapart: " + message % args, file=console, flush=True)
 
 
 def rng_state(cuda: bool) -> dict:

@@ -29,6 +29,7 @@ from anapart.io.files import atomic_path
 from anapart.learn import precision
 from anapart.learn.checkpoint import (CheckpointWriteError, StopRequest, TrainerBusy,  # noqa: F401 - the loop's errors
                                      TrainingInterrupted, epoch_batches, lock_checkpoint, release_checkpoint_lock)
+from anapart.learn.checkpoint import announce_stop
 from anapart.learn.checkpoint import read_checkpoint as _read_checkpoint
 from anapart.learn.checkpoint import rng_state as _rng_state
 from anapart.learn.checkpoint import save_checkpoint as _save_checkpoint
@@ -172,7 +173,7 @@ def checkpoint_parts(cfg: FitConfig, signature_extra: dict | None, inputs: dict 
 def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Callable, fetch: Fetch, n_train: int,
         cfg: FitConfig, checkpoint: str | os.PathLike | None = None, signature_extra: dict | None = None,
         scheduler=None, inputs: dict | None = None, evaluate: Callable | None = None,
-        epoch_log: list | None = None) -> list[float]:
+        epoch_log: list | None = None, keep_checkpoint: bool = False) -> list[float]:
     """Train for ``cfg.epochs`` epochs; returns the mean training loss of every epoch.
 
     ``epoch_log`` (a list) receives one dict per epoch: ``epoch``, ``loss``, ``accuracy`` (of the
@@ -185,7 +186,9 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Calla
     is resumed: the same settings (``cfg`` and ``signature_extra``) and the same contents of every
     file in ``inputs`` (name -> path: the training list, the image store, ...). Any other checkpoint
     is discarded with a warning that names what differs, and training starts over; the checkpoint is
-    removed when training completes.
+    removed when training completes, unless ``keep_checkpoint``: then the caller removes it once the
+    job's other outputs are written, so a job cut after training (SLURM's warning while it predicts)
+    resumes trained, with no epoch to redo.
 
     Guards, because a from-scratch net on a small cohort can blow up on one machine's float path and
     not another's: a linear warm-up of the rate over ``cfg.warmup_epochs``, optional gradient-norm
@@ -245,6 +248,7 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Calla
         if partial is not None and int(partial["epoch"]) == epoch:  # resume mid-epoch, exactly
             base_lrs, total, seen, right = list(partial["base_lrs"]), partial["total"], partial["seen"], partial["right"]
             batch_losses, skip = list(partial["batch_losses"]), int(partial["batch"])
+            t0 -= float(partial.get("elapsed", 0.0))  # the epoch's time counts every run that trained it
             _set_rng_state(partial["rng"], cuda)
             partial = None
         for bi, (b, stop) in enumerate(batches):
@@ -288,11 +292,12 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Calla
                     "scheduler": scheduler.state_dict() if scheduler is not None else None,
                     "scaler": precision.scaler_state(scaler),
                     "partial": {"epoch": epoch, "batch": bi + 1, "base_lrs": base_lrs, "total": total, "seen": seen,
-                                "right": right, "batch_losses": batch_losses, "rng": _rng_state(cuda)}})
-                name = signal.Signals(stopper.signum).name
-                log.warning("%s received: stopped in epoch %d after batch %d of %d; saved %s, the rerun resumes at "
-                            "the next batch (on SLURM: a TIMEOUT; raise the rule's runtime if it recurs)", name,
-                            epoch + 1, bi + 1, len(batches), ckpt)
+                                "right": right, "batch_losses": batch_losses, "rng": _rng_state(cuda),
+                                "elapsed": time.perf_counter() - t0}})
+                announce_stop("%s received: stopped in epoch %d after batch %d of %d (%.1fs into it); saved %s, the "
+                              "rerun resumes at the next batch (on SLURM: a TIMEOUT; raise the rule's runtime if it "
+                              "recurs)", signal.Signals(stopper.signum).name, epoch + 1, bi + 1, len(batches),
+                              time.perf_counter() - t0, ckpt)
                 stopper.restore()
                 raise TrainingInterrupted(128 + stopper.signum)
         for g, lr in zip(optimizer.param_groups, base_lrs):
@@ -326,11 +331,11 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Calla
                                     "scheduler": scheduler.state_dict() if scheduler is not None else None,
                                     "scaler": precision.scaler_state(scaler)})
             if stopper.signum is not None and epoch + 1 < cfg.epochs:
-                log.warning("%s received: stopped after epoch %d; saved %s, the rerun resumes at the next epoch",
-                            signal.Signals(stopper.signum).name, epoch + 1, ckpt)
+                announce_stop("%s received: stopped after epoch %d; saved %s, the rerun resumes at the next epoch",
+                              signal.Signals(stopper.signum).name, epoch + 1, ckpt)
                 stopper.restore()
                 raise TrainingInterrupted(128 + stopper.signum)
-    if ckpt is not None and ckpt.exists():
+    if ckpt is not None and ckpt.exists() and not keep_checkpoint:
         ckpt.unlink()
     release_checkpoint_lock(lock)
     stopper.restore()

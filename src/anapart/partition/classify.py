@@ -81,7 +81,7 @@ def class_weights(labels, classes, mode: str):
 
 
 def train_classifier(crops_dir, train_csv, classes, net: str, cfg: dict, out_model, *, preload_mb: float,
-                     device="auto", checkpoint=None) -> list[float]:
+                     device="auto", checkpoint=None, keep_checkpoint=False) -> list[float]:
     """Train one (net, format, fraction) model; returns the per-epoch training loss.
 
     ``preload_mb`` (classify.preload_mb) is apart from ``cfg``, the settings the weights depend on:
@@ -105,7 +105,8 @@ def train_classifier(crops_dir, train_csv, classes, net: str, cfg: dict, out_mod
     history = training.fit(model, optimizer, loss, lambda idx: data.batch(idx, augment), len(data),
                            fit_cfg, checkpoint, signature_extra={"net": net, "classes": list(classes),
                                                                  **{k: str(v) for k, v in cfg.items()}},
-                           scheduler=scheduler, inputs=crop_inputs(crops_dir, train_csv))
+                           scheduler=scheduler, inputs=crop_inputs(crops_dir, train_csv),
+                           keep_checkpoint=keep_checkpoint)
     meta = {"net": net, "classes": list(classes), "in_chans": 1, "input_size": data.size,
             "normalize": [data.mean, data.std], "format": Path(crops_dir).name, "train_list": str(train_csv),
             "epochs": fit_cfg.epochs, "loss_history": [round(v, 5) for v in history]}
