@@ -9,6 +9,7 @@ series whatever the cohort size; :func:`load_store` opens it read-only.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -26,6 +27,7 @@ from anapart.io.dicom import DicomError, Series
 from anapart.io.errors import IngestError
 from anapart.io.npy import open_npy
 from anapart.io.files import atomic_paths
+from anapart.io.fingerprint import STORE_HASH, store_hasher, write_store_fingerprint
 
 log = logging.getLogger("anapart.store")
 
@@ -114,15 +116,30 @@ class NpyStreamWriter:
         self.path, self.shape, self.dtype = path, shape, np.dtype(dtype)
         self.fh = open(path, "wb")
         header = {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False, "shape": shape}
-        np.lib.format.write_array_header_1_0(self.fh, header)
-        self.rows = 0
+        buf = io.BytesIO()
+        np.lib.format.write_array_header_1_0(buf, header)
+        self.hash = store_hasher()  # the file's content fingerprint, hashed as it is written
+        self.rows, self.size = 0, 0
         self.seconds = 0.0  # time spent converting and writing, for the ingest report
+        self.seconds_hash = 0.0  # of which hashing
+        self._write(buf.getvalue())
+
+    def _write(self, data) -> None:
+        self.fh.write(data)
+        t0 = time.perf_counter()
+        self.hash.update(data)
+        self.seconds_hash += time.perf_counter() - t0
+        self.size += len(data)
+
+    def fingerprint(self) -> dict:
+        """What :func:`anapart.io.fingerprint.file_fingerprint` gives for the finished file."""
+        return {"bytes": self.size, STORE_HASH: self.hash.hexdigest()}
 
     def append(self, block: np.ndarray) -> None:
         t0 = time.perf_counter()
         block = np.ascontiguousarray(block, dtype=self.dtype)
         assert block.shape[1:] == self.shape[1:], (block.shape, self.shape)
-        self.fh.write(memoryview(block).cast("B"))
+        self._write(memoryview(block).cast("B"))
         self.rows += block.shape[0]
         self.seconds += time.perf_counter() - t0
 
@@ -206,6 +223,8 @@ def build_store(plans: list[IngestPlan], out: dict, *, classes, field: int, perc
                 t_plan: float) -> dict:
     """Decode, resample and write the planned slices, one series at a time (the store format of
     :func:`load_store`). Returns the report; on any error nothing is left at the output paths.
+    ``out["fingerprint"]``, if given: the store's content fingerprint (images and masks), written
+    beside it once the store is in place.
 
     ``t_plan``: seconds spent getting the plans (reading the plan file, or the whole check when
     :func:`anapart.cohort.preflight.ingest` ran it), reported as ``seconds_plan``.
@@ -281,10 +300,15 @@ def build_store(plans: list[IngestPlan], out: dict, *, classes, field: int, perc
             "seconds_resample_normalise": round(t_transform, 3),
             "seconds_masks": round(t_masks, 3),
             "seconds_convert_write": round(images.seconds + masks.seconds, 3),
+            # of which the store's content fingerprint (hashed as written)
+            "seconds_fingerprint": round(images.seconds_hash + masks.seconds_hash, 3),
         }
         accounted = t_plan + t_decode + t_transform + t_masks + images.seconds + masks.seconds
         report["seconds_other"] = round(total - accounted, 3)  # bookkeeping: manifest, loops, logging
         rep_p.write_text(json.dumps(report, indent=2) + "\n")
+    if out.get("fingerprint"):  # beside the store, once it is in place (anapart.io.fingerprint)
+        write_store_fingerprint(out["fingerprint"], {Path(out[k]).name: w.fingerprint()
+                                                     for k, w in (("images", images), ("masks", masks))})
     log.info("ingest done: %s", report)
     return report
 
