@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from pathlib import Path
@@ -118,24 +119,39 @@ class NpyStreamWriter:
         header = {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False, "shape": shape}
         buf = io.BytesIO()
         np.lib.format.write_array_header_1_0(buf, header)
-        self.hash = store_hasher()  # the file's content fingerprint, hashed as it is written
+        # the file's content fingerprint, hashed as it is written, in a thread of its own (hashlib
+        # releases the GIL): the hash overlaps the decoding and writing of the next block
+        self.hash = store_hasher()
+        self._hasher = ThreadPoolExecutor(1, thread_name_prefix="store-hash")
+        self._pending = None
         self.rows, self.size = 0, 0
         self.seconds = 0.0  # time spent converting and writing, for the ingest report
-        self.seconds_hash = 0.0  # of which hashing
+        self.seconds_hash = 0.0  # of which waiting for the hash
+        t0 = time.perf_counter()
         self._write(buf.getvalue())
+        self.seconds += time.perf_counter() - t0
 
     def _write(self, data) -> None:
         self.fh.write(data)
         t0 = time.perf_counter()
-        self.hash.update(data)
+        self._hashed()  # one block in flight at most: bounded memory, blocks hashed in order
+        self._pending = self._hasher.submit(self.hash.update, data)
         self.seconds_hash += time.perf_counter() - t0
         self.size += len(data)
 
+    def _hashed(self) -> None:
+        if self._pending is not None:
+            self._pending.result()
+            self._pending = None
+
     def fingerprint(self) -> dict:
         """What :func:`anapart.io.fingerprint.file_fingerprint` gives for the finished file."""
+        self._hashed()
         return {"bytes": self.size, STORE_HASH: self.hash.hexdigest()}
 
     def append(self, block: np.ndarray) -> None:
+        """Write ``block``'s rows; the caller must not change ``block`` afterwards (it is hashed in the
+        background until the next append)."""
         t0 = time.perf_counter()
         block = np.ascontiguousarray(block, dtype=self.dtype)
         assert block.shape[1:] == self.shape[1:], (block.shape, self.shape)
@@ -150,7 +166,11 @@ class NpyStreamWriter:
             self.fh.flush()
             os.fsync(self.fh.fileno())
             self.fh.close()
+            t1 = time.perf_counter()
+            self._hashed()
+            self.seconds_hash += time.perf_counter() - t1
             self.seconds += time.perf_counter() - t0
+        self._hasher.shutdown(wait=True)
         if self.rows != self.shape[0]:
             raise RuntimeError(f"{self.path}: wrote {self.rows} rows, expected {self.shape[0]}")
 
