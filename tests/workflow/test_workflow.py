@@ -875,7 +875,7 @@ def test_a_forced_reingest_replans_the_stores_readers_exactly_when_the_store_cha
 
     def prints():
         return {p.relative_to(wd).as_posix(): json.loads(p.read_text())
-                for p in [cohort / "fingerprint.json", *(wd / "results").glob("*crops/*/fingerprint.json"),
+                for p in [cohort / "fingerprint.json", *crops.glob("*/fingerprint.json"),
                           *(wd / "results/external").glob("crops/*/fingerprint.json")]}
 
     assert _planned_job_list(wd, *targets) == []  # a complete run: nothing
@@ -886,7 +886,8 @@ def test_a_forced_reingest_replans_the_stores_readers_exactly_when_the_store_cha
     assert {f: (cohort / f).read_bytes() for f in store} == store and prints() == before
     assert (cohort / "fingerprint.json").stat().st_mtime_ns > touched  # rewritten: its checksum decides
     assert _planned_job_list(wd, *targets) == []
-    # one slice's new pixels
+    # one slice's new pixels (the synthetic cohort is a workflow output, its files not fingerprinted:
+    # the re-ingest is forced)
     dicom = sorted((wd / "data/synthetic/dicom").rglob("*.dcm"))[3]
     ds = pydicom.dcmread(dicom)
     arr = ds.pixel_array.copy()
@@ -912,6 +913,6 @@ def test_a_forced_reingest_replans_the_stores_readers_exactly_when_the_store_cha
     jobs = _planned_job_list(wd, *targets)
     assert sorted((w["net"], w["fmt"], int(w["frac"])) for r, w in jobs if r == "classify_train") == \
         sorted(m for m in models if m[1] in changed)
-    # Grad-CAM and the crops figure read the cohort store itself: all of them still
+    # Grad-CAM and the crops figure also read the cohort store, whose bytes changed: all still planned
     assert Counter(r for r, _ in jobs) == {"classify_train": sum(m[1] in changed for m in models),
                                            "cam": len(cams), "crop_examples": 1}
