@@ -79,3 +79,64 @@ def test_a_repointed_symlink_to_an_older_cohort_changes_it(tmp_path):
     link.unlink()
     link.symlink_to(b)
     assert inputs_fingerprint(paths) != first
+
+
+# ------------------------------------------------------------------ content fingerprints of our stores
+
+def _blake2b(path) -> str:
+    """The oracle: hashlib over the bytes read back (not the writer's running hash)."""
+    import hashlib
+
+    return hashlib.blake2b(path.read_bytes(), digest_size=32).hexdigest()
+
+
+def test_a_store_written_in_blocks_has_the_hash_of_its_bytes(tmp_path):
+    from anapart.io.fingerprint import file_fingerprint
+    from anapart.io.store import NpyStreamWriter
+
+    rng = np.random.default_rng(1)
+    data = rng.random((7, 5, 5)).astype(np.float16)
+    w = NpyStreamWriter(tmp_path / "x.npy", data.shape, np.float16)
+    for block in (data[:3], data[3:4], data[4:]):
+        w.append(block)
+    w.close()
+    path = tmp_path / "x.npy"
+    np.testing.assert_array_equal(np.load(path), data)
+    expected = {"bytes": path.stat().st_size, "blake2b": _blake2b(path)}
+    assert w.fingerprint() == expected == file_fingerprint(path)
+    data[6, 4, 4] += 1  # one value changed: another fingerprint
+    np.save(path, data)
+    assert file_fingerprint(path)["blake2b"] != expected["blake2b"]
+
+
+def test_a_store_fingerprint_is_rewritten_only_when_its_content_changes(tmp_path):
+    import json
+
+    from anapart.io.fingerprint import write_store_fingerprint
+
+    path = tmp_path / "fingerprint.json"
+    a = {"images.npy": {"bytes": 10, "blake2b": "aa"}, "masks.npy": {"bytes": 4, "blake2b": "bb"}}
+    assert write_store_fingerprint(path, a)
+    os.utime(path, ns=(1_000_000_000, 1_000_000_000))
+    assert not write_store_fingerprint(path, dict(reversed(list(a.items()))))  # same content, any order
+    assert path.stat().st_mtime_ns == 1_000_000_000
+    b = {**a, "images.npy": {"bytes": 10, "blake2b": "ab"}}
+    assert write_store_fingerprint(path, b)
+    assert json.loads(path.read_text()) == b and path.stat().st_mtime_ns != 1_000_000_000
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fingerprint.json"]  # no temporary left
+
+
+def test_ingest_writes_the_cohort_stores_fingerprint_and_its_cost(cohort, tmp_path):
+    import json
+
+    from anapart import CLASSES
+    from anapart.cohort.preflight import ingest
+    from support.common import percentiles, series_rule, store_paths
+
+    out = tmp_path / "results" / "cohort"
+    paths = {**store_paths(out), "fingerprint": out / "fingerprint.json"}
+    report = ingest(cohort / "dicom", cohort / "labels.csv", cohort / "masks", paths, classes=CLASSES, field=32,
+                    salt="s", series=series_rule(), percentiles=percentiles())
+    assert json.loads((out / "fingerprint.json").read_text()) == {
+        f: {"bytes": (out / f).stat().st_size, "blake2b": _blake2b(out / f)} for f in ("images.npy", "masks.npy")}
+    assert 0 <= report["seconds_fingerprint"] <= report["seconds_convert_write"]

@@ -1,3 +1,6 @@
+import hashlib
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -83,7 +86,8 @@ def store(cohort, run_ingest, tmp_path):
 
 
 def _outs(tmp_path, formats):
-    return {f: {"images": tmp_path / "crops" / f / "images.npy", "index": tmp_path / "crops" / f / "index.csv"}
+    return {f: {k: tmp_path / "crops" / f / n for k, n in
+                (("images", "images.npy"), ("index", "index.csv"), ("fingerprint", "fingerprint.json"))}
             for f in formats}
 
 
@@ -114,6 +118,14 @@ def test_make_crops_uses_prediction_and_falls_back_to_training_prior(store, tmp_
     assert (qc.loc[[r for r in annotated if r % 4 == 0], "centroid_error_px"] > 0).any()
     full = np.load(tmp_path / "crops" / "full" / "images.npy")
     np.testing.assert_array_equal(full, np.asarray(images))
+    # each store's content fingerprint beside it: the hash of its bytes; 'full' is the cohort store's
+    for f in formats:
+        d = tmp_path / "crops" / f
+        assert json.loads((d / "fingerprint.json").read_text()) == {"images.npy": {
+            "bytes": (d / "images.npy").stat().st_size,
+            "blake2b": hashlib.blake2b((d / "images.npy").read_bytes(), digest_size=32).hexdigest()}}
+    assert (json.loads((tmp_path / "crops/full/fingerprint.json").read_text())["images.npy"]["blake2b"]
+            == hashlib.blake2b((cohort_dir / "images.npy").read_bytes(), digest_size=32).hexdigest())
     seg = np.load(tmp_path / "crops" / "seg112" / "images.npy")
     k = crop_size("seg112", 32, SIZES)
     assert seg.shape == (n, k, k)

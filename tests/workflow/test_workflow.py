@@ -1,14 +1,17 @@
 """Runs the real Snakemake DAG (synthetic cohort -> ingest -> split -> segmentation -> crops) on the tiny config."""
 
 import csv
+import json
 import os
 import re
 import shutil
 import sys
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pydicom
 import pytest
 import yaml
 
@@ -831,3 +834,85 @@ def test_sample_size_table_and_sentence(built):
     b = t[t["study"] == "B"]
     assert (b["role"] == "primary").all() and set(b["target_power"]) == {0.8, 0.9}
     assert (built / "results/tables/sample_size_sentence.txt").read_text().strip()
+
+
+# ---------------------------------------------------------------- content, not timestamps (issue 32)
+
+def _planned_job_list(wd: Path, *targets: str) -> list[tuple[str, dict]]:
+    """(rule, wildcards) of every job a dry run plans; rerun triggers stated (mtime, input, params)."""
+    proc = snakemake(wd, "-n", *targets, "--rerun-triggers", "mtime", "input", "params")
+    jobs = []
+    for m in re.finditer(r"^(?:local)?rule (\w+):\n((?:[ \t]+.*\n?)*)", proc.stdout + proc.stderr, re.M):
+        wc = re.search(r"^\s+wildcards: (.*)$", m.group(2), re.M)
+        jobs.append((m.group(1), dict(kv.split("=", 1) for kv in wc.group(1).split(", ")) if wc else {}))
+    return jobs
+
+
+def test_a_forced_reingest_replans_the_stores_readers_exactly_when_the_store_changed(built, tmp_path):
+    """Stores are read as paths only (ancient: the 'full' crop store is a hard link of the cohort
+    store); each store's content fingerprint (fingerprint.json, written beside it) is the trigger.
+    On a copy of the complete run, with `snakemake --forcerun ingest` to the store and then a plan of
+    every job that reads a store (rerun triggers stated: mtime, input, params): the same bytes
+    replan nothing, though Snakemake rewrote and touched the store and its fingerprint; one DICOM
+    slice's new pixels replan the segmentation, the crops and every classifier and Grad-CAM job; after
+    the crops rerun the 'full' store is the cohort store again, and exactly the classifiers of the
+    formats whose store bytes changed are still planned."""
+    def ignore(folder, names):  # what no store reader needs (study B, rendered reports)
+        if Path(folder) == built / "results":
+            return ["staging"]
+        return [n for n in names if n.endswith(".html")] if Path(folder) == built else []
+
+    wd = shutil.copytree(built, tmp_path / "run", symlinks=True, ignore=ignore)
+    main = yaml.safe_load((wd / "config/config.yaml").read_text())
+    nets = yaml.safe_load((wd / "config/test.yaml").read_text())["classify"]["nets"]
+    formats, fracs = main["classify"]["formats"], main["split"]["fractions"]
+    models = [(n, f, r) for n in nets for f in formats for r in fracs]
+    cams = [(n, f, r) for n, f, r in models if r in main["cam"]["fractions"]]
+    targets = ["results/crops/qc.csv", "results/external/crops/qc.csv", "results/figures/crop_examples.png",
+               *(f"results/classify/{n}/{f}/f{r}/predictions.csv" for n, f, r in models),
+               *(f"results/cam/{n}/{f}/f{r}/scores.csv" for n, f, r in cams)]
+    cohort, crops = wd / "results/cohort", wd / "results/crops"
+
+    def prints():
+        return {p.relative_to(wd).as_posix(): json.loads(p.read_text())
+                for p in [cohort / "fingerprint.json", *crops.glob("*/fingerprint.json"),
+                          *(wd / "results/external").glob("crops/*/fingerprint.json")]}
+
+    assert _planned_job_list(wd, *targets) == []  # a complete run: nothing
+    before, store = prints(), {f: (cohort / f).read_bytes() for f in ("images.npy", "masks.npy")}
+    touched = (cohort / "fingerprint.json").stat().st_mtime_ns
+    # the same bytes again
+    snakemake(wd, "results/cohort/manifest.csv", "--forcerun", "ingest")
+    assert {f: (cohort / f).read_bytes() for f in store} == store and prints() == before
+    assert (cohort / "fingerprint.json").stat().st_mtime_ns > touched  # rewritten: its checksum decides
+    assert _planned_job_list(wd, *targets) == []
+    # one slice's new pixels (the synthetic cohort is a workflow output, its files not fingerprinted:
+    # the re-ingest is forced)
+    dicom = sorted((wd / "data/synthetic/dicom").rglob("*.dcm"))[3]
+    ds = pydicom.dcmread(dicom)
+    arr = ds.pixel_array.copy()
+    arr[: arr.shape[0] // 2] = arr.max()
+    ds.PixelData = arr.tobytes()
+    ds.save_as(dicom)
+    snakemake(wd, "results/cohort/manifest.csv", "--forcerun", "ingest")
+    assert (cohort / "images.npy").read_bytes() != store["images.npy"]
+    new = prints()["results/cohort/fingerprint.json"]
+    assert new["images.npy"] != before["results/cohort/fingerprint.json"]["images.npy"]
+    planned = Counter(rule for rule, _ in _planned_job_list(wd, *targets))
+    assert planned == {"seg_train": len(main["segment"]["archs"]), "seg_select": 1, "crops": 1, "crops_external": 1,
+                       "crop_examples": 1, "classify_train": len(models), "cam": len(cams)}, planned
+    snakemake(wd, "results/crops/qc.csv", "results/external/crops/qc.csv")
+    assert os.path.samefile(crops / "full/images.npy", cohort / "images.npy")
+    assert (crops / "full/images.npy").read_bytes() == (cohort / "images.npy").read_bytes()
+    assert prints()["results/crops/full/fingerprint.json"]["images.npy"] == new["images.npy"]
+    after = prints()
+    changed = {f for f in formats if any(after[f"results/{d}crops/{f}/fingerprint.json"]
+                                         != before[f"results/{d}crops/{f}/fingerprint.json"]
+                                         for d in ("", "external/"))}
+    assert "full" in changed
+    jobs = _planned_job_list(wd, *targets)
+    assert sorted((w["net"], w["fmt"], int(w["frac"])) for r, w in jobs if r == "classify_train") == \
+        sorted(m for m in models if m[1] in changed)
+    # Grad-CAM and the crops figure also read the cohort store, whose bytes changed: all still planned
+    assert Counter(r for r, _ in jobs) == {"classify_train": sum(m[1] in changed for m in models),
+                                           "cam": len(cams), "crop_examples": 1}

@@ -7,14 +7,15 @@ rule cam:
     input:
         model="results/classify/{net}/{fmt}/f{frac}/model.pt",
         predictions="results/classify/{net}/{fmt}/f{frac}/predictions.csv",
-        images=ancient("results/crops/{fmt}/images.npy"),  # a hard link (classify.smk); index.csv is the trigger
+        # stores as paths only; their content fingerprints are the triggers (crop.smk)
+        images=ancient("results/crops/{fmt}/images.npy"),
+        store_fingerprint="results/crops/{fmt}/fingerprint.json",
         index="results/crops/{fmt}/index.csv",
         common_index=f"results/crops/{CAM_COMMON_FMT}/index.csv",
         manifest="results/cohort/manifest.csv",
-        # ancient: crops hard-links this file as the 'full' store and Snakemake touches that output,
-        # which would make the cohort store look newer than everything built from it
         cohort_images=ancient("results/cohort/images.npy"),
-        masks="results/cohort/masks.npy",
+        masks=ancient("results/cohort/masks.npy"),
+        cohort_fingerprint="results/cohort/fingerprint.json",
     output:
         scores="results/cam/{net}/{fmt}/f{frac}/scores.csv",
         examples=report(

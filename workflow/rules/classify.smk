@@ -11,9 +11,10 @@ rule classify_train:
     input:
         unpack(classify_weights),
         unpack(classify_external),
-        # ancient: the 'full' store is a hard link shared with the cohort store and every other crops
-        # job (crop.smk); new crops rewrite index.csv, which reruns this job
+        # paths only (ancient): the 'full' store is a hard link of the cohort store (crop.smk); the
+        # trigger is the store's content fingerprint, written by crops (anapart.io.fingerprint)
         images=ancient("results/crops/{fmt}/images.npy"),
+        store_fingerprint="results/crops/{fmt}/fingerprint.json",
         index="results/crops/{fmt}/index.csv",
         train="results/split/train_f{frac}.csv",
         test="results/split/test.csv",

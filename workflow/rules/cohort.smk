@@ -47,6 +47,8 @@ rule ingest:
         manifest="results/cohort/manifest.csv",
         images="results/cohort/images.npy",
         masks="results/cohort/masks.npy",
+        # the store's content fingerprint: readers' trigger (anapart.io.fingerprint)
+        fingerprint="results/cohort/fingerprint.json",
         report=report(
             "results/cohort/ingest.json",
             caption="../report/ingest.rst",
@@ -129,6 +131,7 @@ if on("external"):
             manifest=f"{EXTERNAL_DIR}/cohort/manifest.csv",
             images=f"{EXTERNAL_DIR}/cohort/images.npy",
             masks=f"{EXTERNAL_DIR}/cohort/masks.npy",
+            fingerprint=f"{EXTERNAL_DIR}/cohort/fingerprint.json",
             report=report(
                 f"{EXTERNAL_DIR}/cohort/ingest.json",
                 caption="../report/ingest_external.rst",

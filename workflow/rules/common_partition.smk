@@ -4,6 +4,13 @@ from anapart.io.fingerprint import inputs_fingerprint
 FRACTIONS = [int(f) for f in config["split"]["fractions"]]
 NETS = list(config["classify"]["nets"])
 FORMATS = list(config["classify"]["formats"])
+# The files of each format's crop store (output key suffix, file name); fingerprint.json is the
+# store's content fingerprint, its readers' trigger (anapart.io.fingerprint).
+STORE_FILES = (
+    ("images", "images.npy"),
+    ("index", "index.csv"),
+    ("fingerprint", "fingerprint.json"),
+)
 SEG_ARCHS = list(config["segment"]["archs"])
 # Every classifier (net, format, fraction), in one fixed order for rules that read them all.
 MODELS = [(n, f, r) for n in NETS for f in FORMATS for r in FRACTIONS]
@@ -173,7 +180,12 @@ def classify_external(wildcards):
     if not on("external"):
         return {}
     d = f"{EXTERNAL_DIR}/crops/{wildcards.fmt}"
-    return {"external_images": f"{d}/images.npy", "external_index": f"{d}/index.csv"}
+    return {
+        # the store as a path only; its content fingerprint is the trigger (crop.smk)
+        "external_images": ancient(f"{d}/images.npy"),
+        "external_fingerprint": f"{d}/fingerprint.json",
+        "external_index": f"{d}/index.csv",
+    }
 
 
 def classify_external_output():

@@ -4,11 +4,12 @@
 rule crops:
     input:
         manifest="results/cohort/manifest.csv",
-        # ancient: the 'full' store of every crops job is a hard link of this file, and Snakemake
-        # touches each job's outputs, which bumps the shared mtime; ingest rewrites the manifest
-        # beside it, so a new cohort still reruns the crops
+        # the store as paths only (ancient): the 'full' store of every crops job is a hard link of
+        # images.npy and Snakemake touches each job's outputs, which bumps the shared mtime. The
+        # trigger is the store's content fingerprint (ingest writes it; anapart.io.fingerprint)
         images=ancient("results/cohort/images.npy"),
-        masks="results/cohort/masks.npy",
+        masks=ancient("results/cohort/masks.npy"),
+        store_fingerprint="results/cohort/fingerprint.json",
         patients="results/split/patients.csv",
         selected="results/seg/selected.json",
         models=expand("results/seg/{arch}/model.pt", arch=SEG_ARCHS),
@@ -16,7 +17,7 @@ rule crops:
         **{
             f"{fmt}_{k}": f"results/crops/{fmt}/{f}"
             for fmt in FORMATS
-            for k, f in (("images", "images.npy"), ("index", "index.csv"))
+            for k, f in STORE_FILES
         },
         qc=report(
             "results/crops/qc.csv", caption="../report/crops_qc.rst", category="QC"
@@ -49,9 +50,11 @@ if on("external"):
         input:
             manifest=f"{EXTERNAL_DIR}/cohort/manifest.csv",
             images=ancient(f"{EXTERNAL_DIR}/cohort/images.npy"),
-            masks=f"{EXTERNAL_DIR}/cohort/masks.npy",
+            masks=ancient(f"{EXTERNAL_DIR}/cohort/masks.npy"),
+            store_fingerprint=f"{EXTERNAL_DIR}/cohort/fingerprint.json",
             training_manifest="results/cohort/manifest.csv",
-            training_masks="results/cohort/masks.npy",
+            training_masks=ancient("results/cohort/masks.npy"),
+            training_fingerprint="results/cohort/fingerprint.json",
             patients="results/split/patients.csv",
             selected="results/seg/selected.json",
             models=expand("results/seg/{arch}/model.pt", arch=SEG_ARCHS),
@@ -59,7 +62,7 @@ if on("external"):
             **{
                 f"{fmt}_{k}": f"{EXTERNAL_DIR}/crops/{fmt}/{f}"
                 for fmt in FORMATS
-                for k, f in (("images", "images.npy"), ("index", "index.csv"))
+                for k, f in STORE_FILES
             },
             qc=report(
                 f"{EXTERNAL_DIR}/crops/qc.csv",
@@ -78,8 +81,10 @@ if on("external"):
 rule crop_examples:
     input:
         manifest="results/cohort/manifest.csv",
-        images=ancient("results/cohort/images.npy"),  # a hard link shared with the 'full' store (see crops)
-        masks="results/cohort/masks.npy",
+        # paths only; the fingerprint is the trigger (see crops)
+        images=ancient("results/cohort/images.npy"),
+        masks=ancient("results/cohort/masks.npy"),
+        store_fingerprint="results/cohort/fingerprint.json",
         patients="results/split/patients.csv",
         indexes=expand("results/crops/{fmt}/index.csv", fmt=FORMATS),
     output:

@@ -40,7 +40,8 @@ if on("replicates"):
         input:
             manifest="results/cohort/manifest.csv",
             images=ancient("results/cohort/images.npy"),
-            masks="results/cohort/masks.npy",
+            masks=ancient("results/cohort/masks.npy"),
+            store_fingerprint="results/cohort/fingerprint.json",
             patients=REP_SPLIT["patients"],
         output:
             model=f"{REP}/seg/{{arch}}/model.pt",
@@ -75,7 +76,8 @@ if on("replicates"):
         input:
             manifest="results/cohort/manifest.csv",
             images=ancient("results/cohort/images.npy"),
-            masks="results/cohort/masks.npy",
+            masks=ancient("results/cohort/masks.npy"),
+            store_fingerprint="results/cohort/fingerprint.json",
             patients=REP_SPLIT["patients"],
             selected=f"{REP}/seg/selected.json",
             models=expand(
@@ -86,7 +88,7 @@ if on("replicates"):
             **{
                 f"{fmt}_{k}": f"{REP}/crops/{fmt}/{f}"
                 for fmt in FORMATS
-                for k, f in (("images", "images.npy"), ("index", "index.csv"))
+                for k, f in STORE_FILES
             },
             qc=f"{REP}/crops/qc.csv",
         log:
@@ -100,6 +102,7 @@ if on("replicates"):
         input:
             unpack(classify_weights),
             images=ancient(f"{REP}/crops/{{fmt}}/images.npy"),
+            store_fingerprint=f"{REP}/crops/{{fmt}}/fingerprint.json",
             index=f"{REP}/crops/{{fmt}}/index.csv",
             train=f"{REP}/split/train_f{{frac}}.csv",
             test=REP_SPLIT["test"],
@@ -189,11 +192,13 @@ if on("replicates"):
             model=f"{REP_MODEL}/model.pt",
             predictions=f"{REP_MODEL}/predictions.csv",
             images=ancient(f"{REP}/crops/{{fmt}}/images.npy"),
+            store_fingerprint=f"{REP}/crops/{{fmt}}/fingerprint.json",
             index=f"{REP}/crops/{{fmt}}/index.csv",
             common_index=f"{REP}/crops/{CAM_COMMON_FMT}/index.csv",
             manifest="results/cohort/manifest.csv",
             cohort_images=ancient("results/cohort/images.npy"),
-            masks="results/cohort/masks.npy",
+            masks=ancient("results/cohort/masks.npy"),
+            cohort_fingerprint="results/cohort/fingerprint.json",
         output:
             scores=f"{REP_CAM}/scores.csv",
             examples=f"{REP_CAM}/examples.png",

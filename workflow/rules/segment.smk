@@ -4,10 +4,10 @@
 rule seg_train:
     input:
         manifest="results/cohort/manifest.csv",
-        # ancient: crops hard-links this file as the 'full' store and Snakemake touches that output,
-        # which would make the cohort store look newer than everything built from it
+        # paths only; the store's content fingerprint is the trigger (crop.smk)
         images=ancient("results/cohort/images.npy"),
-        masks="results/cohort/masks.npy",
+        masks=ancient("results/cohort/masks.npy"),
+        store_fingerprint="results/cohort/fingerprint.json",
         patients="results/split/patients.csv",
     output:
         model="results/seg/{arch}/model.pt",

@@ -31,7 +31,11 @@ predicted = [
     )
 ]
 out = {
-    fmt: {k: getattr(snakemake.output, f"{fmt}_{k}") for k in ("images", "index")}
+    fmt: {
+        k: getattr(snakemake.output, f"{fmt}_{k}")
+        for k in ("images", "index", "fingerprint")
+        if f"{fmt}_{k}" in snakemake.output.keys()
+    }
     for fmt in snakemake.params.formats
 }
 make_crops(

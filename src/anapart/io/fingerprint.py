@@ -1,4 +1,5 @@
-"""A fingerprint of a cohort's input files that changes when the data change, not when nothing did.
+"""Fingerprints that change when the data change, not when nothing did: a cohort's input files
+(:func:`inputs_fingerprint`) and the content of our own stores (:func:`write_store_fingerprint`).
 
 Why: Snakemake sees a cohort folder as one path whose modification time does not change when a
 file inside it is rewritten in place (a corrected export, a re-anonymised file), nor when a
@@ -13,8 +14,11 @@ labels table), so it costs one ``stat`` a file at every DAG build.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from pathlib import Path
+
+from anapart.io.files import atomic_path
 
 SMALL = 64 << 10  # bytes; files up to this size (labels tables, small masks) are hashed by content
 
@@ -48,3 +52,39 @@ def inputs_fingerprint(paths: dict[str, str | os.PathLike | None]) -> str:
         else:
             h.update(b"missing\0")
     return h.hexdigest()
+
+
+# ------------------------------------------------------------------ content fingerprints of our stores
+# Why: a store is read as ancient() (only its path counts): the 'full' crop store is a hard link of
+# the cohort store, and Snakemake touching one output bumps the other's mtime. The rule that writes
+# a store also writes ``fingerprint.json`` beside it (the hash of every byte of each file); readers
+# take that small file as their trigger. Snakemake removes a job's outputs before it runs and
+# touches them after, so the file is always newer after a rerun; it compares small inputs by
+# checksum (files under --max-checksum-file-size, 1 MB), so a rerun that wrote the same bytes
+# replans nothing downstream and one that wrote other bytes replans every reader.
+
+STORE_HASH = "blake2b"
+STORE_DIGEST_SIZE = 32  # bytes
+
+
+def store_hasher():
+    return hashlib.blake2b(digest_size=STORE_DIGEST_SIZE)
+
+
+def file_fingerprint(path: str | os.PathLike) -> dict:
+    """``{"bytes": size, "blake2b": hex}`` of one file, read to its end."""
+    with open(path, "rb") as fh:
+        h = hashlib.file_digest(fh, store_hasher)
+    return {"bytes": os.path.getsize(path), STORE_HASH: h.hexdigest()}
+
+
+def write_store_fingerprint(path: str | os.PathLike, entries: dict[str, dict]) -> bool:
+    """Write ``{file name: file_fingerprint}`` to ``path`` (temp name + rename), only if its content
+    changed (outside Snakemake an unchanged store then keeps its fingerprint's mtime). True if written."""
+    text = json.dumps(dict(sorted(entries.items())), indent=1) + "\n"
+    path = Path(path)
+    if path.is_file() and path.read_text() == text:
+        return False
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return True

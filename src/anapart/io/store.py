@@ -9,10 +9,12 @@ series whatever the cohort size; :func:`load_store` opens it read-only.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from pathlib import Path
@@ -26,6 +28,7 @@ from anapart.io.dicom import DicomError, Series
 from anapart.io.errors import IngestError
 from anapart.io.npy import open_npy
 from anapart.io.files import atomic_paths
+from anapart.io.fingerprint import STORE_HASH, store_hasher, write_store_fingerprint
 
 log = logging.getLogger("anapart.store")
 
@@ -114,15 +117,45 @@ class NpyStreamWriter:
         self.path, self.shape, self.dtype = path, shape, np.dtype(dtype)
         self.fh = open(path, "wb")
         header = {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False, "shape": shape}
-        np.lib.format.write_array_header_1_0(self.fh, header)
-        self.rows = 0
+        buf = io.BytesIO()
+        np.lib.format.write_array_header_1_0(buf, header)
+        # the file's content fingerprint, hashed as it is written, in a thread of its own (hashlib
+        # releases the GIL): the hash overlaps the decoding and writing of the next block
+        self.hash = store_hasher()
+        self._hasher = ThreadPoolExecutor(1, thread_name_prefix="store-hash")
+        self._pending = None
+        self.rows, self.size = 0, 0
         self.seconds = 0.0  # time spent converting and writing, for the ingest report
+        self.seconds_hash = 0.0  # of which waiting for the hash
+        t0 = time.perf_counter()
+        self._write(buf.getvalue())
+        self.seconds += time.perf_counter() - t0
+
+    def _write(self, data) -> None:
+        self.fh.write(data)
+        t0 = time.perf_counter()
+        self._hashed()  # one block in flight at most: bounded memory, blocks hashed in order
+        self._pending = self._hasher.submit(self.hash.update, data)
+        self.seconds_hash += time.perf_counter() - t0
+        self.size += len(data)
+
+    def _hashed(self) -> None:
+        if self._pending is not None:
+            self._pending.result()
+            self._pending = None
+
+    def fingerprint(self) -> dict:
+        """What :func:`anapart.io.fingerprint.file_fingerprint` gives for the finished file."""
+        self._hashed()
+        return {"bytes": self.size, STORE_HASH: self.hash.hexdigest()}
 
     def append(self, block: np.ndarray) -> None:
+        """Write ``block``'s rows; the caller must not change ``block`` afterwards (it is hashed in the
+        background until the next append)."""
         t0 = time.perf_counter()
         block = np.ascontiguousarray(block, dtype=self.dtype)
         assert block.shape[1:] == self.shape[1:], (block.shape, self.shape)
-        self.fh.write(memoryview(block).cast("B"))
+        self._write(memoryview(block).cast("B"))
         self.rows += block.shape[0]
         self.seconds += time.perf_counter() - t0
 
@@ -133,7 +166,11 @@ class NpyStreamWriter:
             self.fh.flush()
             os.fsync(self.fh.fileno())
             self.fh.close()
+            t1 = time.perf_counter()
+            self._hashed()
+            self.seconds_hash += time.perf_counter() - t1
             self.seconds += time.perf_counter() - t0
+        self._hasher.shutdown(wait=True)
         if self.rows != self.shape[0]:
             raise RuntimeError(f"{self.path}: wrote {self.rows} rows, expected {self.shape[0]}")
 
@@ -206,6 +243,8 @@ def build_store(plans: list[IngestPlan], out: dict, *, classes, field: int, perc
                 t_plan: float) -> dict:
     """Decode, resample and write the planned slices, one series at a time (the store format of
     :func:`load_store`). Returns the report; on any error nothing is left at the output paths.
+    ``out["fingerprint"]``, if given: the store's content fingerprint (images and masks), written
+    beside it once the store is in place.
 
     ``t_plan``: seconds spent getting the plans (reading the plan file, or the whole check when
     :func:`anapart.cohort.preflight.ingest` ran it), reported as ``seconds_plan``.
@@ -281,10 +320,15 @@ def build_store(plans: list[IngestPlan], out: dict, *, classes, field: int, perc
             "seconds_resample_normalise": round(t_transform, 3),
             "seconds_masks": round(t_masks, 3),
             "seconds_convert_write": round(images.seconds + masks.seconds, 3),
+            # of which the store's content fingerprint (hashed as written)
+            "seconds_fingerprint": round(images.seconds_hash + masks.seconds_hash, 3),
         }
         accounted = t_plan + t_decode + t_transform + t_masks + images.seconds + masks.seconds
         report["seconds_other"] = round(total - accounted, 3)  # bookkeeping: manifest, loops, logging
         rep_p.write_text(json.dumps(report, indent=2) + "\n")
+    if out.get("fingerprint"):  # beside the store, once it is in place (anapart.io.fingerprint)
+        write_store_fingerprint(out["fingerprint"], {Path(out[k]).name: w.fingerprint()
+                                                     for k, w in (("images", images), ("masks", masks))})
     log.info("ingest done: %s", report)
     return report
 

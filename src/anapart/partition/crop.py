@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from anapart.io.files import atomic_paths
+from anapart.io.fingerprint import file_fingerprint, write_store_fingerprint
 from anapart.io.store import REGION_BIT, NpyStreamWriter, load_store
 from anapart.io.windows import extract
 
@@ -44,7 +45,7 @@ class FullSlice:
     def write(self, cohort_dir, images, centers, size: int, pad_value: float, images_path: Path) -> dict:
         """Hard-link the cohort's images.npy; every window is the slice (nothing padded)."""
         _link_or_copy(Path(cohort_dir) / "images.npy", images_path)
-        return {"y0": 0, "x0": 0, "padded_px": 0}
+        return {"y0": 0, "x0": 0, "padded_px": 0, "fingerprint": file_fingerprint(images_path)}
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,8 @@ class Partition:
             wins.append((y0, x0))
             padded.append(npad)
         writer.close()
-        return {"y0": [w[0] for w in wins], "x0": [w[1] for w in wins], "padded_px": padded}
+        return {"y0": [w[0] for w in wins], "x0": [w[1] for w in wins], "padded_px": padded,
+                "fingerprint": writer.fingerprint()}
 
 
 def format_registry(sizes: dict) -> dict:
@@ -123,7 +125,8 @@ def make_crops(cohort_dir, patients_csv, predicted: list, out: dict, qc_path, *,
     """Write one store per format and the QC table.
 
     ``predicted`` holds, for every manifest row, ``(centroid or None, area in px)`` of the predicted
-    region at the stored field. ``out[fmt]`` is a dict with 'images' and 'index' paths; 'full' is
+    region at the stored field. ``out[fmt]`` is a dict with 'images' and 'index' paths (and
+    optionally 'fingerprint': the store's content fingerprint, written beside it); 'full' is
     hard-linked to the cohort store. ``training_cohort``: the store whose training patients give
     the fallback centre when it is not ``cohort_dir`` (an external cohort: its slices are all
     "external" in the QC table, and none of its masks is used but for the centroid error).
@@ -167,12 +170,14 @@ def make_crops(cohort_dir, patients_csv, predicted: list, out: dict, qc_path, *,
         log.warning("%d of %d slices had an empty predicted region; used the training prior centre %s",
                     n_fallback, n, tuple(round(v, 1) for v in prior))
     keys = [(fmt, k) for fmt in formats for k in ("images", "index")]
+    prints = {}
     with atomic_paths(*(out[f][k] for f, k in keys), qc_path) as tmps:
         tmp = dict(zip(keys, tmps[:-1]))
         for fmt in formats:
             kind = image_format(fmt, sizes)
             size = kind.side(field)
             cols = kind.write(cohort_dir, images, centers, size, pad_value, tmp[(fmt, "images")])
+            prints[fmt] = {Path(out[fmt]["images"]).name: cols.pop("fingerprint")}
             index = pd.DataFrame({"slice_id": manifest["slice_id"], "row": np.arange(n)}).assign(
                 y0=cols["y0"], x0=cols["x0"], size=size, padded_px=cols["padded_px"])
             if kind.crops:  # the QC table counts the zero-padded pixels of every cut format
@@ -182,6 +187,9 @@ def make_crops(cohort_dir, patients_csv, predicted: list, out: dict, qc_path, *,
             log.info("%s: %d crops of %dx%d", fmt, n, size, size)
         qc = pd.DataFrame(qc_rows)
         qc.to_csv(tmps[-1], index=False, lineterminator="\n")
+    for fmt in formats:  # beside each store once it is in place (anapart.io.fingerprint)
+        if out[fmt].get("fingerprint"):
+            write_store_fingerprint(out[fmt]["fingerprint"], prints[fmt])
     err = qc["centroid_error_px"].dropna()
     if len(err):
         log.info("centroid error vs true region: median %.2f px, mean %.2f px (n=%d); fallbacks %d",
