@@ -64,7 +64,8 @@ def test_tables_carry_repeat_fold_and_seed_and_the_pooled_mrmc_has_both_analyses
     first = primary.iloc[0]
     assert first["role"] == "primary" and first["source"] == "results/replicates/tables/mrmc_spread.csv"
     assert first["estimator"] == "within-fold" and pd.notna(first["verdict"])
-    assert "fold-shared variance added: tau^2 = " in first["note"]  # what a fold's networks share is in it
+    # 1 repeat x 2 folds is 1 between-fold df: what a fold's networks share cannot be estimated, and it says so
+    assert "fold-shared variance not estimable: 1 repeat(s) x (K - 1) = 1" in first["note"]
     assert first["ci_level"] == pytest.approx(1 - first["alpha"]) and first["alpha"] in (0.025, 0.05)
     per = mrmc[(mrmc["frac"] == 25) & (mrmc["figure"] == "aauc") & (mrmc["analysis"] == "RRRC")
                & mrmc["contrast"].isin(["seg112 - full", "full - seg112"])]

@@ -85,13 +85,15 @@ def readings(preds: dict[tuple[str, str, int], pd.DataFrame], patient_of: pd.Ser
 
 def format_mrmc(preds: dict[tuple[str, str, int], pd.DataFrame], patient_of: pd.Series, classes,
                 alpha: float = 0.05, figures: dict | None = None, estimator: str = "single split",
-                interaction: tuple[str, str] | None = None, interaction_figure: str = "aauc") -> pd.DataFrame:
+                interaction: tuple[str, str] | None = None, interaction_figure: str = "aauc",
+                convention: str = "reference") -> pd.DataFrame:
     """One row per (fraction, figure of merit, analysis, format pair), plus a row per fraction,
     figure and analysis whose ``contrast`` is ``all formats`` (the global test), and with
     ``interaction`` = (a, b) the data-cost contrast per figure and analysis (``frac`` = the smallest
     fraction; of ``interaction_figure`` only). ``figures``: name -> FOM (default
     :func:`default_figures`); ``estimator`` labels how the FOM pools predictions (single split,
-    within-fold, pooled). CIs at 1 - ``alpha`` (``ci_level``)."""
+    within-fold, pooled). CIs at 1 - ``alpha`` (``ci_level``). ``convention``: the FRRC forms of the
+    pairs and the interaction (:func:`anapart.metrics.mrmc.or_test`)."""
     rows = []
     fracs = sorted({k[2] for k in preds}, reverse=True)
     figures = figures if figures is not None else default_figures(classes)
@@ -117,7 +119,7 @@ def format_mrmc(preds: dict[tuple[str, str, int], pd.DataFrame], patient_of: pd.
                          "df1": test["df1"], "df2": test["df2"], "p_global": test["p"], "reason": test["reason"],
                          "contrast": "all formats", "p": test["p"]})
         for ia, ib in itertools.combinations(range(len(mods)), 2):  # each pair on its own two formats
-            own = or_test(*sub_design(theta, cov, [ia, ib]), [mods[ia], mods[ib]], readers, alpha)
+            own = or_test(*sub_design(theta, cov, [ia, ib]), [mods[ia], mods[ib]], readers, alpha, convention)
             for analysis in ANALYSES:
                 test, pr = own[analysis]["test"], own[analysis]["pairs"].iloc[0]
                 rows.append({**base, "analysis": analysis.upper(), "statistic": test["statistic"],
@@ -127,7 +129,8 @@ def format_mrmc(preds: dict[tuple[str, str, int], pd.DataFrame], patient_of: pd.
                              "p": pr.p if test["reason"] is None or np.isfinite(pr.p) else np.nan})
     if interaction is not None and len(fracs) >= 2:
         chosen = {k: v for k, v in figures.items() if k == interaction_figure}
-        rows += _interaction_rows(preds, patient_of, chosen, interaction, min(fracs), max(fracs), alpha, estimator)
+        rows += _interaction_rows(preds, patient_of, chosen, interaction, min(fracs), max(fracs), alpha, estimator,
+                                  convention)
     table = pd.DataFrame(rows, columns=[c for c in COLUMNS if c != "p_holm"])
     pairs = table[(table["contrast"] != "all formats") & ~table["contrast"].map(is_interaction)]
     held = holm_by(pairs, ["frac", "figure", "analysis"]) if len(pairs) else pairs.assign(p_holm=np.nan)
@@ -135,7 +138,8 @@ def format_mrmc(preds: dict[tuple[str, str, int], pd.DataFrame], patient_of: pd.
     return table[COLUMNS]
 
 
-def _interaction_rows(preds, patient_of, figures, formats, low, high, alpha, estimator) -> list[dict]:
+def _interaction_rows(preds, patient_of, figures, formats, low, high, alpha, estimator,
+                      convention: str = "reference") -> list[dict]:
     """(a - b)@low - (a - b)@high per figure: one OR analysis whose modalities are the four
     (format, fraction) cells, readers the networks, contrast (1, -1, -1, 1)."""
     a, b = formats
@@ -159,7 +163,7 @@ def _interaction_rows(preds, patient_of, figures, formats, low, high, alpha, est
             continue
         order = fit["design"]["modalities"]
         weight = {f"{a}@{low}": 1.0, f"{b}@{low}": -1.0, f"{a}@{high}": -1.0, f"{b}@{high}": 1.0}
-        res = or_contrast(fit["fom"].to_numpy(), fit["cov"].to_numpy(), [weight[m] for m in order], alpha)
+        res = or_contrast(fit["fom"].to_numpy(), fit["cov"].to_numpy(), [weight[m] for m in order], alpha, convention)
         for k in ANALYSES:
             r = res[k]
             rows.append({**base, "analysis": k.upper(), "statistic": "t" if k == "rrrc" else "z", "df1": 1,

@@ -136,8 +136,11 @@ def study_a_lines(table, auc, n_test: tuple[int, int], ci_level: float) -> list[
                         "FRRC": "these networks fixed, patients random (FRRC)"}.get(r["analysis"], _esc(r["analysis"]))
             what = f"{fig} of {a} minus {b}, models trained on {frac}% of the training set; {analysis}"
             if r.get("estimator") == "within-fold":
-                what += ("; within-fold AUCs averaged over every repeat and seed, folds' shared variance "
-                         "included")
+                what += "; within-fold AUCs averaged over every repeat and seed"
+                if "fold-shared variance added" in str(r.get("note", "")):
+                    what += ", with what a fold's networks share in its variance"
+                elif "fold-shared variance not estimable" in str(r.get("note", "")):
+                    what += " (too few folds to estimate what a fold's networks share: conditional on them)"
         est = _num(r["estimate"])
         if math.isfinite(est):
             num = f"**{est:+.3f}** ({interval_text(r, ci_level)}"

@@ -144,9 +144,8 @@ def primary_table(mrmc: pd.DataFrame, primary: dict, *, spread: pd.DataFrame | N
     main_est = "within-fold" if replicated and est_col else None
     candidates = pairs_of(table, main_est)
     hit = candidates[[is_primary(r) for _, r in candidates.iterrows()]]
-    note = ("within-fold AUCs averaged over every repeat and seed, patients the cases, with the variance a fold's "
-            "networks share (segmenter, crop windows, subset draw); SDs of the per-replicate estimates beside it"
-            if replicated else
+    note = ("within-fold AUCs averaged over every repeat and seed, patients the cases; SDs of the per-replicate "
+            "estimates beside it" if replicated else
             "single split: conditional on one segmenter, one crop set, one training-subset draw and one seed")
     co: list[dict] = []  # the co-primary rows (Holm among them)
     sens: list[dict] = []
