@@ -47,6 +47,7 @@ from anapart.metrics.replicates import fold_contrasts, stack_replicates
 from anapart.metrics.stats import holm_by
 
 NOTE = "fold-shared variance added"
+ZERO = "fold-shared variance estimated at 0"
 SKIPPED = "fold-shared variance not estimable"
 MIN_DF = 3  # between-fold df below which tau^2 is not estimated (one or two df: no usable interval)
 
@@ -148,7 +149,8 @@ def with_fold_shared_variance(averaged: pd.DataFrame, pooled: dict, patient_of: 
                                                                   (row["estimate"] / new["se"]) ** 2, new["p"]]
             else:
                 out.loc[i, "statistic"] = "t" if finite else "z"
-            why = (f"{NOTE}: tau^2 = {comp['tau2']:.3g} over {comp['repeats']} x {comp['folds']} folds "
+            what = NOTE if comp["tau2"] > 0 else ZERO  # zero: the folds vary no more than their patients explain
+            why = (f"{what}: tau^2 = {comp['tau2']:.3g} over {comp['repeats']} x {comp['folds']} folds "
                    f"({comp['df']} between-fold df)")
         out.loc[i, "reason"] = why if pd.isna(row["reason"]) else f"{row['reason']}; {why}"
     pairs = out[(out["estimator"] == "within-fold") & (out["figure"] == figure) & (out["contrast"] != "all formats")

@@ -137,7 +137,8 @@ def study_a_lines(table, auc, n_test: tuple[int, int], ci_level: float) -> list[
             what = f"{fig} of {a} minus {b}, models trained on {frac}% of the training set; {analysis}"
             if r.get("estimator") == "within-fold":
                 what += "; within-fold AUCs averaged over every repeat and seed"
-                if "fold-shared variance added" in str(r.get("note", "")):
+                if "fold-shared variance added" in str(r.get("note", "")) or "fold-shared variance estimated" in str(
+                        r.get("note", "")):
                     what += ", with what a fold's networks share in its variance"
                 elif "fold-shared variance not estimable" in str(r.get("note", "")):
                     what += " (too few folds to estimate what a fold's networks share: conditional on them)"
