@@ -23,10 +23,7 @@ else:
     preds = read_model_tables(inp.predictions)
     source = "single split"
 table = study_a_table(preds, patient_of, p.classes, p.primary, p.plan, source=source,
-                      primary_alpha=p.primary_alpha, figures=figures)
-if p.replicate is not None:  # the primary's fold-shared variance does not shrink with patients: not planned
-    unplanned = "fold-shared variance not planned (it shrinks with folds x repeats, not patients): optimistic"
-    table["note"] = [f"{n}; {unplanned}" if isinstance(n, str) and n else unplanned for n in table["note"]]
+                      primary_alpha=p.primary_alpha, figures=figures, replicated=p.replicate is not None)
 if "claims" in inp.keys():
     table = pd.concat([table, study_b_rows(pd.read_csv(inp.claims), p.plan["targets"], level=p.ci_level)],
                       ignore_index=True)

@@ -53,11 +53,15 @@ def pilot_components(preds: dict, patient_of: pd.Series, classes, frac: int, a: 
     return Components.from_fit(fit), float(fom.loc[a] - fom.loc[b]), len(fit["design"]["readers"])
 
 
+UNPLANNED = "fold-shared variance not planned (it shrinks with folds x repeats, not patients): optimistic"
+
+
 def study_a_table(preds: dict, patient_of: pd.Series, classes, primary: dict, plan: dict, *, source: str,
-                  primary_alpha: float, figures: dict | None = None) -> pd.DataFrame:
+                  primary_alpha: float, figures: dict | None = None, replicated: bool = False) -> pd.DataFrame:
     """One row per (fraction, contrast, effect kind, networks, target power) for the primary figure
     and analysis; the primary contrast first. ``plan``: ``stats.power`` (effect, targets, networks,
-    alpha, max_patients)."""
+    alpha, max_patients). ``replicated``: every row notes that the primary's fold-shared variance
+    (anapart.metrics.fold_shared) is not in the plan."""
     figure, analysis = primary["figure"], primary["analysis"]
     pa, pb = (s.strip() for s in primary["contrast"].split(" - "))
     formats = sorted({k[1] for k in preds})
@@ -90,6 +94,8 @@ def study_a_table(preds: dict, patient_of: pd.Series, classes, primary: dict, pl
                          "power_at_needed": r.get("power"), "reachable": r["reachable"],
                          "max_power": r.get("max_power"), "at_patients": r.get("at_cases"), "note": note})
     out = pd.DataFrame(rows).reindex(columns=COLUMNS)
+    if replicated:
+        out["note"] = [f"{n}; {UNPLANNED}" if isinstance(n, str) and n else UNPLANNED for n in out["note"]]
     return pd.concat([out[out["role"] == "primary"], out[out["role"] != "primary"]], ignore_index=True)
 
 

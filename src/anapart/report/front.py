@@ -19,6 +19,7 @@ import re
 
 import yaml
 
+from anapart.metrics import fold_shared
 from anapart.metrics.mrmc_formats import figure_name, parse_interaction
 from anapart.report import provenance as P
 
@@ -137,10 +138,10 @@ def study_a_lines(table, auc, n_test: tuple[int, int], ci_level: float) -> list[
             what = f"{fig} of {a} minus {b}, models trained on {frac}% of the training set; {analysis}"
             if r.get("estimator") == "within-fold":
                 what += "; within-fold AUCs averaged over every repeat and seed"
-                if "fold-shared variance added" in str(r.get("note", "")) or "fold-shared variance estimated" in str(
-                        r.get("note", "")):
+                why = str(r.get("note", ""))  # the row's reason, as anapart.metrics.fold_shared wrote it
+                if fold_shared.NOTE in why or fold_shared.ZERO in why:
                     what += ", with what a fold's networks share in its variance"
-                elif "fold-shared variance not estimable" in str(r.get("note", "")):
+                elif fold_shared.SKIPPED in why:
                     what += " (too few folds to estimate what a fold's networks share: conditional on them)"
         est = _num(r["estimate"])
         if math.isfinite(est):
