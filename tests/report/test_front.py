@@ -61,6 +61,13 @@ def test_study_a_line_counts_networks_patients_and_degenerate_models():
     assert "Verdict: not shown at alpha 0.025" in line
 
 
+def test_a_replicated_primary_rests_on_every_patient_not_the_single_split():
+    row = {**PRIMARY, "estimator": "within-fold", "n_replicates": 6}
+    (line,) = front.study_a_lines(pd.DataFrame([row]), _auc(), (15, 88), 0.95)
+    assert "every patient tested once in each of 6 replicates" in line
+    assert "15 test patients" not in line and "degenerate models" not in line  # the single split's counts
+
+
 def test_the_data_cost_co_primary_names_both_fractions_and_counts_their_models():
     row = {**PRIMARY, "role": "primary (data cost)", "contrast": "(seg112 - full)@25 - (seg112 - full)@100",
            "frac": math.nan, "estimate": 0.05, "ci_low": -0.02, "ci_high": 0.12, "p": 0.2, "ci_level": 0.9833}

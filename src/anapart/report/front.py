@@ -153,8 +153,14 @@ def study_a_lines(table, auc, n_test: tuple[int, int], ci_level: float) -> list[
         note = str(r.get("note")) if isinstance(r.get("note"), str) else ""
         why = (f" ({_esc(note.split(';')[0].removeprefix('no p-value: '))})"
                if not math.isfinite(_num(r["p"])) and note else "")
-        rests = (f"Rests on {len(nets)} network(s) ({', '.join(_esc(n) for n in nets)}), {n_test[0]} test patients "
-                 f"({n_test[1]} slices); degenerate models: {deg} of {len(rows)}.")
+        if r.get("estimator") == "within-fold":  # the replicates: every patient, not the single split's test set
+            reps = _num(r.get("n_replicates"))
+            rests = (f"Rests on {len(nets)} network(s) ({', '.join(_esc(n) for n in nets)}), every patient tested "
+                     f"once in each of {int(reps) if math.isfinite(reps) else 'the'} replicates (repeats x seeds) "
+                     f"by a model that never saw them.")
+        else:
+            rests = (f"Rests on {len(nets)} network(s) ({', '.join(_esc(n) for n in nets)}), {n_test[0]} test "
+                     f"patients ({n_test[1]} slices); degenerate models: {deg} of {len(rows)}.")
         out.append(f"*{_esc(r['role']).capitalize()}* — {what}: {num}. "
                    f"**Verdict: {_esc(verdict(r, a, b))}{why}.** {rests}")
     return out
